@@ -1,0 +1,27 @@
+# capbox recipes. `just like-ci` runs exactly what CI runs.
+
+default: test
+
+# Everything CI checks, as CI runs it.
+like-ci:
+    .ci/run
+
+# Build the guest kernel (x86_64-unknown-none) on its own.
+build-guest:
+    scripts/build-guest.sh
+
+test:
+    cargo test --workspace
+
+bench:
+    cargo bench -p capbox-shared
+
+# Run the w3f PVM vectors beside the repository.
+conformance dir="../shared/pvm-vectors/programs":
+    cargo run --release -- conformance {{dir}}
+
+fmt:
+    cargo fmt --all
+
+clippy:
+    cargo clippy --workspace --all-targets -- -D warnings

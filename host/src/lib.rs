@@ -1,0 +1,2 @@
+//! capbox host library.
+pub use capbox_shared as shared;

@@ -1,0 +1,4 @@
+//! The `capbox` command line.
+fn main() {
+    println!("capbox {}: workspace skeleton; no demo yet", env!("CARGO_PKG_VERSION"));
+}

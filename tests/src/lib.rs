@@ -1,0 +1,1 @@
+//! Shared helpers for capbox's integration tests (see `tests/tests/`).
