@@ -1,0 +1,102 @@
+use alloc::string::ToString;
+
+use super::*;
+
+#[test]
+fn invoke_round_trip() {
+    let cap = [7u8; 40];
+    let caps = [CapBlobMsg {
+        hash: Some([1; 32]),
+        bytes: &cap,
+    }];
+    let calls = [InvocationMsg {
+        instance: [2; 32],
+        endpoint: 3,
+        args: [4, 5, 6, 7],
+        gas: 99,
+    }];
+    let bytes = encode_invoke_request(&caps, &calls);
+    let (got_caps, got_calls) = decode_invoke_request(&bytes).unwrap();
+    assert_eq!(got_caps, caps);
+    assert_eq!(got_calls, calls);
+
+    let results = [
+        Ok(InvokeResultMsg {
+            exit: ExitMsg {
+                kind: 3,
+                arg: 0x1000,
+            },
+            r7: 1,
+            r8: 2,
+            output: alloc::vec![9, 9],
+            gas_used: 42,
+            instance: [8; 32],
+        }),
+        Err(RemoteError {
+            kind: ErrorKind::MissingCap,
+            message: "no such blob".into(),
+            hash: Some([3; 32]),
+        }),
+    ];
+    let reply = encode_invoke_reply(Ok(&results));
+    assert_eq!(decode_invoke_reply(&reply).unwrap().unwrap(), results);
+}
+
+#[test]
+fn truncated_and_garbage_messages_are_errors() {
+    let bytes = encode_invoke_request(&[], &[]);
+    for cut in 0..bytes.len() {
+        let _ = decode_invoke_request(&bytes[..cut]);
+    }
+    assert!(decode_invoke_request(&bytes[..bytes.len() / 2]).is_err());
+    assert!(decode_put_cap_request(&[0xff; 16]).is_err());
+    assert!(decode_get_cap_request(&[]).is_err());
+}
+
+#[test]
+fn put_cap_and_get_cap_round_trip() {
+    let reply = encode_put_cap_reply(Ok(&[[5; 32], [6; 32]]));
+    assert_eq!(
+        decode_put_cap_reply(&reply).unwrap().unwrap(),
+        [[5; 32], [6; 32]]
+    );
+    let err = RemoteError {
+        kind: ErrorKind::BadCap,
+        message: "bad".into(),
+        hash: None,
+    };
+    let reply = encode_get_cap_reply(Err(&err));
+    assert_eq!(decode_get_cap_reply(&reply).unwrap().unwrap_err(), err);
+    assert_eq!(
+        decode_get_cap_request(&encode_get_cap_request(&[4; 32])).unwrap(),
+        [4; 32]
+    );
+}
+
+#[test]
+fn too_many_args_is_an_error() {
+    // Build by hand: five args.
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let args = fbb.create_vector(&[1u64, 2, 3, 4, 5]);
+    let h = wire::Hash::new(&[0; 32]);
+    let call = wire::Invocation::create(
+        &mut fbb,
+        &wire::InvocationArgs {
+            instance: Some(&h),
+            endpoint: 0,
+            args: Some(args),
+            gas: 1,
+        },
+    );
+    let calls = fbb.create_vector(&[call]);
+    let req = wire::InvokeRequest::create(
+        &mut fbb,
+        &wire::InvokeRequestArgs {
+            caps: None,
+            calls: Some(calls),
+        },
+    );
+    fbb.finish(req, None);
+    let err = decode_invoke_request(fbb.finished_data()).unwrap_err();
+    assert!(err.to_string().contains("at most 4"), "{err}");
+}
