@@ -10,7 +10,7 @@ use core::fmt;
 
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use super::generated::capbox_abi as wire;
+use super::wire;
 
 /// A message that does not parse as the expected type.
 #[derive(Debug, Clone, PartialEq, Eq)]

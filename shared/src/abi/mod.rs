@@ -16,6 +16,7 @@ mod functions;
     non_camel_case_types
 )]
 #[rustfmt::skip]
+#[path = "generated/capbox_abi_generated.rs"]
 mod generated;
 mod messages;
 mod note;
