@@ -22,17 +22,21 @@ pub enum GuestFunction {
     Sweep = 5,
     /// `BenchRequest` → `BenchReply`: an in-guest micro-benchmark.
     Bench = 6,
+    /// empty → empty: does nothing; the baseline for measuring call cost
+    /// and a liveness check.
+    Ping = 7,
 }
 
 impl GuestFunction {
     /// Every guest function, in number order.
-    pub const ALL: [GuestFunction; 6] = [
+    pub const ALL: [GuestFunction; 7] = [
         GuestFunction::PutCap,
         GuestFunction::Invoke,
         GuestFunction::GetCap,
         GuestFunction::Stats,
         GuestFunction::Sweep,
         GuestFunction::Bench,
+        GuestFunction::Ping,
     ];
 
     /// The name the function is registered under in the guest.
@@ -44,6 +48,7 @@ impl GuestFunction {
             GuestFunction::Stats => "stats",
             GuestFunction::Sweep => "sweep",
             GuestFunction::Bench => "bench",
+            GuestFunction::Ping => "ping",
         }
     }
 

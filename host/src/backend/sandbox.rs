@@ -1,0 +1,138 @@
+//! The sandbox backend: the guest kernel in a Hyperlight micro-VM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use capbox_shared::abi::{GuestFunction, HostFunction};
+use hyperlight_host::sandbox::snapshot::Snapshot;
+use hyperlight_host::{Sandbox, SandboxBuilder};
+
+use super::{Backend, BackendKind, BlobSource};
+use crate::error::KernelError;
+use crate::guest_elf;
+
+/// Whether a hypervisor (KVM or MSHV) is usable on this machine.
+pub fn hypervisor_present() -> bool {
+    hyperlight_host::is_hypervisor_present()
+}
+
+/// Memory sizes for the micro-VM.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The guest ELF (checked for the ABI note before loading).
+    pub guest: PathBuf,
+    /// Guest heap: the directory, decoded programs and the page arena.
+    pub heap_bytes: u64,
+    /// Largest single message in either direction.
+    pub message_bytes: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            guest: guest_elf::default_guest_path(),
+            heap_bytes: 64 << 20,
+            message_bytes: 4 << 20,
+        }
+    }
+}
+
+/// The guest kernel in a Hyperlight sandbox.
+pub struct SandboxBackend {
+    sandbox: Sandbox,
+    /// The state right after start-up; restoring it is the cheap rebuild.
+    fresh: Arc<Snapshot>,
+    elf: Vec<u8>,
+    config: SandboxConfig,
+    blobs: BlobSource,
+}
+
+impl SandboxBackend {
+    /// Loads the guest ELF (refusing an ABI mismatch) and starts the VM.
+    /// `blobs` answers the guest's `fetch_blob` calls.
+    pub fn new(config: SandboxConfig, blobs: BlobSource) -> Result<Self, KernelError> {
+        if !hypervisor_present() {
+            return Err(KernelError::NoHypervisor);
+        }
+        let elf = guest_elf::load_checked(&config.guest)?;
+        let mut sandbox = build(&elf, &config, blobs.clone())?;
+        let fresh = sandbox
+            .snapshot()
+            .map_err(|e| KernelError::SandboxCreate(format!("snapshot after start-up: {e}")))?;
+        Ok(SandboxBackend {
+            sandbox,
+            fresh,
+            elf,
+            config,
+            blobs,
+        })
+    }
+
+    /// The guest ELF in use.
+    pub fn guest_path(&self) -> &Path {
+        &self.config.guest
+    }
+
+    /// Brings the VM back to its just-started state: restore the start-up
+    /// snapshot, or build a new VM if that fails.
+    fn rebuild(&mut self) -> Result<(), String> {
+        if self.sandbox.restore(self.fresh.clone()).is_ok() {
+            return Ok(());
+        }
+        let mut sandbox =
+            build(&self.elf, &self.config, self.blobs.clone()).map_err(|e| e.to_string())?;
+        self.fresh = sandbox.snapshot().map_err(|e| e.to_string())?;
+        self.sandbox = sandbox;
+        Ok(())
+    }
+}
+
+fn build(elf: &[u8], config: &SandboxConfig, blobs: BlobSource) -> Result<Sandbox, KernelError> {
+    let create = |e: hyperlight_host::HyperlightError| KernelError::SandboxCreate(e.to_string());
+    let scratch = usize::try_from(config.heap_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(4 * config.message_bytes)
+        .saturating_add(4 << 20);
+    SandboxBuilder::from_bytes(elf.to_vec())
+        .heap_size(config.heap_bytes)
+        .scratch_size(scratch.next_multiple_of(16 << 10))
+        .h2g_buffer_size(config.message_bytes)
+        .g2h_buffer_size(config.message_bytes)
+        .host_function(HostFunction::FetchBlob.name(), move |hash: Vec<u8>| {
+            let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
+                return Ok(Vec::new());
+            };
+            Ok(blobs(&hash).unwrap_or_default())
+        })
+        .build()
+        .map_err(create)
+}
+
+impl Backend for SandboxBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sandbox
+    }
+
+    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+        match self
+            .sandbox
+            .call::<Vec<u8>>(function.name(), request.to_vec())
+        {
+            Ok(reply) => Ok(reply),
+            Err(e) => {
+                let detail = e.to_string();
+                match self.rebuild() {
+                    Ok(()) => Err(KernelError::GuestFault {
+                        function: function.name(),
+                        detail,
+                    }),
+                    Err(rebuild) => Err(KernelError::RebuildFailed {
+                        function: function.name(),
+                        detail,
+                        rebuild,
+                    }),
+                }
+            }
+        }
+    }
+}
