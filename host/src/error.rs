@@ -84,9 +84,9 @@ pub enum KernelError {
     /// The kernel refused the request.
     #[error("kernel refused the request: {0}")]
     Refused(RemoteError),
-    /// A cap the host was asked about is not known to it.
-    #[error("unknown cap {0}")]
-    UnknownCap(String),
+    /// A cap the host was given cannot be encoded or hashed.
+    #[error("bad cap: {0}")]
+    BadCap(String),
     /// The reply did not match the request.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -1,9 +1,21 @@
-//! capbox host library.
+//! capbox host library: a [`Kernel`] handle that publishes caps and runs
+//! invocations on the sandbox backend (the guest kernel in a Hyperlight
+//! micro-VM) or the local backend (the same kernel in-process).
 pub use capbox_shared as shared;
 
 pub mod backend;
 mod error;
 pub mod guest_elf;
+mod kernel;
 
-pub use backend::{Backend, BackendKind, SandboxBackend, SandboxConfig};
+pub use backend::{Backend, BackendKind, LocalBackend, SandboxBackend, SandboxConfig};
 pub use error::{GuestElfError, KernelError};
+pub use kernel::{BackendChoice, Invocation, Kernel};
+
+/// Where programs' `log` messages go on the host: stderr, when
+/// `CAPBOX_LOG` is set.
+pub(crate) fn log_program_message(message: &[u8]) {
+    if std::env::var_os("CAPBOX_LOG").is_some() {
+        eprintln!("capbox log: {}", String::from_utf8_lossy(message));
+    }
+}

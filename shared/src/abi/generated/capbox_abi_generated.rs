@@ -806,6 +806,8 @@ impl<'a> Invocation<'a> {
   }
 
 
+  /// All zero bytes: the instance the previous call of the same request
+  /// produced (so one request can run a chain of calls on one instance).
   #[inline]
   pub fn instance(&self) -> Option<&'a Hash> {
     // Safety:

@@ -1,0 +1,66 @@
+//! The local backend: the same kernel code as the guest, in this process,
+//! with its own directory. No hypervisor needed; also the differential
+//! oracle for the sandbox.
+
+use capbox_shared::abi::GuestFunction;
+use capbox_shared::hash::CapHash;
+use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
+use capbox_shared::CacheDirectory;
+
+use super::{Backend, BackendKind, BlobSource};
+use crate::error::KernelError;
+
+/// The kernel in-process.
+pub struct LocalBackend {
+    dir: CacheDirectory,
+    programs: ProgramCache,
+    blobs: BlobSource,
+}
+
+impl LocalBackend {
+    /// A kernel with an empty directory; `blobs` answers `fetch_blob`.
+    pub fn new(blobs: BlobSource) -> Self {
+        LocalBackend {
+            dir: CacheDirectory::new(),
+            programs: ProgramCache::new(),
+            blobs,
+        }
+    }
+}
+
+struct LocalHost<'a> {
+    blobs: &'a BlobSource,
+}
+
+impl LogSink for LocalHost<'_> {
+    fn log(&mut self, message: &[u8]) {
+        crate::log_program_message(message);
+    }
+}
+
+impl KernelHost for LocalHost<'_> {
+    fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
+        (self.blobs)(&hash.0)
+    }
+
+    /// The local backend has no page arena: program memory comes from the
+    /// process allocator.
+    fn arena_usage(&self) -> (u64, u64) {
+        (0, 0)
+    }
+}
+
+impl Backend for LocalBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Local
+    }
+
+    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+        let state = KernelState {
+            dir: &self.dir,
+            programs: &self.programs,
+        };
+        let mut host = LocalHost { blobs: &self.blobs };
+        Ok(state.handle(&mut host, function, request))
+    }
+}

@@ -1,0 +1,143 @@
+//! Micro-benchmarks run inside the kernel (the guest's `bench` function,
+//! or in-process for the local backend). Each returns the time-stamp
+//! counter cycles for all iterations together. They use a private
+//! directory, so they never disturb published state.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::error::KernelError;
+use super::instance::new_instance;
+use super::invoke::{NoLog, invoke};
+use super::programs::ProgramCache;
+use super::sample::{Endpoint, sample_image};
+use crate::abi::{ErrorKind, RemoteError};
+use crate::cap::{Cap, Data, PAGE_SIZE};
+use crate::hash::CapHash;
+use crate::CacheDirectory;
+
+/// Every benchmark, with what one iteration does.
+pub const BENCHMARKS: [(&str, &str); 6] = [
+    ("noop", "nothing (the counter's own overhead)"),
+    ("hash_page", "hash a one-page Data cap after changing its page"),
+    ("put_cap", "decode, hash and store a one-page Data cap"),
+    ("invoke_empty", "invoke the sample's empty endpoint (state unchanged)"),
+    ("invoke_increment", "invoke the sample's increment endpoint (commit + settle)"),
+    ("interp_loop_1000", "invoke a 1000-iteration PVM loop (about 2000 instructions)"),
+];
+
+fn cycles() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: rdtsc has no preconditions; it only reads the counter.
+        #[allow(unused_unsafe)]
+        unsafe {
+            core::arch::x86_64::_rdtsc()
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        0
+    }
+}
+
+fn kernel_failed(e: KernelError) -> RemoteError {
+    super::service::kernel_error_to_remote(&e)
+}
+
+/// Runs benchmark `name` for `iters` iterations; returns the cycles.
+pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
+    let dir = CacheDirectory::<foldhash::fast::FixedState>::new_const(
+        foldhash::fast::FixedState::with_seed(1),
+        foldhash::fast::FixedState::with_seed(2),
+    );
+    let programs = ProgramCache::new();
+    match name {
+        "noop" => Ok(timed(iters, |_| {})),
+        "hash_page" => {
+            let mut data = Data::new(PAGE_SIZE as u64).map_err(|e| bad_setup(e))?;
+            let mut page = [0u8; PAGE_SIZE];
+            let mut sink = CapHash([0; 32]);
+            let t = timed(iters, |i| {
+                page[..8].copy_from_slice(&i.to_le_bytes());
+                let _ = data.write_page(0, &page);
+                sink = data.hash();
+            });
+            core::hint::black_box(sink);
+            Ok(t)
+        }
+        "put_cap" => {
+            let mut encoded = Vec::new();
+            let mut page = vec![0u8; PAGE_SIZE];
+            let mut failures = 0u64;
+            let t = timed(iters, |i| {
+                page[..8].copy_from_slice(&i.to_le_bytes());
+                encoded = match Data::from_bytes(&page).map(Cap::Data).and_then(|c| c.encode()) {
+                    Ok(e) => e,
+                    Err(_) => {
+                        failures += 1;
+                        return;
+                    }
+                };
+                match Cap::decode(&encoded) {
+                    Ok(cap) if dir.put_cap(&cap).is_ok() => {}
+                    _ => failures += 1,
+                }
+            });
+            if failures > 0 {
+                return Err(bad_setup("put_cap failed during the benchmark"));
+            }
+            Ok(t)
+        }
+        "invoke_empty" | "invoke_increment" | "interp_loop_1000" => {
+            let image = sample_image();
+            let image_cap = Cap::Image(image.clone());
+            let image_hash = dir.put_cap(&image_cap).map_err(|e| bad_setup(e))?;
+            let fresh = new_instance(image_hash, &image).map_err(kernel_failed)?;
+            for cap in [&fresh.memory, &fresh.root_cnode, &fresh.instance] {
+                dir.put_cap(cap).map_err(|e| bad_setup(e))?;
+            }
+            let (endpoint, arg) = match name {
+                "invoke_empty" => (Endpoint::Empty, 0),
+                "invoke_increment" => (Endpoint::Increment, 0),
+                _ => (Endpoint::Loop, 1000),
+            };
+            let mut instance = fresh.instance_hash;
+            let mut error = None;
+            let t = timed(iters, |_| {
+                match invoke(&dir, &programs, &mut NoLog, &instance, endpoint.index(), [arg, 0, 0, 0], 1 << 40) {
+                    Ok(outcome) => instance = outcome.instance,
+                    Err(e) => error = Some(e),
+                }
+            });
+            match error {
+                Some(e) => Err(kernel_failed(e)),
+                None => Ok(t),
+            }
+        }
+        _ => Err(RemoteError {
+            kind: ErrorKind::UnknownBenchmark,
+            message: alloc::format!(
+                "no benchmark {name:?}; have: {}",
+                BENCHMARKS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+            hash: None,
+        }),
+    }
+}
+
+fn bad_setup(e: impl core::fmt::Display) -> RemoteError {
+    RemoteError {
+        kind: ErrorKind::Kernel,
+        message: alloc::format!("benchmark setup failed: {e}"),
+        hash: None,
+    }
+}
+
+fn timed(iters: u64, mut body: impl FnMut(u64)) -> u64 {
+    let start = cycles();
+    for i in 0..iters {
+        body(i);
+    }
+    cycles().wrapping_sub(start)
+}
