@@ -6,3 +6,14 @@
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod cap;
+mod directory;
+pub mod hash;
+
+pub use cap::{
+    CNode, Cap, CapError, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE,
+    TypeCap,
+};
+pub use directory::{CacheDirectory, CacheError, DirectoryStats};
+pub use hash::{CapHash, HexError};
