@@ -136,11 +136,13 @@ fn settle_nested_refs_matches_published_graph() {
     let key = CapHashOrRef::Ref(instance.clone());
     let hash = dir.settle(&key).unwrap();
     assert_eq!(hash, published.hash().unwrap());
-    // The Instance stays live (now Ref-free); the nested entries moved into
-    // blobs, which already held the same content.
+    // The Instance stays live (now Ref-free); the nested entries were
+    // published into blobs, which already held the same content.
     let live = dir.get_instance(&instance).unwrap();
     assert_eq!(*live, published);
     assert_eq!(dir.blob_count(), blobs_before);
+    // Nothing holds the nested entries any more: they are garbage.
+    assert_eq!(dir.sweep_instances(), 3);
     assert_eq!(dir.instance_count(), 1);
     // Settling again is stable.
     assert_eq!(dir.settle(&key).unwrap(), hash);
@@ -148,17 +150,39 @@ fn settle_nested_refs_matches_published_graph() {
 }
 
 #[test]
-fn settle_moves_data_into_blobs() {
+fn settle_publishes_data_sharing_the_arc() {
     let dir = CacheDirectory::new();
     let working = dir.put_instance(data(b"fresh"));
+    let copy = working.clone();
     let hash = dir.settle(&working.clone().into()).unwrap();
     assert_eq!(hash, data(b"fresh").hash().unwrap());
+    let blob = dir.get_blob(&hash).unwrap();
+    let entry = dir.get_instance(&working).unwrap();
+    assert!(Arc::ptr_eq(&blob, &entry), "published without a copy");
+    // Other holders keep a working entry; it goes once nobody holds it.
+    drop(working);
+    assert_eq!(dir.sweep_instances(), 0);
+    assert_eq!(dir.settle(&copy.clone().into()).unwrap(), hash);
+    drop(copy);
+    drop(entry);
+    assert_eq!(dir.sweep_instances(), 1);
     assert!(dir.contains_blob(&hash));
-    assert_eq!(dir.get_instance(&working), None);
-    assert_eq!(
-        dir.settle(&working.clone().into()),
-        Err(CacheError::InstanceMissing(working.id()))
-    );
+}
+
+#[test]
+fn settle_of_a_shared_ref_keeps_the_other_holder_valid() {
+    let dir = CacheDirectory::new();
+    let shared = dir.put_instance(data(b"shared"));
+    let mut first = CNode::new();
+    first.set(0, shared.clone().into()).unwrap();
+    let mut second = CNode::new();
+    second.set(0, shared.into()).unwrap();
+    let first = dir.put_instance(Cap::CNode(first));
+    let second = dir.put_instance(Cap::CNode(second));
+    let a = dir.settle(&first.into()).unwrap();
+    let b = dir.settle(&second.into()).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(dir.sweep_instances(), 3);
 }
 
 #[test]

@@ -276,10 +276,16 @@ impl<S: BuildHasher> CacheDirectory<S> {
     }
 
     /// Settles a link: a `Hash` is returned as is; a `Ref` is settled
-    /// bottom-up (nested `Ref`s become hashes), hashed, and — unless it is an
-    /// Instance, which stays a live working entry — moved into the blobs.
-    /// After that, the moved entry is no longer reachable through its
-    /// `CapRef`; use the returned hash.
+    /// bottom-up (each nested `Ref` is settled and replaced by its hash in the
+    /// working entry that held it), then hashed.
+    ///
+    /// A settled non-Instance entry is published into the blobs under its hash
+    /// (sharing the entry's `Arc`, no copy). Its working entry is not deleted
+    /// on the spot: other holders of the same `CapRef` (e.g. a copied slot)
+    /// keep working, and once the last holder is gone — the settled parent no
+    /// longer holds it — [`CacheDirectory::sweep_instances`] reclaims it. An
+    /// Instance is not published: it stays the live working state and the
+    /// hash is its snapshot (publish it with `put_cap_arc` if needed).
     pub fn settle(&self, key: &CapHashOrRef) -> Result<CapHash, CacheError> {
         match key {
             CapHashOrRef::Hash(hash) => Ok(*hash),
@@ -307,34 +313,6 @@ impl<S: BuildHasher> CacheDirectory<S> {
             return Ok(None);
         }
         Ok(Some(core::mem::replace(&mut entry.cap, new)))
-    }
-
-    /// Moves entry `capref` (whose value must still be `expected`) into the
-    /// blobs under `hash`. Returns the removed entry to drop unlocked, or
-    /// `None` if the value changed meanwhile.
-    fn move_to_blobs(
-        &self,
-        capref: &CapRef,
-        expected: &Arc<Cap>,
-        hash: CapHash,
-    ) -> Result<Option<Entry>, CacheError> {
-        let mut inner = self.inner.lock();
-        let entry = inner
-            .instances
-            .get(&capref.id())
-            .ok_or(CacheError::InstanceMissing(capref.id()))?;
-        if !Arc::ptr_eq(&entry.cap, expected) {
-            return Ok(None);
-        }
-        let entry = inner
-            .instances
-            .remove(&capref.id())
-            .ok_or(CacheError::InstanceMissing(capref.id()))?;
-        if !inner.blobs.contains_key(&hash) {
-            inner.blob_bytes += entry.cap.approx_bytes();
-            inner.blobs.insert(hash, entry.cap.clone());
-        }
-        Ok(Some(entry))
     }
 }
 

@@ -38,17 +38,10 @@ impl<S: BuildHasher> CacheDirectory<S> {
             if nested.is_empty() {
                 // Hash unlocked; the Data Merkle cache makes this cheap.
                 let hash = current.hash()?;
-                if matches!(*current, Cap::Instance(_)) {
-                    return Ok(hash);
+                if !matches!(*current, Cap::Instance(_)) {
+                    self.insert_blob(hash, current);
                 }
-                match self.move_to_blobs(capref, &current, hash)? {
-                    Some(removed) => {
-                        drop(current);
-                        drop(removed);
-                        return Ok(hash);
-                    }
-                    None => continue,
-                }
+                return Ok(hash);
             }
 
             path.push(capref.id());
