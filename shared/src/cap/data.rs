@@ -232,7 +232,7 @@ impl Data {
         self.pages.iter().map(|(&i, page)| (i, page))
     }
 
-    /// All `len` bytes in one vector.
+    /// All `len` bytes in one vector (allocates `len` bytes: up to 4 GiB).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.len as usize];
         for (&index, page) in &self.pages {
