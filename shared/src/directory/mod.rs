@@ -206,8 +206,9 @@ impl<S: BuildHasher> CacheDirectory<S> {
 
     /// Adds a shared cap as a new working entry (no copy).
     pub fn put_instance_arc(&self, cap: Arc<Cap>) -> CapRef {
-        let mut inner = self.inner.lock();
-        inner.add_entry(cap)
+        let (capref, displaced) = self.inner.lock().add_entry(cap);
+        drop(displaced);
+        capref
     }
 
     /// A new working entry sharing the blob's `Arc` (nothing is copied;
@@ -219,7 +220,10 @@ impl<S: BuildHasher> CacheDirectory<S> {
             .get(hash)
             .cloned()
             .ok_or(CacheError::BlobMissing(*hash))?;
-        Ok(inner.add_entry(cap))
+        let (capref, displaced) = inner.add_entry(cap);
+        drop(inner);
+        drop(displaced);
+        Ok(capref)
     }
 
     /// Replaces a working entry's value; the old `Arc` is dropped after the
@@ -317,18 +321,25 @@ impl<S: BuildHasher> CacheDirectory<S> {
 }
 
 impl<S: BuildHasher> Inner<S> {
-    fn add_entry(&mut self, cap: Arc<Cap>) -> CapRef {
+    /// Adds an entry under a fresh id. Returns the handle and, should ids
+    /// ever wrap around onto a live entry, the displaced entry (for the
+    /// caller to drop after unlocking).
+    fn add_entry(&mut self, cap: Arc<Cap>) -> (CapRef, Option<Entry>) {
         let id = self.next_id;
         // 2^64 ids cannot run out in practice; wrapping keeps this panic-free.
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let capref = CapRef::new(id);
-        self.instances.insert(
-            id,
-            Entry {
-                holder: capref.clone(),
-                cap,
-            },
-        );
-        capref
+        let entry = Entry {
+            holder: capref.clone(),
+            cap,
+        };
+        let displaced = match self.instances.entry(id) {
+            hashbrown::hash_map::Entry::Vacant(slot) => {
+                slot.insert(entry);
+                None
+            }
+            hashbrown::hash_map::Entry::Occupied(mut slot) => Some(slot.insert(entry)),
+        };
+        (capref, displaced)
     }
 }
