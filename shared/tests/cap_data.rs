@@ -71,6 +71,14 @@ fn write_page_checks_index_and_tail() {
     data.write_page(1, &[0; PAGE_SIZE]).unwrap();
     assert_eq!(data.page(1), None);
     assert_eq!(data.pages().count(), 1);
+
+    let shared = Arc::new([2u8; PAGE_SIZE]);
+    data.write_page_shared(0, shared.clone()).unwrap();
+    assert!(Arc::ptr_eq(data.shared_pages().next().unwrap().1, &shared));
+    assert!(data.write_page_shared(1, shared.clone()).is_err());
+    data.write(0, b"x").unwrap();
+    assert_eq!(shared[0], 2, "writes copy a shared page first");
+    assert_eq!(data.hash(), data.hash_uncached());
 }
 
 #[test]
@@ -137,7 +145,7 @@ fn clone_through_arc_make_mut_keeps_blob_and_cache() {
 #[derive(Debug, Clone)]
 enum Op {
     Write { offset: u64, bytes: Vec<u8> },
-    WritePage { index: u32, fill: u8 },
+    WritePage { index: u32, fill: u8, shared: bool },
     ClearPage(u32),
     SetLen(u64),
     Hash,
@@ -147,8 +155,8 @@ fn op(max_len: u64) -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..max_len, proptest::collection::vec(any::<u8>(), 1..64))
             .prop_map(|(offset, bytes)| Op::Write { offset, bytes }),
-        2 => (0..(max_len / P) as u32 + 1, prop_oneof![Just(0u8), any::<u8>()])
-            .prop_map(|(index, fill)| Op::WritePage { index, fill }),
+        2 => (0..(max_len / P) as u32 + 1, prop_oneof![Just(0u8), any::<u8>()], any::<bool>())
+            .prop_map(|(index, fill, shared)| Op::WritePage { index, fill, shared }),
         1 => (0..(max_len / P) as u32 + 1).prop_map(Op::ClearPage),
         1 => (0..max_len).prop_map(Op::SetLen),
         2 => Just(Op::Hash),
@@ -177,13 +185,18 @@ proptest! {
                         model[offset as usize..offset as usize + bytes.len()].copy_from_slice(&bytes);
                     }
                 }
-                Op::WritePage { index, fill } => {
+                Op::WritePage { index, fill, shared } => {
                     let start = index as usize * PAGE_SIZE;
                     let in_range = model.len().saturating_sub(start).min(PAGE_SIZE);
                     let mut page = [0u8; PAGE_SIZE];
                     page[..in_range].fill(fill);
                     let fits = start < model.len();
-                    prop_assert_eq!(data.write_page(index, &page).is_ok(), fits);
+                    let written = if shared {
+                        data.write_page_shared(index, Arc::new(page))
+                    } else {
+                        data.write_page(index, &page)
+                    };
+                    prop_assert_eq!(written.is_ok(), fits);
                     if fits {
                         model[start..start + in_range].fill(fill);
                     }

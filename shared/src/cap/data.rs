@@ -192,15 +192,7 @@ impl Data {
     /// the last, partial page the bytes past `len` must be zero. An all-zero
     /// page is stored as absent.
     pub fn write_page(&mut self, index: u32, bytes: &Page) -> Result<(), CapError> {
-        let start = u64::from(index) * PAGE_SIZE as u64;
-        let in_range = (self.len.saturating_sub(start) as usize).min(PAGE_SIZE);
-        if index >= self.page_count() || bytes[in_range..].iter().any(|&b| b != 0) {
-            return Err(CapError::OutOfBounds {
-                offset: start,
-                len: PAGE_SIZE as u64,
-                data_len: self.len,
-            });
-        }
+        self.check_whole_page(index, bytes)?;
         if bytes.iter().all(|&b| b == 0) {
             self.pages.remove(&index);
         } else {
@@ -212,6 +204,34 @@ impl Data {
             }
         }
         self.merkle.get_mut().mark_dirty(index);
+        Ok(())
+    }
+
+    /// Like [`Data::write_page`] but stores the given shared page itself (no
+    /// copy; a later write to either side copies that page).
+    pub fn write_page_shared(&mut self, index: u32, page: Arc<Page>) -> Result<(), CapError> {
+        self.check_whole_page(index, &page)?;
+        if page.iter().all(|&b| b == 0) {
+            self.pages.remove(&index);
+        } else {
+            self.pages.insert(index, page);
+        }
+        self.merkle.get_mut().mark_dirty(index);
+        Ok(())
+    }
+
+    /// A whole-page write must name a page below the length and leave the
+    /// bytes past the length zero.
+    fn check_whole_page(&self, index: u32, bytes: &Page) -> Result<(), CapError> {
+        let start = u64::from(index) * PAGE_SIZE as u64;
+        let in_range = (self.len.saturating_sub(start) as usize).min(PAGE_SIZE);
+        if index >= self.page_count() || bytes[in_range..].iter().any(|&b| b != 0) {
+            return Err(CapError::OutOfBounds {
+                offset: start,
+                len: PAGE_SIZE as u64,
+                data_len: self.len,
+            });
+        }
         Ok(())
     }
 
