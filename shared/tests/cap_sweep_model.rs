@@ -68,3 +68,38 @@ proptest! {
         prop_assert_eq!(dir.instance_count(), 0);
     }
 }
+
+proptest! {
+    /// Settling any node of a random working DAG (shared children included)
+    /// gives the hash of the same graph built from hashes bottom-up.
+    #[test]
+    fn settle_matches_bottom_up_hashes((edges, _keep) in graph(), pick in any::<prop::sample::Index>()) {
+        let dir = CacheDirectory::new();
+        let mut handles: Vec<CapRef> = Vec::new();
+        let mut expected: Vec<capbox_shared::CapHash> = Vec::new();
+        for (i, links) in edges.iter().enumerate() {
+            let (working, published) = if links.is_empty() {
+                let data = Cap::Data(Data::from_bytes(&[i as u8 + 1]).unwrap());
+                (data.clone(), data)
+            } else {
+                let mut working = CNode::new();
+                let mut published = CNode::new();
+                for (slot, &target) in links.iter().enumerate() {
+                    working.set(slot as u32, handles[target].clone().into()).unwrap();
+                    published.set(slot as u32, expected[target].into()).unwrap();
+                }
+                (Cap::CNode(working), Cap::CNode(published))
+            };
+            expected.push(published.hash().unwrap());
+            handles.push(dir.put_instance(working));
+        }
+        let root = pick.index(edges.len());
+        let settled = dir.settle(&handles[root].clone().into()).unwrap();
+        prop_assert_eq!(settled, expected[root]);
+        // Every other node still settles to its own hash afterwards.
+        for (i, handle) in handles.iter().enumerate() {
+            let hash = dir.settle(&handle.clone().into()).unwrap();
+            prop_assert_eq!(hash, expected[i]);
+        }
+    }
+}
