@@ -1,4 +1,7 @@
 //! The `capbox` command line.
 fn main() {
-    println!("capbox {}: workspace skeleton; no demo yet", env!("CARGO_PKG_VERSION"));
+    println!(
+        "capbox {}: workspace skeleton; no demo yet",
+        env!("CARGO_PKG_VERSION")
+    );
 }
