@@ -159,6 +159,15 @@ pub fn encode_natural(x: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&x.to_le_bytes());
 }
 
+/// Decodes one natural number in the general encoding `E` from the start of
+/// `bytes`; returns it and the number of octets it took. Rejects truncated
+/// and non-canonical encodings.
+pub fn decode_natural(bytes: &[u8]) -> Result<(u64, usize), ProgramError> {
+    let mut reader = Reader::new(bytes);
+    let value = reader.natural("natural number")?;
+    Ok((value, reader.offset))
+}
+
 /// A cursor over a blob that yields typed errors naming the field.
 pub(crate) struct Reader<'a> {
     blob: &'a [u8],

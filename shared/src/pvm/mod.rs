@@ -58,7 +58,7 @@ pub mod layout;
 pub mod memory;
 pub mod program;
 
-pub use blob::{Bitmask, ProgramParts, deblob, encode_natural};
+pub use blob::{Bitmask, ProgramParts, deblob, decode_natural, encode_natural};
 pub use decode::{Instruction, Operands, decode_instruction};
 pub use error::{MemoryError, ProgramError};
 pub use instructions::{ALL_OPCODES, ArgFormat, Opcode};
