@@ -10,6 +10,7 @@ extern crate std;
 pub mod cap;
 mod directory;
 pub mod hash;
+pub mod pvm;
 
 pub use cap::{
     CNode, Cap, CapError, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE,
