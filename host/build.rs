@@ -55,7 +55,7 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&guest_dir)
-        .args(["build", "--release", "--locked", "--target", GUEST_TARGET])
+        .args(["build", "--release", "--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(&target_dir);
     clear_outer_cargo_env(&mut cmd);

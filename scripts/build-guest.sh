@@ -13,6 +13,6 @@ target_dir="${CAPBOX_GUEST_TARGET_DIR:-$root/target/guest}"
   cd guest
   env -u RUSTFLAGS -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET \
     CARGO_ENCODED_RUSTFLAGS=$'-C\x1flink-arg=-eentrypoint\x1f-C\x1flink-arg=-znostart-stop-gc' \
-    cargo build "${args[@]}" --locked --target x86_64-unknown-none --target-dir "$target_dir" >&2
+    cargo build "${args[@]}" --target x86_64-unknown-none --target-dir "$target_dir" >&2
 )
 echo "$target_dir/x86_64-unknown-none/$profile/capbox-guest"

@@ -13,8 +13,10 @@ use hyperlight_guest_bin::host_comm::call_host;
 
 /// Every cap the guest holds. Fixed hasher seeds: the guest has no
 /// entropy source at start-up, and the keys are hashes already.
-static CACHE: CacheDirectory<FixedState> =
-    CacheDirectory::new_const(FixedState::with_seed(0x6361_7062), FixedState::with_seed(0x6f78_6b31));
+static CACHE: CacheDirectory<FixedState> = CacheDirectory::new_const(
+    FixedState::with_seed(0x6361_7062),
+    FixedState::with_seed(0x6f78_6b31),
+);
 /// Decoded programs per image hash.
 static PROGRAMS: ProgramCache = ProgramCache::new();
 

@@ -90,7 +90,9 @@ impl Kernel {
             BackendChoice::Local => Box::new(LocalBackend::new(source)),
             BackendChoice::Sandbox => Box::new(SandboxBackend::new(config, source)?),
             BackendChoice::Auto if !hypervisor_present() => {
-                eprintln!("capbox: no hypervisor found; using the local backend (same kernel, in-process)");
+                eprintln!(
+                    "capbox: no hypervisor found; using the local backend (same kernel, in-process)"
+                );
                 Box::new(LocalBackend::new(source))
             }
             BackendChoice::Auto => match SandboxBackend::new(config, source.clone()) {
@@ -113,7 +115,11 @@ impl Kernel {
     /// Calls a guest function with raw request bytes (for tools and tests
     /// that exercise the ABI directly). A guest fault forgets what was
     /// published, as every other call does.
-    pub fn call_raw(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+    pub fn call_raw(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+    ) -> Result<Vec<u8>, KernelError> {
         let result = self.backend.call(function, request);
         if matches!(result, Err(KernelError::GuestFault { .. })) {
             lock(&self.blobs).published.clear();
@@ -137,11 +143,17 @@ impl Kernel {
         {
             let mut b = lock(&self.blobs);
             for cap in caps {
-                let bytes = cap.encode().map_err(|e| KernelError::BadCap(e.to_string()))?;
+                let bytes = cap
+                    .encode()
+                    .map_err(|e| KernelError::BadCap(e.to_string()))?;
                 let hash = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
                 hashes.push(hash);
                 if !b.published.contains(&hash) {
-                    let bytes = b.bytes.entry(hash).or_insert_with(|| Arc::new(bytes)).clone();
+                    let bytes = b
+                        .bytes
+                        .entry(hash)
+                        .or_insert_with(|| Arc::new(bytes))
+                        .clone();
                     to_send.push((hash, bytes));
                 }
             }
@@ -175,8 +187,11 @@ impl Kernel {
     /// Publishes `image` and a fresh instance of it; the instance's hash.
     pub fn create_instance(&mut self, image: &Image) -> Result<CapHash, KernelError> {
         let image_cap = Cap::Image(image.clone());
-        let image_hash = image_cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
-        let fresh = new_instance(image_hash, image).map_err(|e| KernelError::BadCap(e.to_string()))?;
+        let image_hash = image_cap
+            .hash()
+            .map_err(|e| KernelError::BadCap(e.to_string()))?;
+        let fresh =
+            new_instance(image_hash, image).map_err(|e| KernelError::BadCap(e.to_string()))?;
         self.put_caps(&[image_cap, fresh.memory, fresh.root_cnode, fresh.instance])?;
         Ok(fresh.instance_hash)
     }
@@ -215,7 +230,10 @@ impl Kernel {
                 gas: c.gas,
             })
             .collect();
-        let reply = self.call_raw(GuestFunction::Invoke, &abi::encode_invoke_request(&[], &msgs))?;
+        let reply = self.call_raw(
+            GuestFunction::Invoke,
+            &abi::encode_invoke_request(&[], &msgs),
+        )?;
         let results = abi::decode_invoke_reply(&reply)?.map_err(KernelError::Refused)?;
         if results.len() != calls.len() {
             return Err(KernelError::Protocol(format!(
@@ -229,9 +247,10 @@ impl Kernel {
         for r in results {
             out.push(match r {
                 Ok(msg) => {
-                    let exit = ExitReason::from_wire(msg.exit.kind, msg.exit.arg).ok_or_else(|| {
-                        KernelError::Protocol(format!("unknown exit kind {}", msg.exit.kind))
-                    })?;
+                    let exit =
+                        ExitReason::from_wire(msg.exit.kind, msg.exit.arg).ok_or_else(|| {
+                            KernelError::Protocol(format!("unknown exit kind {}", msg.exit.kind))
+                        })?;
                     let instance = CapHash(msg.instance);
                     b.published.insert(instance);
                     Ok(Outcome {
@@ -260,7 +279,9 @@ impl Kernel {
         let cap = Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()))?;
         let got = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
         if got != *hash {
-            return Err(KernelError::Protocol(format!("get_cap {hash} returned a cap hashing to {got}")));
+            return Err(KernelError::Protocol(format!(
+                "get_cap {hash} returned a cap hashing to {got}"
+            )));
         }
         let mut b = lock(&self.blobs);
         b.bytes.insert(*hash, Arc::new(bytes));
@@ -272,7 +293,9 @@ impl Kernel {
     /// from the kernel into the host's copy.
     pub fn export_instance(&mut self, instance: &CapHash) -> Result<(), KernelError> {
         let Cap::Instance(inst) = self.get_cap(instance)? else {
-            return Err(KernelError::Protocol(format!("{instance} is not an instance")));
+            return Err(KernelError::Protocol(format!(
+                "{instance} is not an instance"
+            )));
         };
         for link in [&inst.memory, &inst.root_cnode] {
             if let CapHashOrRef::Hash(h) = link {
@@ -296,7 +319,10 @@ impl Kernel {
 
     /// Runs an in-kernel micro-benchmark.
     pub fn bench(&mut self, name: &str, iters: u64) -> Result<BenchReplyMsg, KernelError> {
-        let reply = self.call_raw(GuestFunction::Bench, &abi::encode_bench_request(name, iters))?;
+        let reply = self.call_raw(
+            GuestFunction::Bench,
+            &abi::encode_bench_request(name, iters),
+        )?;
         abi::decode_bench_reply(&reply)?.map_err(KernelError::Refused)
     }
 

@@ -4,6 +4,7 @@
 pub use capbox_shared as shared;
 
 pub mod backend;
+pub mod conformance;
 mod error;
 pub mod guest_elf;
 mod kernel;

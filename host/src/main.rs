@@ -1,7 +1,46 @@
 //! The `capbox` command line.
-fn main() {
-    println!(
-        "capbox {}: workspace skeleton; no demo yet",
-        env!("CARGO_PKG_VERSION")
-    );
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "capbox",
+    version,
+    about = "Runs PVM programs against content-addressed capability state"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails.
+    Conformance {
+        /// Directory of w3f PVM test vectors.
+        dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Some(Command::Conformance { dir }) => {
+            let report = capbox::conformance::run_dir(&dir)?;
+            let all_passed = capbox::conformance::print_report(&report);
+            Ok(if all_passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        None => {
+            println!(
+                "capbox {}: workspace skeleton; no demo yet",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -8,3 +8,15 @@ extern crate alloc;
 extern crate std;
 
 pub mod abi;
+pub mod cap;
+mod directory;
+pub mod hash;
+pub mod kernel;
+pub mod pvm;
+
+pub use cap::{
+    CNode, Cap, CapError, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE,
+    TypeCap,
+};
+pub use directory::{CacheDirectory, CacheError, DirectoryStats};
+pub use hash::{CapHash, HexError};

@@ -2,10 +2,10 @@
 //! with its own directory. No hypervisor needed; also the differential
 //! oracle for the sandbox.
 
+use capbox_shared::CacheDirectory;
 use capbox_shared::abi::GuestFunction;
 use capbox_shared::hash::CapHash;
 use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
-use capbox_shared::CacheDirectory;
 
 use super::{Backend, BackendKind, BlobSource};
 use crate::error::KernelError;

@@ -11,19 +11,31 @@ use super::instance::new_instance;
 use super::invoke::{NoLog, invoke};
 use super::programs::ProgramCache;
 use super::sample::{Endpoint, sample_image};
+use crate::CacheDirectory;
 use crate::abi::{ErrorKind, RemoteError};
 use crate::cap::{Cap, Data, PAGE_SIZE};
 use crate::hash::CapHash;
-use crate::CacheDirectory;
 
 /// Every benchmark, with what one iteration does.
 pub const BENCHMARKS: [(&str, &str); 6] = [
     ("noop", "nothing (the counter's own overhead)"),
-    ("hash_page", "hash a one-page Data cap after changing its page"),
+    (
+        "hash_page",
+        "hash a one-page Data cap after changing its page",
+    ),
     ("put_cap", "decode, hash and store a one-page Data cap"),
-    ("invoke_empty", "invoke the sample's empty endpoint (state unchanged)"),
-    ("invoke_increment", "invoke the sample's increment endpoint (commit + settle)"),
-    ("interp_loop_1000", "invoke a 1000-iteration PVM loop (about 2000 instructions)"),
+    (
+        "invoke_empty",
+        "invoke the sample's empty endpoint (state unchanged)",
+    ),
+    (
+        "invoke_increment",
+        "invoke the sample's increment endpoint (commit + settle)",
+    ),
+    (
+        "interp_loop_1000",
+        "invoke a 1000-iteration PVM loop (about 2000 instructions)",
+    ),
 ];
 
 fn cycles() -> u64 {
@@ -55,7 +67,7 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
     match name {
         "noop" => Ok(timed(iters, |_| {})),
         "hash_page" => {
-            let mut data = Data::new(PAGE_SIZE as u64).map_err(|e| bad_setup(e))?;
+            let mut data = Data::new(PAGE_SIZE as u64).map_err(bad_setup)?;
             let mut page = [0u8; PAGE_SIZE];
             let mut sink = CapHash([0; 32]);
             let t = timed(iters, |i| {
@@ -72,7 +84,10 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
             let mut failures = 0u64;
             let t = timed(iters, |i| {
                 page[..8].copy_from_slice(&i.to_le_bytes());
-                encoded = match Data::from_bytes(&page).map(Cap::Data).and_then(|c| c.encode()) {
+                encoded = match Data::from_bytes(&page)
+                    .map(Cap::Data)
+                    .and_then(|c| c.encode())
+                {
                     Ok(e) => e,
                     Err(_) => {
                         failures += 1;
@@ -92,10 +107,10 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
         "invoke_empty" | "invoke_increment" | "interp_loop_1000" => {
             let image = sample_image();
             let image_cap = Cap::Image(image.clone());
-            let image_hash = dir.put_cap(&image_cap).map_err(|e| bad_setup(e))?;
+            let image_hash = dir.put_cap(&image_cap).map_err(bad_setup)?;
             let fresh = new_instance(image_hash, &image).map_err(kernel_failed)?;
             for cap in [&fresh.memory, &fresh.root_cnode, &fresh.instance] {
-                dir.put_cap(cap).map_err(|e| bad_setup(e))?;
+                dir.put_cap(cap).map_err(bad_setup)?;
             }
             let (endpoint, arg) = match name {
                 "invoke_empty" => (Endpoint::Empty, 0),
@@ -105,7 +120,15 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
             let mut instance = fresh.instance_hash;
             let mut error = None;
             let t = timed(iters, |_| {
-                match invoke(&dir, &programs, &mut NoLog, &instance, endpoint.index(), [arg, 0, 0, 0], 1 << 40) {
+                match invoke(
+                    &dir,
+                    &programs,
+                    &mut NoLog,
+                    &instance,
+                    endpoint.index(),
+                    [arg, 0, 0, 0],
+                    1 << 40,
+                ) {
                     Ok(outcome) => instance = outcome.instance,
                     Err(e) => error = Some(e),
                 }
@@ -119,7 +142,11 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
             kind: ErrorKind::UnknownBenchmark,
             message: alloc::format!(
                 "no benchmark {name:?}; have: {}",
-                BENCHMARKS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                BENCHMARKS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             hash: None,
         }),

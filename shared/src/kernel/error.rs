@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use crate::cap::{CapError, CapKind};
 use crate::CacheError;
+use crate::cap::{CapError, CapKind};
 use crate::hash::CapHash;
 use crate::pvm::ProgramError;
 
@@ -83,12 +83,18 @@ impl fmt::Display for KernelError {
                 image,
                 endpoint,
                 count,
-            } => write!(f, "image {image} has {count} endpoints; endpoint {endpoint} does not exist"),
+            } => write!(
+                f,
+                "image {image} has {count} endpoints; endpoint {endpoint} does not exist"
+            ),
             KernelError::BadProgram { image, reason } => {
                 write!(f, "image {image} has invalid code: {reason}")
             }
             KernelError::BadLayout { instance, reason } => {
-                write!(f, "instance {instance} does not fit the memory layout: {reason}")
+                write!(
+                    f,
+                    "instance {instance} does not fit the memory layout: {reason}"
+                )
             }
             KernelError::Directory(e) => write!(f, "directory: {e}"),
             KernelError::Cap(e) => write!(f, "cap: {e}"),

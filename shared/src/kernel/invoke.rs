@@ -91,9 +91,7 @@ fn resolve<S: BuildHasher>(
     instance_hash: &CapHash,
 ) -> Result<Resolved, KernelError> {
     let get = |hash: &CapHash, expected: CapKind| -> Result<Arc<Cap>, KernelError> {
-        let cap = dir
-            .get_blob(hash)
-            .ok_or(KernelError::MissingCap(*hash))?;
+        let cap = dir.get_blob(hash).ok_or(KernelError::MissingCap(*hash))?;
         if cap.kind() != expected {
             return Err(KernelError::WrongKind {
                 hash: *hash,
@@ -151,12 +149,13 @@ fn layout_for(
         reason,
     };
     let page = PAGE_SIZE as u64;
-    let declared = (image.rw_data.len() as u64).next_multiple_of(page)
-        + u64::from(image.heap_pages) * page;
+    let declared =
+        (image.rw_data.len() as u64).next_multiple_of(page) + u64::from(image.heap_pages) * page;
     let mem_mapped = mem_len.next_multiple_of(page);
     let heap_pages = declared.saturating_sub(mem_mapped) / page;
     let heap_pages = u16::try_from(heap_pages).map_err(|_| bad("more than 65535 heap pages"))?;
-    let ro_len = u32::try_from(image.ro_data.len()).map_err(|_| bad("read-only data over 4 GiB"))?;
+    let ro_len =
+        u32::try_from(image.ro_data.len()).map_err(|_| bad("read-only data over 4 GiB"))?;
     let rw_len = u32::try_from(mem_len).map_err(|_| bad("memory over 4 GiB"))?;
     StandardLayout::new(ro_len, rw_len, heap_pages, image.stack_size, 0)
         .map_err(|_| bad("sections exceed the 32-bit address space"))
@@ -242,7 +241,15 @@ pub fn invoke<S: BuildHasher>(
 
     // 4. Commit on halt; otherwise drop the working entry.
     let new_hash = if exit == ExitReason::Halt {
-        commit(dir, &working, instance_hash, &instance, memory_data, &machine.memory, &layout)
+        commit(
+            dir,
+            &working,
+            instance_hash,
+            &instance,
+            memory_data,
+            &machine.memory,
+            &layout,
+        )
     } else {
         Ok(*instance_hash)
     };
@@ -332,9 +339,11 @@ fn commit<S: BuildHasher>(
     updated.memory = CapHashOrRef::Ref(memory_ref);
     dir.set_instance(working, Arc::new(Cap::Instance(updated)))?;
     let hash = dir.settle(&CapHashOrRef::Ref(working.clone()))?;
-    let settled = dir
-        .get_instance(working)
-        .ok_or(KernelError::Directory(CacheError::InstanceMissing(working.id())))?;
+    let settled =
+        dir.get_instance(working)
+            .ok_or(KernelError::Directory(CacheError::InstanceMissing(
+                working.id(),
+            )))?;
     dir.put_cap_with_hash(hash, &settled)?;
     Ok(hash)
 }

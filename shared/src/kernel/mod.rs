@@ -24,3 +24,7 @@ pub use programs::{MAX_CACHED_PROGRAMS, ProgramCache};
 pub use service::{
     KernelHost, KernelState, MAX_FETCHES_PER_CALL, kernel_error_to_remote, outcome_to_wire,
 };
+
+#[cfg(test)]
+#[path = "invoke_tests.rs"]
+mod invoke_tests;

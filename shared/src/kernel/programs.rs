@@ -34,7 +34,11 @@ impl ProgramCache {
     }
 
     /// The program for `image`, decoding `code` on a miss.
-    pub fn get_or_decode(&self, image: &CapHash, code: &[u8]) -> Result<Arc<Program>, ProgramError> {
+    pub fn get_or_decode(
+        &self,
+        image: &CapHash,
+        code: &[u8],
+    ) -> Result<Arc<Program>, ProgramError> {
         if let Some(p) = self.programs.lock().get(image) {
             return Ok(p.clone());
         }

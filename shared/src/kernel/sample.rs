@@ -147,11 +147,21 @@ pub fn sample_image() -> Image {
     // because the previous endpoint ends in a terminator.
     let endpoints: [Vec<Vec<u8>>; 11] = [
         // Increment
-        vec![load_counter(7), vec![ADD_IMM_64, 0x77, 1], store_counter(7), halt()],
+        vec![
+            load_counter(7),
+            vec![ADD_IMM_64, 0x77, 1],
+            store_counter(7),
+            halt(),
+        ],
         // Read
         vec![load_counter(7), halt()],
         // Add: φ8 = counter; φ7 = φ7 + φ8 (add_64 φ7, φ8 -> φ7)
-        vec![load_counter(8), vec![ADD_64, 0x87, 0x07], store_counter(7), halt()],
+        vec![
+            load_counter(8),
+            vec![ADD_64, 0x87, 0x07],
+            store_counter(7),
+            halt(),
+        ],
         // Output: set_output(counter address, 8)
         vec![
             {
@@ -164,7 +174,11 @@ pub fn sample_image() -> Image {
             halt(),
         ],
         // Loop: φ7 -= 1 until 0 (branch back 3 bytes to the add)
-        vec![vec![ADD_IMM_64, 0x77, 0xff], vec![BRANCH_NE_IMM, 0x07, 0xfd], halt()],
+        vec![
+            vec![ADD_IMM_64, 0x77, 0xff],
+            vec![BRANCH_NE_IMM, 0x07, 0xfd],
+            halt(),
+        ],
         // Trap
         vec![vec![TRAP]],
         // Fault: load from 0x10_0000, never mapped
@@ -211,7 +225,10 @@ mod tests {
         assert_eq!(enc(128), [0x80, 0x80]);
         assert_eq!(enc(0x3fff), [0xbf, 0xff]);
         assert_eq!(enc(0x4000), [0xc0, 0x00, 0x40]);
-        assert_eq!(enc(u64::MAX), [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            enc(u64::MAX),
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]
+        );
     }
 
     #[test]

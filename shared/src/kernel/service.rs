@@ -123,16 +123,20 @@ impl<S: BuildHasher> KernelState<'_, S> {
     pub fn put_caps(&self, caps: &[CapBlobMsg<'_>]) -> Result<Vec<CapHash>, RemoteError> {
         let mut hashes = Vec::with_capacity(caps.len());
         for (i, blob) in caps.iter().enumerate() {
-            hashes.push(self.put_one(blob.bytes, blob.hash.map(CapHash)).map_err(|mut e| {
-                e.message = format!("cap #{i}: {}", e.message);
-                e
-            })?);
+            hashes.push(
+                self.put_one(blob.bytes, blob.hash.map(CapHash))
+                    .map_err(|mut e| {
+                        e.message = format!("cap #{i}: {}", e.message);
+                        e
+                    })?,
+            );
         }
         Ok(hashes)
     }
 
     fn put_one(&self, bytes: &[u8], expected: Option<CapHash>) -> Result<CapHash, RemoteError> {
-        let cap = Cap::decode(bytes).map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
+        let cap =
+            Cap::decode(bytes).map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
         let hash = cap
             .hash()
             .map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
@@ -153,7 +157,11 @@ impl<S: BuildHasher> KernelState<'_, S> {
 
     fn get_cap(&self, hash: &CapHash) -> Result<Vec<u8>, RemoteError> {
         let cap = self.dir.get_blob(hash).ok_or_else(|| {
-            remote(ErrorKind::MissingCap, CacheError::BlobMissing(*hash), Some(hash))
+            remote(
+                ErrorKind::MissingCap,
+                CacheError::BlobMissing(*hash),
+                Some(hash),
+            )
         })?;
         cap.encode()
             .map_err(|e| remote(ErrorKind::Kernel, e, Some(hash)))
@@ -181,7 +189,8 @@ impl<S: BuildHasher> KernelState<'_, S> {
             return abi::encode_invoke_reply(Err(&e));
         }
         let mut previous: Option<CapHash> = None;
-        let mut results: Vec<Result<InvokeResultMsg, RemoteError>> = Vec::with_capacity(calls.len());
+        let mut results: Vec<Result<InvokeResultMsg, RemoteError>> =
+            Vec::with_capacity(calls.len());
         for call in &calls {
             let instance = if call.instance == [0; 32] {
                 previous
@@ -197,8 +206,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 )));
                 continue;
             };
-            let result =
-                self.invoke_fetching(host, &instance, call.endpoint, call.args, call.gas);
+            let result = self.invoke_fetching(host, &instance, call.endpoint, call.args, call.gas);
             previous = result.as_ref().ok().map(|o| o.instance);
             results.push(
                 result

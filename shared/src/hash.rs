@@ -1,0 +1,203 @@
+//! `CapHash`: the 32-byte content address of a cap, and the hashing domains.
+//!
+//! Every digest is BLAKE3 in keyed mode. Each domain (one per cap kind, plus
+//! the Data Merkle leaves/nodes and the type chain) has its own 32-byte key,
+//! derived once as `blake3::derive_key("capbox v1 <domain>", b"")`. Two inputs
+//! hashed in different domains therefore never collide by construction, even
+//! when their payload bytes are equal.
+
+use core::fmt;
+
+use spin::Once;
+
+/// Length in bytes of a [`CapHash`].
+pub const HASH_LEN: usize = 32;
+
+/// A cap's content address: BLAKE3 over its canonical form, in its kind's domain.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct CapHash(pub [u8; HASH_LEN]);
+
+/// Why a hex string is not a [`CapHash`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HexError {
+    /// The string does not have exactly 64 hex digits.
+    WrongLength(usize),
+    /// A character that is not a hex digit, at this byte position.
+    BadDigit(usize),
+}
+
+impl fmt::Display for HexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HexError::WrongLength(n) => {
+                write!(f, "a cap hash is 64 hex digits, got {n} characters")
+            }
+            HexError::BadDigit(at) => write!(f, "not a hex digit at position {at}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for HexError {}
+
+impl CapHash {
+    /// Wraps raw digest bytes.
+    pub const fn from_bytes(bytes: [u8; HASH_LEN]) -> Self {
+        CapHash(bytes)
+    }
+
+    /// The raw digest bytes.
+    pub const fn as_bytes(&self) -> &[u8; HASH_LEN] {
+        &self.0
+    }
+
+    /// Lower-case hex, 64 characters.
+    pub fn to_hex(&self) -> alloc::string::String {
+        let mut out = alloc::string::String::with_capacity(HASH_LEN * 2);
+        for byte in self.0 {
+            out.push(hex_digit(byte >> 4));
+            out.push(hex_digit(byte & 0xf));
+        }
+        out
+    }
+
+    /// Parses 64 hex digits (either case).
+    pub fn from_hex(text: &str) -> Result<Self, HexError> {
+        let bytes = text.as_bytes();
+        if bytes.len() != HASH_LEN * 2 {
+            return Err(HexError::WrongLength(bytes.len()));
+        }
+        let mut out = [0u8; HASH_LEN];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            let high = hex_value(pair[0]).ok_or(HexError::BadDigit(2 * i))?;
+            let low = hex_value(pair[1]).ok_or(HexError::BadDigit(2 * i + 1))?;
+            out[i] = (high << 4) | low;
+        }
+        Ok(CapHash(out))
+    }
+}
+
+fn hex_digit(nibble: u8) -> char {
+    char::from(b"0123456789abcdef"[usize::from(nibble & 0xf)])
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Debug for CapHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CapHash({self})")
+    }
+}
+
+impl fmt::Display for CapHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A hashing domain: each has its own BLAKE3 key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Domain {
+    /// Root of a Data cap: `len ‖ merkle root`.
+    CapData,
+    /// Canonical encoding of a CNode.
+    CapCNode,
+    /// Canonical encoding of an Image.
+    CapImage,
+    /// Canonical encoding of an Instance.
+    CapInstance,
+    /// Canonical encoding of a Type.
+    CapType,
+    /// One 4 KiB page of a Data cap (a Merkle leaf).
+    DataPage,
+    /// An inner Merkle node: `left ‖ right`.
+    DataNode,
+    /// `parent chain ‖ image hash` for a child type identity.
+    TypeChain,
+}
+
+const DOMAIN_COUNT: usize = 8;
+
+impl Domain {
+    const ALL: [Domain; DOMAIN_COUNT] = [
+        Domain::CapData,
+        Domain::CapCNode,
+        Domain::CapImage,
+        Domain::CapInstance,
+        Domain::CapType,
+        Domain::DataPage,
+        Domain::DataNode,
+        Domain::TypeChain,
+    ];
+
+    /// The `derive_key` context string; part of the hash format (never change).
+    const fn context(self) -> &'static str {
+        match self {
+            Domain::CapData => "capbox v1 cap Data",
+            Domain::CapCNode => "capbox v1 cap CNode",
+            Domain::CapImage => "capbox v1 cap Image",
+            Domain::CapInstance => "capbox v1 cap Instance",
+            Domain::CapType => "capbox v1 cap Type",
+            Domain::DataPage => "capbox v1 data page",
+            Domain::DataNode => "capbox v1 data node",
+            Domain::TypeChain => "capbox v1 type chain",
+        }
+    }
+
+    fn key(self) -> &'static [u8; 32] {
+        static KEYS: Once<[[u8; 32]; DOMAIN_COUNT]> = Once::new();
+        let keys = KEYS.call_once(|| Domain::ALL.map(|d| blake3::derive_key(d.context(), b"")));
+        &keys[self as usize]
+    }
+}
+
+/// Hashes `input` in `domain`.
+pub(crate) fn hash_in(domain: Domain, input: &[u8]) -> [u8; HASH_LEN] {
+    *blake3::keyed_hash(domain.key(), input).as_bytes()
+}
+
+/// Hashes the concatenation of `parts` in `domain` without building it.
+pub(crate) fn hash_parts_in(domain: Domain, parts: &[&[u8]]) -> [u8; HASH_LEN] {
+    let mut hasher = blake3::Hasher::new_keyed(domain.key());
+    for part in parts {
+        hasher.update(part);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let hash = CapHash::from_bytes(core::array::from_fn(|i| i as u8 * 7));
+        let hex = hash.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(CapHash::from_hex(&hex), Ok(hash));
+        assert_eq!(CapHash::from_hex(&hex.to_uppercase()), Ok(hash));
+        assert_eq!(CapHash::from_hex("abc"), Err(HexError::WrongLength(3)));
+        let mut bad = hex.clone();
+        bad.replace_range(10..11, "g");
+        assert_eq!(CapHash::from_hex(&bad), Err(HexError::BadDigit(10)));
+        assert_eq!(alloc::format!("{hash:?}"), alloc::format!("CapHash({hex})"));
+    }
+
+    #[test]
+    fn domains_separate_equal_inputs() {
+        let a = hash_in(Domain::CapCNode, b"same");
+        let b = hash_in(Domain::CapImage, b"same");
+        assert_ne!(a, b);
+        assert_eq!(a, hash_parts_in(Domain::CapCNode, &[b"sa", b"me"]));
+    }
+}

@@ -1,0 +1,490 @@
+//! The interpreter: runs a pre-decoded [`Program`] on a [`Machine`].
+//!
+//! Gas is charged once per gas block on entry (see [`crate::pvm`] for the
+//! exact rules); inside a block the loop only dispatches. When the
+//! remaining gas cannot pay for the whole block, the same loop is run in a
+//! second, stepping instantiation that stops at the first instruction that
+//! cannot be paid, so the out-of-gas state is the Graypaper's.
+
+use super::instructions::Opcode;
+use super::layout::HALT_ADDRESS;
+use super::memory::{AccessTrap, Memory};
+use super::program::{INVALID_TARGET, Op, Program};
+
+/// Why [`Machine::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Exit {
+    /// A dynamic jump to the halt address ([`HALT_ADDRESS`]).
+    Halt,
+    /// `trap`, an invalid instruction or jump, or an access below 64 KiB.
+    Panic,
+    /// The gas ran out.
+    OutOfGas,
+    /// An access touched an inaccessible page (the page's address).
+    PageFault(u32),
+    /// `ecalli` with this immediate; `pc` already points past it, so calling
+    /// `run` again resumes.
+    HostCall(u32),
+}
+
+/// The machine state: registers `φ`, program counter `ı`, gas `ϱ` and
+/// memory `μ`.
+#[derive(Clone, Debug, Default)]
+pub struct Machine {
+    /// The 13 registers.
+    pub regs: [u64; 13],
+    /// Code offset of the next instruction to execute.
+    pub pc: u32,
+    /// Remaining gas; negative after running out.
+    pub gas: i64,
+    /// The memory.
+    pub memory: Memory,
+}
+
+/// How the inner loop left.
+enum Flow {
+    /// Control moved (`from` → `to`); the block at `to` must be charged.
+    Enter { from: usize, to: usize },
+    /// The machine stopped at instruction `at`.
+    Exit { exit: Exit, at: usize },
+}
+
+impl Machine {
+    /// A machine with the given state.
+    pub fn new(regs: [u64; 13], pc: u32, gas: i64, memory: Memory) -> Machine {
+        Machine {
+            regs,
+            pc,
+            gas,
+            memory,
+        }
+    }
+
+    /// Runs until the machine exits. Never panics, whatever the program or
+    /// memory; on every exit but `HostCall`, `pc` is the instruction that
+    /// caused it.
+    pub fn run(&mut self, program: &Program) -> Exit {
+        let mut regs = [0u64; 16];
+        regs[..13].copy_from_slice(&self.regs);
+        let exit = match program.index_of(self.pc) {
+            Some(start) => self.execute(program, &mut regs, start),
+            // Not an instruction start: the opcode reads as `trap`.
+            None => {
+                self.gas = self.gas.saturating_sub(1);
+                if self.gas < 0 {
+                    Exit::OutOfGas
+                } else {
+                    Exit::Panic
+                }
+            }
+        };
+        self.regs.copy_from_slice(&regs[..13]);
+        exit
+    }
+
+    fn execute(&mut self, program: &Program, regs: &mut [u64; 16], mut idx: usize) -> Exit {
+        loop {
+            let cost = program.ops.get(idx).map_or(1, |op| i64::from(op.gas));
+            let flow = if self.gas >= cost {
+                self.gas -= cost;
+                interpret::<false>(program, regs, &mut self.memory, idx, usize::MAX)
+            } else {
+                let start = idx;
+                let affordable = self.gas.max(0) as usize;
+                let flow =
+                    interpret::<true>(program, regs, &mut self.memory, idx, start + affordable);
+                // Stepping charges each executed instruction, including the
+                // one that exits (or could not be paid).
+                let last = match flow {
+                    Flow::Enter { from, .. } => from,
+                    Flow::Exit { at, .. } => at,
+                };
+                self.gas -= (last - start + 1) as i64;
+                flow
+            };
+            match flow {
+                Flow::Enter { to, .. } => idx = to,
+                Flow::Exit { exit, at } => {
+                    let resume_at = match exit {
+                        Exit::HostCall(_) => at + 1,
+                        _ => at,
+                    };
+                    self.pc = program.pcs.get(resume_at).copied().unwrap_or(self.pc);
+                    return exit;
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn sext32(value: u64) -> u64 {
+    value as u32 as i32 as i64 as u64
+}
+
+#[inline(always)]
+fn imm(value: u32) -> u64 {
+    value as i32 as i64 as u64
+}
+
+/// Runs instructions from `idx` until control leaves the block or the
+/// machine exits. With `STEP`, stops before executing instruction `stop`
+/// (out of gas).
+#[inline(always)]
+fn interpret<const STEP: bool>(
+    program: &Program,
+    regs: &mut [u64; 16],
+    memory: &mut Memory,
+    mut idx: usize,
+    stop: usize,
+) -> Flow {
+    let ops: &[Op] = &program.ops;
+    loop {
+        if STEP && idx >= stop {
+            return Flow::Exit {
+                exit: Exit::OutOfGas,
+                at: idx,
+            };
+        }
+        let Some(&op) = ops.get(idx) else {
+            // Unreachable: the last entry is always a trap.
+            return Flow::Exit {
+                exit: Exit::Panic,
+                at: idx.saturating_sub(1),
+            };
+        };
+        macro_rules! reg {
+            ($r:ident) => {
+                regs[(op.$r & 15) as usize]
+            };
+        }
+        macro_rules! exit {
+            ($exit:expr) => {
+                return Flow::Exit {
+                    exit: $exit,
+                    at: idx,
+                }
+            };
+        }
+        macro_rules! trap {
+            ($trap:expr) => {
+                match $trap {
+                    AccessTrap::Panic => exit!(Exit::Panic),
+                    AccessTrap::Fault(page) => exit!(Exit::PageFault(page)),
+                }
+            };
+        }
+        macro_rules! jump {
+            ($target:expr) => {{
+                let target = $target;
+                if target == INVALID_TARGET {
+                    exit!(Exit::Panic);
+                }
+                return Flow::Enter {
+                    from: idx,
+                    to: target as usize,
+                };
+            }};
+        }
+        macro_rules! branch {
+            ($cond:expr) => {{
+                if $cond {
+                    jump!(op.y);
+                }
+                return Flow::Enter {
+                    from: idx,
+                    to: idx + 1,
+                };
+            }};
+        }
+        macro_rules! djump {
+            ($address:expr) => {{
+                let address = $address as u32;
+                if address == HALT_ADDRESS {
+                    exit!(Exit::Halt);
+                }
+                let entry = (address / 2) as usize;
+                if address == 0 || address % 2 != 0 {
+                    exit!(Exit::Panic);
+                }
+                match program.jump_targets.get(entry - 1) {
+                    Some(&target) => jump!(target),
+                    None => exit!(Exit::Panic),
+                }
+            }};
+        }
+        macro_rules! load {
+            ($dst:ident, $address:expr, $n:literal, $convert:expr) => {{
+                match memory.load::<$n>($address as u32) {
+                    Ok(bytes) => reg!($dst) = $convert(bytes),
+                    Err(trap) => trap!(trap),
+                }
+            }};
+        }
+        macro_rules! store {
+            ($address:expr, $bytes:expr) => {{
+                if let Err(trap) = memory.store($address as u32, $bytes) {
+                    trap!(trap);
+                }
+            }};
+        }
+        macro_rules! alu3 {
+            (|$a:ident, $b:ident| $value:expr) => {{
+                let $a = reg!(a);
+                let $b = reg!(b);
+                reg!(d) = $value;
+            }};
+        }
+        macro_rules! alu_imm {
+            (|$b:ident, $x:ident| $value:expr) => {{
+                let $b = reg!(b);
+                let $x = imm(op.x);
+                reg!(a) = $value;
+            }};
+        }
+        match op.opcode {
+            Opcode::trap => exit!(Exit::Panic),
+            Opcode::fallthrough => {
+                return Flow::Enter {
+                    from: idx,
+                    to: idx + 1,
+                };
+            }
+            Opcode::ecalli => exit!(Exit::HostCall(op.x)),
+            Opcode::load_imm_64 => reg!(a) = u64::from(op.x) | (u64::from(op.y) << 32),
+            Opcode::store_imm_u8 => store!(op.x, [op.y as u8]),
+            Opcode::store_imm_u16 => store!(op.x, (op.y as u16).to_le_bytes()),
+            Opcode::store_imm_u32 => store!(op.x, op.y.to_le_bytes()),
+            Opcode::store_imm_u64 => store!(op.x, imm(op.y).to_le_bytes()),
+            Opcode::jump => jump!(op.y),
+            Opcode::jump_ind => djump!(reg!(a).wrapping_add(imm(op.x))),
+            Opcode::load_imm => reg!(a) = imm(op.x),
+            Opcode::load_u8 => load!(a, op.x, 1, |b: [u8; 1]| u64::from(b[0])),
+            Opcode::load_i8 => load!(a, op.x, 1, |b: [u8; 1]| b[0] as i8 as i64 as u64),
+            Opcode::load_u16 => load!(a, op.x, 2, |b| u64::from(u16::from_le_bytes(b))),
+            Opcode::load_i16 => load!(a, op.x, 2, |b| i16::from_le_bytes(b) as i64 as u64),
+            Opcode::load_u32 => load!(a, op.x, 4, |b| u64::from(u32::from_le_bytes(b))),
+            Opcode::load_i32 => load!(a, op.x, 4, |b| i32::from_le_bytes(b) as i64 as u64),
+            Opcode::load_u64 => load!(a, op.x, 8, u64::from_le_bytes),
+            Opcode::store_u8 => store!(op.x, [reg!(a) as u8]),
+            Opcode::store_u16 => store!(op.x, (reg!(a) as u16).to_le_bytes()),
+            Opcode::store_u32 => store!(op.x, (reg!(a) as u32).to_le_bytes()),
+            Opcode::store_u64 => store!(op.x, reg!(a).to_le_bytes()),
+            Opcode::store_imm_ind_u8 => {
+                store!(reg!(a).wrapping_add(imm(op.x)), [op.y as u8])
+            }
+            Opcode::store_imm_ind_u16 => {
+                store!(reg!(a).wrapping_add(imm(op.x)), (op.y as u16).to_le_bytes())
+            }
+            Opcode::store_imm_ind_u32 => {
+                store!(reg!(a).wrapping_add(imm(op.x)), op.y.to_le_bytes())
+            }
+            Opcode::store_imm_ind_u64 => {
+                store!(reg!(a).wrapping_add(imm(op.x)), imm(op.y).to_le_bytes())
+            }
+            Opcode::load_imm_jump => {
+                reg!(a) = imm(op.x);
+                jump!(op.y)
+            }
+            Opcode::branch_eq_imm => branch!(reg!(a) == imm(op.x)),
+            Opcode::branch_ne_imm => branch!(reg!(a) != imm(op.x)),
+            Opcode::branch_lt_u_imm => branch!(reg!(a) < imm(op.x)),
+            Opcode::branch_le_u_imm => branch!(reg!(a) <= imm(op.x)),
+            Opcode::branch_ge_u_imm => branch!(reg!(a) >= imm(op.x)),
+            Opcode::branch_gt_u_imm => branch!(reg!(a) > imm(op.x)),
+            Opcode::branch_lt_s_imm => branch!((reg!(a) as i64) < (imm(op.x) as i64)),
+            Opcode::branch_le_s_imm => branch!((reg!(a) as i64) <= (imm(op.x) as i64)),
+            Opcode::branch_ge_s_imm => branch!((reg!(a) as i64) >= (imm(op.x) as i64)),
+            Opcode::branch_gt_s_imm => branch!((reg!(a) as i64) > (imm(op.x) as i64)),
+            Opcode::move_reg => reg!(d) = reg!(a),
+            Opcode::sbrk => reg!(d) = memory.sbrk(reg!(a)),
+            Opcode::count_set_bits_64 => reg!(d) = u64::from(reg!(a).count_ones()),
+            Opcode::count_set_bits_32 => reg!(d) = u64::from((reg!(a) as u32).count_ones()),
+            Opcode::leading_zero_bits_64 => reg!(d) = u64::from(reg!(a).leading_zeros()),
+            Opcode::leading_zero_bits_32 => reg!(d) = u64::from((reg!(a) as u32).leading_zeros()),
+            Opcode::trailing_zero_bits_64 => reg!(d) = u64::from(reg!(a).trailing_zeros()),
+            Opcode::trailing_zero_bits_32 => reg!(d) = u64::from((reg!(a) as u32).trailing_zeros()),
+            Opcode::sign_extend_8 => reg!(d) = reg!(a) as u8 as i8 as i64 as u64,
+            Opcode::sign_extend_16 => reg!(d) = reg!(a) as u16 as i16 as i64 as u64,
+            Opcode::zero_extend_16 => reg!(d) = u64::from(reg!(a) as u16),
+            Opcode::reverse_bytes => reg!(d) = reg!(a).swap_bytes(),
+            Opcode::store_ind_u8 => store!(reg!(b).wrapping_add(imm(op.x)), [reg!(a) as u8]),
+            Opcode::store_ind_u16 => store!(
+                reg!(b).wrapping_add(imm(op.x)),
+                (reg!(a) as u16).to_le_bytes()
+            ),
+            Opcode::store_ind_u32 => store!(
+                reg!(b).wrapping_add(imm(op.x)),
+                (reg!(a) as u32).to_le_bytes()
+            ),
+            Opcode::store_ind_u64 => {
+                store!(reg!(b).wrapping_add(imm(op.x)), reg!(a).to_le_bytes())
+            }
+            Opcode::load_ind_u8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
+                u64::from(b[0])
+            }),
+            Opcode::load_ind_i8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
+                b[0] as i8 as i64 as u64
+            }),
+            Opcode::load_ind_u16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
+                u64::from(u16::from_le_bytes(b))
+            }),
+            Opcode::load_ind_i16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
+                i16::from_le_bytes(b) as i64 as u64
+            }),
+            Opcode::load_ind_u32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
+                u64::from(u32::from_le_bytes(b))
+            }),
+            Opcode::load_ind_i32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
+                i32::from_le_bytes(b) as i64 as u64
+            }),
+            Opcode::load_ind_u64 => {
+                load!(a, reg!(b).wrapping_add(imm(op.x)), 8, u64::from_le_bytes)
+            }
+            Opcode::add_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_add(x))),
+            Opcode::and_imm => alu_imm!(|b, x| b & x),
+            Opcode::xor_imm => alu_imm!(|b, x| b ^ x),
+            Opcode::or_imm => alu_imm!(|b, x| b | x),
+            Opcode::mul_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_mul(x))),
+            Opcode::set_lt_u_imm => alu_imm!(|b, x| u64::from(b < x)),
+            Opcode::set_lt_s_imm => alu_imm!(|b, x| u64::from((b as i64) < (x as i64))),
+            Opcode::shlo_l_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) << (x & 31)))),
+            Opcode::shlo_r_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) >> (x & 31)))),
+            Opcode::shar_r_imm_32 => alu_imm!(|b, x| ((b as i32) >> (x & 31)) as i64 as u64),
+            Opcode::neg_add_imm_32 => alu_imm!(|b, x| sext32(x.wrapping_sub(b))),
+            Opcode::set_gt_u_imm => alu_imm!(|b, x| u64::from(b > x)),
+            Opcode::set_gt_s_imm => alu_imm!(|b, x| u64::from((b as i64) > (x as i64))),
+            Opcode::shlo_l_imm_alt_32 => {
+                alu_imm!(|b, x| sext32(u64::from((x as u32) << (b & 31))))
+            }
+            Opcode::shlo_r_imm_alt_32 => {
+                alu_imm!(|b, x| sext32(u64::from((x as u32) >> (b & 31))))
+            }
+            Opcode::shar_r_imm_alt_32 => {
+                alu_imm!(|b, x| ((x as i32) >> (b & 31)) as i64 as u64)
+            }
+            Opcode::cmov_iz_imm => {
+                if reg!(b) == 0 {
+                    reg!(a) = imm(op.x);
+                }
+            }
+            Opcode::cmov_nz_imm => {
+                if reg!(b) != 0 {
+                    reg!(a) = imm(op.x);
+                }
+            }
+            Opcode::add_imm_64 => alu_imm!(|b, x| b.wrapping_add(x)),
+            Opcode::mul_imm_64 => alu_imm!(|b, x| b.wrapping_mul(x)),
+            Opcode::shlo_l_imm_64 => alu_imm!(|b, x| b << (x & 63)),
+            Opcode::shlo_r_imm_64 => alu_imm!(|b, x| b >> (x & 63)),
+            Opcode::shar_r_imm_64 => alu_imm!(|b, x| ((b as i64) >> (x & 63)) as u64),
+            Opcode::neg_add_imm_64 => alu_imm!(|b, x| x.wrapping_sub(b)),
+            Opcode::shlo_l_imm_alt_64 => alu_imm!(|b, x| x << (b & 63)),
+            Opcode::shlo_r_imm_alt_64 => alu_imm!(|b, x| x >> (b & 63)),
+            Opcode::shar_r_imm_alt_64 => alu_imm!(|b, x| ((x as i64) >> (b & 63)) as u64),
+            Opcode::rot_r_64_imm => alu_imm!(|b, x| b.rotate_right((x & 63) as u32)),
+            Opcode::rot_r_64_imm_alt => alu_imm!(|b, x| x.rotate_right((b & 63) as u32)),
+            Opcode::rot_r_32_imm => {
+                alu_imm!(|b, x| sext32(u64::from((b as u32).rotate_right((x & 31) as u32))))
+            }
+            Opcode::rot_r_32_imm_alt => {
+                alu_imm!(|b, x| sext32(u64::from((x as u32).rotate_right((b & 31) as u32))))
+            }
+            Opcode::branch_eq => branch!(reg!(a) == reg!(b)),
+            Opcode::branch_ne => branch!(reg!(a) != reg!(b)),
+            Opcode::branch_lt_u => branch!(reg!(a) < reg!(b)),
+            Opcode::branch_lt_s => branch!((reg!(a) as i64) < (reg!(b) as i64)),
+            Opcode::branch_ge_u => branch!(reg!(a) >= reg!(b)),
+            Opcode::branch_ge_s => branch!((reg!(a) as i64) >= (reg!(b) as i64)),
+            Opcode::load_imm_jump_ind => {
+                let address = reg!(b).wrapping_add(imm(op.y));
+                reg!(a) = imm(op.x);
+                djump!(address)
+            }
+            Opcode::add_32 => alu3!(|a, b| sext32(a.wrapping_add(b))),
+            Opcode::sub_32 => alu3!(|a, b| sext32(a.wrapping_sub(b))),
+            Opcode::mul_32 => alu3!(|a, b| sext32(a.wrapping_mul(b))),
+            Opcode::div_u_32 => alu3!(|a, b| match b as u32 {
+                0 => u64::MAX,
+                divisor => sext32(u64::from((a as u32) / divisor)),
+            }),
+            Opcode::div_s_32 => alu3!(|a, b| {
+                let (a, b) = (a as i32, b as i32);
+                match b {
+                    0 => u64::MAX,
+                    _ => a.wrapping_div(b) as i64 as u64,
+                }
+            }),
+            Opcode::rem_u_32 => alu3!(|a, b| match b as u32 {
+                0 => sext32(a),
+                divisor => sext32(u64::from((a as u32) % divisor)),
+            }),
+            Opcode::rem_s_32 => alu3!(|a, b| {
+                let (a, b) = (a as i32, b as i32);
+                match b {
+                    0 => a as i64 as u64,
+                    _ => a.wrapping_rem(b) as i64 as u64,
+                }
+            }),
+            Opcode::shlo_l_32 => alu3!(|a, b| sext32(u64::from((a as u32) << (b & 31)))),
+            Opcode::shlo_r_32 => alu3!(|a, b| sext32(u64::from((a as u32) >> (b & 31)))),
+            Opcode::shar_r_32 => alu3!(|a, b| ((a as i32) >> (b & 31)) as i64 as u64),
+            Opcode::add_64 => alu3!(|a, b| a.wrapping_add(b)),
+            Opcode::sub_64 => alu3!(|a, b| a.wrapping_sub(b)),
+            Opcode::mul_64 => alu3!(|a, b| a.wrapping_mul(b)),
+            Opcode::div_u_64 => alu3!(|a, b| a.checked_div(b).unwrap_or(u64::MAX)),
+            Opcode::div_s_64 => alu3!(|a, b| match b {
+                0 => u64::MAX,
+                _ => (a as i64).wrapping_div(b as i64) as u64,
+            }),
+            Opcode::rem_u_64 => alu3!(|a, b| a.checked_rem(b).unwrap_or(a)),
+            Opcode::rem_s_64 => alu3!(|a, b| match b {
+                0 => a,
+                _ => (a as i64).wrapping_rem(b as i64) as u64,
+            }),
+            Opcode::shlo_l_64 => alu3!(|a, b| a << (b & 63)),
+            Opcode::shlo_r_64 => alu3!(|a, b| a >> (b & 63)),
+            Opcode::shar_r_64 => alu3!(|a, b| ((a as i64) >> (b & 63)) as u64),
+            Opcode::and => alu3!(|a, b| a & b),
+            Opcode::xor => alu3!(|a, b| a ^ b),
+            Opcode::or => alu3!(|a, b| a | b),
+            Opcode::mul_upper_s_s => {
+                alu3!(|a, b| ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64)
+            }
+            Opcode::mul_upper_u_u => {
+                alu3!(|a, b| ((u128::from(a) * u128::from(b)) >> 64) as u64)
+            }
+            Opcode::mul_upper_s_u => {
+                alu3!(|a, b| ((i128::from(a as i64) * i128::from(b)) >> 64) as u64)
+            }
+            Opcode::set_lt_u => alu3!(|a, b| u64::from(a < b)),
+            Opcode::set_lt_s => alu3!(|a, b| u64::from((a as i64) < (b as i64))),
+            Opcode::cmov_iz => {
+                if reg!(b) == 0 {
+                    reg!(d) = reg!(a);
+                }
+            }
+            Opcode::cmov_nz => {
+                if reg!(b) != 0 {
+                    reg!(d) = reg!(a);
+                }
+            }
+            Opcode::rot_l_64 => alu3!(|a, b| a.rotate_left((b & 63) as u32)),
+            Opcode::rot_l_32 => {
+                alu3!(|a, b| sext32(u64::from((a as u32).rotate_left((b & 31) as u32))))
+            }
+            Opcode::rot_r_64 => alu3!(|a, b| a.rotate_right((b & 63) as u32)),
+            Opcode::rot_r_32 => {
+                alu3!(|a, b| sext32(u64::from((a as u32).rotate_right((b & 31) as u32))))
+            }
+            Opcode::and_inv => alu3!(|a, b| a & !b),
+            Opcode::or_inv => alu3!(|a, b| a | !b),
+            Opcode::xnor => alu3!(|a, b| !(a ^ b)),
+            Opcode::max => alu3!(|a, b| (a as i64).max(b as i64) as u64),
+            Opcode::max_u => alu3!(|a, b| a.max(b)),
+            Opcode::min => alu3!(|a, b| (a as i64).min(b as i64) as u64),
+            Opcode::min_u => alu3!(|a, b| a.min(b)),
+        }
+        idx += 1;
+    }
+}

@@ -1,0 +1,366 @@
+//! PVM memory: a few contiguous regions of 4 KiB pages, each readable or
+//! writable, with per-page dirty tracking of writes.
+//!
+//! Every access is one range check against each region in turn (programs
+//! have a handful: read-only data, heap, stack, arguments), so the common
+//! case never hashes or walks a page table. Accesses that straddle two
+//! regions, wrap around 2^32 or fault take a slow path that finds the lowest
+//! inaccessible address exactly as the Graypaper's `ε^μ` prescribes.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::error::MemoryError;
+
+/// The PVM page size `Z_P`.
+pub const PAGE_SIZE: u32 = 1 << 12;
+
+/// Addresses below this are never accessible; touching them panics.
+pub const RESERVED_LOW: u32 = 1 << 16;
+
+/// Access rights of a mapped page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Readable only.
+    Read,
+    /// Readable and writable.
+    Write,
+}
+
+/// One entry of a page map: `length` octets from `address`, page aligned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageMapEntry {
+    /// Start address (a multiple of [`PAGE_SIZE`]).
+    pub address: u32,
+    /// Length in octets (a multiple of [`PAGE_SIZE`]).
+    pub length: u32,
+    /// Access rights of every page in the range.
+    pub access: Access,
+}
+
+/// Why an access by the program failed (internal to the interpreter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AccessTrap {
+    /// The lowest inaccessible address is in the reserved first 64 KiB.
+    Panic,
+    /// The lowest inaccessible address is on the page starting here.
+    Fault(u32),
+}
+
+#[derive(Clone, Debug)]
+struct Region {
+    base: u32,
+    access: Access,
+    data: Vec<u8>,
+    /// One bit per page; only set for writable regions.
+    dirty: Vec<u64>,
+}
+
+impl Region {
+    fn new(base: u32, length: u32, access: Access) -> Region {
+        let pages = (length / PAGE_SIZE) as usize;
+        Region {
+            base,
+            access,
+            data: vec![0; length as usize],
+            dirty: vec![0; pages.div_ceil(64)],
+        }
+    }
+
+    fn end(&self) -> u64 {
+        u64::from(self.base) + self.data.len() as u64
+    }
+
+    fn contains(&self, address: u32) -> bool {
+        (address.wrapping_sub(self.base) as usize) < self.data.len()
+    }
+
+    #[inline(always)]
+    fn mark_dirty(&mut self, offset: usize, len: usize) {
+        let first = offset / PAGE_SIZE as usize;
+        let last = (offset + len - 1) / PAGE_SIZE as usize;
+        for page in first..=last {
+            if let Some(word) = self.dirty.get_mut(page / 64) {
+                *word |= 1 << (page % 64);
+            }
+        }
+    }
+}
+
+/// The heap that `sbrk` grows: the end of one writable region.
+#[derive(Clone, Copy, Debug)]
+struct Heap {
+    region: usize,
+    /// Current break (first octet not yet handed out).
+    top: u32,
+    /// The break may not pass this address.
+    limit: u32,
+}
+
+/// A PVM's memory (`μ`).
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    regions: Vec<Region>,
+    heap: Option<Heap>,
+}
+
+impl Memory {
+    /// An empty memory: every access faults.
+    pub fn new() -> Memory {
+        Memory::default()
+    }
+
+    /// Memory with the given pages mapped (zero-filled), as the test
+    /// vectors' `initial-page-map` describes.
+    pub fn from_page_map(entries: &[PageMapEntry]) -> Result<Memory, MemoryError> {
+        let mut memory = Memory::new();
+        for entry in entries {
+            memory.map(entry.address, entry.length, entry.access)?;
+        }
+        Ok(memory)
+    }
+
+    /// Maps `length` zero octets at `address` with `access`. Both must be
+    /// page aligned, the range must not overlap the first 64 KiB or another
+    /// region.
+    pub fn map(&mut self, address: u32, length: u32, access: Access) -> Result<(), MemoryError> {
+        if !address.is_multiple_of(PAGE_SIZE) || !length.is_multiple_of(PAGE_SIZE) {
+            return Err(MemoryError::Unaligned { address, length });
+        }
+        let end = u64::from(address) + u64::from(length);
+        if end > 1 << 32 {
+            return Err(MemoryError::OutOfRange { address, length });
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        if address < RESERVED_LOW {
+            return Err(MemoryError::Reserved { address });
+        }
+        if self
+            .regions
+            .iter()
+            .any(|r| u64::from(address) < r.end() && end > u64::from(r.base))
+        {
+            return Err(MemoryError::Overlap { address });
+        }
+        let at = self.regions.partition_point(|r| r.base < address);
+        self.regions
+            .insert(at, Region::new(address, length, access));
+        if let Some(heap) = &mut self.heap
+            && heap.region >= at
+        {
+            heap.region += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes the writable region that starts at `region_base` the heap:
+    /// `sbrk` hands out octets from `top` upward, growing the region page by
+    /// page, but never past `limit`.
+    pub(crate) fn set_heap(&mut self, region_base: u32, top: u32, limit: u32) {
+        self.heap = self
+            .regions
+            .iter()
+            .position(|r| r.base == region_base && r.access == Access::Write)
+            .map(|region| Heap { region, top, limit });
+    }
+
+    /// Copies `bytes` to `address` regardless of access rights (for initial
+    /// contents); does not mark pages dirty.
+    pub fn initialize(&mut self, address: u32, bytes: &[u8]) -> Result<(), MemoryError> {
+        self.copy_in(address, bytes, None, false)
+    }
+
+    /// Reads `out.len()` octets at `address` (wrapping at 2^32). Fails with
+    /// the lowest unreadable page.
+    pub fn read(&self, address: u32, out: &mut [u8]) -> Result<(), MemoryError> {
+        if let Some(page) = self.first_inaccessible(address, out.len(), false) {
+            return Err(MemoryError::PageFault { address: page });
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            let a = address.wrapping_add(i as u32);
+            if let Some(r) = self.regions.iter().find(|r| r.contains(a)) {
+                *byte = r.data[(a - r.base) as usize];
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` at `address` (wrapping at 2^32) with the program's
+    /// rights: every page must be writable. Marks the pages dirty.
+    pub fn write(&mut self, address: u32, bytes: &[u8]) -> Result<(), MemoryError> {
+        if let Some(page) = self.first_inaccessible(address, bytes.len(), true) {
+            return Err(MemoryError::PageFault { address: page });
+        }
+        self.copy_in(address, bytes, Some(Access::Write), true)
+    }
+
+    /// Whether every octet of `[address, address + len)` is readable.
+    pub fn is_readable(&self, address: u32, len: usize) -> bool {
+        self.first_inaccessible(address, len, false).is_none()
+    }
+
+    /// The access rights of the page holding `address`.
+    pub fn access(&self, address: u32) -> Option<Access> {
+        self.regions
+            .iter()
+            .find(|r| r.contains(address))
+            .map(|r| r.access)
+    }
+
+    /// Every mapped region in address order: start, access and contents.
+    pub fn regions(&self) -> impl Iterator<Item = (u32, Access, &[u8])> + '_ {
+        self.regions
+            .iter()
+            .map(|r| (r.base, r.access, r.data.as_slice()))
+    }
+
+    /// Writable pages written since creation or the last
+    /// [`clear_dirty`](Self::clear_dirty), in address order, with contents.
+    pub fn dirty_pages(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
+        self.regions.iter().flat_map(|r| {
+            r.data
+                .chunks(PAGE_SIZE as usize)
+                .enumerate()
+                .filter(|(page, _)| r.dirty[page / 64] & (1 << (page % 64)) != 0)
+                .map(|(page, bytes)| (r.base + page as u32 * PAGE_SIZE, bytes))
+        })
+    }
+
+    /// Forgets which pages were written.
+    pub fn clear_dirty(&mut self) {
+        for r in &mut self.regions {
+            r.dirty.fill(0);
+        }
+    }
+
+    /// `sbrk`: hands out `size` octets at the current break and returns
+    /// their address; `size == 0` returns the break. Returns 0 when the
+    /// memory has no heap or the request does not fit.
+    pub fn sbrk(&mut self, size: u64) -> u64 {
+        let Some(heap) = self.heap.as_mut() else {
+            return 0;
+        };
+        let old = heap.top;
+        let Some(new_top) = u64::from(old)
+            .checked_add(size)
+            .filter(|&t| t <= u64::from(heap.limit))
+        else {
+            return 0;
+        };
+        let Some(region) = self.regions.get_mut(heap.region) else {
+            return 0;
+        };
+        let needed = new_top.next_multiple_of(u64::from(PAGE_SIZE)) - u64::from(region.base);
+        if needed > region.data.len() as u64 {
+            region.data.resize(needed as usize, 0);
+            let pages = needed as usize / PAGE_SIZE as usize;
+            region.dirty.resize(pages.div_ceil(64), 0);
+        }
+        heap.top = new_top as u32;
+        u64::from(old)
+    }
+
+    /// Loads `N` octets at `address` for the interpreter.
+    #[inline(always)]
+    pub(crate) fn load<const N: usize>(&self, address: u32) -> Result<[u8; N], AccessTrap> {
+        for r in &self.regions {
+            let offset = address.wrapping_sub(r.base) as usize;
+            if let Some(bytes) = r.data.get(offset..offset + N)
+                && let Ok(array) = <[u8; N]>::try_from(bytes)
+            {
+                return Ok(array);
+            }
+        }
+        self.load_slow(address)
+    }
+
+    /// Stores `N` octets at `address` for the interpreter.
+    #[inline(always)]
+    pub(crate) fn store<const N: usize>(
+        &mut self,
+        address: u32,
+        bytes: [u8; N],
+    ) -> Result<(), AccessTrap> {
+        for r in &mut self.regions {
+            let offset = address.wrapping_sub(r.base) as usize;
+            if r.access == Access::Write
+                && let Some(target) = r.data.get_mut(offset..offset + N)
+            {
+                target.copy_from_slice(&bytes);
+                r.mark_dirty(offset, N);
+                return Ok(());
+            }
+        }
+        self.store_slow(address, &bytes)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn load_slow<const N: usize>(&self, address: u32) -> Result<[u8; N], AccessTrap> {
+        let mut out = [0; N];
+        self.read(address, &mut out)
+            .map_err(|_| self.trap(address, N, false))?;
+        Ok(out)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn store_slow(&mut self, address: u32, bytes: &[u8]) -> Result<(), AccessTrap> {
+        let len = bytes.len();
+        self.write(address, bytes)
+            .map_err(|_| self.trap(address, len, true))
+    }
+
+    fn trap(&self, address: u32, len: usize, write: bool) -> AccessTrap {
+        match self.first_inaccessible_address(address, len, write) {
+            Some(a) if a >= RESERVED_LOW => AccessTrap::Fault(a - a % PAGE_SIZE),
+            _ => AccessTrap::Panic,
+        }
+    }
+
+    /// The page of the lowest address in the access that is not accessible.
+    fn first_inaccessible(&self, address: u32, len: usize, write: bool) -> Option<u32> {
+        self.first_inaccessible_address(address, len, write)
+            .map(|a| a - a % PAGE_SIZE)
+    }
+
+    /// The lowest address (mod 2^32) in the access that is not accessible.
+    fn first_inaccessible_address(&self, address: u32, len: usize, write: bool) -> Option<u32> {
+        let ok = |a: u32| {
+            a >= RESERVED_LOW
+                && self
+                    .regions
+                    .iter()
+                    .any(|r| r.contains(a) && (!write || r.access == Access::Write))
+        };
+        (0..len)
+            .map(|i| address.wrapping_add(i as u32))
+            .filter(|&a| !ok(a))
+            .min()
+    }
+
+    fn copy_in(
+        &mut self,
+        address: u32,
+        bytes: &[u8],
+        need: Option<Access>,
+        dirty: bool,
+    ) -> Result<(), MemoryError> {
+        for (i, &byte) in bytes.iter().enumerate() {
+            let a = address.wrapping_add(i as u32);
+            let region = self
+                .regions
+                .iter_mut()
+                .find(|r| r.contains(a) && need.is_none_or(|n| r.access == n))
+                .ok_or(MemoryError::Unmapped { address: a })?;
+            let offset = (a - region.base) as usize;
+            region.data[offset] = byte;
+            if dirty && region.access == Access::Write {
+                region.mark_dirty(offset, 1);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! The Polkadot Virtual Machine (Graypaper v0.7.2, appendix A).
+//!
+//! * [`instructions`] — the instruction table, defined once
+//!   ([`with_instructions!`](crate::with_instructions), [`Opcode`]).
+//! * [`blob`] — `deblob`, splitting a blob into jump table, code and bitmask.
+//! * [`decode`] — operand decoding of one instruction.
+//! * [`layout`] — the standard program format `Y` and its memory layout.
+//! * [`memory`] — pages, access rights, dirty tracking.
+//! * [`program`] — a blob pre-decoded once into a fast form.
+//! * [`interpreter`] — [`Machine::run`].
+//!
+//! # Where this implementation departs from the Graypaper's text
+//!
+//! The w3f test vectors (v0.4) win where they and the text disagree, and
+//! some points the text leaves open had to be decided:
+//!
+//! 1. **Gas is charged per basic block, on entry** (vectors). Entering a
+//!    block (at `run`, or by a jump, branch or fall-through) charges one gas
+//!    per instruction up to the block's end, before any of them runs. So an
+//!    instruction that faults or panics mid-block has already paid for the
+//!    rest of its block: `store` + implicit `trap` page-faulting costs 2, not
+//!    the text's 0. Blocks for charging ("gas blocks") are the Graypaper's
+//!    basic blocks, additionally cut after each `ecalli` so a resumed host
+//!    call never pays twice.
+//! 2. **Out of gas** follows the text: when the remaining gas cannot pay
+//!    for the whole block, its instructions are charged one at a time; the
+//!    first one that cannot be paid is not executed, `pc` points at it and
+//!    the gas is left at the text's `ϱ' = ϱ − 1 < 0`. (The vectors have no
+//!    out-of-gas case.)
+//! 3. **`pc` after panic and halt** stays at the instruction that panicked
+//!    or jumped to the halt address (vectors); the text sets it to 0.
+//! 4. **Panics keep register writes** of the panicking instruction: a
+//!    `load_imm_jump(_ind)` to an invalid target sets its register (vectors
+//!    and the text's `Ψ` agree, noted because it is easy to miss). Memory
+//!    traps leave the state untouched.
+//! 5. **Host calls**: `run` returns with `pc` already past the `ecalli`
+//!    (the text leaves `pc` on it and lets `Ψ_H` advance it), so calling
+//!    `run` again resumes.
+//! 6. **Low memory**: addresses below 2^16 are never mappable, so touching
+//!    one is always a panic, as the text's prose says.
+//! 7. **`sbrk`** returns the current break and raises it by `φ_A` octets,
+//!    mapping pages as needed (PolkaVM's behaviour; the text's formula is
+//!    ambiguous); `sbrk 0` returns the break; it returns 0 when the memory
+//!    has no heap (e.g. built from a page map) or the heap would reach the
+//!    stack.
+//! 8. **Octets that are not instruction starts**: starting at such a `pc`
+//!    executes a `trap` (cost 1). A skip capped at 24 lands on one the same
+//!    way.
+//! 9. **Zero-width jump tables** (`z = 0`) may not list more entries than
+//!    the blob has octets (an allocation bound; the text allows any count).
+
+pub mod blob;
+pub mod decode;
+mod error;
+pub mod instructions;
+pub mod interpreter;
+pub mod layout;
+pub mod memory;
+pub mod program;
+
+pub use blob::{Bitmask, ProgramParts, deblob, decode_natural, encode_natural};
+pub use decode::{Instruction, Operands, decode_instruction};
+pub use error::{MemoryError, ProgramError};
+pub use instructions::{ALL_OPCODES, ArgFormat, Opcode};
+pub use interpreter::{Exit, Machine};
+pub use layout::{HALT_ADDRESS, StandardLayout, StandardProgram};
+pub use memory::{Access, Memory, PAGE_SIZE, PageMapEntry};
+pub use program::Program;

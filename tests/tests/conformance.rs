@@ -1,0 +1,58 @@
+//! The w3f PVM test vectors: all 201 must pass.
+//!
+//! Reads the vectors from the directory in `CAPBOX_PVM_VECTORS` (never
+//! copied into the repository). Without the variable the test says loudly
+//! that it is skipped; a variable pointing at a missing or empty directory
+//! fails.
+
+use std::io::Write;
+use std::path::Path;
+
+use capbox::conformance::{ConformanceError, print_report, run_dir};
+
+#[test]
+fn w3f_pvm_vectors_all_pass() {
+    let Some(dir) = std::env::var_os("CAPBOX_PVM_VECTORS") else {
+        // Written to the stream directly so the harness does not capture it.
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED w3f_pvm_vectors_all_pass: set CAPBOX_PVM_VECTORS to the \
+             pvm-vectors/programs directory to run the PVM conformance vectors ***\n"
+        );
+        return;
+    };
+    let dir = Path::new(&dir);
+    let report = match run_dir(dir) {
+        Ok(report) => report,
+        Err(e @ (ConformanceError::ReadDir { .. } | ConformanceError::Empty(_))) => {
+            panic!("CAPBOX_PVM_VECTORS={}: {e}", dir.display())
+        }
+        Err(e) => panic!("{e}"),
+    };
+    print_report(&report);
+    assert_eq!(
+        (report.passed(), report.failed()),
+        (201, 0),
+        "expected 201 passed, 0 failed"
+    );
+}
+
+#[test]
+fn missing_directory_is_a_clear_error() {
+    let err = run_dir(Path::new("/nonexistent/capbox-vectors")).unwrap_err();
+    assert!(matches!(err, ConformanceError::ReadDir { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/capbox-vectors"));
+}
+
+#[test]
+fn empty_directory_and_invalid_json_are_errors() {
+    let dir = std::env::temp_dir().join(format!("capbox-conf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = run_dir(&dir).unwrap_err();
+    assert!(matches!(err, ConformanceError::Empty(_)), "{err}");
+    std::fs::write(dir.join("broken.json"), "{ \"name\": 3 }").unwrap();
+    let err = run_dir(&dir).unwrap_err();
+    assert!(matches!(err, ConformanceError::InvalidJson { .. }), "{err}");
+    assert!(err.to_string().contains("broken.json"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
