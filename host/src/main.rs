@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "capbox",
@@ -22,6 +24,13 @@ enum Command {
         /// Directory of w3f PVM test vectors.
         dir: PathBuf,
     },
+    /// Runs invocations of the sample program (or a program file) on a
+    /// fresh instance.
+    Run(cli::RunArgs),
+    /// In-kernel micro-benchmarks and call-cost loops.
+    Bench(cli::BenchArgs),
+    /// The demo (also what `capbox` with no arguments does).
+    Demo(cli::DemoArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -35,12 +44,9 @@ fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        None => {
-            println!(
-                "capbox {}: workspace skeleton; no demo yet",
-                env!("CARGO_PKG_VERSION")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(Command::Run(args)) => cli::run(args),
+        Some(Command::Bench(args)) => cli::bench(args),
+        Some(Command::Demo(args)) => cli::demo(args),
+        None => cli::demo(cli::DemoArgs::default()),
     }
 }

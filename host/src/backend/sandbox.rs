@@ -11,6 +11,9 @@ use super::{Backend, BackendKind, BlobSource};
 use crate::error::KernelError;
 use crate::guest_elf;
 
+/// Size of one transport buffer between host and guest.
+const TRANSPORT_BUFFER: usize = 64 << 10;
+
 /// Whether a hypervisor (KVM or MSHV) is usable on this machine.
 pub fn hypervisor_present() -> bool {
     hyperlight_host::is_hypervisor_present()
@@ -89,6 +92,8 @@ impl SandboxBackend {
 
 fn build(elf: &[u8], config: &SandboxConfig, blobs: BlobSource) -> Result<Sandbox, KernelError> {
     let create = |e: hyperlight_host::HyperlightError| KernelError::SandboxCreate(e.to_string());
+    let pool_buffers = config.message_bytes.div_ceil(TRANSPORT_BUFFER) + 2;
+    let pool_pages = pool_buffers * TRANSPORT_BUFFER / 4096 + 1;
     let scratch = usize::try_from(config.heap_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(4 * config.message_bytes)
@@ -96,8 +101,14 @@ fn build(elf: &[u8], config: &SandboxConfig, blobs: BlobSource) -> Result<Sandbo
     SandboxBuilder::from_bytes(elf.to_vec())
         .heap_size(config.heap_bytes)
         .scratch_size(scratch.next_multiple_of(16 << 10))
-        .h2g_buffer_size(config.message_bytes)
-        .g2h_buffer_size(config.message_bytes)
+        // A message spans several transport buffers; the pools bound its
+        // size (plus one spare buffer the transport keeps in reserve).
+        .h2g_buffer_size(TRANSPORT_BUFFER)
+        .g2h_buffer_size(TRANSPORT_BUFFER)
+        .h2g_queue_size(pool_buffers * 2)
+        .g2h_queue_size(pool_buffers * 2)
+        .h2g_pool_pages(pool_pages)
+        .g2h_pool_pages(pool_pages)
         .host_function(HostFunction::FetchBlob.name(), move |hash: Vec<u8>| {
             let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
                 return Ok(Vec::new());
