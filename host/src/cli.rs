@@ -68,6 +68,9 @@ pub struct BenchArgs {
     /// Run the in-kernel micro-benchmarks (inside the guest on the sandbox).
     #[arg(long)]
     guest: bool,
+    /// Only this micro-benchmark.
+    #[arg(long)]
+    only: Option<String>,
     /// Iterations per micro-benchmark.
     #[arg(long, default_value_t = 1000)]
     iters: u64,
@@ -205,6 +208,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         args.iters
     );
     for (name, what) in BENCHMARKS {
+        if args.only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
         let r = kernel.bench(name, args.iters)?;
         println!(
             "{name:>18}: {:>12} cycles/iter  ({what})",

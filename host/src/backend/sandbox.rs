@@ -32,10 +32,17 @@ pub struct SandboxConfig {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
+        let env_mib = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default)
+                << 20
+        };
         SandboxConfig {
             guest: guest_elf::default_guest_path(),
-            heap_bytes: 64 << 20,
-            message_bytes: 4 << 20,
+            heap_bytes: env_mib("CAPBOX_GUEST_HEAP_MIB", 64),
+            message_bytes: usize::try_from(env_mib("CAPBOX_MESSAGE_MIB", 4)).unwrap_or(4 << 20),
         }
     }
 }

@@ -188,6 +188,12 @@ pub struct BenchReplyMsg {
     pub cycles: u64,
 }
 
+/// A builder with room for a typical message, so building does not keep
+/// regrowing (each regrowth reallocates and zero-fills).
+fn builder() -> FlatBufferBuilder<'static> {
+    FlatBufferBuilder::with_capacity(512)
+}
+
 fn hash_to_wire(hash: &[u8; 32]) -> wire::Hash {
     wire::Hash::new(hash)
 }
@@ -263,7 +269,7 @@ fn read_caps<'b>(
 
 /// `put_cap` request: the caps to publish.
 pub fn encode_put_cap_request(caps: &[CapBlobMsg<'_>]) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let caps = add_caps(&mut fbb, caps);
     let req = wire::PutCapRequest::create(&mut fbb, &wire::PutCapRequestArgs { caps: Some(caps) });
     fbb.finish(req, None);
@@ -278,7 +284,7 @@ pub fn decode_put_cap_request(bytes: &[u8]) -> Result<Vec<CapBlobMsg<'_>>, AbiEr
 
 /// `put_cap` reply: the hashes in request order, or an error.
 pub fn encode_put_cap_reply(result: Result<&[[u8; 32]], &RemoteError>) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let args = match result {
         Ok(hashes) => {
             let wire_hashes: Vec<wire::Hash> = hashes.iter().map(hash_to_wire).collect();
@@ -315,7 +321,7 @@ pub fn decode_put_cap_reply(bytes: &[u8]) -> Result<Result<Vec<[u8; 32]>, Remote
 
 /// `invoke` request: caps to publish first, then the calls to run in order.
 pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let caps = add_caps(&mut fbb, caps);
     let mut offsets = Vec::with_capacity(calls.len());
     for call in calls {
@@ -382,7 +388,7 @@ pub fn decode_invoke_request(
 pub fn encode_invoke_reply(
     result: Result<&[Result<InvokeResultMsg, RemoteError>], &RemoteError>,
 ) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let args = match result {
         Ok(results) => {
             let mut offsets = Vec::with_capacity(results.len());
@@ -471,7 +477,7 @@ pub fn decode_invoke_reply(bytes: &[u8]) -> Result<Result<InvokeResults, RemoteE
 
 /// `get_cap` request.
 pub fn encode_get_cap_request(hash: &[u8; 32]) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let hash = hash_to_wire(hash);
     let req = wire::GetCapRequest::create(&mut fbb, &wire::GetCapRequestArgs { hash: Some(&hash) });
     fbb.finish(req, None);
@@ -489,7 +495,7 @@ pub fn decode_get_cap_request(bytes: &[u8]) -> Result<[u8; 32], AbiError> {
 
 /// `get_cap` reply: the cap's encoding, or an error.
 pub fn encode_get_cap_reply(result: Result<&[u8], &RemoteError>) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let args = match result {
         Ok(bytes) => wire::GetCapReplyArgs {
             error: None,
@@ -520,7 +526,7 @@ pub fn decode_get_cap_reply(bytes: &[u8]) -> Result<Result<Vec<u8>, RemoteError>
 
 /// `stats` / `sweep` reply.
 pub fn encode_stats_reply(stats: &StatsMsg) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let reply = wire::StatsReply::create(
         &mut fbb,
         &wire::StatsReplyArgs {
@@ -556,7 +562,7 @@ pub fn decode_stats_reply(bytes: &[u8]) -> Result<Result<StatsMsg, RemoteError>,
 
 /// `bench` request.
 pub fn encode_bench_request(name: &str, iters: u64) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let name = fbb.create_string(name);
     let req = wire::BenchRequest::create(
         &mut fbb,
@@ -577,7 +583,7 @@ pub fn decode_bench_request(bytes: &[u8]) -> Result<(&str, u64), AbiError> {
 
 /// `bench` reply.
 pub fn encode_bench_reply(result: Result<&BenchReplyMsg, &RemoteError>) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::new();
+    let mut fbb = builder();
     let args = match result {
         Ok(r) => wire::BenchReplyArgs {
             error: None,

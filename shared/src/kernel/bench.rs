@@ -8,16 +8,17 @@ use alloc::vec::Vec;
 
 use super::error::KernelError;
 use super::instance::new_instance;
-use super::invoke::{NoLog, invoke};
+use super::invoke::{LogSink, NoLog, invoke};
 use super::programs::ProgramCache;
 use super::sample::{Endpoint, sample_image};
+use super::service::{KernelHost, KernelState};
 use crate::CacheDirectory;
 use crate::abi::{ErrorKind, RemoteError};
 use crate::cap::{Cap, Data, PAGE_SIZE};
 use crate::hash::CapHash;
 
 /// Every benchmark, with what one iteration does.
-pub const BENCHMARKS: [(&str, &str); 6] = [
+pub const BENCHMARKS: [(&str, &str); 7] = [
     ("noop", "nothing (the counter's own overhead)"),
     (
         "hash_page",
@@ -36,7 +37,26 @@ pub const BENCHMARKS: [(&str, &str); 6] = [
         "interp_loop_1000",
         "invoke a 1000-iteration PVM loop (about 2000 instructions)",
     ),
+    (
+        "abi_invoke_empty",
+        "the whole `invoke` guest function: decode, invoke empty, encode",
+    ),
 ];
+
+struct BenchHost;
+
+impl LogSink for BenchHost {
+    fn log(&mut self, _message: &[u8]) {}
+}
+
+impl KernelHost for BenchHost {
+    fn fetch_blob(&mut self, _hash: &CapHash) -> Option<Vec<u8>> {
+        None
+    }
+    fn arena_usage(&self) -> (u64, u64) {
+        (0, 0)
+    }
+}
 
 fn cycles() -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -104,7 +124,7 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
             }
             Ok(t)
         }
-        "invoke_empty" | "invoke_increment" | "interp_loop_1000" => {
+        "invoke_empty" | "invoke_increment" | "interp_loop_1000" | "abi_invoke_empty" => {
             let image = sample_image();
             let image_cap = Cap::Image(image.clone());
             let image_hash = dir.put_cap(&image_cap).map_err(bad_setup)?;
@@ -118,6 +138,29 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
                 _ => (Endpoint::Loop, 1000),
             };
             let mut instance = fresh.instance_hash;
+            if name == "abi_invoke_empty" {
+                let state = KernelState {
+                    dir: &dir,
+                    programs: &programs,
+                };
+                let request = crate::abi::encode_invoke_request(
+                    &[],
+                    &[crate::abi::InvocationMsg {
+                        instance: instance.0,
+                        endpoint: Endpoint::Empty.index(),
+                        args: [0; 4],
+                        gas: 1000,
+                    }],
+                );
+                let mut reply_len = 0;
+                let t = timed(iters, |_| {
+                    reply_len += state
+                        .handle(&mut BenchHost, crate::abi::GuestFunction::Invoke, &request)
+                        .len();
+                });
+                core::hint::black_box(reply_len);
+                return Ok(t);
+            }
             let mut error = None;
             let t = timed(iters, |_| {
                 match invoke(

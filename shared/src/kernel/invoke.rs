@@ -106,14 +106,8 @@ fn resolve<S: BuildHasher>(
         _ => unreachable!("kind checked above"),
     };
     let image = get(&instance.image, CapKind::Image)?;
-    let memory_hash = match &instance.memory {
-        CapHashOrRef::Hash(h) => *h,
-        // A published blob never holds a Ref (the codec cannot express one).
-        CapHashOrRef::Ref(_) => {
-            return Err(KernelError::Cap(crate::cap::CapError::UnsettledRef));
-        }
-    };
-    let memory = get(&memory_hash, CapKind::Data)?;
+    // A published blob never holds a Ref (the codec cannot express one).
+    let memory = get(&instance_memory_hash(&instance)?, CapKind::Data)?;
     Ok(Resolved {
         instance,
         image,
@@ -192,24 +186,21 @@ pub fn invoke<S: BuildHasher>(
             endpoint,
             count: image.endpoints.len(),
         })?;
-    let program = programs
+    let cached = programs
         .get_or_decode(&instance.image, &image.code)
         .map_err(|reason| KernelError::BadProgram {
             image: instance.image,
             reason,
         })?;
     let layout = layout_for(image, memory_data.len(), instance_hash)?;
-    let rw_bytes = memory_data.to_vec();
-    let memory = Memory::standard(&layout, &image.ro_data, &rw_bytes, &[]).map_err(|_| {
-        KernelError::BadLayout {
-            instance: *instance_hash,
-            reason: "sections do not map",
-        }
-    })?;
-    drop(rw_bytes);
+    let memory_hash = instance_memory_hash(&instance)?;
+    let memory = match cached.take_warm(&memory_hash) {
+        Some(warm) => warm,
+        None => fresh_memory(&layout, image, memory_data, instance_hash)?,
+    };
 
-    // 2. Promote to a working entry; fresh registers.
-    let working = dir.promote_blob_to_instance(instance_hash)?;
+    // 2. Fresh registers. (The working entry is promoted lazily, at commit,
+    // and only if the program changed something.)
     let mut regs = layout.initial_registers();
     regs[7..11].copy_from_slice(&args);
     let gas_limit = i64::try_from(gas).unwrap_or(i64::MAX);
@@ -218,7 +209,7 @@ pub fn invoke<S: BuildHasher>(
     // 3. Run, serving kernel ops.
     let mut output = Vec::new();
     let exit = loop {
-        match machine.run(&program) {
+        match machine.run(&cached.program) {
             Exit::Halt => break ExitReason::Halt,
             Exit::Panic => break ExitReason::Panic,
             Exit::OutOfGas => break ExitReason::OutOfGas,
@@ -239,25 +230,26 @@ pub fn invoke<S: BuildHasher>(
     let gas_used = gas_limit.saturating_sub(machine.gas.max(0)).unsigned_abs();
     let (r7, r8) = (machine.regs[7], machine.regs[8]);
 
-    // 4. Commit on halt; otherwise drop the working entry.
-    let new_hash = if exit == ExitReason::Halt {
+    // 4. Commit on halt; otherwise nothing was promoted, nothing to drop.
+    let (new_hash, new_memory_hash) = if exit == ExitReason::Halt {
         commit(
             dir,
-            &working,
             instance_hash,
             &instance,
             memory_data,
             &machine.memory,
             &layout,
-        )
+        )?
     } else {
-        Ok(*instance_hash)
+        (*instance_hash, memory_hash)
     };
-    drop(working);
-    dir.sweep_instances();
-    let new_hash = new_hash?;
     if exit != ExitReason::Halt {
         output.clear();
+    }
+    // 5. Keep the memory warm for the next call on the resulting state.
+    let mut memory = machine.memory;
+    if reset_memory(&mut memory, &layout, exit == ExitReason::Halt, memory_data) {
+        cached.put_warm(new_memory_hash, memory);
     }
     Ok(Outcome {
         exit,
@@ -267,6 +259,70 @@ pub fn invoke<S: BuildHasher>(
         gas_used,
         instance: new_hash,
     })
+}
+
+fn instance_memory_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
+    match &instance.memory {
+        CapHashOrRef::Hash(h) => Ok(*h),
+        CapHashOrRef::Ref(_) => Err(KernelError::Cap(crate::cap::CapError::UnsettledRef)),
+    }
+}
+
+/// A new PVM memory: image ro data, the instance memory as rw data (plus
+/// the image's remaining heap pages), the stack.
+fn fresh_memory(
+    layout: &StandardLayout,
+    image: &Image,
+    memory_data: &Data,
+    instance_hash: &CapHash,
+) -> Result<Memory, KernelError> {
+    let rw_bytes = memory_data.to_vec();
+    Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|_| KernelError::BadLayout {
+        instance: *instance_hash,
+        reason: "sections do not map",
+    })
+}
+
+/// Brings `memory` back to "fresh for the resulting state" by undoing only
+/// what the run dirtied: stack pages are zeroed; read-write pages are kept
+/// when the run committed (they are the new state) and restored from
+/// `old_memory` otherwise. Returns false when the memory cannot be reused
+/// (the program moved the heap break).
+fn reset_memory(
+    memory: &mut Memory,
+    layout: &StandardLayout,
+    committed: bool,
+    old_memory: &Data,
+) -> bool {
+    let initial_top = layout.rw_start + layout.rw_mapped;
+    if memory.sbrk(0) != u64::from(initial_top) {
+        return false;
+    }
+    let dirty: Vec<u32> = memory.dirty_pages().map(|(addr, _)| addr).collect();
+    let page_size = PAGE_SIZE as u32;
+    let mut page = [0u8; PAGE_SIZE];
+    for addr in dirty {
+        page.fill(0);
+        let in_rw = addr >= layout.rw_start && addr < layout.stack_start;
+        if in_rw {
+            if committed {
+                continue;
+            }
+            let offset = u64::from(addr - layout.rw_start);
+            let len = old_memory.len();
+            if offset < len {
+                let n = (len - offset).min(u64::from(page_size)) as usize;
+                if old_memory.read(offset, &mut page[..n]).is_err() {
+                    return false;
+                }
+            }
+        }
+        if memory.initialize(addr, &page).is_err() {
+            return false;
+        }
+    }
+    memory.clear_dirty();
+    true
 }
 
 /// Serves one kernel op; returns φ7.
@@ -301,18 +357,17 @@ fn run_op(op: KernelOp, machine: &mut Machine, output: &mut Vec<u8>, log: &mut d
 }
 
 /// Writes the pages the program dirtied in its read-write section into the
-/// memory Data, then settles the instance to its new hash and publishes it.
+/// memory Data of a working copy of the instance (promoted now), settles it
+/// to its new hash and publishes that; the working entries are then swept.
 /// No dirtied page: nothing changed, the hash is the old one.
-#[allow(clippy::too_many_arguments)]
 fn commit<S: BuildHasher>(
     dir: &CacheDirectory<S>,
-    working: &CapRef,
     instance_hash: &CapHash,
     instance: &InstanceCap,
     old_memory: &Data,
     memory: &Memory,
     layout: &StandardLayout,
-) -> Result<CapHash, KernelError> {
+) -> Result<(CapHash, CapHash), KernelError> {
     let rw_start = layout.rw_start;
     let rw_end = layout.stack_start;
     let mut new_memory: Option<Data> = None;
@@ -332,18 +387,33 @@ fn commit<S: BuildHasher>(
         data.write_page(index, page)?;
     }
     let Some(new_memory) = new_memory else {
-        return Ok(*instance_hash);
+        return Ok((*instance_hash, instance_memory_hash(instance)?));
     };
+    let working = dir.promote_blob_to_instance(instance_hash)?;
+    let result = settle_new_memory(dir, &working, instance, new_memory);
+    drop(working);
+    dir.sweep_instances();
+    result
+}
+
+/// Points the working instance at `new_memory`, settles it, publishes the
+/// snapshot; (instance hash, memory hash).
+fn settle_new_memory<S: BuildHasher>(
+    dir: &CacheDirectory<S>,
+    working: &CapRef,
+    instance: &InstanceCap,
+    new_memory: Data,
+) -> Result<(CapHash, CapHash), KernelError> {
+    let missing = || KernelError::Directory(CacheError::InstanceMissing(working.id()));
     let memory_ref = dir.put_instance(Cap::Data(new_memory));
     let mut updated = instance.clone();
     updated.memory = CapHashOrRef::Ref(memory_ref);
     dir.set_instance(working, Arc::new(Cap::Instance(updated)))?;
     let hash = dir.settle(&CapHashOrRef::Ref(working.clone()))?;
-    let settled =
-        dir.get_instance(working)
-            .ok_or(KernelError::Directory(CacheError::InstanceMissing(
-                working.id(),
-            )))?;
+    let settled = dir.get_instance(working).ok_or_else(missing)?;
     dir.put_cap_with_hash(hash, &settled)?;
-    Ok(hash)
+    let Cap::Instance(settled) = &*settled else {
+        return Err(missing());
+    };
+    Ok((hash, instance_memory_hash(settled)?))
 }

@@ -129,7 +129,7 @@ fn typed_errors_before_running() {
             err,
             KernelError::BadEndpoint {
                 endpoint: 99,
-                count: 11,
+                count: 13,
                 ..
             }
         ),
@@ -170,4 +170,28 @@ fn typed_errors_before_running() {
     )
     .unwrap_err();
     assert!(matches!(err, KernelError::BadProgram { .. }), "{err}");
+}
+
+#[test]
+fn reused_memory_behaves_like_fresh_memory() {
+    let f = fixture();
+    let a = f.call(&f.instance, Endpoint::Increment, 0, 1000);
+    // A failed write is undone in the reused memory too.
+    for _ in 0..3 {
+        let t = f.call(&a.instance, Endpoint::WriteThenTrap, 0, 1000);
+        assert_eq!((t.exit, t.instance), (ExitReason::Panic, a.instance));
+        assert_eq!(f.call(&a.instance, Endpoint::Read, 0, 1000).r7, 1);
+    }
+    // Stack contents never leak from one invocation into the next.
+    let s = f.call(&a.instance, Endpoint::StackOnly, 77, 1000);
+    assert_eq!(s.exit, ExitReason::Halt);
+    assert_eq!(f.call(&a.instance, Endpoint::ReadStack, 0, 1000).r7, 0);
+    // Alternating states still give the same answers and hashes.
+    let b = f.call(&a.instance, Endpoint::Increment, 0, 1000);
+    assert_eq!(f.call(&a.instance, Endpoint::Read, 0, 1000).r7, 1);
+    assert_eq!(f.call(&b.instance, Endpoint::Read, 0, 1000).r7, 2);
+    let fresh_dir = fixture();
+    let a2 = fresh_dir.call(&fresh_dir.instance, Endpoint::Increment, 0, 1000);
+    let b2 = fresh_dir.call(&a2.instance, Endpoint::Increment, 0, 1000);
+    assert_eq!(b2.instance, b.instance);
 }

@@ -4,7 +4,8 @@
 //! Its state is one little-endian u64 counter at the start of its
 //! read-write data. Endpoints (see [`Endpoint`]): increment, read, add φ7,
 //! output the counter via `set_output`, loop φ7 times, trap, page fault,
-//! unknown kernel op, touch only the stack, read the gas, and a plain halt.
+//! unknown kernel op, touch only the stack, read the gas, a plain halt,
+//! write-then-trap and read-the-stack.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -37,11 +38,15 @@ pub enum Endpoint {
     Gas = 9,
     /// Halt at once: the empty endpoint.
     Empty = 10,
+    /// counter += 1 in memory, then `trap`: the write must not stick.
+    WriteThenTrap = 11,
+    /// φ7 = the stack word at φ1 - 8 (always 0: stacks start zeroed).
+    ReadStack = 12,
 }
 
 impl Endpoint {
     /// Every endpoint, in index order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Increment,
         Endpoint::Read,
         Endpoint::Add,
@@ -53,6 +58,8 @@ impl Endpoint {
         Endpoint::StackOnly,
         Endpoint::Gas,
         Endpoint::Empty,
+        Endpoint::WriteThenTrap,
+        Endpoint::ReadStack,
     ];
 
     /// Index into the image's endpoint list.
@@ -75,6 +82,7 @@ const STORE_U64: u8 = 62;
 const BRANCH_NE_IMM: u8 = 82;
 const STORE_IND_U64: u8 = 123;
 const ADD_IMM_64: u8 = 149;
+const LOAD_IND_U64: u8 = 130;
 const ADD_64: u8 = 200;
 
 /// Little-endian immediate in 3 bytes (positive values below 2^23).
@@ -145,7 +153,7 @@ pub fn sample_image() -> Image {
     };
     // Each endpoint is a list of instructions; the first starts a block
     // because the previous endpoint ends in a terminator.
-    let endpoints: [Vec<Vec<u8>>; 11] = [
+    let endpoints: [Vec<Vec<u8>>; 13] = [
         // Increment
         vec![
             load_counter(7),
@@ -191,6 +199,15 @@ pub fn sample_image() -> Image {
         vec![vec![ECALLI, 0], halt()],
         // Empty
         vec![halt()],
+        // WriteThenTrap
+        vec![
+            load_counter(7),
+            vec![ADD_IMM_64, 0x77, 1],
+            store_counter(7),
+            vec![TRAP],
+        ],
+        // ReadStack: φ7 = [φ1 - 8]
+        vec![vec![LOAD_IND_U64, 0x17, 0xf8], halt()],
     ];
     let mut instructions = Vec::new();
     let mut entry_indices = Vec::new();
