@@ -76,6 +76,10 @@ fn ping(_request: Vec<u8>) -> Vec<u8> {
     Vec::new()
 }
 
+fn crash(_request: Vec<u8>) -> Vec<u8> {
+    panic!("crash requested by the host (fault-recovery test)");
+}
+
 /// Registers every guest function under its ABI name. The match makes a
 /// new `GuestFunction` variant a compile error here until it is handled.
 pub fn register_all() {
@@ -89,6 +93,7 @@ pub fn register_all() {
             GuestFunction::Sweep => register_fn(name, sweep),
             GuestFunction::Bench => register_fn(name, bench),
             GuestFunction::Ping => register_fn(name, ping),
+            GuestFunction::Crash => register_fn(name, crash),
         }
     }
 }

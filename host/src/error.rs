@@ -66,6 +66,14 @@ pub enum KernelError {
         /// What Hyperlight reported.
         detail: String,
     },
+    /// A guest function failed without a fault (the VM state is intact).
+    #[error("guest call `{function}` failed: {detail}")]
+    GuestCall {
+        /// The guest function.
+        function: &'static str,
+        /// What Hyperlight reported.
+        detail: String,
+    },
     /// The guest fault could not be recovered from: rebuilding failed.
     #[error(
         "guest fault during `{function}` ({detail}); rebuilding the sandbox failed too: {rebuild}"

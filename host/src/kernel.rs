@@ -184,6 +184,27 @@ impl Kernel {
         Ok(hashes)
     }
 
+    /// Records caps in the host's copy without sending them: the kernel
+    /// fetches each one (`fetch_blob`) the first time it needs it.
+    pub fn stage_caps(&mut self, caps: &[Cap]) -> Result<Vec<CapHash>, KernelError> {
+        let mut b = lock(&self.blobs);
+        caps.iter()
+            .map(|cap| {
+                let bytes = cap
+                    .encode()
+                    .map_err(|e| KernelError::BadCap(e.to_string()))?;
+                let hash = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
+                b.bytes.entry(hash).or_insert_with(|| Arc::new(bytes));
+                Ok(hash)
+            })
+            .collect()
+    }
+
+    /// Whether the host believes the kernel holds `hash`.
+    pub fn is_published(&self, hash: &CapHash) -> bool {
+        lock(&self.blobs).published.contains(hash)
+    }
+
     /// Publishes `image` and a fresh instance of it; the instance's hash.
     pub fn create_instance(&mut self, image: &Image) -> Result<CapHash, KernelError> {
         let image_cap = Cap::Image(image.clone());

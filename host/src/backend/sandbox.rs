@@ -137,6 +137,12 @@ impl Backend for SandboxBackend {
             .call::<Vec<u8>>(function.name(), request.to_vec())
         {
             Ok(reply) => Ok(reply),
+            // The guest function returned an error without harming the VM
+            // (e.g. a parameter type mismatch): nothing to rebuild.
+            Err(e) if !self.sandbox.status().is_poisoned() => Err(KernelError::GuestCall {
+                function: function.name(),
+                detail: e.to_string(),
+            }),
             Err(e) => {
                 let detail = e.to_string();
                 match self.rebuild() {

@@ -25,11 +25,14 @@ pub enum GuestFunction {
     /// empty → empty: does nothing; the baseline for measuring call cost
     /// and a liveness check.
     Ping = 7,
+    /// empty → never returns: aborts the guest on purpose, so tests can
+    /// check that the host recovers from a guest fault.
+    Crash = 8,
 }
 
 impl GuestFunction {
     /// Every guest function, in number order.
-    pub const ALL: [GuestFunction; 7] = [
+    pub const ALL: [GuestFunction; 8] = [
         GuestFunction::PutCap,
         GuestFunction::Invoke,
         GuestFunction::GetCap,
@@ -37,6 +40,7 @@ impl GuestFunction {
         GuestFunction::Sweep,
         GuestFunction::Bench,
         GuestFunction::Ping,
+        GuestFunction::Crash,
     ];
 
     /// The name the function is registered under in the guest.
@@ -49,6 +53,7 @@ impl GuestFunction {
             GuestFunction::Sweep => "sweep",
             GuestFunction::Bench => "bench",
             GuestFunction::Ping => "ping",
+            GuestFunction::Crash => "crash",
         }
     }
 

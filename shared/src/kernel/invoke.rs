@@ -12,6 +12,11 @@ use crate::hash::CapHash;
 use crate::pvm::{Exit, Machine, Memory, StandardLayout};
 use crate::{CacheDirectory, CacheError};
 
+/// Most memory (read-only data + read-write data and heap + stack) one
+/// invocation may map. Both backends refuse larger layouts the same way,
+/// instead of the guest running out of memory.
+pub const MAX_MAPPED_BYTES: u64 = 32 << 20;
+
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitReason {
@@ -151,8 +156,15 @@ fn layout_for(
     let ro_len =
         u32::try_from(image.ro_data.len()).map_err(|_| bad("read-only data over 4 GiB"))?;
     let rw_len = u32::try_from(mem_len).map_err(|_| bad("memory over 4 GiB"))?;
-    StandardLayout::new(ro_len, rw_len, heap_pages, image.stack_size, 0)
-        .map_err(|_| bad("sections exceed the 32-bit address space"))
+    let layout = StandardLayout::new(ro_len, rw_len, heap_pages, image.stack_size, 0)
+        .map_err(|_| bad("sections exceed the 32-bit address space"))?;
+    let mapped = u64::from(layout.ro_mapped)
+        + u64::from(layout.rw_mapped)
+        + u64::from(layout.stack_end - layout.stack_start);
+    if mapped > MAX_MAPPED_BYTES {
+        return Err(bad("maps more than MAX_MAPPED_BYTES of memory"));
+    }
+    Ok(layout)
 }
 
 /// Runs endpoint `endpoint` of the instance `instance_hash` with φ7..φ10 =

@@ -18,7 +18,7 @@ mod service;
 
 pub use error::KernelError;
 pub use instance::{NewInstance, new_instance};
-pub use invoke::{ExitReason, LogSink, NoLog, Outcome, invoke};
+pub use invoke::{ExitReason, LogSink, MAX_MAPPED_BYTES, NoLog, Outcome, invoke};
 pub use ops::KernelOp;
 pub use programs::{MAX_CACHED_PROGRAMS, ProgramCache};
 pub use service::{

@@ -95,9 +95,10 @@ fn halt() -> Vec<u8> {
     vec![JUMP_IND, 0x00] // jump_ind φ0 + 0, φ0 = the halt address
 }
 
-/// Assembles instructions into a `deblob` code blob (no jump table),
+/// Assembles instructions (each one opcode + operand bytes) into a `deblob`
+/// code blob (no jump table),
 /// returning the blob and each instruction's offset.
-fn assemble(instructions: &[Vec<u8>]) -> (Vec<u8>, Vec<u32>) {
+pub fn assemble(instructions: &[Vec<u8>]) -> (Vec<u8>, Vec<u32>) {
     let mut code = Vec::new();
     let mut starts = Vec::new();
     for ins in instructions {
