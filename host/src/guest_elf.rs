@@ -58,3 +58,64 @@ pub fn abi_version(elf_bytes: &[u8]) -> Result<Option<u32>, String> {
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built_guest() -> Vec<u8> {
+        std::fs::read(default_guest_path()).expect("host/build.rs built the guest")
+    }
+
+    /// Offset of the note descriptor (the version bytes) in the ELF.
+    fn desc_offset(elf: &[u8]) -> usize {
+        let mut pattern = b"capbox\0\0".to_vec();
+        pattern.extend_from_slice(&ABI_VERSION.to_le_bytes());
+        elf.windows(pattern.len())
+            .position(|w| w == pattern.as_slice())
+            .expect("the guest carries the note")
+            + 8
+    }
+
+    #[test]
+    fn the_built_guest_has_the_current_abi_note() {
+        assert_eq!(abi_version(&built_guest()), Ok(Some(ABI_VERSION)));
+        assert!(load_checked(&default_guest_path()).is_ok());
+    }
+
+    #[test]
+    fn a_mismatched_or_missing_note_is_refused() {
+        let dir = std::env::temp_dir().join(format!("capbox-elf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut elf = built_guest();
+        let at = desc_offset(&elf);
+        elf[at..at + 4].copy_from_slice(&(ABI_VERSION + 1).to_le_bytes());
+        let patched = dir.join("guest-v2");
+        std::fs::write(&patched, &elf).unwrap();
+        let err = load_checked(&patched).unwrap_err();
+        assert!(
+            matches!(err, GuestElfError::AbiMismatch { guest, host, .. } if guest == ABI_VERSION + 1 && host == ABI_VERSION),
+            "{err}"
+        );
+        assert!(err.to_string().contains("rebuild the guest"), "{err}");
+
+        // Rename the owner: no capbox note any more.
+        let mut elf = built_guest();
+        let at = desc_offset(&elf) - 8;
+        elf[at] = b'X';
+        let renamed = dir.join("guest-no-note");
+        std::fs::write(&renamed, &elf).unwrap();
+        assert!(matches!(
+            load_checked(&renamed),
+            Err(GuestElfError::NoAbiNote { .. })
+        ));
+
+        let not_elf = dir.join("not-elf");
+        std::fs::write(&not_elf, b"hello").unwrap();
+        assert!(matches!(
+            load_checked(&not_elf),
+            Err(GuestElfError::BadElf { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

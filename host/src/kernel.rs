@@ -53,6 +53,8 @@ struct HostBlobs {
     bytes: HashMap<CapHash, Arc<Vec<u8>>>,
     /// Hashes the kernel is known to hold.
     published: HashSet<CapHash>,
+    /// Caps sent with `put_cap` so far (a re-send would show here).
+    sent: u64,
 }
 
 /// A kernel, sandboxed or local, behind one API.
@@ -178,6 +180,7 @@ impl Kernel {
             )));
         }
         let mut b = lock(&self.blobs);
+        b.sent += to_send.len() as u64;
         for (hash, _) in &to_send {
             b.published.insert(*hash);
         }
@@ -198,6 +201,11 @@ impl Kernel {
                 Ok(hash)
             })
             .collect()
+    }
+
+    /// How many caps `put_cap(s)` has sent to the kernel so far.
+    pub fn caps_sent(&self) -> u64 {
+        lock(&self.blobs).sent
     }
 
     /// Whether the host believes the kernel holds `hash`.

@@ -42,6 +42,18 @@ capbox_tests::backend_tests! {
         assert_eq!(u64::from_le_bytes(counter), 3);
     }
 
+    fn published_caps_are_never_resent(kernel: &mut Kernel) {
+        let mut image = sample_image();
+        image.rw_data = vec![3; 8];
+        let first = kernel.create_instance(&image).unwrap();
+        let sent = kernel.caps_sent();
+        let again = kernel.create_instance(&image).unwrap();
+        assert_eq!((again, kernel.caps_sent()), (first, sent));
+        // New state the kernel produced is known to be there too.
+        let o = kernel.invoke(&first, Endpoint::Increment.index(), [0; 4], 1000).unwrap();
+        assert!(kernel.is_published(&o.instance));
+    }
+
     fn failures_keep_the_state(kernel: &mut Kernel) {
         let start = kernel.create_instance(&sample_image()).unwrap();
         let one = kernel.invoke(&start, Endpoint::Increment.index(), [0; 4], 1000).unwrap().instance;
