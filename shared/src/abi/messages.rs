@@ -188,10 +188,30 @@ pub struct BenchReplyMsg {
     pub cycles: u64,
 }
 
-/// A builder with room for a typical message, so building does not keep
-/// regrowing (each regrowth reallocates and zero-fills).
-fn builder() -> FlatBufferBuilder<'static> {
-    FlatBufferBuilder::with_capacity(512)
+/// A spare builder, reused across messages: building into a fresh one
+/// allocates and zero-fills its whole buffer (and regrows it), while a
+/// reset only clears the bytes the last message used.
+static SPARE_BUILDER: spin::Mutex<Option<FlatBufferBuilder<'static>>> = spin::Mutex::new(None);
+
+/// Builders that grew past this are dropped instead of kept as the spare.
+const MAX_SPARE_BUILDER: usize = 64 << 10;
+
+/// Runs `build` with a builder (the spare one when it is free) and returns
+/// the finished message's bytes.
+fn build_message(build: impl FnOnce(&mut FlatBufferBuilder<'static>)) -> Vec<u8> {
+    let mut fbb = SPARE_BUILDER
+        .try_lock()
+        .and_then(|mut spare| spare.take())
+        .unwrap_or_else(|| FlatBufferBuilder::with_capacity(512));
+    build(&mut fbb);
+    let bytes = fbb.finished_data().to_vec();
+    if bytes.len() <= MAX_SPARE_BUILDER {
+        fbb.reset();
+        if let Some(mut spare) = SPARE_BUILDER.try_lock() {
+            *spare = Some(fbb);
+        }
+    }
+    bytes
 }
 
 fn hash_to_wire(hash: &[u8; 32]) -> wire::Hash {
@@ -269,11 +289,11 @@ fn read_caps<'b>(
 
 /// `put_cap` request: the caps to publish.
 pub fn encode_put_cap_request(caps: &[CapBlobMsg<'_>]) -> Vec<u8> {
-    let mut fbb = builder();
-    let caps = add_caps(&mut fbb, caps);
-    let req = wire::PutCapRequest::create(&mut fbb, &wire::PutCapRequestArgs { caps: Some(caps) });
-    fbb.finish(req, None);
-    fbb.finished_data().to_vec()
+    build_message(|fbb| {
+        let caps = add_caps(fbb, caps);
+        let req = wire::PutCapRequest::create(fbb, &wire::PutCapRequestArgs { caps: Some(caps) });
+        fbb.finish(req, None);
+    })
 }
 
 /// Reads a `put_cap` request.
@@ -284,24 +304,24 @@ pub fn decode_put_cap_request(bytes: &[u8]) -> Result<Vec<CapBlobMsg<'_>>, AbiEr
 
 /// `put_cap` reply: the hashes in request order, or an error.
 pub fn encode_put_cap_reply(result: Result<&[[u8; 32]], &RemoteError>) -> Vec<u8> {
-    let mut fbb = builder();
-    let args = match result {
-        Ok(hashes) => {
-            let wire_hashes: Vec<wire::Hash> = hashes.iter().map(hash_to_wire).collect();
-            let hashes = fbb.create_vector(&wire_hashes);
-            wire::PutCapReplyArgs {
-                error: None,
-                hashes: Some(hashes),
+    build_message(|fbb| {
+        let args = match result {
+            Ok(hashes) => {
+                let wire_hashes: Vec<wire::Hash> = hashes.iter().map(hash_to_wire).collect();
+                let hashes = fbb.create_vector(&wire_hashes);
+                wire::PutCapReplyArgs {
+                    error: None,
+                    hashes: Some(hashes),
+                }
             }
-        }
-        Err(err) => wire::PutCapReplyArgs {
-            error: Some(add_error(&mut fbb, err)),
-            hashes: None,
-        },
-    };
-    let reply = wire::PutCapReply::create(&mut fbb, &args);
-    fbb.finish(reply, None);
-    fbb.finished_data().to_vec()
+            Err(err) => wire::PutCapReplyArgs {
+                error: Some(add_error(fbb, err)),
+                hashes: None,
+            },
+        };
+        let reply = wire::PutCapReply::create(fbb, &args);
+        fbb.finish(reply, None);
+    })
 }
 
 /// Reads a `put_cap` reply.
@@ -321,32 +341,32 @@ pub fn decode_put_cap_reply(bytes: &[u8]) -> Result<Result<Vec<[u8; 32]>, Remote
 
 /// `invoke` request: caps to publish first, then the calls to run in order.
 pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -> Vec<u8> {
-    let mut fbb = builder();
-    let caps = add_caps(&mut fbb, caps);
-    let mut offsets = Vec::with_capacity(calls.len());
-    for call in calls {
-        let args = fbb.create_vector(&call.args);
-        let instance = hash_to_wire(&call.instance);
-        offsets.push(wire::Invocation::create(
-            &mut fbb,
-            &wire::InvocationArgs {
-                instance: Some(&instance),
-                endpoint: call.endpoint,
-                args: Some(args),
-                gas: call.gas,
+    build_message(|fbb| {
+        let caps = add_caps(fbb, caps);
+        let mut offsets = Vec::with_capacity(calls.len());
+        for call in calls {
+            let args = fbb.create_vector(&call.args);
+            let instance = hash_to_wire(&call.instance);
+            offsets.push(wire::Invocation::create(
+                fbb,
+                &wire::InvocationArgs {
+                    instance: Some(&instance),
+                    endpoint: call.endpoint,
+                    args: Some(args),
+                    gas: call.gas,
+                },
+            ));
+        }
+        let calls = fbb.create_vector(&offsets);
+        let req = wire::InvokeRequest::create(
+            fbb,
+            &wire::InvokeRequestArgs {
+                caps: Some(caps),
+                calls: Some(calls),
             },
-        ));
-    }
-    let calls = fbb.create_vector(&offsets);
-    let req = wire::InvokeRequest::create(
-        &mut fbb,
-        &wire::InvokeRequestArgs {
-            caps: Some(caps),
-            calls: Some(calls),
-        },
-    );
-    fbb.finish(req, None);
-    fbb.finished_data().to_vec()
+        );
+        fbb.finish(req, None);
+    })
 }
 
 /// Reads an `invoke` request.
@@ -388,56 +408,56 @@ pub fn decode_invoke_request(
 pub fn encode_invoke_reply(
     result: Result<&[Result<InvokeResultMsg, RemoteError>], &RemoteError>,
 ) -> Vec<u8> {
-    let mut fbb = builder();
-    let args = match result {
-        Ok(results) => {
-            let mut offsets = Vec::with_capacity(results.len());
-            for result in results {
-                let offset = match result {
-                    Ok(r) => {
-                        let output = fbb.create_vector(&r.output);
-                        let instance = hash_to_wire(&r.instance);
-                        wire::InvokeResult::create(
-                            &mut fbb,
-                            &wire::InvokeResultArgs {
-                                error: None,
-                                exit: wire::ExitKind(r.exit.kind),
-                                exit_arg: r.exit.arg,
-                                r7: r.r7,
-                                r8: r.r8,
-                                output: Some(output),
-                                gas_used: r.gas_used,
-                                instance: Some(&instance),
-                            },
-                        )
-                    }
-                    Err(err) => {
-                        let error = add_error(&mut fbb, err);
-                        wire::InvokeResult::create(
-                            &mut fbb,
-                            &wire::InvokeResultArgs {
-                                error: Some(error),
-                                ..Default::default()
-                            },
-                        )
-                    }
-                };
-                offsets.push(offset);
+    build_message(|fbb| {
+        let args = match result {
+            Ok(results) => {
+                let mut offsets = Vec::with_capacity(results.len());
+                for result in results {
+                    let offset = match result {
+                        Ok(r) => {
+                            let output = fbb.create_vector(&r.output);
+                            let instance = hash_to_wire(&r.instance);
+                            wire::InvokeResult::create(
+                                fbb,
+                                &wire::InvokeResultArgs {
+                                    error: None,
+                                    exit: wire::ExitKind(r.exit.kind),
+                                    exit_arg: r.exit.arg,
+                                    r7: r.r7,
+                                    r8: r.r8,
+                                    output: Some(output),
+                                    gas_used: r.gas_used,
+                                    instance: Some(&instance),
+                                },
+                            )
+                        }
+                        Err(err) => {
+                            let error = add_error(fbb, err);
+                            wire::InvokeResult::create(
+                                fbb,
+                                &wire::InvokeResultArgs {
+                                    error: Some(error),
+                                    ..Default::default()
+                                },
+                            )
+                        }
+                    };
+                    offsets.push(offset);
+                }
+                let results = fbb.create_vector(&offsets);
+                wire::InvokeReplyArgs {
+                    error: None,
+                    results: Some(results),
+                }
             }
-            let results = fbb.create_vector(&offsets);
-            wire::InvokeReplyArgs {
-                error: None,
-                results: Some(results),
-            }
-        }
-        Err(err) => wire::InvokeReplyArgs {
-            error: Some(add_error(&mut fbb, err)),
-            results: None,
-        },
-    };
-    let reply = wire::InvokeReply::create(&mut fbb, &args);
-    fbb.finish(reply, None);
-    fbb.finished_data().to_vec()
+            Err(err) => wire::InvokeReplyArgs {
+                error: Some(add_error(fbb, err)),
+                results: None,
+            },
+        };
+        let reply = wire::InvokeReply::create(fbb, &args);
+        fbb.finish(reply, None);
+    })
 }
 
 /// Per-call results of an `invoke` reply.
@@ -477,11 +497,11 @@ pub fn decode_invoke_reply(bytes: &[u8]) -> Result<Result<InvokeResults, RemoteE
 
 /// `get_cap` request.
 pub fn encode_get_cap_request(hash: &[u8; 32]) -> Vec<u8> {
-    let mut fbb = builder();
-    let hash = hash_to_wire(hash);
-    let req = wire::GetCapRequest::create(&mut fbb, &wire::GetCapRequestArgs { hash: Some(&hash) });
-    fbb.finish(req, None);
-    fbb.finished_data().to_vec()
+    build_message(|fbb| {
+        let hash = hash_to_wire(hash);
+        let req = wire::GetCapRequest::create(fbb, &wire::GetCapRequestArgs { hash: Some(&hash) });
+        fbb.finish(req, None);
+    })
 }
 
 /// Reads a `get_cap` request.
@@ -495,20 +515,20 @@ pub fn decode_get_cap_request(bytes: &[u8]) -> Result<[u8; 32], AbiError> {
 
 /// `get_cap` reply: the cap's encoding, or an error.
 pub fn encode_get_cap_reply(result: Result<&[u8], &RemoteError>) -> Vec<u8> {
-    let mut fbb = builder();
-    let args = match result {
-        Ok(bytes) => wire::GetCapReplyArgs {
-            error: None,
-            bytes: Some(fbb.create_vector(bytes)),
-        },
-        Err(err) => wire::GetCapReplyArgs {
-            error: Some(add_error(&mut fbb, err)),
-            bytes: None,
-        },
-    };
-    let reply = wire::GetCapReply::create(&mut fbb, &args);
-    fbb.finish(reply, None);
-    fbb.finished_data().to_vec()
+    build_message(|fbb| {
+        let args = match result {
+            Ok(bytes) => wire::GetCapReplyArgs {
+                error: None,
+                bytes: Some(fbb.create_vector(bytes)),
+            },
+            Err(err) => wire::GetCapReplyArgs {
+                error: Some(add_error(fbb, err)),
+                bytes: None,
+            },
+        };
+        let reply = wire::GetCapReply::create(fbb, &args);
+        fbb.finish(reply, None);
+    })
 }
 
 /// Reads a `get_cap` reply.
@@ -526,21 +546,21 @@ pub fn decode_get_cap_reply(bytes: &[u8]) -> Result<Result<Vec<u8>, RemoteError>
 
 /// `stats` / `sweep` reply.
 pub fn encode_stats_reply(stats: &StatsMsg) -> Vec<u8> {
-    let mut fbb = builder();
-    let reply = wire::StatsReply::create(
-        &mut fbb,
-        &wire::StatsReplyArgs {
-            error: None,
-            blobs: stats.blobs,
-            instances: stats.instances,
-            programs_cached: stats.programs_cached,
-            arena_used_bytes: stats.arena_used_bytes,
-            arena_capacity_bytes: stats.arena_capacity_bytes,
-            swept: stats.swept,
-        },
-    );
-    fbb.finish(reply, None);
-    fbb.finished_data().to_vec()
+    build_message(|fbb| {
+        let reply = wire::StatsReply::create(
+            fbb,
+            &wire::StatsReplyArgs {
+                error: None,
+                blobs: stats.blobs,
+                instances: stats.instances,
+                programs_cached: stats.programs_cached,
+                arena_used_bytes: stats.arena_used_bytes,
+                arena_capacity_bytes: stats.arena_capacity_bytes,
+                swept: stats.swept,
+            },
+        );
+        fbb.finish(reply, None);
+    })
 }
 
 /// Reads a `stats` / `sweep` reply.
@@ -562,17 +582,17 @@ pub fn decode_stats_reply(bytes: &[u8]) -> Result<Result<StatsMsg, RemoteError>,
 
 /// `bench` request.
 pub fn encode_bench_request(name: &str, iters: u64) -> Vec<u8> {
-    let mut fbb = builder();
-    let name = fbb.create_string(name);
-    let req = wire::BenchRequest::create(
-        &mut fbb,
-        &wire::BenchRequestArgs {
-            name: Some(name),
-            iters,
-        },
-    );
-    fbb.finish(req, None);
-    fbb.finished_data().to_vec()
+    build_message(|fbb| {
+        let name = fbb.create_string(name);
+        let req = wire::BenchRequest::create(
+            fbb,
+            &wire::BenchRequestArgs {
+                name: Some(name),
+                iters,
+            },
+        );
+        fbb.finish(req, None);
+    })
 }
 
 /// Reads a `bench` request: (name, iterations).
@@ -583,22 +603,22 @@ pub fn decode_bench_request(bytes: &[u8]) -> Result<(&str, u64), AbiError> {
 
 /// `bench` reply.
 pub fn encode_bench_reply(result: Result<&BenchReplyMsg, &RemoteError>) -> Vec<u8> {
-    let mut fbb = builder();
-    let args = match result {
-        Ok(r) => wire::BenchReplyArgs {
-            error: None,
-            name: Some(fbb.create_string(&r.name)),
-            iters: r.iters,
-            cycles: r.cycles,
-        },
-        Err(err) => wire::BenchReplyArgs {
-            error: Some(add_error(&mut fbb, err)),
-            ..Default::default()
-        },
-    };
-    let reply = wire::BenchReply::create(&mut fbb, &args);
-    fbb.finish(reply, None);
-    fbb.finished_data().to_vec()
+    build_message(|fbb| {
+        let args = match result {
+            Ok(r) => wire::BenchReplyArgs {
+                error: None,
+                name: Some(fbb.create_string(&r.name)),
+                iters: r.iters,
+                cycles: r.cycles,
+            },
+            Err(err) => wire::BenchReplyArgs {
+                error: Some(add_error(fbb, err)),
+                ..Default::default()
+            },
+        };
+        let reply = wire::BenchReply::create(fbb, &args);
+        fbb.finish(reply, None);
+    })
 }
 
 /// Reads a `bench` reply.

@@ -18,7 +18,7 @@ use crate::cap::{Cap, Data, PAGE_SIZE};
 use crate::hash::CapHash;
 
 /// Every benchmark, with what one iteration does.
-pub const BENCHMARKS: [(&str, &str); 7] = [
+pub const BENCHMARKS: [(&str, &str); 9] = [
     ("noop", "nothing (the counter's own overhead)"),
     (
         "hash_page",
@@ -41,6 +41,11 @@ pub const BENCHMARKS: [(&str, &str); 7] = [
         "abi_invoke_empty",
         "the whole `invoke` guest function: decode, invoke empty, encode",
     ),
+    (
+        "abi_decode_invoke",
+        "verify and decode a one-call invoke request",
+    ),
+    ("abi_encode_reply", "encode a one-result invoke reply"),
 ];
 
 struct BenchHost;
@@ -86,6 +91,42 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
     let programs = ProgramCache::new();
     match name {
         "noop" => Ok(timed(iters, |_| {})),
+        "abi_decode_invoke" => {
+            let request = crate::abi::encode_invoke_request(
+                &[],
+                &[crate::abi::InvocationMsg {
+                    instance: [7; 32],
+                    endpoint: 1,
+                    args: [1, 2, 3, 4],
+                    gas: 1000,
+                }],
+            );
+            let mut calls = 0;
+            let t = timed(iters, |_| {
+                if let Ok((_, c)) = crate::abi::decode_invoke_request(&request) {
+                    calls += c.len();
+                }
+            });
+            core::hint::black_box(calls);
+            Ok(t)
+        }
+        "abi_encode_reply" => {
+            let result = Ok(crate::abi::InvokeResultMsg {
+                exit: crate::abi::ExitMsg { kind: 0, arg: 0 },
+                r7: 1,
+                r8: 2,
+                output: Vec::new(),
+                gas_used: 3,
+                instance: [9; 32],
+            });
+            let results = [result];
+            let mut len = 0;
+            let t = timed(iters, |_| {
+                len += crate::abi::encode_invoke_reply(Ok(&results)).len();
+            });
+            core::hint::black_box(len);
+            Ok(t)
+        }
         "hash_page" => {
             let mut data = Data::new(PAGE_SIZE as u64).map_err(bad_setup)?;
             let mut page = [0u8; PAGE_SIZE];
