@@ -25,3 +25,11 @@ fmt:
 
 clippy:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# In-guest micro-benchmarks (rdtsc cycles; local backend without a hypervisor).
+bench-guest:
+    cargo run --release -- bench --guest
+
+# Guest instructions per kernel call on the sandbox (perf stat, needs root).
+measure-calls:
+    scripts/measure-calls.sh
