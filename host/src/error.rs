@@ -74,6 +74,16 @@ pub enum KernelError {
         /// What Hyperlight reported.
         detail: String,
     },
+    /// A request is larger than the sandbox's message limit.
+    #[error("`{function}` request of {len} bytes exceeds the {limit}-byte message limit")]
+    MessageTooLarge {
+        /// The guest function.
+        function: &'static str,
+        /// Request size.
+        len: usize,
+        /// The limit (`SandboxConfig::message_bytes`).
+        limit: usize,
+    },
     /// The guest fault could not be recovered from: rebuilding failed.
     #[error(
         "guest fault during `{function}` ({detail}); rebuilding the sandbox failed too: {rebuild}"

@@ -21,6 +21,9 @@ use crate::backend::{
 };
 use crate::error::KernelError;
 
+/// Caps per `put_cap` call are batched up to about this many bytes.
+const PUT_BATCH_BYTES: usize = 1 << 20;
+
 /// Which backend [`Kernel::new`] should use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendChoice {
@@ -163,21 +166,37 @@ impl Kernel {
         if to_send.is_empty() {
             return Ok(hashes);
         }
-        let msgs: Vec<CapBlobMsg<'_>> = to_send
-            .iter()
-            .map(|(h, b)| CapBlobMsg {
-                hash: Some(h.0),
-                bytes: b,
-            })
-            .collect();
-        let reply = self.call_raw(GuestFunction::PutCap, &abi::encode_put_cap_request(&msgs))?;
-        let got = abi::decode_put_cap_reply(&reply)?.map_err(KernelError::Refused)?;
-        if got.len() != to_send.len() {
-            return Err(KernelError::Protocol(format!(
-                "put_cap: sent {} caps, got {} hashes",
-                to_send.len(),
-                got.len()
-            )));
+        // Several calls when the caps are large, so no message gets near
+        // the sandbox's limit.
+        let mut start = 0;
+        while start < to_send.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < to_send.len()
+                && (end == start || bytes + to_send[end].1.len() <= PUT_BATCH_BYTES)
+            {
+                bytes += to_send[end].1.len();
+                end += 1;
+            }
+            let batch = &to_send[start..end];
+            let msgs: Vec<CapBlobMsg<'_>> = batch
+                .iter()
+                .map(|(h, b)| CapBlobMsg {
+                    hash: Some(h.0),
+                    bytes: b,
+                })
+                .collect();
+            let reply =
+                self.call_raw(GuestFunction::PutCap, &abi::encode_put_cap_request(&msgs))?;
+            let got = abi::decode_put_cap_reply(&reply)?.map_err(KernelError::Refused)?;
+            if got.len() != batch.len() {
+                return Err(KernelError::Protocol(format!(
+                    "put_cap: sent {} caps, got {} hashes",
+                    batch.len(),
+                    got.len()
+                )));
+            }
+            start = end;
         }
         let mut b = lock(&self.blobs);
         b.sent += to_send.len() as u64;

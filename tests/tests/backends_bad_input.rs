@@ -108,3 +108,12 @@ fn sandbox_guest_fault_rebuilds_and_recovers() {
     assert_eq!(o.r7, 2);
     still_serving(&mut kernel);
 }
+
+#[test]
+fn sandbox_oversized_request_is_refused_on_the_host() {
+    let Some(mut kernel) = capbox_tests::shared_sandbox() else { return };
+    let huge = vec![0u8; 5 << 20];
+    let err = kernel.call_raw(GuestFunction::PutCap, &huge).unwrap_err();
+    assert!(matches!(err, KernelError::MessageTooLarge { .. }), "{err}");
+    still_serving(&mut kernel);
+}

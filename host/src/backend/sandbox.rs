@@ -132,6 +132,13 @@ impl Backend for SandboxBackend {
     }
 
     fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+        if request.len() > self.config.message_bytes {
+            return Err(KernelError::MessageTooLarge {
+                function: function.name(),
+                len: request.len(),
+                limit: self.config.message_bytes,
+            });
+        }
         match self
             .sandbox
             .call::<Vec<u8>>(function.name(), request.to_vec())
