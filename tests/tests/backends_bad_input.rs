@@ -111,9 +111,46 @@ fn sandbox_guest_fault_rebuilds_and_recovers() {
 
 #[test]
 fn sandbox_oversized_request_is_refused_on_the_host() {
-    let Some(mut kernel) = capbox_tests::shared_sandbox() else { return };
+    let Some(mut kernel) = capbox_tests::shared_sandbox() else {
+        return;
+    };
     let huge = vec![0u8; 5 << 20];
     let err = kernel.call_raw(GuestFunction::PutCap, &huge).unwrap_err();
     assert!(matches!(err, KernelError::MessageTooLarge { .. }), "{err}");
+    still_serving(&mut kernel);
+}
+
+#[test]
+fn sandbox_overrunning_call_is_killed_and_recovers() {
+    // Its own short-timeout sandbox (the shared one waits long enough for
+    // the differential batch).
+    let config = capbox::SandboxConfig {
+        call_timeout: std::time::Duration::from_secs(2),
+        ..Default::default()
+    };
+    let mut kernel = match capbox::Kernel::with_config(capbox::BackendChoice::Sandbox, config) {
+        Ok(kernel) => kernel,
+        Err(e) if std::env::var("CAPBOX_REQUIRE_SANDBOX").is_ok_and(|v| v == "1") => {
+            panic!("CAPBOX_REQUIRE_SANDBOX=1 but the sandbox cannot start: {e}")
+        }
+        Err(e) => {
+            eprintln!("!!! SKIPPED: no sandbox ({e})");
+            return;
+        }
+    };
+    let start = std::time::Instant::now();
+    let err = kernel.bench("interp_loop_1000", u64::MAX).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KernelError::GuestFault {
+                function: "bench",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
     still_serving(&mut kernel);
 }

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use capbox_shared::abi::{GuestFunction, HostFunction};
 use hyperlight_host::sandbox::snapshot::Snapshot;
@@ -28,6 +30,9 @@ pub struct SandboxConfig {
     pub heap_bytes: u64,
     /// Largest single message in either direction.
     pub message_bytes: usize,
+    /// A guest call running longer than this is killed (a guest fault:
+    /// the sandbox is rebuilt).
+    pub call_timeout: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -43,6 +48,12 @@ impl Default for SandboxConfig {
             guest: guest_elf::default_guest_path(),
             heap_bytes: env_mib("CAPBOX_GUEST_HEAP_MIB", 64),
             message_bytes: usize::try_from(env_mib("CAPBOX_MESSAGE_MIB", 4)).unwrap_or(4 << 20),
+            call_timeout: Duration::from_secs(
+                std::env::var("CAPBOX_CALL_TIMEOUT_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(600),
+            ),
         }
     }
 }
@@ -139,31 +150,48 @@ impl Backend for SandboxBackend {
                 limit: self.config.message_bytes,
             });
         }
-        match self
+        // A watchdog kills the call if it overruns; gas bounds every
+        // invocation, so this only catches a kernel bug or a runaway bench.
+        let interrupt = self.sandbox.interrupt_handle();
+        let timeout = self.config.call_timeout;
+        let (done, finished) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            matches!(
+                finished.recv_timeout(timeout),
+                Err(RecvTimeoutError::Timeout)
+            ) && interrupt.kill()
+        });
+        let result = self
             .sandbox
-            .call::<Vec<u8>>(function.name(), request.to_vec())
-        {
+            .call::<Vec<u8>>(function.name(), request.to_vec());
+        let _ = done.send(());
+        let timed_out = watchdog.join().unwrap_or(false);
+        let result = result.map_err(|e| {
+            if timed_out {
+                format!("timed out after {timeout:?} ({e})")
+            } else {
+                e.to_string()
+            }
+        });
+        match result {
             Ok(reply) => Ok(reply),
             // The guest function returned an error without harming the VM
             // (e.g. a parameter type mismatch): nothing to rebuild.
-            Err(e) if !self.sandbox.status().is_poisoned() => Err(KernelError::GuestCall {
+            Err(detail) if !self.sandbox.status().is_poisoned() => Err(KernelError::GuestCall {
                 function: function.name(),
-                detail: e.to_string(),
+                detail,
             }),
-            Err(e) => {
-                let detail = e.to_string();
-                match self.rebuild() {
-                    Ok(()) => Err(KernelError::GuestFault {
-                        function: function.name(),
-                        detail,
-                    }),
-                    Err(rebuild) => Err(KernelError::RebuildFailed {
-                        function: function.name(),
-                        detail,
-                        rebuild,
-                    }),
-                }
-            }
+            Err(detail) => match self.rebuild() {
+                Ok(()) => Err(KernelError::GuestFault {
+                    function: function.name(),
+                    detail,
+                }),
+                Err(rebuild) => Err(KernelError::RebuildFailed {
+                    function: function.name(),
+                    detail,
+                    rebuild,
+                }),
+            },
         }
     }
 }
