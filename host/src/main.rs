@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli_store;
+
 #[derive(Parser)]
 #[command(
     name = "capbox",
@@ -22,6 +24,17 @@ enum Command {
         /// Directory of w3f PVM test vectors.
         dir: PathBuf,
     },
+    /// Store administration: stats, list, heads, prune, gc, set-head, remove-head.
+    Store {
+        #[command(flatten)]
+        location: cli_store::StoreLocation,
+        #[command(subcommand)]
+        command: cli_store::StoreCommand,
+    },
+    /// Stores a file holding one cap encoding; prints its hash.
+    Publish(cli_store::PublishArgs),
+    /// Prints a stored cap's kind and fields.
+    Inspect(cli_store::InspectArgs),
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -35,6 +48,9 @@ fn main() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Some(Command::Store { location, command }) => cli_store::run_store(&location, command),
+        Some(Command::Publish(args)) => cli_store::run_publish(&args),
+        Some(Command::Inspect(args)) => cli_store::run_inspect(&args),
         None => {
             println!(
                 "capbox {}: workspace skeleton; no demo yet",
