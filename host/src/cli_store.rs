@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 #[derive(Args, Debug)]
 pub struct StoreLocation {
     /// Store directory [default: $CAPBOX_STORE, else ./.capbox/store].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     store: Option<PathBuf>,
 }
 
