@@ -185,16 +185,23 @@ fn a_valid_cap_under_the_wrong_name_is_corrupt() {
 }
 
 #[test]
-fn put_repairs_a_truncated_blob() {
+fn put_repairs_a_corrupt_blob() {
     let (_dir, store) = temp_store();
     let cap = image(6);
     let hash = store.put(&cap).unwrap();
     let path = blob_file(&store, &hash);
     let original = fs::read(&path).unwrap();
-    fs::write(&path, &original[..10]).unwrap();
-    expect_corrupt(&store, &hash);
-    store.put(&cap).unwrap();
-    assert_eq!(store.get(&hash).unwrap(), Some(cap));
+    let mut flipped = original.clone();
+    flipped[5] ^= 1;
+    for damaged in [&original[..10], &flipped[..]] {
+        fs::write(&path, damaged).unwrap();
+        expect_corrupt(&store, &hash);
+        store.put(&cap).unwrap();
+        assert_eq!(store.get(&hash).unwrap().as_ref(), Some(&cap));
+        fs::write(&path, damaged).unwrap();
+        store.put_encoded(&original).unwrap();
+        assert_eq!(store.get(&hash).unwrap().as_ref(), Some(&cap));
+    }
 }
 
 #[test]

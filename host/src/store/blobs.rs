@@ -191,16 +191,14 @@ impl Store {
     }
 
     /// Durably stores `bytes` (already verified to be `hash`'s encoding).
-    /// An existing file of the right size is kept (and marked used); one of
-    /// the wrong size is corrupt and is replaced.
+    /// An existing file holding exactly these bytes is kept (and marked
+    /// used); anything else there is corrupt and is replaced, so re-putting
+    /// a cap repairs its blob. Comparing costs a read, far less than the
+    /// fsyncs of a rewrite.
     fn write_blob(&self, hash: &CapHash, bytes: &[u8]) -> Result<(), StoreError> {
         let _shared = self.lock(LockMode::Shared)?;
         let path = self.blob_path(hash);
-        if let Ok(meta) = fs::metadata(&path)
-            && meta.is_file()
-            && meta.len() == bytes.len() as u64
-        {
-            touch_path(&path);
+        if holds_exactly(&path, bytes) {
             return Ok(());
         }
         fsio::ensure_dir(parent(&path))?;
@@ -244,8 +242,23 @@ fn read_blob_file(path: &PathBuf, touch: bool) -> Result<Option<Vec<u8>>, StoreE
     Ok(Some(bytes))
 }
 
-fn touch_path(path: &Path) {
-    if let Ok(file) = File::open(path) {
-        let _ = file.set_modified(SystemTime::now());
+/// Whether `path` is a file holding exactly `bytes`; marks it used if so.
+/// Any failure to tell counts as "no": the caller then rewrites the file.
+fn holds_exactly(path: &Path, bytes: &[u8]) -> bool {
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let same_len = file
+        .metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.len() == bytes.len() as u64);
+    if !same_len {
+        return false;
     }
+    let mut existing = Vec::with_capacity(bytes.len());
+    if file.read_to_end(&mut existing).is_err() || existing != bytes {
+        return false;
+    }
+    // Best effort: see "Access tracking" in the module docs.
+    let _ = file.set_modified(SystemTime::now());
+    true
 }

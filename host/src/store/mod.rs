@@ -39,6 +39,15 @@
 //! of an existing blob sets it (one `futimens`, errors ignored: tracking is
 //! best effort, e.g. on a read-only mount). Prune evicts the oldest first.
 //!
+//! # Pruning
+//!
+//! Heads pin their graphs: [`Store::prune`] never removes a blob reachable
+//! from a head. Every other blob is unreachable from all heads, hence a
+//! cache entry; prune removes those least recently used first until the
+//! store is within `max_entries` and `max_bytes`, and reports
+//! ([`PruneReport::limits_met`]) when the pinned graphs alone exceed the
+//! limits. [`Store::gc`] removes every unreachable blob.
+//!
 //! # Verification
 //!
 //! `put_encoded*` decode the bytes (rejecting anything non-canonical) and
