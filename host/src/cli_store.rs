@@ -336,7 +336,7 @@ fn print_list(blobs: &[BlobInfo], json: bool) {
         print_json(&Value::Array(rows));
     } else {
         for b in blobs {
-            let kind = b.kind.map_or("corrupt", |k| k.name());
+            let kind = b.kind.map_or("unknown", |k| k.name());
             let age = now.duration_since(b.last_access).map_or(0, |d| d.as_secs());
             println!("{} {kind:<8} {:>10} {age}s ago", b.hash, b.size);
         }

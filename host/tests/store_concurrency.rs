@@ -166,3 +166,28 @@ fn processes_publishing_while_another_collects() {
         assert_consistent(&store);
     }
 }
+
+#[test]
+fn many_threads_creating_one_store_at_once_all_succeed() {
+    for attempt in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join(format!("fresh{attempt}"));
+        thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let root = &root;
+                    scope.spawn(move || {
+                        let store = Store::open(root).unwrap();
+                        store.put(&data(&[i; 10])).unwrap();
+                    })
+                })
+                .collect();
+            for handle in handles {
+                handle.join().unwrap();
+            }
+        });
+        let store = Store::open(&root).unwrap();
+        assert_eq!(store.stats().unwrap().entries, 8);
+        assert_consistent(&store);
+    }
+}

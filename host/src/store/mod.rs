@@ -165,6 +165,9 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.refuse_foreign_directory()?;
                 fsio::ensure_dir(&self.tmp)?;
+                // Every temp-file writer holds the lock, so a concurrent
+                // open does not clean our temp file away mid-write.
+                let _writer = self.lock(LockMode::Shared)?;
                 let line = format!("{STORE_FORMAT}\n");
                 fsio::write_atomically(&self.tmp, &format_path, line.as_bytes())
             }
