@@ -267,8 +267,11 @@ fn memory_traps() {
             reg_imm(Opcode::store_u32, 8, 0x20FFE),
             Exit::PageFault(0x21000),
         ),
-        // Wrapping past 2^32: address 0 is the lowest bad one → panic.
-        (reg_imm(Opcode::load_u64, 8, -2), Exit::Panic),
+        // Wrapping past 2^32: the unmapped top page comes first.
+        (
+            reg_imm(Opcode::load_u64, 8, -2),
+            Exit::PageFault(0xFFFF_F000),
+        ),
     ];
     for (ins, want) in cases {
         let code = vec![ins.clone(), no_args(Opcode::trap)];
@@ -278,6 +281,20 @@ fn memory_traps() {
         assert_eq!(m.regs, regs, "state untouched");
         assert_eq!(m.memory.dirty_pages().count(), 0);
     }
+}
+
+#[test]
+fn a_wrapping_access_reaching_low_memory_panics() {
+    let program = program(&[reg_imm(Opcode::load_u64, 7, -2), no_args(Opcode::trap)]);
+    let memory = Memory::from_page_map(&[capbox_shared::pvm::PageMapEntry {
+        address: 0xFFFF_F000,
+        length: 0x1000,
+        access: capbox_shared::pvm::Access::Read,
+    }])
+    .unwrap();
+    let mut m = Machine::new([0; 13], 0, 10, memory);
+    assert_eq!(m.run(&program), Exit::Panic);
+    assert_eq!(m.pc, 0);
 }
 
 #[test]

@@ -37,7 +37,10 @@
 //!    (the text leaves `pc` on it and lets `Ψ_H` advance it), so calling
 //!    `run` again resumes.
 //! 6. **Low memory**: addresses below 2^16 are never mappable, so touching
-//!    one is always a panic, as the text's prose says.
+//!    one is always a panic, as the text's prose says. Which octet decides
+//!    between panic and fault is the first inaccessible one in access
+//!    order (the text's minimum over indices before reducing mod 2^32), so
+//!    an access wrapping past 2^32 reports its high part first.
 //! 7. **`sbrk`** returns the current break and raises it by `φ_A` octets,
 //!    mapping pages as needed (PolkaVM's behaviour; the text's formula is
 //!    ambiguous); `sbrk 0` returns the break; it returns 0 when the memory
