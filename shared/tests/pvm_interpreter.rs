@@ -348,3 +348,48 @@ fn program_reports_basic_blocks() {
         "four + the implicit end trap"
     );
 }
+
+#[test]
+fn program_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Program>();
+    let program = std::sync::Arc::new(program(&straight_line()));
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let program = program.clone();
+            std::thread::spawn(move || {
+                let mut m = Machine::new([0; 13], 0, 100, Memory::new());
+                (m.run(&program), m.regs[7])
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), (Exit::Panic, 3));
+    }
+}
+
+#[test]
+fn instructions_lists_what_a_disassembler_shows() {
+    use capbox_shared::pvm::{Operands, deblob, instructions};
+    let blob = blob(&[
+        three_regs(Opcode::add_64, 9, 7, 8),
+        offset(Opcode::jump, -3),
+        vec![2],
+    ]);
+    let parts = deblob(&blob).unwrap();
+    let listed: Vec<_> = instructions(&parts).collect();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0].opcode, Some(Opcode::add_64));
+    assert_eq!(
+        listed[0].operands,
+        Operands::ThreeRegs {
+            ra: 7,
+            rb: 8,
+            rd: 9
+        }
+    );
+    assert_eq!(listed[1].pc, 3);
+    assert_eq!(listed[1].operands, Operands::OneOffset { target: 0 });
+    assert_eq!(listed[2].opcode, None, "2 is not an opcode");
+    assert_eq!(listed[2].next_pc(), 9);
+}

@@ -62,7 +62,7 @@ pub mod memory;
 pub mod program;
 
 pub use blob::{Bitmask, ProgramParts, deblob, decode_natural, encode_natural};
-pub use decode::{Instruction, Operands, decode_instruction};
+pub use decode::{Instruction, Operands, decode_instruction, instructions};
 pub use error::{MemoryError, ProgramError};
 pub use instructions::{ALL_OPCODES, ArgFormat, Opcode};
 pub use interpreter::{Exit, Machine};
