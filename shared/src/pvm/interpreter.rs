@@ -146,7 +146,7 @@ fn interpret<const STEP: bool>(
                 at: idx,
             };
         }
-        let Some(&op) = ops.get(idx) else {
+        let Some(op) = ops.get(idx) else {
             // Unreachable: the last entry is always a trap.
             return Flow::Exit {
                 exit: Exit::Panic,

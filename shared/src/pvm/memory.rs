@@ -79,10 +79,17 @@ impl Region {
     fn mark_dirty(&mut self, offset: usize, len: usize) {
         let first = offset / PAGE_SIZE as usize;
         let last = (offset + len - 1) / PAGE_SIZE as usize;
-        for page in first..=last {
-            if let Some(word) = self.dirty.get_mut(page / 64) {
-                *word |= 1 << (page % 64);
-            }
+        self.mark_page_dirty(first);
+        // Interpreter stores (≤ 8 octets) touch at most one more page.
+        for page in first + 1..=last {
+            self.mark_page_dirty(page);
+        }
+    }
+
+    #[inline(always)]
+    fn mark_page_dirty(&mut self, page: usize) {
+        if let Some(word) = self.dirty.get_mut(page / 64) {
+            *word |= 1 << (page % 64);
         }
     }
 }
