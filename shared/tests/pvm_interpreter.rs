@@ -46,6 +46,12 @@ fn zero_and_negative_gas_run_nothing() {
     assert_eq!((exit, m.pc, m.gas, m.regs[7]), (Exit::OutOfGas, 0, -1, 0));
     let (exit, m) = run(&straight_line(), [0; 13], -5);
     assert_eq!((exit, m.pc, m.gas), (Exit::OutOfGas, 0, -6));
+    let (exit, m) = run(&straight_line(), [0; 13], i64::MIN);
+    assert_eq!((exit, m.gas), (Exit::OutOfGas, i64::MIN), "saturates");
+    let program = program(&straight_line());
+    let mut m = Machine::new([0; 13], 1, i64::MIN, Memory::new());
+    assert_eq!(m.run(&program), Exit::OutOfGas, "not an instruction start");
+    assert_eq!(m.gas, i64::MIN);
 }
 
 #[test]

@@ -99,7 +99,7 @@ impl Machine {
                     Flow::Enter { from, .. } => from,
                     Flow::Exit { at, .. } => at,
                 };
-                self.gas -= (last - start + 1) as i64;
+                self.gas = self.gas.saturating_sub((last - start + 1) as i64);
                 flow
             };
             match flow {
