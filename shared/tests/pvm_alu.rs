@@ -255,3 +255,18 @@ fn host_reads_and_writes_span_regions() {
     assert!(!memory.is_readable(0x20000, 0x6001));
     assert!(!memory.is_readable(0x100, 1));
 }
+
+#[test]
+fn sbrk_never_grows_into_another_region() {
+    use capbox_shared::pvm::Access;
+    let layout = StandardLayout::new(0, 0x1000, 0, 0x1000, 0).unwrap();
+    let mut memory = Memory::standard(&layout, &[], &[0; 0x1000], &[]).unwrap();
+    let top = layout.rw_start + 0x1000;
+    assert_eq!(memory.heap_top(), Some(top));
+    memory.map(top + 0x2000, 0x1000, Access::Read).unwrap();
+    assert_eq!(memory.sbrk(0x2000), u64::from(top), "fits exactly");
+    assert_eq!(memory.sbrk(1), 0, "would reach the mapped region");
+    assert_eq!(memory.heap_top(), Some(top + 0x2000));
+    assert_eq!(memory.access(top + 0x1FFF), Some(Access::Write));
+    assert_eq!(memory.access(top + 0x2000), Some(Access::Read));
+}

@@ -267,9 +267,15 @@ impl Memory {
             return 0;
         };
         let old = heap.top;
+        // Never grow into the next mapped region, whatever the limit says.
+        let next_region = self
+            .regions
+            .get(heap.region + 1)
+            .map_or(u64::MAX, |r| u64::from(r.base));
+        let limit = u64::from(heap.limit).min(next_region);
         let Some(new_top) = u64::from(old)
             .checked_add(size)
-            .filter(|&t| t <= u64::from(heap.limit))
+            .filter(|&t| t.next_multiple_of(u64::from(PAGE_SIZE)) <= limit)
         else {
             return 0;
         };
@@ -284,6 +290,11 @@ impl Memory {
         }
         heap.top = new_top as u32;
         u64::from(old)
+    }
+
+    /// The current break of the heap (`sbrk(0)`), if the memory has one.
+    pub fn heap_top(&self) -> Option<u32> {
+        self.heap.map(|heap| heap.top)
     }
 
     /// Loads `N` octets at `address` for the interpreter.
