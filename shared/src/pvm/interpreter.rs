@@ -64,7 +64,7 @@ impl Machine {
     /// memory; on every exit but `HostCall`, `pc` is the instruction that
     /// caused it.
     pub fn run(&mut self, program: &Program) -> Exit {
-        let mut regs = [0u64; 16];
+        let mut regs = [0u64; 256];
         regs[..13].copy_from_slice(&self.regs);
         let exit = match program.index_of(self.pc) {
             Some(start) => self.execute(program, &mut regs, start),
@@ -82,38 +82,40 @@ impl Machine {
         exit
     }
 
-    fn execute(&mut self, program: &Program, regs: &mut [u64; 16], mut idx: usize) -> Exit {
-        loop {
+    fn execute(&mut self, program: &Program, regs: &mut [u64; 256], mut idx: usize) -> Exit {
+        // Kept in locals so the hot loop does not go through `self`.
+        let mut gas = self.gas;
+        let memory = &mut self.memory;
+        let (exit, at) = loop {
             let cost = program.ops.get(idx).map_or(1, |op| i64::from(op.gas));
-            let flow = if self.gas >= cost {
-                self.gas -= cost;
-                interpret::<false>(program, regs, &mut self.memory, idx, usize::MAX)
+            let flow = if gas >= cost {
+                gas -= cost;
+                interpret::<false>(program, regs, memory, idx, usize::MAX)
             } else {
                 let start = idx;
-                let affordable = self.gas.max(0) as usize;
-                let flow =
-                    interpret::<true>(program, regs, &mut self.memory, idx, start + affordable);
+                let affordable = gas.max(0) as usize;
+                let flow = interpret::<true>(program, regs, memory, idx, start + affordable);
                 // Stepping charges each executed instruction, including the
                 // one that exits (or could not be paid).
                 let last = match flow {
                     Flow::Enter { from, .. } => from,
                     Flow::Exit { at, .. } => at,
                 };
-                self.gas = self.gas.saturating_sub((last - start + 1) as i64);
+                gas = gas.saturating_sub((last - start + 1) as i64);
                 flow
             };
             match flow {
                 Flow::Enter { to, .. } => idx = to,
-                Flow::Exit { exit, at } => {
-                    let resume_at = match exit {
-                        Exit::HostCall(_) => at + 1,
-                        _ => at,
-                    };
-                    self.pc = program.pcs.get(resume_at).copied().unwrap_or(self.pc);
-                    return exit;
-                }
+                Flow::Exit { exit, at } => break (exit, at),
             }
-        }
+        };
+        self.gas = gas;
+        let resume_at = match exit {
+            Exit::HostCall(_) => at + 1,
+            _ => at,
+        };
+        self.pc = program.pcs.get(resume_at).copied().unwrap_or(self.pc);
+        exit
     }
 }
 
@@ -133,7 +135,7 @@ fn imm(value: u32) -> u64 {
 #[inline(always)]
 fn interpret<const STEP: bool>(
     program: &Program,
-    regs: &mut [u64; 16],
+    regs: &mut [u64; 256],
     memory: &mut Memory,
     mut idx: usize,
     stop: usize,
@@ -155,7 +157,7 @@ fn interpret<const STEP: bool>(
         };
         macro_rules! reg {
             ($r:ident) => {
-                regs[(op.$r & 15) as usize]
+                regs[op.$r as usize]
             };
         }
         macro_rules! exit {
