@@ -64,6 +64,9 @@ impl Machine {
     /// memory; on every exit but `HostCall`, `pc` is the instruction that
     /// caused it.
     pub fn run(&mut self, program: &Program) -> Exit {
+        // Indexed by the decoded u8 register numbers (always ≤ 12): with 256
+        // entries every u8 is in bounds, so the hot loop needs neither a mask
+        // nor a bounds check.
         let mut regs = [0u64; 256];
         regs[..13].copy_from_slice(&self.regs);
         let exit = match program.index_of(self.pc) {
