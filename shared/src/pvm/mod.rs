@@ -27,9 +27,10 @@
 //!    first one that cannot be paid is not executed, `pc` points at it and
 //!    the gas is left at the text's `ϱ' = ϱ − 1 < 0`. (The vectors have no
 //!    out-of-gas case. PolkaVM 0.37 differs here: it stops at the block's
-//!    start without running any of it and leaves the gas untouched; the
-//!    final state of runs that do not run out of gas is identical, which a
-//!    differential run of 20 000 random programs confirmed.)
+//!    start without running any of it and leaves the gas untouched. Runs
+//!    that do not run out of gas end in the same state, gas included, as
+//!    checked against PolkaVM's interpreter on random programs during
+//!    development.)
 //! 3. **`pc` after panic and halt** stays at the instruction that panicked
 //!    or jumped to the halt address (vectors); the text sets it to 0.
 //! 4. **Panics keep register writes** of the panicking instruction: a
