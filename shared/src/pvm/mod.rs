@@ -21,7 +21,8 @@
 //!    rest of its block: `store` + implicit `trap` page-faulting costs 2, not
 //!    the text's 0. Blocks for charging ("gas blocks") are the Graypaper's
 //!    basic blocks, additionally cut after each `ecalli` so a resumed host
-//!    call never pays twice.
+//!    call never pays twice (PolkaVM charges past the `ecalli` up front and
+//!    does not charge on resumption; totals agree once the block ends).
 //! 2. **Out of gas** follows the text: when the remaining gas cannot pay
 //!    for the whole block, its instructions are charged one at a time; the
 //!    first one that cannot be paid is not executed, `pc` points at it and
@@ -46,10 +47,11 @@
 //!    order (the text's minimum over indices before reducing mod 2^32), so
 //!    an access wrapping past 2^32 reports its high part first.
 //! 7. **`sbrk`** returns the current break and raises it by `φ_A` octets,
-//!    mapping pages as needed (PolkaVM's behaviour; the text's formula is
-//!    ambiguous); `sbrk 0` returns the break; it returns 0 when the memory
-//!    has no heap (e.g. built from a page map) or the heap would reach the
-//!    stack.
+//!    mapping pages as needed (the Unix convention: the result is the start
+//!    of the new octets; the text's formula is ambiguous and PolkaVM 0.37
+//!    returns the new break instead); `sbrk 0` returns the break; it
+//!    returns 0 when the memory has no heap (e.g. built from a page map) or
+//!    the heap would reach the next mapped region (the stack).
 //! 8. **Octets that are not instruction starts**: starting at such a `pc`
 //!    executes a `trap` (cost 1). A skip capped at 24 lands on one the same
 //!    way.
