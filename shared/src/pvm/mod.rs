@@ -1,6 +1,6 @@
 //! The Polkadot Virtual Machine (Graypaper v0.7.2, appendix A).
 //!
-//! * [`instructions`] — the instruction table, defined once
+//! * [`instructions`](mod@instructions) — the instruction table, defined once
 //!   ([`with_instructions!`](crate::with_instructions), [`Opcode`]).
 //! * [`blob`] — `deblob`, splitting a blob into jump table, code and bitmask.
 //! * [`decode`] — operand decoding of one instruction.
