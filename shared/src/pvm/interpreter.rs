@@ -93,11 +93,12 @@ impl Machine {
             let cost = program.ops.get(idx).map_or(1, |op| i64::from(op.gas));
             let flow = if gas >= cost {
                 gas -= cost;
-                interpret::<false>(program, regs, memory, idx, usize::MAX)
+                interpret::<false>(program, regs, memory, &mut gas, idx, usize::MAX)
             } else {
                 let start = idx;
                 let affordable = gas.max(0) as usize;
-                let flow = interpret::<true>(program, regs, memory, idx, start + affordable);
+                let flow =
+                    interpret::<true>(program, regs, memory, &mut gas, idx, start + affordable);
                 // Stepping charges each executed instruction, including the
                 // one that exits (or could not be paid).
                 let last = match flow {
@@ -140,6 +141,7 @@ fn interpret<const STEP: bool>(
     program: &Program,
     regs: &mut [u64; 256],
     memory: &mut Memory,
+    gas: &mut i64,
     mut idx: usize,
     stop: usize,
 ) -> Flow {
@@ -179,16 +181,30 @@ fn interpret<const STEP: bool>(
                 }
             };
         }
+        // Enters the block at `to`: in the fast instantiation, charges it and
+        // keeps looping when the gas suffices; otherwise lets the caller
+        // decide (stepping).
+        macro_rules! enter {
+            ($to:expr) => {{
+                let to: usize = $to;
+                if !STEP
+                    && let Some(next) = ops.get(to)
+                    && *gas >= i64::from(next.gas)
+                {
+                    *gas -= i64::from(next.gas);
+                    idx = to;
+                    continue;
+                }
+                return Flow::Enter { from: idx, to };
+            }};
+        }
         macro_rules! jump {
             ($target:expr) => {{
                 let target = $target;
                 if target == INVALID_TARGET {
                     exit!(Exit::Panic);
                 }
-                return Flow::Enter {
-                    from: idx,
-                    to: target as usize,
-                };
+                enter!(target as usize);
             }};
         }
         macro_rules! branch {
@@ -196,10 +212,7 @@ fn interpret<const STEP: bool>(
                 if $cond {
                     jump!(op.y);
                 }
-                return Flow::Enter {
-                    from: idx,
-                    to: idx + 1,
-                };
+                enter!(idx + 1);
             }};
         }
         macro_rules! djump {
@@ -249,12 +262,7 @@ fn interpret<const STEP: bool>(
         }
         match op.opcode {
             Opcode::trap => exit!(Exit::Panic),
-            Opcode::fallthrough => {
-                return Flow::Enter {
-                    from: idx,
-                    to: idx + 1,
-                };
-            }
+            Opcode::fallthrough => enter!(idx + 1),
             Opcode::ecalli => exit!(Exit::HostCall(op.x)),
             Opcode::load_imm_64 => reg!(a) = u64::from(op.x) | (u64::from(op.y) << 32),
             Opcode::store_imm_u8 => store!(op.x, [op.y as u8]),
