@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
-use anyhow::{Context, bail};
+use anyhow::{anyhow, bail};
 use capbox::shared::{Cap, CapHash, CapHashOrRef};
 use capbox::{BlobInfo, PruneReport, Store};
 use clap::{Args, Subcommand};
@@ -22,7 +22,8 @@ pub struct StoreLocation {
 impl StoreLocation {
     fn open(&self) -> anyhow::Result<Store> {
         let path = self.store.clone().unwrap_or_else(Store::default_path);
-        Store::open(&path).with_context(|| format!("opening the store at {}", path.display()))
+        // StoreError messages name the path; main prints only the top message.
+        Ok(Store::open(&path)?)
     }
 }
 
@@ -178,7 +179,7 @@ pub fn run_publish(args: &PublishArgs) -> anyhow::Result<ExitCode> {
     let store = args.location.open()?;
     let hash = store
         .put_encoded(&bytes)
-        .with_context(|| format!("publishing {}", args.file.display()))?;
+        .map_err(|e| anyhow!("cannot publish {}: {e}", args.file.display()))?;
     if let Some(name) = &args.head {
         store.set_head(name, &hash)?;
     }
@@ -197,7 +198,7 @@ pub fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
         );
     };
     // get_encoded verified that the bytes decode and hash to `hash`.
-    let cap = Cap::decode(&bytes).context("decoding a verified blob")?;
+    let cap = Cap::decode(&bytes).map_err(|e| anyhow!("blob {hash} no longer decodes: {e}"))?;
     let mut description = describe(&cap);
     if let Value::Object(fields) = &mut description {
         fields.insert("hash".into(), json!(hash.to_hex()));
@@ -216,15 +217,15 @@ fn read_input(file: &Path) -> anyhow::Result<Vec<u8>> {
         let mut bytes = Vec::new();
         std::io::stdin()
             .read_to_end(&mut bytes)
-            .context("reading stdin")?;
+            .map_err(|e| anyhow!("cannot read stdin: {e}"))?;
         Ok(bytes)
     } else {
-        std::fs::read(file).with_context(|| format!("reading {}", file.display()))
+        std::fs::read(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))
     }
 }
 
 fn parse_hash(text: &str) -> anyhow::Result<CapHash> {
-    CapHash::from_hex(text.trim()).with_context(|| format!("{text:?} is not a cap hash"))
+    CapHash::from_hex(text.trim()).map_err(|e| anyhow!("{text:?} is not a cap hash: {e}"))
 }
 
 /// Parses a byte count: digits, optionally followed by K, M or G (×1024ⁿ).
