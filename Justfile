@@ -25,3 +25,7 @@ fmt:
 
 clippy:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Store put/get benchmarks (criterion; writes to a temp dir with real fsyncs).
+bench-store:
+    cargo bench -p capbox --bench store

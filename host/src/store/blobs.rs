@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use capbox_shared::{Cap, CapHash, CapKind};
@@ -227,7 +227,7 @@ fn parse_blob_name(name: &str, prefix: &str) -> Option<CapHash> {
     (name.starts_with(prefix) && hash.to_hex() == name).then_some(hash)
 }
 
-fn read_blob_file(path: &PathBuf, touch: bool) -> Result<Option<Vec<u8>>, StoreError> {
+fn read_blob_file(path: &Path, touch: bool) -> Result<Option<Vec<u8>>, StoreError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
