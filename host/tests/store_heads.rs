@@ -228,3 +228,29 @@ fn a_corrupt_head_file_is_a_typed_error() {
         Err(StoreError::CorruptHead { .. })
     ));
 }
+
+#[test]
+fn a_blob_reached_twice_is_kind_checked_for_each_link() {
+    let (_dir, store) = temp_store();
+    let img = store.put(&image(13)).unwrap();
+    let inner = store.put(&cnode(&[])).unwrap();
+    // The root CNode holds `inner` in a slot (any kind allowed there), and
+    // the instance also names `inner` as its memory (must be a Data). The
+    // walk meets `inner` through the slot first.
+    let root = store.put(&cnode(&[(0, inner)])).unwrap();
+    let bad = store.put(&instance(img, inner, root)).unwrap();
+    match store.set_head("main", &bad) {
+        Err(StoreError::WrongLinkKind {
+            child,
+            field,
+            expected,
+            found,
+            ..
+        }) => {
+            assert_eq!(child, inner);
+            assert_eq!(field, "memory");
+            assert_eq!((expected, found), (CapKind::Data, CapKind::CNode));
+        }
+        other => panic!("expected WrongLinkKind, got {other:?}"),
+    }
+}

@@ -2,7 +2,7 @@
 //! CNode → every slot. Used to refuse incomplete heads and to find what
 //! heads pin.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -96,39 +96,63 @@ fn walk(
         hash: *root,
         requirement: None,
     }];
+    // Kind of every hash met so far (`None`: not stored), so a blob reached
+    // again through another link is checked against that link too.
+    let mut kinds: HashMap<CapHash, Option<CapKind>> = HashMap::new();
     while let Some(link) = stack.pop() {
-        if visited.contains(&link.hash) {
-            continue;
-        }
-        let path = store.blob_path(&link.hash);
-        let kind = match read_kind(&path) {
-            Ok(Some(kind)) => kind,
-            Ok(None) => return Err(unknown_tag(&link.hash, &path)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                policy.on_missing(link.hash)?;
-                continue;
+        let kind = match kinds.get(&link.hash) {
+            Some(&known) => known,
+            // Walked from an earlier head (pruning only, where kinds are
+            // not checked): its whole subgraph is already in `visited`.
+            None if visited.contains(&link.hash) => continue,
+            None => {
+                let found = visit(store, &link.hash, &mut policy, &mut stack)?;
+                kinds.insert(link.hash, found);
+                if found.is_some() {
+                    visited.insert(link.hash);
+                }
+                found
             }
-            Err(e) => return Err(StoreError::io("read", path, e)),
         };
-        if let Some(required) = &link.requirement
+        if let (Some(required), Some(kind)) = (&link.requirement, kind)
             && required.kind != kind
         {
             policy.on_wrong_kind(required, link.hash, kind)?;
         }
-        visited.insert(link.hash);
-        if matches!(kind, CapKind::CNode | CapKind::Instance) {
-            match store.read_verified(&link.hash, false)? {
-                Some((cap, _)) => push_links(&cap, link.hash, &mut stack),
-                None => {
-                    // Removed between the two reads (by hand: the lock
-                    // keeps the store's own writers out).
-                    visited.remove(&link.hash);
-                    policy.on_missing(link.hash)?;
-                }
+    }
+    Ok(())
+}
+
+/// Reads `hash`'s kind (reporting it missing to `policy` if it is not
+/// stored) and, for CNodes and Instances, pushes their links.
+fn visit(
+    store: &Store,
+    hash: &CapHash,
+    policy: &mut Policy<'_>,
+    stack: &mut Vec<Link>,
+) -> Result<Option<CapKind>, StoreError> {
+    let path = store.blob_path(hash);
+    let kind = match read_kind(&path) {
+        Ok(Some(kind)) => kind,
+        Ok(None) => return Err(unknown_tag(hash, &path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            policy.on_missing(*hash)?;
+            return Ok(None);
+        }
+        Err(e) => return Err(StoreError::io("read", path, e)),
+    };
+    if matches!(kind, CapKind::CNode | CapKind::Instance) {
+        match store.read_verified(hash, false)? {
+            Some((cap, _)) => push_links(&cap, *hash, stack),
+            None => {
+                // Removed between the two reads (by hand: the lock keeps
+                // the store's own writers out).
+                policy.on_missing(*hash)?;
+                return Ok(None);
             }
         }
     }
-    Ok(())
+    Ok(Some(kind))
 }
 
 fn push_links(cap: &Cap, parent: CapHash, stack: &mut Vec<Link>) {
