@@ -221,6 +221,11 @@ fn format_file_is_written_and_checked() {
         }
         other => panic!("expected UnsupportedFormat, got {other:?}"),
     }
+    fs::write(&format, [0xff, 0x00, 0x01]).unwrap();
+    assert!(matches!(
+        Store::open(&root),
+        Err(StoreError::UnsupportedFormat { .. })
+    ));
 }
 
 #[test]

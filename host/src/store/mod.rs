@@ -171,6 +171,13 @@ impl Store {
                 let line = format!("{STORE_FORMAT}\n");
                 fsio::write_atomically(&self.tmp, &format_path, line.as_bytes())
             }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(StoreError::UnsupportedFormat {
+                    path: format_path,
+                    found: "(not UTF-8 text)".to_owned(),
+                    expected: STORE_FORMAT,
+                })
+            }
             Err(e) => Err(StoreError::io("read", format_path, e)),
         }
     }
