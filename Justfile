@@ -33,3 +33,7 @@ bench-guest:
 # Guest instructions per kernel call on the sandbox (perf stat, needs root).
 measure-calls:
     scripts/measure-calls.sh
+
+# Store put/get benchmarks (criterion; writes to a temp dir with real fsyncs).
+bench-store:
+    cargo bench -p capbox --bench store

@@ -20,3 +20,6 @@ pub(crate) fn log_program_message(message: &[u8]) {
         eprintln!("capbox log: {}", String::from_utf8_lossy(message));
     }
 }
+
+pub mod store;
+pub use store::{BlobInfo, PruneReport, Store, StoreError, StoreStats};

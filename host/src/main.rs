@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod cli_store;
 
 #[derive(Parser)]
 #[command(
@@ -19,7 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails.
+    /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails, 2 on
+    /// an unreadable directory or file.
     Conformance {
         /// Directory of w3f PVM test vectors.
         dir: PathBuf,
@@ -31,10 +33,32 @@ enum Command {
     Bench(cli::BenchArgs),
     /// The demo (also what `capbox` with no arguments does).
     Demo(cli::DemoArgs),
+    /// Store administration: stats, list, heads, prune, gc, set-head, remove-head.
+    Store {
+        #[command(flatten)]
+        location: cli_store::StoreLocation,
+        #[command(subcommand)]
+        command: cli_store::StoreCommand,
+    },
+    /// Stores a file holding one cap encoding; prints its hash.
+    Publish(cli_store::PublishArgs),
+    /// Prints a stored cap's kind and fields.
+    Inspect(cli_store::InspectArgs),
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            // Each error's message already names its cause.
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Some(Command::Conformance { dir }) => {
             let report = capbox::conformance::run_dir(&dir)?;
             let all_passed = capbox::conformance::print_report(&report);
@@ -47,6 +71,9 @@ fn main() -> anyhow::Result<ExitCode> {
         Some(Command::Run(args)) => cli::run(args),
         Some(Command::Bench(args)) => cli::bench(args),
         Some(Command::Demo(args)) => cli::demo(args),
+        Some(Command::Store { location, command }) => cli_store::run_store(&location, command),
+        Some(Command::Publish(args)) => cli_store::run_publish(&args),
+        Some(Command::Inspect(args)) => cli_store::run_inspect(&args),
         None => cli::demo(cli::DemoArgs::default()),
     }
 }

@@ -1,0 +1,264 @@
+//! Blob operations: put (verified), get (re-verified), contains, list, stats.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::SystemTime;
+
+use capbox_shared::{Cap, CapHash, CapKind};
+
+use super::error::{IoContext, StoreError};
+use super::fsio::{self, LockMode};
+use super::{Store, graph};
+
+/// One stored blob, as [`Store::list`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Its name.
+    pub hash: CapHash,
+    /// Its kind from the tag byte; `None` if the file is empty or the tag is
+    /// unknown (a corrupt blob; [`Store::get`] reports why).
+    pub kind: Option<CapKind>,
+    /// Encoded size in bytes.
+    pub size: u64,
+    /// Last put or get (the file's mtime).
+    pub last_access: SystemTime,
+}
+
+/// Totals over the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Number of blobs.
+    pub entries: u64,
+    /// Sum of their encoded sizes.
+    pub bytes: u64,
+    /// Number of heads.
+    pub heads: u64,
+}
+
+impl Store {
+    /// Stores `cap` (its canonical encoding) and returns its hash. Idempotent.
+    /// Fails if the cap cannot be encoded (e.g. it still holds a `Ref`).
+    pub fn put(&self, cap: &Cap) -> Result<CapHash, StoreError> {
+        let unencodable = |source| StoreError::Unencodable {
+            kind: cap.kind(),
+            source,
+        };
+        let bytes = cap.encode().map_err(unencodable)?;
+        let hash = cap.hash().map_err(unencodable)?;
+        self.write_blob(&hash, &bytes)?;
+        Ok(hash)
+    }
+
+    /// Decodes `bytes` as one canonical cap encoding (rejecting anything
+    /// else), stores them, and returns their hash.
+    pub fn put_encoded(&self, bytes: &[u8]) -> Result<CapHash, StoreError> {
+        let hash = hash_encoding(bytes, None)?;
+        self.write_blob(&hash, bytes)?;
+        Ok(hash)
+    }
+
+    /// Like [`Store::put_encoded`], for bytes the caller names: stores them
+    /// only if they hash to `hash` ([`StoreError::HashMismatch`] otherwise).
+    pub fn put_encoded_with_hash(&self, hash: &CapHash, bytes: &[u8]) -> Result<(), StoreError> {
+        let actual = hash_encoding(bytes, Some(hash))?;
+        if actual != *hash {
+            return Err(StoreError::HashMismatch {
+                expected: *hash,
+                actual,
+            });
+        }
+        self.write_blob(hash, bytes)
+    }
+
+    /// The cap named `hash`, if stored. The bytes read are decoded and
+    /// re-hashed: a file that does not match its name is
+    /// [`StoreError::CorruptBlob`]. Marks the blob as recently used.
+    pub fn get(&self, hash: &CapHash) -> Result<Option<Cap>, StoreError> {
+        Ok(self.read_verified(hash, true)?.map(|(cap, _)| cap))
+    }
+
+    /// The canonical encoding of the cap named `hash`, verified like
+    /// [`Store::get`].
+    pub fn get_encoded(&self, hash: &CapHash) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.read_verified(hash, true)?.map(|(_, bytes)| bytes))
+    }
+
+    /// Whether a blob named `hash` is stored (not verified).
+    pub fn contains(&self, hash: &CapHash) -> Result<bool, StoreError> {
+        let path = self.blob_path(hash);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) => Ok(meta.is_file()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("stat", path, e)),
+        }
+    }
+
+    /// Every stored blob, sorted by hash. Reads one byte per blob (its kind).
+    pub fn list(&self) -> Result<Vec<BlobInfo>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_blobs(|hash, path, meta| {
+            let kind = match graph::read_kind(path) {
+                Ok(kind) => kind,
+                // Pruned while we listed it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(StoreError::io("read", path, e)),
+            };
+            out.push(BlobInfo {
+                hash,
+                kind,
+                size: meta.len(),
+                last_access: meta.modified().at("read mtime of", path)?,
+            });
+            Ok(())
+        })?;
+        out.sort_by_key(|info| info.hash);
+        Ok(out)
+    }
+
+    /// Blob count and bytes, and head count. Reads only directory metadata.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let mut stats = StoreStats::default();
+        self.scan_blobs(|_, _, meta| {
+            stats.entries += 1;
+            stats.bytes += meta.len();
+            Ok(())
+        })?;
+        stats.heads = self.head_names()?.len() as u64;
+        Ok(stats)
+    }
+
+    /// Calls `visit` for every blob file: `blobs/<2 hex>/<64 hex>` whose name
+    /// parses and sits in the right fan-out directory. Anything else (stray
+    /// files, editor backups) is not a blob and is skipped.
+    pub(super) fn scan_blobs(
+        &self,
+        mut visit: impl FnMut(CapHash, &Path, &fs::Metadata) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for prefix_entry in fs::read_dir(&self.blobs).at("list", &self.blobs)? {
+            let prefix_entry = prefix_entry.at("list", &self.blobs)?;
+            let prefix_dir = prefix_entry.path();
+            let prefix = prefix_entry.file_name();
+            let Some(prefix) = prefix.to_str().filter(|p| p.len() == 2) else {
+                continue;
+            };
+            if !prefix_dir.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(&prefix_dir).at("list", &prefix_dir)? {
+                let entry = entry.at("list", &prefix_dir)?;
+                let name = entry.file_name();
+                let Some(hash) = name.to_str().and_then(|n| parse_blob_name(n, prefix)) else {
+                    continue;
+                };
+                let path = entry.path();
+                let meta = match entry.metadata() {
+                    Ok(meta) => meta,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(StoreError::io("stat", path, e)),
+                };
+                if meta.is_file() {
+                    visit(hash, &path, &meta)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads, decodes and re-hashes the blob `hash`; `touch` marks it used.
+    pub(super) fn read_verified(
+        &self,
+        hash: &CapHash,
+        touch: bool,
+    ) -> Result<Option<(Cap, Vec<u8>)>, StoreError> {
+        let path = self.blob_path(hash);
+        let Some(bytes) = read_blob_file(&path, touch)? else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| StoreError::CorruptBlob {
+            hash: *hash,
+            path: path.clone(),
+            reason,
+        };
+        let cap = Cap::decode(&bytes).map_err(|e| corrupt(format!("does not decode: {e}")))?;
+        let actual = cap
+            .hash()
+            .map_err(|e| corrupt(format!("does not hash: {e}")))?;
+        if actual != *hash {
+            return Err(corrupt(format!("its bytes hash to {actual}")));
+        }
+        Ok(Some((cap, bytes)))
+    }
+
+    /// Durably stores `bytes` (already verified to be `hash`'s encoding).
+    /// An existing file holding exactly these bytes is kept (and marked
+    /// used); anything else there is corrupt and is replaced, so re-putting
+    /// a cap repairs its blob. Comparing costs a read, far less than the
+    /// fsyncs of a rewrite.
+    fn write_blob(&self, hash: &CapHash, bytes: &[u8]) -> Result<(), StoreError> {
+        let _shared = self.lock(LockMode::Shared)?;
+        let path = self.blob_path(hash);
+        if holds_exactly(&path, bytes) {
+            return Ok(());
+        }
+        fsio::ensure_dir(parent(&path))?;
+        fsio::write_atomically(&self.tmp, &path, bytes)
+    }
+}
+
+fn parent(path: &Path) -> &Path {
+    path.parent().unwrap_or(Path::new("."))
+}
+
+/// Decodes and hashes `bytes`; `expected` only labels the error.
+fn hash_encoding(bytes: &[u8], expected: Option<&CapHash>) -> Result<CapHash, StoreError> {
+    let invalid = |source| StoreError::InvalidEncoding {
+        len: bytes.len(),
+        expected: expected.copied(),
+        source,
+    };
+    let cap = Cap::decode(bytes).map_err(invalid)?;
+    cap.hash().map_err(invalid)
+}
+
+fn parse_blob_name(name: &str, prefix: &str) -> Option<CapHash> {
+    let hash = CapHash::from_hex(name).ok()?;
+    // Only the canonical lower-case spelling, in its own fan-out directory.
+    (name.starts_with(prefix) && hash.to_hex() == name).then_some(hash)
+}
+
+fn read_blob_file(path: &Path, touch: bool) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("open", path, e)),
+    };
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).at("read", path)?;
+    if touch {
+        // Best effort: see "Access tracking" in the module docs.
+        let _ = file.set_modified(SystemTime::now());
+    }
+    Ok(Some(bytes))
+}
+
+/// Whether `path` is a file holding exactly `bytes`; marks it used if so.
+/// Any failure to tell counts as "no": the caller then rewrites the file.
+fn holds_exactly(path: &Path, bytes: &[u8]) -> bool {
+    let Ok(mut file) = File::open(path) else {
+        return false;
+    };
+    let same_len = file
+        .metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.len() == bytes.len() as u64);
+    if !same_len {
+        return false;
+    }
+    let mut existing = Vec::with_capacity(bytes.len());
+    if file.read_to_end(&mut existing).is_err() || existing != bytes {
+        return false;
+    }
+    // Best effort: see "Access tracking" in the module docs.
+    let _ = file.set_modified(SystemTime::now());
+    true
+}

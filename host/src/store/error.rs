@@ -1,0 +1,160 @@
+//! The store's typed error: every variant names the path or hash involved.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use capbox_shared::{CapError, CapHash, CapKind};
+
+/// Why a [`super::Store`] operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file-system operation failed.
+    #[error("store I/O error: cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done (e.g. "read", "rename into place").
+        action: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The store's format file names a version this build does not know.
+    #[error(
+        "unsupported store format at {path}: found {found:?}, this build reads {expected:?} only"
+    )]
+    UnsupportedFormat {
+        /// The format file.
+        path: PathBuf,
+        /// Its (first line of) content.
+        found: String,
+        /// The format line this build writes and reads.
+        expected: &'static str,
+    },
+    /// The directory exists, is not empty, and has no format file.
+    #[error("{path} is not a capbox store (non-empty directory without a FORMAT file)")]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// Bytes offered for storage are not a canonical cap encoding.
+    #[error("rejected a {len}-byte cap encoding{}: {source}", expected_suffix(.expected))]
+    InvalidEncoding {
+        /// Length of the rejected bytes.
+        len: usize,
+        /// The hash the caller claimed for them, if any.
+        expected: Option<CapHash>,
+        /// Why decoding failed.
+        #[source]
+        source: CapError,
+    },
+    /// A cap could not be encoded or hashed (e.g. it still holds a `Ref`).
+    #[error("cannot store a {kind} cap: {source}")]
+    Unencodable {
+        /// The cap's kind.
+        kind: CapKind,
+        /// Why.
+        #[source]
+        source: CapError,
+    },
+    /// Bytes offered under a hash do not hash to it; nothing was stored.
+    #[error("hash mismatch: bytes were offered as {expected} but hash to {actual}")]
+    HashMismatch {
+        /// The hash the caller claimed.
+        expected: CapHash,
+        /// The hash the bytes actually have.
+        actual: CapHash,
+    },
+    /// A stored blob does not decode, or does not re-hash to its name.
+    #[error("corrupt blob {hash} at {path}: {reason}")]
+    CorruptBlob {
+        /// The blob's name.
+        hash: CapHash,
+        /// Its file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A head name that is empty, too long, or could escape the heads directory.
+    #[error("invalid head name {name:?}: {reason}")]
+    InvalidHeadName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// A head file that does not hold a hash.
+    #[error("corrupt head {name:?} at {path}: {reason}")]
+    CorruptHead {
+        /// The head's name.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A head may only point at an Instance cap.
+    #[error("head {name:?} must point at an Instance, but {hash} is a {found} cap")]
+    HeadNotInstance {
+        /// The head's name.
+        name: String,
+        /// The hash offered.
+        hash: CapHash,
+        /// Its kind.
+        found: CapKind,
+    },
+    /// Setting a head was refused because its graph is not all in the store.
+    #[error("refusing head {name:?} -> {root}: blob {missing} of its graph is not in the store")]
+    IncompleteGraph {
+        /// The head's name.
+        name: String,
+        /// The instance the head would point at.
+        root: CapHash,
+        /// The first missing blob found.
+        missing: CapHash,
+    },
+    /// A link in a cap graph points at a cap of the wrong kind.
+    #[error(
+        "malformed graph: {parent} links {child} as its {field}, expected {expected}, found {found}"
+    )]
+    WrongLinkKind {
+        /// The cap holding the link.
+        parent: CapHash,
+        /// The linked cap.
+        child: CapHash,
+        /// Which field holds the link.
+        field: &'static str,
+        /// The kind the field requires.
+        expected: CapKind,
+        /// The kind found.
+        found: CapKind,
+    },
+}
+
+fn expected_suffix(expected: &Option<CapHash>) -> String {
+    match expected {
+        Some(hash) => format!(" offered as {hash}"),
+        None => String::new(),
+    }
+}
+
+impl StoreError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StoreError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Adds the action and path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, StoreError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, action: &'static str, path: &Path) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::io(action, path, source))
+    }
+}

@@ -1,0 +1,208 @@
+//! `Store`: the host's embedded persistence (DESIGN §7) — a directory of cap
+//! blobs keyed by hash plus named heads (name → Instance hash).
+//!
+//! # Layout
+//!
+//! ```text
+//! <root>/FORMAT            "capbox-store 1": the format version; others are refused
+//! <root>/blobs/ab/ab12…    one blob per file: the canonical encoding (`Cap::encode`),
+//!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir
+//! <root>/heads/<name>      one head per file: "<64 hex>\n"
+//! <root>/tmp/*.tmp         temp files being written; never read as blobs or heads
+//! <root>/lock              advisory lock file (flock)
+//! ```
+//!
+//! # Crash consistency
+//!
+//! Every file is written to a fresh temp file in `tmp/`, fsynced, renamed into
+//! place, and then its directory is fsynced. A blob is therefore durable
+//! before [`Store::set_head`] can see it, and `set_head` refuses any graph
+//! that is not fully present, so a crash at any point leaves every head
+//! pointing at a complete graph. A crash can only leave temp files behind;
+//! they are never visible as blobs, and are removed by [`Store::open`] (when
+//! no other process holds the lock) and by every prune.
+//!
+//! # Concurrency
+//!
+//! Blob writes take the lock shared; head updates and prune take it
+//! exclusive, so a prune never deletes a blob while it is being written and
+//! never races a head update. Reads take no lock. Blob files are immutable
+//! and equal for equal names, so two writers of the same blob are harmless.
+//! A graph written by one process can still be pruned (as unreachable) by
+//! another before its head is set; `set_head` then fails with
+//! [`StoreError::IncompleteGraph`] and the writer re-puts and retries.
+//!
+//! # Access tracking
+//!
+//! A blob's last access is its file's modification time: blobs are never
+//! modified, so the mtime is free to mean "last put or get". Each `get`/`put`
+//! of an existing blob sets it (one `futimens`, errors ignored: tracking is
+//! best effort, e.g. on a read-only mount). Prune evicts the oldest first.
+//!
+//! # Pruning
+//!
+//! Heads pin their graphs: [`Store::prune`] never removes a blob reachable
+//! from a head. Every other blob is unreachable from all heads, hence a
+//! cache entry; prune removes those least recently used first until the
+//! store is within `max_entries` and `max_bytes`, and reports
+//! ([`PruneReport::limits_met`]) when the pinned graphs alone exceed the
+//! limits. [`Store::gc`] removes every unreachable blob.
+//!
+//! # Verification
+//!
+//! `put_encoded*` decode the bytes (rejecting anything non-canonical) and
+//! hash them before storing; `get*` re-hash what they read, so a corrupt file
+//! is a [`StoreError::CorruptBlob`], never a wrong answer.
+
+mod blobs;
+mod error;
+mod fsio;
+mod graph;
+mod heads;
+mod prune;
+
+pub use blobs::{BlobInfo, StoreStats};
+pub use error::StoreError;
+pub use heads::{MAX_HEAD_NAME_LEN, validate_head_name};
+pub use prune::PruneReport;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use capbox_shared::CapHash;
+
+use error::IoContext;
+use fsio::LockMode;
+
+/// The format line in `<root>/FORMAT`.
+pub const STORE_FORMAT: &str = "capbox-store 1";
+/// Environment variable naming the default store directory.
+pub const STORE_ENV: &str = "CAPBOX_STORE";
+/// The default store directory when [`STORE_ENV`] is unset (relative to the
+/// working directory).
+pub const DEFAULT_STORE_DIR: &str = ".capbox/store";
+
+const FORMAT_FILE: &str = "FORMAT";
+const BLOBS_DIR: &str = "blobs";
+const HEADS_DIR: &str = "heads";
+const TMP_DIR: &str = "tmp";
+const LOCK_FILE: &str = "lock";
+const KNOWN_ENTRIES: [&str; 5] = [FORMAT_FILE, BLOBS_DIR, HEADS_DIR, TMP_DIR, LOCK_FILE];
+
+/// A persistent, content-addressed cap store (see the module docs for the
+/// on-disk layout and its guarantees). Cheap to share between threads: it
+/// holds only paths, and every method takes `&self`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    blobs: PathBuf,
+    heads: PathBuf,
+    tmp: PathBuf,
+    lock: PathBuf,
+}
+
+impl Store {
+    /// `$CAPBOX_STORE` if set (and not empty), else `./.capbox/store`.
+    pub fn default_path() -> PathBuf {
+        match std::env::var_os(STORE_ENV) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => PathBuf::from(DEFAULT_STORE_DIR),
+        }
+    }
+
+    /// Opens the store at [`Store::default_path`].
+    pub fn open_default() -> Result<Store, StoreError> {
+        Store::open(Store::default_path())
+    }
+
+    /// Opens the store at `path`, creating it (and its parents) if missing.
+    ///
+    /// Refuses a directory whose FORMAT file names another format, and a
+    /// non-empty directory without one. Removes temp files left by a crash
+    /// when no other process is using the store.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let root = path.as_ref().to_path_buf();
+        fs::create_dir_all(&root).at("create store directory", &root)?;
+        let store = Store {
+            blobs: root.join(BLOBS_DIR),
+            heads: root.join(HEADS_DIR),
+            tmp: root.join(TMP_DIR),
+            lock: root.join(LOCK_FILE),
+            root,
+        };
+        store.check_or_write_format()?;
+        for dir in [&store.blobs, &store.heads] {
+            fsio::ensure_dir(dir)?;
+        }
+        if let Some(_alone) = fsio::try_lock_exclusive(&store.lock)? {
+            fsio::remove_temp_files(&store.tmp)?;
+        }
+        Ok(store)
+    }
+
+    /// The store's root directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    fn check_or_write_format(&self) -> Result<(), StoreError> {
+        let format_path = self.root.join(FORMAT_FILE);
+        match fs::read_to_string(&format_path) {
+            Ok(text) => {
+                let found = text.lines().next().unwrap_or("").trim();
+                if found == STORE_FORMAT {
+                    fsio::ensure_dir(&self.tmp)?;
+                    Ok(())
+                } else {
+                    Err(StoreError::UnsupportedFormat {
+                        path: format_path,
+                        found: found.chars().take(80).collect(),
+                        expected: STORE_FORMAT,
+                    })
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.refuse_foreign_directory()?;
+                fsio::ensure_dir(&self.tmp)?;
+                // Every temp-file writer holds the lock, so a concurrent
+                // open does not clean our temp file away mid-write.
+                let _writer = self.lock(LockMode::Shared)?;
+                let line = format!("{STORE_FORMAT}\n");
+                fsio::write_atomically(&self.tmp, &format_path, line.as_bytes())
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(StoreError::UnsupportedFormat {
+                    path: format_path,
+                    found: "(not UTF-8 text)".to_owned(),
+                    expected: STORE_FORMAT,
+                })
+            }
+            Err(e) => Err(StoreError::io("read", format_path, e)),
+        }
+    }
+
+    /// A store is only ever created in an empty directory (or one holding
+    /// what a crashed creation of a store left).
+    fn refuse_foreign_directory(&self) -> Result<(), StoreError> {
+        for entry in fs::read_dir(&self.root).at("list", &self.root)? {
+            let name = entry.at("list", &self.root)?.file_name();
+            let known = name.to_str().is_some_and(|n| KNOWN_ENTRIES.contains(&n));
+            if !known {
+                return Err(StoreError::NotAStore {
+                    path: self.root.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn blob_path(&self, hash: &CapHash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.blobs.join(&hex[..2]).join(hex)
+    }
+
+    fn lock(&self, mode: LockMode) -> Result<fsio::LockGuard, StoreError> {
+        fsio::lock(&self.lock, mode)
+    }
+}

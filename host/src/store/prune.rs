@@ -1,0 +1,141 @@
+//! Pruning: heads pin their graphs; everything else is a cache, evicted
+//! least recently used first.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use capbox_shared::CapHash;
+
+use super::error::{IoContext, StoreError};
+use super::fsio::{self, LockMode};
+use super::{Store, graph};
+
+/// What a prune or gc did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PruneReport {
+    /// Blobs removed.
+    pub removed_entries: u64,
+    /// Their bytes.
+    pub removed_bytes: u64,
+    /// Blobs left.
+    pub remaining_entries: u64,
+    /// Their bytes.
+    pub remaining_bytes: u64,
+    /// Blobs reachable from a head (never removed).
+    pub pinned_entries: u64,
+    /// Their bytes.
+    pub pinned_bytes: u64,
+    /// Whether the store is now within both limits. False when the pinned
+    /// graphs alone exceed them.
+    pub limits_met: bool,
+    /// Heads whose graphs lack a blob (`(head, missing hash)`); only a store
+    /// edited by hand can have these, since `set_head` refuses them.
+    pub missing: Vec<(String, CapHash)>,
+    /// Temp files left by crashed writers, removed.
+    pub removed_temp_files: u64,
+}
+
+struct Candidate {
+    last_access: SystemTime,
+    hash: CapHash,
+    path: PathBuf,
+    size: u64,
+}
+
+impl Store {
+    /// Shrinks the store to at most `max_entries` blobs and `max_bytes`
+    /// bytes, if it can.
+    ///
+    /// Heads pin their graphs: a blob reachable from any head is never
+    /// removed. The candidates are thus exactly the blobs unreachable from
+    /// every head, and they are removed least recently used first (oldest
+    /// [`super::BlobInfo::last_access`], ties by hash) until both limits
+    /// hold. If the pinned blobs alone exceed a limit, every candidate is
+    /// removed and [`PruneReport::limits_met`] is false.
+    ///
+    /// Holds the store's exclusive lock, so no blob write or head update runs
+    /// meanwhile. A corrupt CNode or Instance reachable from a head is an
+    /// error (its links are unknown), and then nothing is removed.
+    pub fn prune(&self, max_entries: u64, max_bytes: u64) -> Result<PruneReport, StoreError> {
+        let _alone = self.lock(LockMode::Exclusive)?;
+        let mut report = PruneReport {
+            removed_temp_files: fsio::remove_temp_files(&self.tmp)?,
+            ..PruneReport::default()
+        };
+        let pinned = self.pinned_set(&mut report.missing)?;
+
+        let mut candidates = Vec::new();
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        self.scan_blobs(|hash, path, meta| {
+            entries += 1;
+            bytes += meta.len();
+            if pinned.contains(&hash) {
+                report.pinned_entries += 1;
+                report.pinned_bytes += meta.len();
+            } else {
+                candidates.push(Candidate {
+                    last_access: meta.modified().at("read mtime of", path)?,
+                    hash,
+                    path: path.to_path_buf(),
+                    size: meta.len(),
+                });
+            }
+            Ok(())
+        })?;
+        candidates.sort_by_key(|c| (c.last_access, c.hash));
+
+        let mut emptied_dirs = HashSet::new();
+        for candidate in candidates {
+            if entries <= max_entries && bytes <= max_bytes {
+                break;
+            }
+            match fs::remove_file(&candidate.path) {
+                Ok(()) => {
+                    report.removed_entries += 1;
+                    report.removed_bytes += candidate.size;
+                }
+                // Removed by hand meanwhile: gone all the same.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::io("remove blob", candidate.path, e)),
+            }
+            entries -= 1;
+            bytes -= candidate.size;
+            if let Some(dir) = candidate.path.parent() {
+                emptied_dirs.insert(dir.to_path_buf());
+            }
+        }
+        // Removal durability only matters for space: a blob that reappears
+        // after a crash is unreachable and goes at the next prune. Sync anyway
+        // so a finished prune stays finished.
+        for dir in emptied_dirs {
+            fsio::sync_dir(&dir)?;
+        }
+        report.remaining_entries = entries;
+        report.remaining_bytes = bytes;
+        report.limits_met = entries <= max_entries && bytes <= max_bytes;
+        Ok(report)
+    }
+
+    /// Removes every blob unreachable from a head: `prune(0, 0)`.
+    /// [`PruneReport::limits_met`] is then true only if the store is empty.
+    pub fn gc(&self) -> Result<PruneReport, StoreError> {
+        self.prune(0, 0)
+    }
+
+    /// Every stored blob reachable from some head; records missing ones.
+    fn pinned_set(
+        &self,
+        missing: &mut Vec<(String, CapHash)>,
+    ) -> Result<HashSet<CapHash>, StoreError> {
+        let mut pinned = HashSet::new();
+        for (name, root) in self.heads()? {
+            let mut head_missing = Vec::new();
+            graph::pin_graph(self, &root, &mut pinned, &mut head_missing)?;
+            missing.extend(head_missing.into_iter().map(|hash| (name.clone(), hash)));
+        }
+        Ok(pinned)
+    }
+}
