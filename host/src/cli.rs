@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use capbox::shared::cap::Image;
+use capbox::Store;
+use capbox::shared::cap::{Cap, CapHashOrRef, Image};
 use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::Outcome;
 use capbox::shared::kernel::bench::BENCHMARKS;
+use capbox::shared::kernel::new_instance;
 use capbox::shared::kernel::sample::{Endpoint, sample_image};
 use capbox::{BackendChoice, Invocation, Kernel};
 use clap::{Args, ValueEnum};
@@ -220,13 +222,80 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The demo's head in the store: the counter instance it continues from.
+const DEMO_HEAD: &str = "demo";
+
+/// The demo's starting state: the instance the store's `demo` head names
+/// (its caps are staged, so the kernel fetches them when needed), or a
+/// fresh instance of the sample.
+fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(CapHash, bool)> {
+    if let Some(store) = store
+        && let Some(head) = store.head(DEMO_HEAD)?
+        && let Some(Cap::Instance(inst)) = store.get(&head)?
+    {
+        let mut caps = vec![Cap::Instance(inst.clone())];
+        for link in [
+            CapHashOrRef::Hash(inst.image),
+            inst.memory.clone(),
+            inst.root_cnode.clone(),
+        ] {
+            let CapHashOrRef::Hash(h) = link else {
+                continue;
+            };
+            match store.get(&h)? {
+                Some(cap) => caps.push(cap),
+                None => bail!("the store's {DEMO_HEAD} head {head} is missing blob {h}"),
+            }
+        }
+        kernel.stage_caps(&caps)?;
+        return Ok((head, true));
+    }
+    let image = sample_image();
+    let image_cap = Cap::Image(image.clone());
+    let fresh = new_instance(image_cap.hash()?, &image)?;
+    let caps = [image_cap, fresh.memory, fresh.root_cnode, fresh.instance];
+    if let Some(store) = store {
+        for cap in &caps {
+            store.put(cap)?;
+        }
+    }
+    kernel.put_caps(&caps)?;
+    Ok((fresh.instance_hash, false))
+}
+
+/// Saves the instance's state (instance, memory, root cnode; the image is
+/// already there) and points the demo head at it.
+fn demo_save(kernel: &mut Kernel, store: &Store, instance: &CapHash) -> anyhow::Result<()> {
+    kernel.export_instance(instance)?;
+    let Cap::Instance(inst) = kernel.get_cap(instance)? else {
+        bail!("{instance} is not an instance");
+    };
+    for link in [&inst.memory, &inst.root_cnode] {
+        if let CapHashOrRef::Hash(h) = link {
+            store.put(&kernel.get_cap(h)?)?;
+        }
+    }
+    store.put(&Cap::Instance(inst))?;
+    store.set_head(DEMO_HEAD, instance)?;
+    Ok(())
+}
+
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut kernel = Kernel::new(args.backend.into())?;
     println!("capbox demo: a counter program kept in its instance memory");
     println!("backend: {}", kernel.backend());
-    let image = sample_image();
-    let start = kernel.create_instance(&image)?;
-    println!("fresh instance: {start}");
+    let store = match Store::open_default() {
+        Ok(store) => Some(store),
+        Err(e) => {
+            eprintln!("capbox: not persisting the demo ({e})");
+            None
+        }
+    };
+    let (start, resumed) = demo_start(&mut kernel, store.as_ref())?;
+    match (&store, resumed) {
+        (Some(s), true) => println!("resuming from the store ({}): {start}", s.path().display()),
+        _ => println!("fresh instance: {start}"),
+    }
     let steps: [(&str, Endpoint, u64); 6] = [
         ("increment", Endpoint::Increment, 0),
         ("increment", Endpoint::Increment, 0),
@@ -263,7 +332,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         last = o.instance;
     }
-    kernel.export_instance(&last)?;
+    if let Some(store) = &store {
+        demo_save(&mut kernel, store, &last)?;
+        println!("saved as head `{DEMO_HEAD}` in {}", store.path().display());
+    }
     let stats = kernel.stats()?;
     println!(
         "kernel: {} blobs, {} working entries, {} programs cached",
