@@ -76,7 +76,13 @@ fn ping(_request: Vec<u8>) -> Vec<u8> {
     Vec::new()
 }
 
-fn crash(_request: Vec<u8>) -> Vec<u8> {
+/// Aborts the guest: with request `b"oom"` through an allocation failure
+/// (1 TiB), otherwise through a panic.
+fn crash(request: Vec<u8>) -> Vec<u8> {
+    if request == b"oom" {
+        let huge: Vec<u8> = Vec::with_capacity(1 << 40);
+        return huge;
+    }
     panic!("crash requested by the host (fault-recovery test)");
 }
 

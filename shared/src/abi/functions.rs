@@ -25,8 +25,9 @@ pub enum GuestFunction {
     /// empty → empty: does nothing; the baseline for measuring call cost
     /// and a liveness check.
     Ping = 7,
-    /// empty → never returns: aborts the guest on purpose, so tests can
-    /// check that the host recovers from a guest fault.
+    /// never returns: aborts the guest on purpose (a panic, or with request
+    /// `b"oom"` an allocation failure), so tests can check that the host
+    /// recovers from a guest fault.
     Crash = 8,
 }
 
