@@ -311,8 +311,13 @@ fn reset_memory(
         return false;
     }
     let dirty: Vec<u32> = memory.dirty_pages().map(|(addr, _)| addr).collect();
+    if dirty.is_empty() {
+        return true;
+    }
     let page_size = PAGE_SIZE as u32;
-    let mut page = [0u8; PAGE_SIZE];
+    // On the heap and only when needed: zeroing a 4 KiB stack buffer on
+    // every call costs more than the whole empty invocation.
+    let mut page = alloc::vec![0u8; PAGE_SIZE];
     for addr in dirty {
         page.fill(0);
         let in_rw = addr >= layout.rw_start && addr < layout.stack_start;
