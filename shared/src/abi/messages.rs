@@ -343,21 +343,11 @@ pub fn decode_put_cap_reply(bytes: &[u8]) -> Result<Result<Vec<[u8; 32]>, Remote
 pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -> Vec<u8> {
     build_message(|fbb| {
         let caps = add_caps(fbb, caps);
-        let mut offsets = Vec::with_capacity(calls.len());
-        for call in calls {
-            let args = fbb.create_vector(&call.args);
-            let instance = hash_to_wire(&call.instance);
-            offsets.push(wire::Invocation::create(
-                fbb,
-                &wire::InvocationArgs {
-                    instance: Some(&instance),
-                    endpoint: call.endpoint,
-                    args: Some(args),
-                    gas: call.gas,
-                },
-            ));
-        }
-        let calls = fbb.create_vector(&offsets);
+        let calls: Vec<wire::Invocation> = calls
+            .iter()
+            .map(|c| wire::Invocation::new(&hash_to_wire(&c.instance), c.endpoint, &c.args, c.gas))
+            .collect();
+        let calls = fbb.create_vector(&calls);
         let req = wire::InvokeRequest::create(
             fbb,
             &wire::InvokeRequestArgs {
@@ -373,34 +363,25 @@ pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -
 pub fn decode_invoke_request(
     bytes: &[u8],
 ) -> Result<(Vec<CapBlobMsg<'_>>, Vec<InvocationMsg>), AbiError> {
-    const NAME: &str = "InvokeRequest";
-    let req = root::<wire::InvokeRequest>(NAME, bytes)?;
+    let req = root::<wire::InvokeRequest>("InvokeRequest", bytes)?;
     let caps = read_caps(req.caps());
-    let mut calls = Vec::new();
-    for call in req.calls().into_iter().flatten() {
-        let instance = call
-            .instance()
-            .map(hash_from_wire)
-            .ok_or_else(|| malformed(NAME, "an invocation has no instance hash"))?;
-        let mut args = [0u64; 4];
-        if let Some(given) = call.args() {
-            if given.len() > 4 {
-                return Err(malformed(
-                    NAME,
-                    alloc::format!("{} arguments (at most 4)", given.len()),
-                ));
-            }
-            for (dst, src) in args.iter_mut().zip(given.iter()) {
+    let calls = req
+        .calls()
+        .into_iter()
+        .flatten()
+        .map(|call| {
+            let mut args = [0u64; 4];
+            for (dst, src) in args.iter_mut().zip(call.args().iter()) {
                 *dst = src;
             }
-        }
-        calls.push(InvocationMsg {
-            instance,
-            endpoint: call.endpoint(),
-            args,
-            gas: call.gas(),
-        });
-    }
+            InvocationMsg {
+                instance: hash_from_wire(call.instance()),
+                endpoint: call.endpoint(),
+                args,
+                gas: call.gas(),
+            }
+        })
+        .collect();
     Ok((caps, calls))
 }
 
@@ -411,48 +392,49 @@ pub fn encode_invoke_reply(
     build_message(|fbb| {
         let args = match result {
             Ok(results) => {
-                let mut offsets = Vec::with_capacity(results.len());
-                for result in results {
-                    let offset = match result {
+                let mut outcomes = Vec::with_capacity(results.len());
+                let mut outputs = Vec::new();
+                let mut errors = Vec::new();
+                for (i, result) in results.iter().enumerate() {
+                    let call = i as u32;
+                    match result {
                         Ok(r) => {
-                            let output = fbb.create_vector(&r.output);
-                            let instance = hash_to_wire(&r.instance);
-                            wire::InvokeResult::create(
-                                fbb,
-                                &wire::InvokeResultArgs {
-                                    error: None,
-                                    exit: wire::ExitKind(r.exit.kind),
-                                    exit_arg: r.exit.arg,
-                                    r7: r.r7,
-                                    r8: r.r8,
-                                    output: Some(output),
-                                    gas_used: r.gas_used,
-                                    instance: Some(&instance),
-                                },
-                            )
+                            outcomes.push(wire::CallOutcome::new(
+                                &hash_to_wire(&r.instance),
+                                r.exit.arg,
+                                r.r7,
+                                r.r8,
+                                r.gas_used,
+                                wire::ExitKind(r.exit.kind),
+                            ));
+                            if !r.output.is_empty() {
+                                let bytes = Some(fbb.create_vector(&r.output));
+                                outputs.push(wire::CallOutput::create(
+                                    fbb,
+                                    &wire::CallOutputArgs { call, bytes },
+                                ));
+                            }
                         }
                         Err(err) => {
-                            let error = add_error(fbb, err);
-                            wire::InvokeResult::create(
+                            outcomes.push(wire::CallOutcome::default());
+                            let error = Some(add_error(fbb, err));
+                            errors.push(wire::CallError::create(
                                 fbb,
-                                &wire::InvokeResultArgs {
-                                    error: Some(error),
-                                    ..Default::default()
-                                },
-                            )
+                                &wire::CallErrorArgs { call, error },
+                            ));
                         }
-                    };
-                    offsets.push(offset);
+                    }
                 }
-                let results = fbb.create_vector(&offsets);
                 wire::InvokeReplyArgs {
                     error: None,
-                    results: Some(results),
+                    outcomes: Some(fbb.create_vector(&outcomes)),
+                    outputs: (!outputs.is_empty()).then(|| fbb.create_vector(&outputs)),
+                    errors: (!errors.is_empty()).then(|| fbb.create_vector(&errors)),
                 }
             }
             Err(err) => wire::InvokeReplyArgs {
                 error: Some(add_error(fbb, err)),
-                results: None,
+                ..Default::default()
             },
         };
         let reply = wire::InvokeReply::create(fbb, &args);
@@ -463,6 +445,20 @@ pub fn encode_invoke_reply(
 /// Per-call results of an `invoke` reply.
 pub type InvokeResults = Vec<Result<InvokeResultMsg, RemoteError>>;
 
+/// The result entry for call number `call` of a reply.
+fn call_slot(
+    out: &mut InvokeResults,
+    call: u32,
+) -> Result<&mut Result<InvokeResultMsg, RemoteError>, AbiError> {
+    let len = out.len();
+    out.get_mut(call as usize).ok_or_else(|| {
+        malformed(
+            "InvokeReply",
+            alloc::format!("call {call} of {len} does not exist"),
+        )
+    })
+}
+
 /// Reads an `invoke` reply.
 pub fn decode_invoke_reply(bytes: &[u8]) -> Result<Result<InvokeResults, RemoteError>, AbiError> {
     const NAME: &str = "InvokeReply";
@@ -470,27 +466,37 @@ pub fn decode_invoke_reply(bytes: &[u8]) -> Result<Result<InvokeResults, RemoteE
     if let Some(err) = reply.error() {
         return Ok(Err(read_error(NAME, err)?));
     }
-    let mut out = Vec::new();
-    for r in reply.results().into_iter().flatten() {
-        if let Some(err) = r.error() {
-            out.push(Err(read_error(NAME, err)?));
-            continue;
+    let mut out: InvokeResults = reply
+        .outcomes()
+        .into_iter()
+        .flatten()
+        .map(|o| {
+            Ok(InvokeResultMsg {
+                exit: ExitMsg {
+                    kind: o.exit().0,
+                    arg: o.exit_arg(),
+                },
+                r7: o.r7(),
+                r8: o.r8(),
+                output: Vec::new(),
+                gas_used: o.gas_used(),
+                instance: hash_from_wire(o.instance()),
+            })
+        })
+        .collect();
+    for output in reply.outputs().into_iter().flatten() {
+        if let Ok(result) = call_slot(&mut out, output.call())? {
+            result.output = output
+                .bytes()
+                .map(|v| v.bytes().to_vec())
+                .unwrap_or_default();
         }
-        let instance = r
-            .instance()
-            .map(hash_from_wire)
-            .ok_or_else(|| malformed(NAME, "a result has no instance hash"))?;
-        out.push(Ok(InvokeResultMsg {
-            exit: ExitMsg {
-                kind: r.exit().0,
-                arg: r.exit_arg(),
-            },
-            r7: r.r7(),
-            r8: r.r8(),
-            output: r.output().map(|v| v.bytes().to_vec()).unwrap_or_default(),
-            gas_used: r.gas_used(),
-            instance,
-        }));
+    }
+    for error in reply.errors().into_iter().flatten() {
+        let err = error
+            .error()
+            .ok_or_else(|| malformed(NAME, "a call error without an error"))?;
+        *call_slot(&mut out, error.call())? = Err(read_error(NAME, err)?);
     }
     Ok(Ok(out))
 }

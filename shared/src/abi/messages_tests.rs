@@ -74,29 +74,33 @@ fn put_cap_and_get_cap_round_trip() {
 }
 
 #[test]
-fn too_many_args_is_an_error() {
-    // Build by hand: five args.
+fn reply_errors_must_name_existing_calls() {
     let mut fbb = flatbuffers::FlatBufferBuilder::new();
-    let args = fbb.create_vector(&[1u64, 2, 3, 4, 5]);
-    let h = wire::Hash::new(&[0; 32]);
-    let call = wire::Invocation::create(
+    let message = fbb.create_string("x");
+    let error = wire::Error::create(
         &mut fbb,
-        &wire::InvocationArgs {
-            instance: Some(&h),
-            endpoint: 0,
-            args: Some(args),
-            gas: 1,
+        &wire::ErrorArgs {
+            code: wire::ErrorCode::Kernel,
+            message: Some(message),
+            hash: None,
         },
     );
-    let calls = fbb.create_vector(&[call]);
-    let req = wire::InvokeRequest::create(
+    let call_error = wire::CallError::create(
         &mut fbb,
-        &wire::InvokeRequestArgs {
-            caps: None,
-            calls: Some(calls),
+        &wire::CallErrorArgs {
+            call: 3,
+            error: Some(error),
         },
     );
-    fbb.finish(req, None);
-    let err = decode_invoke_request(fbb.finished_data()).unwrap_err();
-    assert!(err.to_string().contains("at most 4"), "{err}");
+    let errors = fbb.create_vector(&[call_error]);
+    let reply = wire::InvokeReply::create(
+        &mut fbb,
+        &wire::InvokeReplyArgs {
+            errors: Some(errors),
+            ..Default::default()
+        },
+    );
+    fbb.finish(reply, None);
+    let err = decode_invoke_reply(fbb.finished_data()).unwrap_err();
+    assert!(err.to_string().contains("call 3 of 0"), "{err}");
 }

@@ -312,6 +312,412 @@ impl<'a> Hash {
 
 }
 
+/// One call. A struct, not a table: the verifier checks a vector of
+/// structs with one range check, which keeps the per-call cost small.
+// struct Invocation, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct Invocation(pub [u8; 80]);
+impl Default for Invocation { 
+  fn default() -> Self { 
+    Self([0; 80])
+  }
+}
+impl ::core::fmt::Debug for Invocation {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("Invocation")
+      .field("instance", &self.instance())
+      .field("endpoint", &self.endpoint())
+      .field("args", &self.args())
+      .field("gas", &self.gas())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for Invocation {}
+impl<'a> ::flatbuffers::Follow<'a> for Invocation {
+  type Inner = &'a Invocation;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a Invocation>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a Invocation {
+  type Inner = &'a Invocation;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<Invocation>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for Invocation {
+    type Output = Invocation;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const Invocation as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for Invocation {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> Invocation {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    instance: &Hash,
+    endpoint: u32,
+    args: &[u64; 4],
+    gas: u64,
+  ) -> Self {
+    let mut s = Self([0; 80]);
+    s.set_instance(instance);
+    s.set_endpoint(endpoint);
+    s.set_args(args);
+    s.set_gas(gas);
+    s
+  }
+
+  /// All zero bytes: the instance the previous call of the same request
+  /// produced (so one request can run a chain of calls on one instance).
+  pub fn instance(&self) -> &Hash {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid struct in this slot
+    unsafe { &*(self.0[0..].as_ptr() as *const Hash) }
+  }
+
+  #[allow(clippy::identity_op)]
+  pub fn set_instance(&mut self, x: &Hash) {
+    self.0[0..0 + 32].copy_from_slice(&x.0)
+  }
+
+  pub fn endpoint(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[32..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_endpoint(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[32..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  /// φ7..φ10.
+  pub fn args(&'a self) -> ::flatbuffers::Array<'a, u64, 4> {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid array in this slot
+    use ::flatbuffers::Follow;
+    unsafe { ::flatbuffers::Array::follow(&self.0, 40) }
+  }
+
+  pub fn set_args(&mut self, items: &[u64; 4]) {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid array in this slot
+    unsafe { ::flatbuffers::emplace_scalar_array(&mut self.0, 40, items) };
+  }
+
+  pub fn gas(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[72..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_gas(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[72..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
+/// How one call ended (meaningless when `errors` has an entry for it).
+// struct CallOutcome, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct CallOutcome(pub [u8; 72]);
+impl Default for CallOutcome { 
+  fn default() -> Self { 
+    Self([0; 72])
+  }
+}
+impl ::core::fmt::Debug for CallOutcome {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("CallOutcome")
+      .field("instance", &self.instance())
+      .field("exit_arg", &self.exit_arg())
+      .field("r7", &self.r7())
+      .field("r8", &self.r8())
+      .field("gas_used", &self.gas_used())
+      .field("exit", &self.exit())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for CallOutcome {}
+impl<'a> ::flatbuffers::Follow<'a> for CallOutcome {
+  type Inner = &'a CallOutcome;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a CallOutcome>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a CallOutcome {
+  type Inner = &'a CallOutcome;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<CallOutcome>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for CallOutcome {
+    type Output = CallOutcome;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const CallOutcome as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for CallOutcome {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> CallOutcome {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    instance: &Hash,
+    exit_arg: u64,
+    r7: u64,
+    r8: u64,
+    gas_used: u64,
+    exit: ExitKind,
+  ) -> Self {
+    let mut s = Self([0; 72]);
+    s.set_instance(instance);
+    s.set_exit_arg(exit_arg);
+    s.set_r7(r7);
+    s.set_r8(r8);
+    s.set_gas_used(gas_used);
+    s.set_exit(exit);
+    s
+  }
+
+  /// The instance hash after the call (unchanged unless it halted).
+  pub fn instance(&self) -> &Hash {
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid struct in this slot
+    unsafe { &*(self.0[0..].as_ptr() as *const Hash) }
+  }
+
+  #[allow(clippy::identity_op)]
+  pub fn set_instance(&mut self, x: &Hash) {
+    self.0[0..0 + 32].copy_from_slice(&x.0)
+  }
+
+  /// The faulting address for PageFault, the op number for HostCall, else 0.
+  pub fn exit_arg(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[32..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_exit_arg(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[32..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn r7(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[40..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_r7(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[40..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn r8(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[48..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_r8(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[48..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn gas_used(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[56..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_gas_used(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[56..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn exit(&self) -> ExitKind {
+    let mut mem = ::core::mem::MaybeUninit::<<ExitKind as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[64..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<ExitKind as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_exit(&mut self, x: ExitKind) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[64..].as_mut_ptr(),
+        ::core::mem::size_of::<<ExitKind as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
 pub enum ErrorOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -767,156 +1173,6 @@ impl ::core::fmt::Debug for PutCapReply<'_> {
       ds.finish()
   }
 }
-pub enum InvocationOffset {}
-#[derive(Copy, Clone, PartialEq)]
-
-pub struct Invocation<'a> {
-  pub _tab: ::flatbuffers::Table<'a>,
-}
-
-impl<'a> ::flatbuffers::Follow<'a> for Invocation<'a> {
-  type Inner = Invocation<'a>;
-  #[inline]
-  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
-  }
-}
-
-impl<'a> Invocation<'a> {
-  pub const VT_INSTANCE: ::flatbuffers::VOffsetT = 4;
-  pub const VT_ENDPOINT: ::flatbuffers::VOffsetT = 6;
-  pub const VT_ARGS: ::flatbuffers::VOffsetT = 8;
-  pub const VT_GAS: ::flatbuffers::VOffsetT = 10;
-
-  #[inline]
-  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    Invocation { _tab: table }
-  }
-  #[allow(unused_mut)]
-  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
-    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args InvocationArgs<'args>
-  ) -> ::flatbuffers::WIPOffset<Invocation<'bldr>> {
-    let mut builder = InvocationBuilder::new(_fbb);
-    builder.add_gas(args.gas);
-    if let Some(x) = args.args { builder.add_args(x); }
-    builder.add_endpoint(args.endpoint);
-    if let Some(x) = args.instance { builder.add_instance(x); }
-    builder.finish()
-  }
-
-
-  /// All zero bytes: the instance the previous call of the same request
-  /// produced (so one request can run a chain of calls on one instance).
-  #[inline]
-  pub fn instance(&self) -> Option<&'a Hash> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<Hash>(Invocation::VT_INSTANCE, None)}
-  }
-  #[inline]
-  pub fn endpoint(&self) -> u32 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u32>(Invocation::VT_ENDPOINT, Some(0)).unwrap()}
-  }
-  /// φ7..φ10; missing trailing arguments are zero, more than four is an error.
-  #[inline]
-  pub fn args(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(Invocation::VT_ARGS, None)}
-  }
-  #[inline]
-  pub fn gas(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(Invocation::VT_GAS, Some(0)).unwrap()}
-  }
-}
-
-impl ::flatbuffers::Verifiable for Invocation<'_> {
-  #[inline]
-  fn run_verifier(
-    v: &mut ::flatbuffers::Verifier, pos: usize
-  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
-    v.visit_table(pos)?
-     .visit_field::<Hash>("instance", Self::VT_INSTANCE, false)?
-     .visit_field::<u32>("endpoint", Self::VT_ENDPOINT, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("args", Self::VT_ARGS, false)?
-     .visit_field::<u64>("gas", Self::VT_GAS, false)?
-     .finish();
-    Ok(())
-  }
-}
-pub struct InvocationArgs<'a> {
-    pub instance: Option<&'a Hash>,
-    pub endpoint: u32,
-    pub args: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
-    pub gas: u64,
-}
-impl<'a> Default for InvocationArgs<'a> {
-  #[inline]
-  fn default() -> Self {
-    InvocationArgs {
-      instance: None,
-      endpoint: 0,
-      args: None,
-      gas: 0,
-    }
-  }
-}
-
-pub struct InvocationBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
-  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
-  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
-}
-impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvocationBuilder<'a, 'b, A> {
-  #[inline]
-  pub fn add_instance(&mut self, instance: &Hash) {
-    self.fbb_.push_slot_always::<&Hash>(Invocation::VT_INSTANCE, instance);
-  }
-  #[inline]
-  pub fn add_endpoint(&mut self, endpoint: u32) {
-    self.fbb_.push_slot::<u32>(Invocation::VT_ENDPOINT, endpoint, 0);
-  }
-  #[inline]
-  pub fn add_args(&mut self, args: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Invocation::VT_ARGS, args);
-  }
-  #[inline]
-  pub fn add_gas(&mut self, gas: u64) {
-    self.fbb_.push_slot::<u64>(Invocation::VT_GAS, gas, 0);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InvocationBuilder<'a, 'b, A> {
-    let start = _fbb.start_table();
-    InvocationBuilder {
-      fbb_: _fbb,
-      start_: start,
-    }
-  }
-  #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<Invocation<'a>> {
-    let o = self.fbb_.end_table(self.start_);
-    ::flatbuffers::WIPOffset::new(o.value())
-  }
-}
-
-impl ::core::fmt::Debug for Invocation<'_> {
-  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("Invocation");
-      ds.field("instance", &self.instance());
-      ds.field("endpoint", &self.endpoint());
-      ds.field("args", &self.args());
-      ds.field("gas", &self.gas());
-      ds.finish()
-  }
-}
 pub enum InvokeRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -962,11 +1218,11 @@ impl<'a> InvokeRequest<'a> {
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CapBlob>>>>(InvokeRequest::VT_CAPS, None)}
   }
   #[inline]
-  pub fn calls(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Invocation<'a>>>> {
+  pub fn calls(&self) -> Option<::flatbuffers::Vector<'a, Invocation>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Invocation>>>>(InvokeRequest::VT_CALLS, None)}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, Invocation>>>(InvokeRequest::VT_CALLS, None)}
   }
 }
 
@@ -977,14 +1233,14 @@ impl ::flatbuffers::Verifiable for InvokeRequest<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CapBlob>>>>("caps", Self::VT_CAPS, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Invocation>>>>("calls", Self::VT_CALLS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Invocation>>>("calls", Self::VT_CALLS, false)?
      .finish();
     Ok(())
   }
 }
 pub struct InvokeRequestArgs<'a> {
     pub caps: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CapBlob<'a>>>>>,
-    pub calls: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Invocation<'a>>>>>,
+    pub calls: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Invocation>>>,
 }
 impl<'a> Default for InvokeRequestArgs<'a> {
   #[inline]
@@ -1006,7 +1262,7 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvokeRequestBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeRequest::VT_CAPS, caps);
   }
   #[inline]
-  pub fn add_calls(&mut self, calls: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Invocation<'b >>>>) {
+  pub fn add_calls(&mut self, calls: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , Invocation>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeRequest::VT_CALLS, calls);
   }
   #[inline]
@@ -1032,220 +1288,231 @@ impl ::core::fmt::Debug for InvokeRequest<'_> {
       ds.finish()
   }
 }
-pub enum InvokeResultOffset {}
+pub enum CallOutputOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
-pub struct InvokeResult<'a> {
+/// The output of call number `call` (only calls with output have one).
+pub struct CallOutput<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
 
-impl<'a> ::flatbuffers::Follow<'a> for InvokeResult<'a> {
-  type Inner = InvokeResult<'a>;
+impl<'a> ::flatbuffers::Follow<'a> for CallOutput<'a> {
+  type Inner = CallOutput<'a>;
   #[inline]
   unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
     Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
   }
 }
 
-impl<'a> InvokeResult<'a> {
-  pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
-  pub const VT_EXIT: ::flatbuffers::VOffsetT = 6;
-  pub const VT_EXIT_ARG: ::flatbuffers::VOffsetT = 8;
-  pub const VT_R7: ::flatbuffers::VOffsetT = 10;
-  pub const VT_R8: ::flatbuffers::VOffsetT = 12;
-  pub const VT_OUTPUT: ::flatbuffers::VOffsetT = 14;
-  pub const VT_GAS_USED: ::flatbuffers::VOffsetT = 16;
-  pub const VT_INSTANCE: ::flatbuffers::VOffsetT = 18;
+impl<'a> CallOutput<'a> {
+  pub const VT_CALL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_BYTES: ::flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
-    InvokeResult { _tab: table }
+    CallOutput { _tab: table }
   }
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
     _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args InvokeResultArgs<'args>
-  ) -> ::flatbuffers::WIPOffset<InvokeResult<'bldr>> {
-    let mut builder = InvokeResultBuilder::new(_fbb);
-    builder.add_gas_used(args.gas_used);
-    builder.add_r8(args.r8);
-    builder.add_r7(args.r7);
-    builder.add_exit_arg(args.exit_arg);
-    if let Some(x) = args.instance { builder.add_instance(x); }
-    if let Some(x) = args.output { builder.add_output(x); }
-    if let Some(x) = args.error { builder.add_error(x); }
-    builder.add_exit(args.exit);
+    args: &'args CallOutputArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CallOutput<'bldr>> {
+    let mut builder = CallOutputBuilder::new(_fbb);
+    if let Some(x) = args.bytes { builder.add_bytes(x); }
+    builder.add_call(args.call);
     builder.finish()
   }
 
 
   #[inline]
-  pub fn error(&self) -> Option<Error<'a>> {
+  pub fn call(&self) -> u32 {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Error>>(InvokeResult::VT_ERROR, None)}
+    unsafe { self._tab.get::<u32>(CallOutput::VT_CALL, Some(0)).unwrap()}
   }
   #[inline]
-  pub fn exit(&self) -> ExitKind {
+  pub fn bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<ExitKind>(InvokeResult::VT_EXIT, Some(ExitKind::Halt)).unwrap()}
-  }
-  /// The faulting address for PageFault, the op number for HostCall, else 0.
-  #[inline]
-  pub fn exit_arg(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(InvokeResult::VT_EXIT_ARG, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn r7(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(InvokeResult::VT_R7, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn r8(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(InvokeResult::VT_R8, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn output(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(InvokeResult::VT_OUTPUT, None)}
-  }
-  #[inline]
-  pub fn gas_used(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(InvokeResult::VT_GAS_USED, Some(0)).unwrap()}
-  }
-  /// The instance hash after the call (unchanged unless it halted).
-  #[inline]
-  pub fn instance(&self) -> Option<&'a Hash> {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<Hash>(InvokeResult::VT_INSTANCE, None)}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(CallOutput::VT_BYTES, None)}
   }
 }
 
-impl ::flatbuffers::Verifiable for InvokeResult<'_> {
+impl ::flatbuffers::Verifiable for CallOutput<'_> {
   #[inline]
   fn run_verifier(
     v: &mut ::flatbuffers::Verifier, pos: usize
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<Error>>("error", Self::VT_ERROR, false)?
-     .visit_field::<ExitKind>("exit", Self::VT_EXIT, false)?
-     .visit_field::<u64>("exit_arg", Self::VT_EXIT_ARG, false)?
-     .visit_field::<u64>("r7", Self::VT_R7, false)?
-     .visit_field::<u64>("r8", Self::VT_R8, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("output", Self::VT_OUTPUT, false)?
-     .visit_field::<u64>("gas_used", Self::VT_GAS_USED, false)?
-     .visit_field::<Hash>("instance", Self::VT_INSTANCE, false)?
+     .visit_field::<u32>("call", Self::VT_CALL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("bytes", Self::VT_BYTES, false)?
      .finish();
     Ok(())
   }
 }
-pub struct InvokeResultArgs<'a> {
-    pub error: Option<::flatbuffers::WIPOffset<Error<'a>>>,
-    pub exit: ExitKind,
-    pub exit_arg: u64,
-    pub r7: u64,
-    pub r8: u64,
-    pub output: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
-    pub gas_used: u64,
-    pub instance: Option<&'a Hash>,
+pub struct CallOutputArgs<'a> {
+    pub call: u32,
+    pub bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
 }
-impl<'a> Default for InvokeResultArgs<'a> {
+impl<'a> Default for CallOutputArgs<'a> {
   #[inline]
   fn default() -> Self {
-    InvokeResultArgs {
-      error: None,
-      exit: ExitKind::Halt,
-      exit_arg: 0,
-      r7: 0,
-      r8: 0,
-      output: None,
-      gas_used: 0,
-      instance: None,
+    CallOutputArgs {
+      call: 0,
+      bytes: None,
     }
   }
 }
 
-pub struct InvokeResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+pub struct CallOutputBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
   fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
   start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
 }
-impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvokeResultBuilder<'a, 'b, A> {
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CallOutputBuilder<'a, 'b, A> {
   #[inline]
-  pub fn add_error(&mut self, error: ::flatbuffers::WIPOffset<Error<'b >>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Error>>(InvokeResult::VT_ERROR, error);
+  pub fn add_call(&mut self, call: u32) {
+    self.fbb_.push_slot::<u32>(CallOutput::VT_CALL, call, 0);
   }
   #[inline]
-  pub fn add_exit(&mut self, exit: ExitKind) {
-    self.fbb_.push_slot::<ExitKind>(InvokeResult::VT_EXIT, exit, ExitKind::Halt);
+  pub fn add_bytes(&mut self, bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CallOutput::VT_BYTES, bytes);
   }
   #[inline]
-  pub fn add_exit_arg(&mut self, exit_arg: u64) {
-    self.fbb_.push_slot::<u64>(InvokeResult::VT_EXIT_ARG, exit_arg, 0);
-  }
-  #[inline]
-  pub fn add_r7(&mut self, r7: u64) {
-    self.fbb_.push_slot::<u64>(InvokeResult::VT_R7, r7, 0);
-  }
-  #[inline]
-  pub fn add_r8(&mut self, r8: u64) {
-    self.fbb_.push_slot::<u64>(InvokeResult::VT_R8, r8, 0);
-  }
-  #[inline]
-  pub fn add_output(&mut self, output: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeResult::VT_OUTPUT, output);
-  }
-  #[inline]
-  pub fn add_gas_used(&mut self, gas_used: u64) {
-    self.fbb_.push_slot::<u64>(InvokeResult::VT_GAS_USED, gas_used, 0);
-  }
-  #[inline]
-  pub fn add_instance(&mut self, instance: &Hash) {
-    self.fbb_.push_slot_always::<&Hash>(InvokeResult::VT_INSTANCE, instance);
-  }
-  #[inline]
-  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InvokeResultBuilder<'a, 'b, A> {
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CallOutputBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
-    InvokeResultBuilder {
+    CallOutputBuilder {
       fbb_: _fbb,
       start_: start,
     }
   }
   #[inline]
-  pub fn finish(self) -> ::flatbuffers::WIPOffset<InvokeResult<'a>> {
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CallOutput<'a>> {
     let o = self.fbb_.end_table(self.start_);
     ::flatbuffers::WIPOffset::new(o.value())
   }
 }
 
-impl ::core::fmt::Debug for InvokeResult<'_> {
+impl ::core::fmt::Debug for CallOutput<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-    let mut ds = f.debug_struct("InvokeResult");
+    let mut ds = f.debug_struct("CallOutput");
+      ds.field("call", &self.call());
+      ds.field("bytes", &self.bytes());
+      ds.finish()
+  }
+}
+pub enum CallErrorOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Why call number `call` did not run.
+pub struct CallError<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CallError<'a> {
+  type Inner = CallError<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CallError<'a> {
+  pub const VT_CALL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CallError { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CallErrorArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CallError<'bldr>> {
+    let mut builder = CallErrorBuilder::new(_fbb);
+    if let Some(x) = args.error { builder.add_error(x); }
+    builder.add_call(args.call);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn call(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CallError::VT_CALL, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error(&self) -> Option<Error<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Error>>(CallError::VT_ERROR, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CallError<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("call", Self::VT_CALL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<Error>>("error", Self::VT_ERROR, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CallErrorArgs<'a> {
+    pub call: u32,
+    pub error: Option<::flatbuffers::WIPOffset<Error<'a>>>,
+}
+impl<'a> Default for CallErrorArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CallErrorArgs {
+      call: 0,
+      error: None,
+    }
+  }
+}
+
+pub struct CallErrorBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CallErrorBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_call(&mut self, call: u32) {
+    self.fbb_.push_slot::<u32>(CallError::VT_CALL, call, 0);
+  }
+  #[inline]
+  pub fn add_error(&mut self, error: ::flatbuffers::WIPOffset<Error<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Error>>(CallError::VT_ERROR, error);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CallErrorBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CallErrorBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CallError<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CallError<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CallError");
+      ds.field("call", &self.call());
       ds.field("error", &self.error());
-      ds.field("exit", &self.exit());
-      ds.field("exit_arg", &self.exit_arg());
-      ds.field("r7", &self.r7());
-      ds.field("r8", &self.r8());
-      ds.field("output", &self.output());
-      ds.field("gas_used", &self.gas_used());
-      ds.field("instance", &self.instance());
       ds.finish()
   }
 }
@@ -1266,7 +1533,9 @@ impl<'a> ::flatbuffers::Follow<'a> for InvokeReply<'a> {
 
 impl<'a> InvokeReply<'a> {
   pub const VT_ERROR: ::flatbuffers::VOffsetT = 4;
-  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OUTCOMES: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OUTPUTS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ERRORS: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1278,7 +1547,9 @@ impl<'a> InvokeReply<'a> {
     args: &'args InvokeReplyArgs<'args>
   ) -> ::flatbuffers::WIPOffset<InvokeReply<'bldr>> {
     let mut builder = InvokeReplyBuilder::new(_fbb);
-    if let Some(x) = args.results { builder.add_results(x); }
+    if let Some(x) = args.errors { builder.add_errors(x); }
+    if let Some(x) = args.outputs { builder.add_outputs(x); }
+    if let Some(x) = args.outcomes { builder.add_outcomes(x); }
     if let Some(x) = args.error { builder.add_error(x); }
     builder.finish()
   }
@@ -1292,12 +1563,27 @@ impl<'a> InvokeReply<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Error>>(InvokeReply::VT_ERROR, None)}
   }
+  /// One per call, in order.
   #[inline]
-  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<InvokeResult<'a>>>> {
+  pub fn outcomes(&self) -> Option<::flatbuffers::Vector<'a, CallOutcome>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<InvokeResult>>>>(InvokeReply::VT_RESULTS, None)}
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, CallOutcome>>>(InvokeReply::VT_OUTCOMES, None)}
+  }
+  #[inline]
+  pub fn outputs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallOutput<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallOutput>>>>(InvokeReply::VT_OUTPUTS, None)}
+  }
+  #[inline]
+  pub fn errors(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallError<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallError>>>>(InvokeReply::VT_ERRORS, None)}
   }
 }
 
@@ -1308,21 +1594,27 @@ impl ::flatbuffers::Verifiable for InvokeReply<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<Error>>("error", Self::VT_ERROR, false)?
-     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<InvokeResult>>>>("results", Self::VT_RESULTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, CallOutcome>>>("outcomes", Self::VT_OUTCOMES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CallOutput>>>>("outputs", Self::VT_OUTPUTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CallError>>>>("errors", Self::VT_ERRORS, false)?
      .finish();
     Ok(())
   }
 }
 pub struct InvokeReplyArgs<'a> {
     pub error: Option<::flatbuffers::WIPOffset<Error<'a>>>,
-    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<InvokeResult<'a>>>>>,
+    pub outcomes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, CallOutcome>>>,
+    pub outputs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallOutput<'a>>>>>,
+    pub errors: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallError<'a>>>>>,
 }
 impl<'a> Default for InvokeReplyArgs<'a> {
   #[inline]
   fn default() -> Self {
     InvokeReplyArgs {
       error: None,
-      results: None,
+      outcomes: None,
+      outputs: None,
+      errors: None,
     }
   }
 }
@@ -1337,8 +1629,16 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvokeReplyBuilder<'a, 'b, A>
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Error>>(InvokeReply::VT_ERROR, error);
   }
   #[inline]
-  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<InvokeResult<'b >>>>) {
-    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeReply::VT_RESULTS, results);
+  pub fn add_outcomes(&mut self, outcomes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , CallOutcome>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeReply::VT_OUTCOMES, outcomes);
+  }
+  #[inline]
+  pub fn add_outputs(&mut self, outputs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CallOutput<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeReply::VT_OUTPUTS, outputs);
+  }
+  #[inline]
+  pub fn add_errors(&mut self, errors: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CallError<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeReply::VT_ERRORS, errors);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InvokeReplyBuilder<'a, 'b, A> {
@@ -1359,7 +1659,9 @@ impl ::core::fmt::Debug for InvokeReply<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("InvokeReply");
       ds.field("error", &self.error());
-      ds.field("results", &self.results());
+      ds.field("outcomes", &self.outcomes());
+      ds.field("outputs", &self.outputs());
+      ds.field("errors", &self.errors());
       ds.finish()
   }
 }
