@@ -24,7 +24,8 @@ struct GuestHost;
 
 impl LogSink for GuestHost {
     fn log(&mut self, message: &[u8]) {
-        log::info!(target: "capbox::program", "{}", alloc::string::String::from_utf8_lossy(message));
+        // A failed log call is not the program's problem; drop the message.
+        let _: Result<(), _> = call_host(HostFunction::Log.name(), (message.to_vec(),));
     }
 }
 

@@ -45,7 +45,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1_000_000)]
     gas: u64,
     /// Endpoint index (the sample's: 0 increment, 1 read, 2 add, 3 output,
-    /// 4 loop, 5 trap, 6 fault, 7 unknown op, 8 stack only, 9 gas, 10 empty).
+    /// 4 loop, 5 trap, 6 fault, 7 unknown op, 8 stack only, 9 gas, 10 empty,
+    /// 11 write then trap, 12 read stack, 13 log).
     #[arg(long, default_value_t = 0)]
     endpoint: u32,
     /// How many times to invoke (each on the state the previous left).
@@ -164,6 +165,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 hex(&o.output),
                 o.instance
             );
+        }
+        for message in kernel.take_logs() {
+            println!("  log: {}", String::from_utf8_lossy(&message));
         }
         instance = o.instance;
     }

@@ -16,8 +16,8 @@ use capbox_shared::hash::CapHash;
 use capbox_shared::kernel::{ExitReason, Outcome, new_instance};
 
 use crate::backend::{
-    Backend, BackendKind, BlobSource, LocalBackend, SandboxBackend, SandboxConfig,
-    hypervisor_present,
+    Backend, BackendKind, BlobSource, HostServices, LocalBackend, LogTarget, SandboxBackend,
+    SandboxConfig, hypervisor_present,
 };
 use crate::error::KernelError;
 
@@ -64,7 +64,12 @@ struct HostBlobs {
 pub struct Kernel {
     backend: Box<dyn Backend>,
     blobs: Arc<Mutex<HostBlobs>>,
+    logs: Arc<Mutex<Vec<Vec<u8>>>>,
 }
+
+/// Program log messages kept for [`Kernel::take_logs`]; older ones are
+/// dropped beyond this.
+const MAX_KEPT_LOGS: usize = 1024;
 
 fn lock(blobs: &Mutex<HostBlobs>) -> MutexGuard<'_, HostBlobs> {
     // A panic elsewhere cannot leave HostBlobs half-updated in a way that
@@ -91,25 +96,48 @@ impl Kernel {
                 Some(bytes.to_vec())
             })
         };
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let log: LogTarget = {
+            let logs = logs.clone();
+            Arc::new(move |message: &[u8]| {
+                crate::log_program_message(message);
+                let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+                if logs.len() >= MAX_KEPT_LOGS {
+                    logs.remove(0);
+                }
+                logs.push(message.to_vec());
+            })
+        };
+        let services = HostServices { blobs: source, log };
         let backend: Box<dyn Backend> = match choice {
-            BackendChoice::Local => Box::new(LocalBackend::new(source)),
-            BackendChoice::Sandbox => Box::new(SandboxBackend::new(config, source)?),
+            BackendChoice::Local => Box::new(LocalBackend::new(services)),
+            BackendChoice::Sandbox => Box::new(SandboxBackend::new(config, services)?),
             BackendChoice::Auto if !hypervisor_present() => {
                 eprintln!(
                     "capbox: no hypervisor found; using the local backend (same kernel, in-process)"
                 );
-                Box::new(LocalBackend::new(source))
+                Box::new(LocalBackend::new(services))
             }
-            BackendChoice::Auto => match SandboxBackend::new(config, source.clone()) {
+            BackendChoice::Auto => match SandboxBackend::new(config, services.clone()) {
                 Ok(sandbox) => Box::new(sandbox),
                 Err(e @ KernelError::GuestElf(_)) => return Err(e),
                 Err(e) => {
                     eprintln!("capbox: sandbox unavailable ({e}); using the local backend");
-                    Box::new(LocalBackend::new(source))
+                    Box::new(LocalBackend::new(services))
                 }
             },
         };
-        Ok(Kernel { backend, blobs })
+        Ok(Kernel {
+            backend,
+            blobs,
+            logs,
+        })
+    }
+
+    /// Programs' `log` messages since the last call (at most the last
+    /// 1024).
+    pub fn take_logs(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.logs.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Which backend runs the kernel.

@@ -9,12 +9,14 @@ mod error;
 pub mod guest_elf;
 mod kernel;
 
-pub use backend::{Backend, BackendKind, LocalBackend, SandboxBackend, SandboxConfig};
+pub use backend::{
+    Backend, BackendKind, HostServices, LocalBackend, SandboxBackend, SandboxConfig,
+};
 pub use error::{GuestElfError, KernelError};
 pub use kernel::{BackendChoice, Invocation, Kernel};
 
-/// Where programs' `log` messages go on the host: stderr, when
-/// `CAPBOX_LOG` is set.
+/// Programs' `log` messages also go to stderr when `CAPBOX_LOG` is set
+/// (besides [`Kernel::take_logs`]).
 pub(crate) fn log_program_message(message: &[u8]) {
     if std::env::var_os("CAPBOX_LOG").is_some() {
         eprintln!("capbox log: {}", String::from_utf8_lossy(message));

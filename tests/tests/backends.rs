@@ -84,6 +84,15 @@ capbox_tests::backend_tests! {
         assert_eq!(read.r7, 0);
     }
 
+    fn log_reaches_the_host(kernel: &mut Kernel) {
+        let start = kernel.create_instance(&sample_image()).unwrap();
+        let added = kernel.invoke(&start, Endpoint::Add.index(), [0x41, 0, 0, 0], 1000).unwrap();
+        kernel.take_logs();
+        let o = kernel.invoke(&added.instance, Endpoint::Log.index(), [0; 4], 1000).unwrap();
+        assert_eq!((o.exit, o.r7), (ExitReason::Halt, ops::OK));
+        assert_eq!(kernel.take_logs(), [b"A\0\0\0\0\0\0\0".to_vec()]);
+    }
+
     fn missing_caps_are_typed_errors(kernel: &mut Kernel) {
         let unknown = CapHash([0x5a; 32]);
         let err = kernel.invoke(&unknown, 0, [0; 4], 10).unwrap_err();

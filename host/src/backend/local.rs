@@ -7,40 +7,40 @@ use capbox_shared::abi::GuestFunction;
 use capbox_shared::hash::CapHash;
 use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
 
-use super::{Backend, BackendKind, BlobSource};
+use super::{Backend, BackendKind, HostServices};
 use crate::error::KernelError;
 
 /// The kernel in-process.
 pub struct LocalBackend {
     dir: CacheDirectory,
     programs: ProgramCache,
-    blobs: BlobSource,
+    services: HostServices,
 }
 
 impl LocalBackend {
-    /// A kernel with an empty directory; `blobs` answers `fetch_blob`.
-    pub fn new(blobs: BlobSource) -> Self {
+    /// A kernel with an empty directory, served by `services`.
+    pub fn new(services: HostServices) -> Self {
         LocalBackend {
             dir: CacheDirectory::new(),
             programs: ProgramCache::new(),
-            blobs,
+            services,
         }
     }
 }
 
 struct LocalHost<'a> {
-    blobs: &'a BlobSource,
+    services: &'a HostServices,
 }
 
 impl LogSink for LocalHost<'_> {
     fn log(&mut self, message: &[u8]) {
-        crate::log_program_message(message);
+        (self.services.log)(message);
     }
 }
 
 impl KernelHost for LocalHost<'_> {
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
-        (self.blobs)(&hash.0)
+        (self.services.blobs)(&hash.0)
     }
 
     /// The local backend has no page arena: program memory comes from the
@@ -60,7 +60,9 @@ impl Backend for LocalBackend {
             dir: &self.dir,
             programs: &self.programs,
         };
-        let mut host = LocalHost { blobs: &self.blobs };
+        let mut host = LocalHost {
+            services: &self.services,
+        };
         Ok(state.handle(&mut host, function, request))
     }
 }

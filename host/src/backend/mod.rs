@@ -33,6 +33,18 @@ impl core::fmt::Display for BackendKind {
 /// Serves blobs the kernel asks for (`fetch_blob`): the host's copy.
 pub type BlobSource = std::sync::Arc<dyn Fn(&[u8; 32]) -> Option<Vec<u8>> + Send + Sync>;
 
+/// Receives programs' `log` messages.
+pub type LogTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// What the host provides to a kernel (the guest's host functions).
+#[derive(Clone)]
+pub struct HostServices {
+    /// Answers `fetch_blob`.
+    pub blobs: BlobSource,
+    /// Answers `log`.
+    pub log: LogTarget,
+}
+
 /// One kernel backend: runs a guest function on a request message.
 pub trait Backend: Send {
     /// Which backend this is.

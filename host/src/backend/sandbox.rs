@@ -9,7 +9,7 @@ use capbox_shared::abi::{GuestFunction, HostFunction};
 use hyperlight_host::sandbox::snapshot::Snapshot;
 use hyperlight_host::{Sandbox, SandboxBuilder};
 
-use super::{Backend, BackendKind, BlobSource};
+use super::{Backend, BackendKind, HostServices};
 use crate::error::KernelError;
 use crate::guest_elf;
 
@@ -65,18 +65,18 @@ pub struct SandboxBackend {
     fresh: Arc<Snapshot>,
     elf: Vec<u8>,
     config: SandboxConfig,
-    blobs: BlobSource,
+    services: HostServices,
 }
 
 impl SandboxBackend {
     /// Loads the guest ELF (refusing an ABI mismatch) and starts the VM.
-    /// `blobs` answers the guest's `fetch_blob` calls.
-    pub fn new(config: SandboxConfig, blobs: BlobSource) -> Result<Self, KernelError> {
+    /// `services` answers the guest's host-function calls.
+    pub fn new(config: SandboxConfig, services: HostServices) -> Result<Self, KernelError> {
         if !hypervisor_present() {
             return Err(KernelError::NoHypervisor);
         }
         let elf = guest_elf::load_checked(&config.guest)?;
-        let mut sandbox = build(&elf, &config, blobs.clone())?;
+        let mut sandbox = build(&elf, &config, services.clone())?;
         let fresh = sandbox
             .snapshot()
             .map_err(|e| KernelError::SandboxCreate(format!("snapshot after start-up: {e}")))?;
@@ -85,7 +85,7 @@ impl SandboxBackend {
             fresh,
             elf,
             config,
-            blobs,
+            services,
         })
     }
 
@@ -101,14 +101,18 @@ impl SandboxBackend {
             return Ok(());
         }
         let mut sandbox =
-            build(&self.elf, &self.config, self.blobs.clone()).map_err(|e| e.to_string())?;
+            build(&self.elf, &self.config, self.services.clone()).map_err(|e| e.to_string())?;
         self.fresh = sandbox.snapshot().map_err(|e| e.to_string())?;
         self.sandbox = sandbox;
         Ok(())
     }
 }
 
-fn build(elf: &[u8], config: &SandboxConfig, blobs: BlobSource) -> Result<Sandbox, KernelError> {
+fn build(
+    elf: &[u8],
+    config: &SandboxConfig,
+    services: HostServices,
+) -> Result<Sandbox, KernelError> {
     let create = |e: hyperlight_host::HyperlightError| KernelError::SandboxCreate(e.to_string());
     let pool_buffers = config.message_bytes.div_ceil(TRANSPORT_BUFFER) + 2;
     let pool_pages = pool_buffers * TRANSPORT_BUFFER / 4096 + 1;
@@ -127,11 +131,21 @@ fn build(elf: &[u8], config: &SandboxConfig, blobs: BlobSource) -> Result<Sandbo
         .g2h_queue_size(pool_buffers * 2)
         .h2g_pool_pages(pool_pages)
         .g2h_pool_pages(pool_pages)
-        .host_function(HostFunction::FetchBlob.name(), move |hash: Vec<u8>| {
-            let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
-                return Ok(Vec::new());
-            };
-            Ok(blobs(&hash).unwrap_or_default())
+        .host_function(HostFunction::FetchBlob.name(), {
+            let blobs = services.blobs;
+            move |hash: Vec<u8>| {
+                let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
+                    return Ok(Vec::new());
+                };
+                Ok(blobs(&hash).unwrap_or_default())
+            }
+        })
+        .host_function(HostFunction::Log.name(), {
+            let log = services.log;
+            move |message: Vec<u8>| {
+                log(&message);
+                Ok(())
+            }
         })
         .build()
         .map_err(create)

@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -71,16 +71,19 @@ pub enum HostFunction {
     /// `fetch_blob(hash: Vec<u8>) -> Vec<u8>`: the encoded cap with that
     /// hash, or an empty vector when the host does not have it.
     FetchBlob = 1,
+    /// `log(message: Vec<u8>)`: one message from a program's `log` op.
+    Log = 2,
 }
 
 impl HostFunction {
     /// Every host function, in number order.
-    pub const ALL: [HostFunction; 1] = [HostFunction::FetchBlob];
+    pub const ALL: [HostFunction; 2] = [HostFunction::FetchBlob, HostFunction::Log];
 
     /// The name the host registers the function under.
     pub const fn name(self) -> &'static str {
         match self {
             HostFunction::FetchBlob => "fetch_blob",
+            HostFunction::Log => "log",
         }
     }
 }

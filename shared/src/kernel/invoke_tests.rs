@@ -129,7 +129,7 @@ fn typed_errors_before_running() {
             err,
             KernelError::BadEndpoint {
                 endpoint: 99,
-                count: 13,
+                count: 14,
                 ..
             }
         ),

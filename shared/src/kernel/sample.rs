@@ -5,7 +5,7 @@
 //! read-write data. Endpoints (see [`Endpoint`]): increment, read, add φ7,
 //! output the counter via `set_output`, loop φ7 times, trap, page fault,
 //! unknown kernel op, touch only the stack, read the gas, a plain halt,
-//! write-then-trap and read-the-stack.
+//! write-then-trap, read-the-stack and log the counter.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -42,11 +42,13 @@ pub enum Endpoint {
     WriteThenTrap = 11,
     /// φ7 = the stack word at φ1 - 8 (always 0: stacks start zeroed).
     ReadStack = 12,
+    /// log(the counter's 8 bytes); φ7 = the op's result code.
+    Log = 13,
 }
 
 impl Endpoint {
     /// Every endpoint, in index order.
-    pub const ALL: [Endpoint; 13] = [
+    pub const ALL: [Endpoint; 14] = [
         Endpoint::Increment,
         Endpoint::Read,
         Endpoint::Add,
@@ -60,6 +62,7 @@ impl Endpoint {
         Endpoint::Empty,
         Endpoint::WriteThenTrap,
         Endpoint::ReadStack,
+        Endpoint::Log,
     ];
 
     /// Index into the image's endpoint list.
@@ -154,7 +157,7 @@ pub fn sample_image() -> Image {
     };
     // Each endpoint is a list of instructions; the first starts a block
     // because the previous endpoint ends in a terminator.
-    let endpoints: [Vec<Vec<u8>>; 13] = [
+    let endpoints: [Vec<Vec<u8>>; 14] = [
         // Increment
         vec![
             load_counter(7),
@@ -209,6 +212,17 @@ pub fn sample_image() -> Image {
         ],
         // ReadStack: φ7 = [φ1 - 8]
         vec![vec![LOAD_IND_U64, 0x17, 0xf8], halt()],
+        // Log: log(counter address, 8)
+        vec![
+            {
+                let mut v = vec![LOAD_IMM, 7];
+                v.extend_from_slice(&counter);
+                v
+            },
+            vec![LOAD_IMM, 8, 8],
+            vec![ECALLI, 1],
+            halt(),
+        ],
     ];
     let mut instructions = Vec::new();
     let mut entry_indices = Vec::new();
