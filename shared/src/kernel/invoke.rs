@@ -169,9 +169,10 @@ fn layout_for(
 
 /// Runs endpoint `endpoint` of the instance `instance_hash` with φ7..φ10 =
 /// `args` and `gas` gas (DESIGN §5). On halt, the pages the program wrote
-/// are committed and the new instance hash returned; on any other exit the
-/// working entry is dropped and the hash is unchanged. An `Err` means the
-/// invocation did not run (e.g. a missing blob: publish it and retry).
+/// are committed (the instance is promoted to a working entry and settled)
+/// and the new instance hash returned; on any other exit nothing was
+/// promoted and the hash is unchanged. An `Err` means the invocation did
+/// not run (e.g. a missing blob: publish it and retry).
 #[allow(clippy::too_many_arguments)]
 pub fn invoke<S: BuildHasher>(
     dir: &CacheDirectory<S>,
@@ -230,7 +231,7 @@ pub fn invoke<S: BuildHasher>(
                 let Some(op) = KernelOp::from_number(n) else {
                     break ExitReason::Panic;
                 };
-                machine.gas -= op.gas_cost();
+                machine.gas = machine.gas.saturating_sub(op.gas_cost());
                 if machine.gas < 0 {
                     break ExitReason::OutOfGas;
                 }
