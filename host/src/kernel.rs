@@ -100,7 +100,9 @@ impl Kernel {
         let log: LogTarget = {
             let logs = logs.clone();
             Arc::new(move |message: &[u8]| {
-                crate::log_program_message(message);
+                if std::env::var_os("CAPBOX_LOG").is_some() {
+                    eprintln!("capbox log: {}", String::from_utf8_lossy(message));
+                }
                 let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
                 if logs.len() >= MAX_KEPT_LOGS {
                     logs.remove(0);

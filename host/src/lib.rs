@@ -8,20 +8,11 @@ pub mod conformance;
 mod error;
 pub mod guest_elf;
 mod kernel;
+pub mod store;
 
 pub use backend::{
     Backend, BackendKind, HostServices, LocalBackend, SandboxBackend, SandboxConfig,
 };
 pub use error::{GuestElfError, KernelError};
 pub use kernel::{BackendChoice, Invocation, Kernel};
-
-/// Programs' `log` messages also go to stderr when `CAPBOX_LOG` is set
-/// (besides [`Kernel::take_logs`]).
-pub(crate) fn log_program_message(message: &[u8]) {
-    if std::env::var_os("CAPBOX_LOG").is_some() {
-        eprintln!("capbox log: {}", String::from_utf8_lossy(message));
-    }
-}
-
-pub mod store;
 pub use store::{BlobInfo, PruneReport, Store, StoreError, StoreStats};
