@@ -26,6 +26,9 @@ empty=$(per_call invoke-empty)
 echo "guest instructions per call (N=$n):"
 echo "  bare call (ping):          $ping"
 echo "  invoke, empty endpoint:    $empty  ($(awk "BEGIN {printf \"%.2f\", $empty / $ping}")x the bare call)"
+zero=$(count "$bin" bench --backend sandbox --calls 0 --call invoke-empty --per-call 100)
+many=$(count "$bin" bench --backend sandbox --calls 10 --call invoke-empty --per-call 100)
+echo "  invoke, empty endpoint, 100 per call: $(( (many - zero) / 1000 )) per invocation"
 echo "  of which, inside the kernel (per iteration of in-guest loops):"
 for b in abi_invoke_empty abi_decode_invoke invoke_empty abi_encode_reply; do
   printf '    %-18s %s\n' "$b" "$(per_iter "$b")"

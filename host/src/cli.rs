@@ -84,6 +84,10 @@ pub struct BenchArgs {
     /// What each of the `--calls` does.
     #[arg(long, value_enum, default_value_t = CallKind::Ping)]
     call: CallKind,
+    /// Invocations per call for `invoke-*` kinds (one `invoke` request
+    /// carrying a chain of this many).
+    #[arg(long, default_value_t = 1)]
+    per_call: u32,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -186,21 +190,31 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         for _ in 0..n {
             match args.call {
                 CallKind::Ping => kernel.ping()?,
-                CallKind::InvokeEmpty => {
-                    kernel.invoke(&current, Endpoint::Empty.index(), [0; 4], 1000)?;
-                }
-                CallKind::InvokeIncrement => {
-                    current = kernel
-                        .invoke(&current, Endpoint::Increment.index(), [0; 4], 1000)?
-                        .instance;
+                CallKind::InvokeEmpty | CallKind::InvokeIncrement => {
+                    let endpoint = match args.call {
+                        CallKind::InvokeEmpty => Endpoint::Empty,
+                        _ => Endpoint::Increment,
+                    };
+                    let batch: Vec<Invocation> = (0..args.per_call.max(1))
+                        .map(|i| Invocation {
+                            instance: (i == 0).then_some(current),
+                            endpoint: endpoint.index(),
+                            args: [0; 4],
+                            gas: 1000,
+                        })
+                        .collect();
+                    for result in kernel.invoke_batch(&batch)? {
+                        current = result?.instance;
+                    }
                 }
             }
         }
         let elapsed = start.elapsed();
         println!(
-            "{} backend: {n} × {:?} in {elapsed:?} ({:?} each)",
+            "{} backend: {n} × {:?} (×{} per call) in {elapsed:?} ({:?} per call)",
             kernel.backend(),
             args.call,
+            args.per_call,
             elapsed.checked_div(n.max(1) as u32).unwrap_or_default()
         );
         return Ok(ExitCode::SUCCESS);
