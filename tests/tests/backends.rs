@@ -122,6 +122,24 @@ capbox_tests::backend_tests! {
         assert!(kernel.is_published(&fresh.instance_hash));
     }
 
+    fn blobs_nobody_has_stay_missing(kernel: &mut Kernel) {
+        // The instance is staged but its image is known to no one.
+        let mut image = sample_image();
+        image.rw_data = vec![9; 8];
+        let image_hash = Cap::Image(image.clone()).hash().unwrap();
+        let fresh = new_instance(image_hash, &image).unwrap();
+        kernel
+            .stage_caps(&[fresh.memory, fresh.root_cnode, fresh.instance])
+            .unwrap();
+        let err = kernel.invoke(&fresh.instance_hash, 0, [0; 4], 100).unwrap_err();
+        let KernelError::Refused(remote) = &err else { panic!("{err}") };
+        assert_eq!((remote.kind, remote.hash), (ErrorKind::MissingCap, Some(image_hash.0)), "{err}");
+        // Once the host has it, the same call works.
+        kernel.stage_caps(&[Cap::Image(image)]).unwrap();
+        let o = kernel.invoke(&fresh.instance_hash, Endpoint::Read.index(), [0; 4], 100).unwrap();
+        assert_eq!(o.r7, u64::from_le_bytes([9; 8]));
+    }
+
     fn stats_sweep_and_bench(kernel: &mut Kernel) {
         kernel.create_instance(&sample_image()).unwrap();
         let stats = kernel.stats().unwrap();
