@@ -477,3 +477,32 @@ fn sbrk_grows_the_heap_of_a_standard_layout() {
     assert_eq!(r.reg(R4), 0, "a request reaching the stack fails with 0");
     assert_eq!(read(&r, base as u32 + 0x1000 + 99, 1), [100]);
 }
+
+#[path = "pvm_programs/workloads.rs"]
+mod workloads;
+
+/// Runs a workload on a standard layout with `buffer` zeroed octets.
+fn run_workload(blob: &[u8], buffer: u32, size: u64) -> (Exit, u64, i64) {
+    let layout = StandardLayout::new(0, buffer, 0, 0x1000, 0).unwrap();
+    let memory = Memory::standard(&layout, &[], &vec![0; buffer as usize], &[]).unwrap();
+    let program = capbox_shared::pvm::Program::from_blob(blob).unwrap();
+    let mut regs = layout.initial_registers();
+    regs[7] = u64::from(layout.rw_start);
+    regs[8] = size;
+    let mut machine = capbox_shared::pvm::Machine::new(regs, 0, 1 << 40, memory);
+    let exit = machine.run(&program);
+    (exit, machine.regs[9], (1 << 40) - machine.gas)
+}
+
+#[test]
+fn benchmark_workloads_compute_the_right_answers() {
+    let (exit, primes, gas) = run_workload(&workloads::sieve(), 10_000, 10_000);
+    assert_eq!(
+        (exit, primes),
+        (Exit::Halt, workloads::expected_primes(10_000))
+    );
+    assert_eq!(primes, 1229);
+    assert!(gas > 10_000, "gas {gas}");
+    let (exit, sum, _) = run_workload(&workloads::insertion_sort(), 200 * 8, 200);
+    assert_eq!((exit, sum), (Exit::Halt, workloads::expected_sort_sum(200)));
+}
