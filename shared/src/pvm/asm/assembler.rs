@@ -25,6 +25,7 @@ use alloc::vec::Vec;
 use super::builder::{BuiltProgram, ProgramBuilder};
 use super::error::{AsmError, AsmErrorKind, BuildError};
 use super::insn::{Label, Target};
+
 use super::text::{Forms, TextTarget, Tok, tokenize};
 
 /// Assembles `source` into a program blob.
@@ -137,15 +138,17 @@ impl<'a> Assembler<'a> {
         match name {
             "jump_table" => {
                 for token in tokenize(rest, false)? {
-                    let target = match token {
-                        Tok::Label(label) => Target::Label(self.label(label, Some(line))),
-                        Tok::Num(n) => Target::Absolute(
-                            i64::try_from(n).map_err(|_| bad("entry exceeds 2^63"))?,
-                        ),
+                    match token {
+                        Tok::Label(label) => {
+                            let label = self.label(label, Some(line));
+                            self.builder.jump_table_entry(label);
+                        }
+                        Tok::Num(n) => {
+                            self.builder.jump_table_value(n);
+                        }
                         Tok::Punct(",") => continue,
                         _ => return Err(bad("entries are @labels or numbers")),
-                    };
-                    self.builder.jump_table_entry(target);
+                    }
                     self.entry_lines.push(line);
                 }
             }

@@ -52,9 +52,16 @@ pub struct ProgramBuilder {
     items: Vec<Item>,
     /// For each label, the index of the item it precedes.
     labels: Vec<Option<usize>>,
-    jump_table: Vec<Target>,
+    jump_table: Vec<JumpEntry>,
     entry_size: Option<u8>,
     deferred: Option<BuildError>,
+}
+
+/// A jump-table entry: a target, or a raw value (which may exceed 2^63).
+#[derive(Clone, Copy, Debug)]
+enum JumpEntry {
+    Target(Target),
+    Value(u64),
 }
 
 /// A built program: the blob and where things ended up.
@@ -141,7 +148,14 @@ impl ProgramBuilder {
     /// Adds a jump-table entry and returns the address a dynamic jump uses
     /// to reach it (`2 · (index + 1)`).
     pub fn jump_table_entry(&mut self, target: impl Into<Target>) -> u32 {
-        self.jump_table.push(target.into());
+        self.jump_table.push(JumpEntry::Target(target.into()));
+        2 * self.jump_table.len() as u32
+    }
+
+    /// Adds a jump-table entry holding `value` as is (any 64-bit value; a
+    /// blob may carry entries of up to 8 octets) and returns its address.
+    pub fn jump_table_value(&mut self, value: u64) -> u32 {
+        self.jump_table.push(JumpEntry::Value(value));
         2 * self.jump_table.len() as u32
     }
 
@@ -202,10 +216,13 @@ impl ProgramBuilder {
             .jump_table
             .iter()
             .enumerate()
-            .map(|(index, target)| {
-                let value = match *target {
-                    Target::Label(label) => i64::from(label_pcs[label.0 as usize]),
-                    Target::Absolute(value) => value,
+            .map(|(index, entry)| {
+                let value = match *entry {
+                    JumpEntry::Value(value) => return Ok(value),
+                    JumpEntry::Target(Target::Label(label)) => {
+                        i64::from(label_pcs[label.0 as usize])
+                    }
+                    JumpEntry::Target(Target::Absolute(value)) => value,
                 };
                 u64::try_from(value).map_err(|_| BuildError::JumpTableEntry { index, value })
             })

@@ -24,7 +24,7 @@ use core::fmt::Write;
 use super::assembler::assemble_program;
 use super::insn::{Args, Insn, Target, encode};
 use super::text::{Forms, TextTarget, render, tokenize};
-use crate::pvm::blob::deblob;
+use crate::pvm::blob::{deblob, decode_natural};
 use crate::pvm::decode::decode_instruction;
 use crate::pvm::error::ProgramError;
 use crate::pvm::instructions::Opcode;
@@ -96,10 +96,10 @@ pub fn disassemble(blob: &[u8]) -> Result<String, ProgramError> {
         });
     }
 
-    let entry_size = blob_entry_size(blob);
+    let (entry_size, jump_table) = raw_jump_table(blob);
     let forms = Forms::new();
     loop {
-        let text = render_program(&units, &parts.jump_table, entry_size, &program, &forms);
+        let text = render_program(&units, &jump_table, entry_size, &program, &forms);
         let Ok(built) = assemble_program(&text) else {
             // Cannot happen for the forms we print; raw octets are always exact.
             units.iter_mut().for_each(|u| u.insn = None);
@@ -135,17 +135,34 @@ pub fn disassemble(blob: &[u8]) -> Result<String, ProgramError> {
     }
 }
 
-/// The jump-table entry size `z` as stored in the blob.
-fn blob_entry_size(blob: &[u8]) -> u8 {
-    crate::pvm::blob::decode_natural(blob)
-        .ok()
-        .and_then(|(_, len)| blob.get(len).copied())
-        .unwrap_or(0)
+/// The jump-table entry size `z` and the entries as stored in a blob that
+/// `deblob` accepted (`ProgramParts` caps entries at 32 bits; the text must
+/// keep every octet).
+fn raw_jump_table(blob: &[u8]) -> (u8, Vec<u64>) {
+    let Ok((count, at)) = decode_natural(blob) else {
+        return (0, Vec::new());
+    };
+    let size = blob.get(at).copied().unwrap_or(0);
+    let Ok((_, code_len_octets)) = decode_natural(blob.get(at + 1..).unwrap_or(&[])) else {
+        return (size, Vec::new());
+    };
+    let start = at + 1 + code_len_octets;
+    let entries = (0..count as usize)
+        .map(|i| {
+            let from = start + i * usize::from(size);
+            let octets = blob.get(from..from + usize::from(size)).unwrap_or(&[]);
+            octets
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b))
+        })
+        .collect();
+    (size, entries)
 }
 
 fn render_program(
     units: &[Unit],
-    jump_table: &[u32],
+    jump_table: &[u64],
     entry_size: u8,
     program: &Program,
     forms: &Forms,
@@ -164,7 +181,12 @@ fn render_program(
             labelled.insert(t);
         }
     }
-    labelled.extend(jump_table.iter().filter(|pc| unit_starts.contains(pc)));
+    labelled.extend(
+        jump_table
+            .iter()
+            .filter_map(|&e| u32::try_from(e).ok())
+            .filter(|pc| unit_starts.contains(pc)),
+    );
     let names: BTreeMap<u32, String> = labelled
         .iter()
         .enumerate()
@@ -179,13 +201,19 @@ fn render_program(
 
     let mut out = String::new();
     if !jump_table.is_empty() {
-        let entries: Vec<String> = jump_table.iter().map(|&e| name_of(i64::from(e))).collect();
+        let entries: Vec<String> = jump_table
+            .iter()
+            .map(|&e| match i64::try_from(e) {
+                Ok(e) => name_of(e),
+                Err(_) => e.to_string(),
+            })
+            .collect();
         let _ = writeln!(out, ".jump_table {}", entries.join(", "));
     }
     let widest = jump_table.iter().copied().max().unwrap_or(0);
     let default_size = match jump_table.is_empty() {
         true => 0,
-        false => ((4 - widest.leading_zeros() / 8) as u8).max(1),
+        false => ((8 - widest.leading_zeros() / 8) as u8).max(1),
     };
     if entry_size != default_size {
         let _ = writeln!(out, ".jump_entry_size {entry_size}");

@@ -42,7 +42,7 @@ pub enum BuildError {
     JumpTableEntry {
         /// Index of the entry.
         index: usize,
-        /// Its value.
+        /// Its value (raw values above 2^63 show as negative).
         value: i64,
     },
     /// The requested jump-table entry size is above 8 octets.
