@@ -173,7 +173,12 @@ pub(crate) fn templates(op: Opcode) -> &'static [&'static str] {
 /// per format (destination first), e.g. `load_imm_64 r7, 2` or
 /// `add_imm_64 r9, r7, -3`.
 pub(crate) fn generic_template(op: Opcode) -> String {
-    let operands = match op.format() {
+    format!("{}{}", op.name(), generic_operands(op.format()))
+}
+
+/// The operand part of the generic form for `format`.
+pub(crate) fn generic_operands(format: ArgFormat) -> &'static str {
+    match format {
         ArgFormat::NoArgs => "",
         ArgFormat::OneImm => " $x",
         ArgFormat::OneRegExtImm => " $a, $q",
@@ -187,6 +192,5 @@ pub(crate) fn generic_template(op: Opcode) -> String {
         ArgFormat::TwoRegsOneOffset => " $a, $b, $t",
         ArgFormat::TwoRegsTwoImms => " $a, $b, $x, $y",
         ArgFormat::ThreeRegs => " $d, $a, $b",
-    };
-    format!("{}{operands}", op.name())
+    }
 }

@@ -3,11 +3,12 @@
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec;
 use alloc::vec::Vec;
 
 use super::error::AsmErrorKind;
 use super::insn::{Args, Imm, Insn, Reg, Target, fits_imm};
-use super::syntax::{generic_template, templates};
+use super::syntax::{generic_operands, generic_template, templates};
 use crate::pvm::instructions::{ALL_OPCODES, ArgFormat, Opcode};
 
 /// One token of a line or of a form.
@@ -298,24 +299,30 @@ fn args_from(op: Opcode, c: &Captures<'_>) -> Option<Args> {
 
 /// Every form with its opcode, in matching order: `load_imm_64`'s `rN = n`
 /// comes last so a value that fits 32 bits picks the shorter `load_imm`.
+/// Forms are tokenized once, here.
 pub(crate) struct Forms {
-    forms: Vec<(Opcode, usize, String)>,
+    forms: Vec<(Opcode, usize, Vec<Tok<'static>>)>,
 }
 
 impl Forms {
     pub(crate) fn new() -> Forms {
+        // The table's forms are well-formed; an error here would only drop
+        // that form (and the tests would notice).
+        let tokens = |text: &'static str| tokenize(text, true).unwrap_or_default();
         let mut forms = Vec::new();
         let mut late = Vec::new();
         for &op in ALL_OPCODES {
             for (index, form) in templates(op).iter().enumerate() {
-                let entry = (op, index, form.to_string());
+                let entry = (op, index, tokens(form));
                 if op == Opcode::load_imm_64 {
                     late.push(entry);
                 } else {
                     forms.push(entry);
                 }
             }
-            forms.push((op, usize::MAX, generic_template(op)));
+            let mut generic = vec![Tok::Ident(op.name())];
+            generic.extend(tokens(generic_operands(op.format())));
+            forms.push((op, usize::MAX, generic));
         }
         forms.extend(late);
         Forms { forms }
@@ -325,8 +332,14 @@ impl Forms {
     pub(crate) fn parse<'a>(&self, line: &[Tok<'a>]) -> Result<Parsed<'a>, AsmErrorKind> {
         let mut first_error = None;
         for (op, index, form) in &self.forms {
-            let form_tokens = tokenize(form, true).unwrap_or_default();
-            let caps = match match_form(&form_tokens, line) {
+            // Cheap first check: a literal first token must match.
+            if let (Some(first), Some(head)) = (form.first(), line.first())
+                && !matches!(first, Tok::Hole(_))
+                && first != head
+            {
+                continue;
+            }
+            let caps = match match_form(form, line) {
                 Ok(Some(caps)) => caps,
                 Ok(None) => continue,
                 Err(reason) => {
@@ -477,4 +490,53 @@ pub(crate) fn render(insn: &Insn, form: usize, target: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_tokenizes_and_reads_back_its_own_rendering() {
+        let forms = Forms::new();
+        for &op in ALL_OPCODES {
+            for (index, form) in templates(op).iter().enumerate() {
+                let tokens = tokenize(form, true).expect(form);
+                assert!(!tokens.is_empty(), "{op}: empty form");
+                // Registers r7/r8/r9 differ, so `tmp` forms need a == b.
+                let same = op == Opcode::load_imm_jump_ind && index == 1;
+                let (a, b) = (Reg::R7, if same { Reg::R7 } else { Reg::R8 });
+                let args = match op.format() {
+                    ArgFormat::NoArgs => Args::NoArgs,
+                    ArgFormat::OneImm => Args::OneImm { x: 5 },
+                    ArgFormat::OneRegExtImm => Args::OneRegExtImm { a, x: 1 << 40 },
+                    ArgFormat::TwoImms => Args::TwoImms { x: 0x2_0000, y: 3 },
+                    ArgFormat::OneOffset => Args::OneOffset {
+                        t: Target::Absolute(0),
+                    },
+                    ArgFormat::OneRegOneImm => Args::OneRegOneImm { a, x: 0x2_0000 },
+                    ArgFormat::OneRegTwoImms => Args::OneRegTwoImms { a, x: 4, y: 3 },
+                    ArgFormat::OneRegImmOffset => Args::OneRegImmOffset {
+                        a,
+                        x: 3,
+                        t: Target::Absolute(0),
+                    },
+                    ArgFormat::TwoRegs => Args::TwoRegs { d: Reg::R9, a },
+                    ArgFormat::TwoRegsOneImm => Args::TwoRegsOneImm { a, b, x: 3 },
+                    ArgFormat::TwoRegsOneOffset => Args::TwoRegsOneOffset {
+                        a,
+                        b,
+                        t: Target::Absolute(0),
+                    },
+                    ArgFormat::TwoRegsTwoImms => Args::TwoRegsTwoImms { a, b, x: 3, y: 4 },
+                    ArgFormat::ThreeRegs => Args::ThreeRegs { d: Reg::R9, a, b },
+                };
+                let insn = Insn::new(op, args).expect("sample fits");
+                let text = render(&insn, index, "0");
+                let line = tokenize(&text, false).expect(&text);
+                let parsed = forms.parse(&line).expect(&text);
+                assert_eq!(parsed.insn, insn, "{op}: `{text}`");
+            }
+        }
+    }
 }
