@@ -17,15 +17,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails.
+    /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails, 2 on
+    /// an unreadable directory or file.
     Conformance {
         /// Directory of w3f PVM test vectors.
         dir: PathBuf,
     },
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            // Each error's message already names its cause.
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Some(Command::Conformance { dir }) => {
             let report = capbox::conformance::run_dir(&dir)?;
             let all_passed = capbox::conformance::print_report(&report);

@@ -204,3 +204,69 @@ fn standard_memory_has_the_layout_access_rights() {
     assert!(Memory::standard(&layout, &[1; 6], &[2; 3], &[3; 4]).is_err());
     let _ = Program::from_blob(&[0, 0, 0]).unwrap();
 }
+
+#[test]
+fn sbrk_starts_an_empty_heap() {
+    let layout = StandardLayout::new(0, 0, 0, 0x1000, 0).unwrap();
+    let mut memory = Memory::standard(&layout, &[], &[], &[]).unwrap();
+    assert_eq!(memory.access(layout.rw_start), None);
+    assert_eq!(memory.sbrk(0), u64::from(layout.rw_start));
+    assert_eq!(memory.sbrk(10), u64::from(layout.rw_start));
+    assert_eq!(memory.sbrk(0), u64::from(layout.rw_start) + 10);
+    memory.write(layout.rw_start + 0xFFF, &[1]).unwrap();
+    assert!(memory.write(layout.rw_start + 0x1000, &[1]).is_err());
+    let dirty: Vec<u32> = memory.dirty_pages().map(|(page, _)| page).collect();
+    assert_eq!(dirty, [layout.rw_start]);
+}
+
+#[test]
+fn host_reads_and_writes_span_regions() {
+    use capbox_shared::pvm::{Access, MemoryError, PageMapEntry};
+    let entry = |address, access| PageMapEntry {
+        address,
+        length: 0x2000,
+        access,
+    };
+    let mut memory = Memory::from_page_map(&[
+        entry(0x20000, Access::Write),
+        entry(0x22000, Access::Write),
+        entry(0x24000, Access::Read),
+    ])
+    .unwrap();
+    let data: Vec<u8> = (0..0x3000u32).map(|i| i as u8).collect();
+    memory.write(0x20800, &data).unwrap();
+    let mut back = vec![0; data.len()];
+    memory.read(0x20800, &mut back).unwrap();
+    assert_eq!(back, data);
+    assert_eq!(memory.dirty_pages().count(), 4);
+    // Into the read-only region: fails at its first page, writes nothing.
+    assert_eq!(
+        memory.write(0x23800, &data),
+        Err(MemoryError::PageFault { address: 0x24000 })
+    );
+    let mut byte = [9];
+    memory.read(0x24000, &mut byte).unwrap();
+    assert_eq!(byte, [0]);
+    assert_eq!(
+        memory.read(0x25800, &mut back),
+        Err(MemoryError::PageFault { address: 0x26000 })
+    );
+    assert!(memory.is_readable(0x20000, 0x6000));
+    assert!(!memory.is_readable(0x20000, 0x6001));
+    assert!(!memory.is_readable(0x100, 1));
+}
+
+#[test]
+fn sbrk_never_grows_into_another_region() {
+    use capbox_shared::pvm::Access;
+    let layout = StandardLayout::new(0, 0x1000, 0, 0x1000, 0).unwrap();
+    let mut memory = Memory::standard(&layout, &[], &[0; 0x1000], &[]).unwrap();
+    let top = layout.rw_start + 0x1000;
+    assert_eq!(memory.heap_top(), Some(top));
+    memory.map(top + 0x2000, 0x1000, Access::Read).unwrap();
+    assert_eq!(memory.sbrk(0x2000), u64::from(top), "fits exactly");
+    assert_eq!(memory.sbrk(1), 0, "would reach the mapped region");
+    assert_eq!(memory.heap_top(), Some(top + 0x2000));
+    assert_eq!(memory.access(top + 0x1FFF), Some(Access::Write));
+    assert_eq!(memory.access(top + 0x2000), Some(Access::Read));
+}

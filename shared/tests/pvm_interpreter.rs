@@ -46,6 +46,12 @@ fn zero_and_negative_gas_run_nothing() {
     assert_eq!((exit, m.pc, m.gas, m.regs[7]), (Exit::OutOfGas, 0, -1, 0));
     let (exit, m) = run(&straight_line(), [0; 13], -5);
     assert_eq!((exit, m.pc, m.gas), (Exit::OutOfGas, 0, -6));
+    let (exit, m) = run(&straight_line(), [0; 13], i64::MIN);
+    assert_eq!((exit, m.gas), (Exit::OutOfGas, i64::MIN), "saturates");
+    let program = program(&straight_line());
+    let mut m = Machine::new([0; 13], 1, i64::MIN, Memory::new());
+    assert_eq!(m.run(&program), Exit::OutOfGas, "not an instruction start");
+    assert_eq!(m.gas, i64::MIN);
 }
 
 #[test]
@@ -267,8 +273,11 @@ fn memory_traps() {
             reg_imm(Opcode::store_u32, 8, 0x20FFE),
             Exit::PageFault(0x21000),
         ),
-        // Wrapping past 2^32: address 0 is the lowest bad one → panic.
-        (reg_imm(Opcode::load_u64, 8, -2), Exit::Panic),
+        // Wrapping past 2^32: the unmapped top page comes first.
+        (
+            reg_imm(Opcode::load_u64, 8, -2),
+            Exit::PageFault(0xFFFF_F000),
+        ),
     ];
     for (ins, want) in cases {
         let code = vec![ins.clone(), no_args(Opcode::trap)];
@@ -278,6 +287,20 @@ fn memory_traps() {
         assert_eq!(m.regs, regs, "state untouched");
         assert_eq!(m.memory.dirty_pages().count(), 0);
     }
+}
+
+#[test]
+fn a_wrapping_access_reaching_low_memory_panics() {
+    let program = program(&[reg_imm(Opcode::load_u64, 7, -2), no_args(Opcode::trap)]);
+    let memory = Memory::from_page_map(&[capbox_shared::pvm::PageMapEntry {
+        address: 0xFFFF_F000,
+        length: 0x1000,
+        access: capbox_shared::pvm::Access::Read,
+    }])
+    .unwrap();
+    let mut m = Machine::new([0; 13], 0, 10, memory);
+    assert_eq!(m.run(&program), Exit::Panic);
+    assert_eq!(m.pc, 0);
 }
 
 #[test]
@@ -330,4 +353,49 @@ fn program_reports_basic_blocks() {
         5,
         "four + the implicit end trap"
     );
+}
+
+#[test]
+fn program_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Program>();
+    let program = std::sync::Arc::new(program(&straight_line()));
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let program = program.clone();
+            std::thread::spawn(move || {
+                let mut m = Machine::new([0; 13], 0, 100, Memory::new());
+                (m.run(&program), m.regs[7])
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), (Exit::Panic, 3));
+    }
+}
+
+#[test]
+fn instructions_lists_what_a_disassembler_shows() {
+    use capbox_shared::pvm::{Operands, deblob, instructions};
+    let blob = blob(&[
+        three_regs(Opcode::add_64, 9, 7, 8),
+        offset(Opcode::jump, -3),
+        vec![2],
+    ]);
+    let parts = deblob(&blob).unwrap();
+    let listed: Vec<_> = instructions(&parts).collect();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[0].opcode, Some(Opcode::add_64));
+    assert_eq!(
+        listed[0].operands,
+        Operands::ThreeRegs {
+            ra: 7,
+            rb: 8,
+            rd: 9
+        }
+    );
+    assert_eq!(listed[1].pc, 3);
+    assert_eq!(listed[1].operands, Operands::OneOffset { target: 0 });
+    assert_eq!(listed[2].opcode, None, "2 is not an opcode");
+    assert_eq!(listed[2].next_pc(), 9);
 }

@@ -65,12 +65,13 @@ proptest! {
         table in prop::collection::vec(0u32..220, 0..6),
         regs in prop::array::uniform13(register()),
         pc in prop_oneof![Just(0u32), 0u32..210],
-        gas in -3i64..3000,
+        gas in prop_oneof![-3i64..3000, Just(i64::MIN)],
     ) {
         let program = Program::from_blob(&blob(&code, &mask, &table)).unwrap();
         let (_, machine) = run_to_end(&program, regs, pc, gas);
         prop_assert!(machine.gas <= gas.max(0));
         prop_assert!(machine.gas >= -1 || gas < 0);
+        prop_assert!(gas >= 0 || machine.gas == gas.saturating_sub(1));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Octets are read from `ζ = c ‖ [0, 0, …]`, so operands of the final
 //! instruction that run past the code read as zeros.
 
-use super::blob::Bitmask;
+use super::blob::{Bitmask, ProgramParts};
 use super::instructions::{ArgFormat, Opcode};
 
 /// A register index, already clamped to `0..=12` as the Graypaper's
@@ -153,6 +153,14 @@ pub fn decode_instruction(code: &[u8], bitmask: &Bitmask<'_>, pc: u32) -> Instru
         skip,
         operands,
     }
+}
+
+/// Every instruction of a split blob in code order: one per octet whose
+/// bitmask bit is set (what a disassembler lists).
+pub fn instructions<'a>(parts: &'a ProgramParts<'a>) -> impl Iterator<Item = Instruction> + 'a {
+    (0..parts.code.len())
+        .filter(|&pc| parts.bitmask.is_set(pc))
+        .map(|pc| decode_instruction(parts.code, &parts.bitmask, pc as u32))
 }
 
 /// Decodes the operands of format `format` for the instruction at `pc`

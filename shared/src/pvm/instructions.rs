@@ -1,6 +1,6 @@
 //! The PVM instruction set (Graypaper v0.7.2, appendix A.5), defined once.
 //!
-//! [`with_instructions!`] hands the whole table to a callback macro, so every
+//! [`with_instructions!`](crate::with_instructions) hands the whole table to a callback macro, so every
 //! other piece of code (the [`Opcode`] enum, names, operand formats, the
 //! decoder, the interpreter's dispatch, assemblers and tests) derives from
 //! this single list instead of repeating it.

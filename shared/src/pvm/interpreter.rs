@@ -64,7 +64,10 @@ impl Machine {
     /// memory; on every exit but `HostCall`, `pc` is the instruction that
     /// caused it.
     pub fn run(&mut self, program: &Program) -> Exit {
-        let mut regs = [0u64; 16];
+        // Indexed by the decoded u8 register numbers (always ≤ 12): with 256
+        // entries every u8 is in bounds, so the hot loop needs neither a mask
+        // nor a bounds check.
+        let mut regs = [0u64; 256];
         regs[..13].copy_from_slice(&self.regs);
         let exit = match program.index_of(self.pc) {
             Some(start) => self.execute(program, &mut regs, start),
@@ -82,38 +85,41 @@ impl Machine {
         exit
     }
 
-    fn execute(&mut self, program: &Program, regs: &mut [u64; 16], mut idx: usize) -> Exit {
-        loop {
+    fn execute(&mut self, program: &Program, regs: &mut [u64; 256], mut idx: usize) -> Exit {
+        // Kept in locals so the hot loop does not go through `self`.
+        let mut gas = self.gas;
+        let memory = &mut self.memory;
+        let (exit, at) = loop {
             let cost = program.ops.get(idx).map_or(1, |op| i64::from(op.gas));
-            let flow = if self.gas >= cost {
-                self.gas -= cost;
-                interpret::<false>(program, regs, &mut self.memory, idx, usize::MAX)
+            let flow = if gas >= cost {
+                gas -= cost;
+                interpret::<false>(program, regs, memory, &mut gas, idx, usize::MAX)
             } else {
                 let start = idx;
-                let affordable = self.gas.max(0) as usize;
+                let affordable = gas.max(0) as usize;
                 let flow =
-                    interpret::<true>(program, regs, &mut self.memory, idx, start + affordable);
+                    interpret::<true>(program, regs, memory, &mut gas, idx, start + affordable);
                 // Stepping charges each executed instruction, including the
                 // one that exits (or could not be paid).
                 let last = match flow {
                     Flow::Enter { from, .. } => from,
                     Flow::Exit { at, .. } => at,
                 };
-                self.gas -= (last - start + 1) as i64;
+                gas = gas.saturating_sub((last - start + 1) as i64);
                 flow
             };
             match flow {
                 Flow::Enter { to, .. } => idx = to,
-                Flow::Exit { exit, at } => {
-                    let resume_at = match exit {
-                        Exit::HostCall(_) => at + 1,
-                        _ => at,
-                    };
-                    self.pc = program.pcs.get(resume_at).copied().unwrap_or(self.pc);
-                    return exit;
-                }
+                Flow::Exit { exit, at } => break (exit, at),
             }
-        }
+        };
+        self.gas = gas;
+        let resume_at = match exit {
+            Exit::HostCall(_) => at + 1,
+            _ => at,
+        };
+        self.pc = program.pcs.get(resume_at).copied().unwrap_or(self.pc);
+        exit
     }
 }
 
@@ -133,8 +139,9 @@ fn imm(value: u32) -> u64 {
 #[inline(always)]
 fn interpret<const STEP: bool>(
     program: &Program,
-    regs: &mut [u64; 16],
+    regs: &mut [u64; 256],
     memory: &mut Memory,
+    gas: &mut i64,
     mut idx: usize,
     stop: usize,
 ) -> Flow {
@@ -146,7 +153,7 @@ fn interpret<const STEP: bool>(
                 at: idx,
             };
         }
-        let Some(&op) = ops.get(idx) else {
+        let Some(op) = ops.get(idx) else {
             // Unreachable: the last entry is always a trap.
             return Flow::Exit {
                 exit: Exit::Panic,
@@ -155,7 +162,7 @@ fn interpret<const STEP: bool>(
         };
         macro_rules! reg {
             ($r:ident) => {
-                regs[(op.$r & 15) as usize]
+                regs[op.$r as usize]
             };
         }
         macro_rules! exit {
@@ -174,16 +181,30 @@ fn interpret<const STEP: bool>(
                 }
             };
         }
+        // Enters the block at `to`: in the fast instantiation, charges it and
+        // keeps looping when the gas suffices; otherwise lets the caller
+        // decide (stepping).
+        macro_rules! enter {
+            ($to:expr) => {{
+                let to: usize = $to;
+                if !STEP
+                    && let Some(next) = ops.get(to)
+                    && *gas >= i64::from(next.gas)
+                {
+                    *gas -= i64::from(next.gas);
+                    idx = to;
+                    continue;
+                }
+                return Flow::Enter { from: idx, to };
+            }};
+        }
         macro_rules! jump {
             ($target:expr) => {{
                 let target = $target;
                 if target == INVALID_TARGET {
                     exit!(Exit::Panic);
                 }
-                return Flow::Enter {
-                    from: idx,
-                    to: target as usize,
-                };
+                enter!(target as usize);
             }};
         }
         macro_rules! branch {
@@ -191,10 +212,7 @@ fn interpret<const STEP: bool>(
                 if $cond {
                     jump!(op.y);
                 }
-                return Flow::Enter {
-                    from: idx,
-                    to: idx + 1,
-                };
+                enter!(idx + 1);
             }};
         }
         macro_rules! djump {
@@ -244,12 +262,7 @@ fn interpret<const STEP: bool>(
         }
         match op.opcode {
             Opcode::trap => exit!(Exit::Panic),
-            Opcode::fallthrough => {
-                return Flow::Enter {
-                    from: idx,
-                    to: idx + 1,
-                };
-            }
+            Opcode::fallthrough => enter!(idx + 1),
             Opcode::ecalli => exit!(Exit::HostCall(op.x)),
             Opcode::load_imm_64 => reg!(a) = u64::from(op.x) | (u64::from(op.y) << 32),
             Opcode::store_imm_u8 => store!(op.x, [op.y as u8]),

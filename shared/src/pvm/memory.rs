@@ -79,10 +79,17 @@ impl Region {
     fn mark_dirty(&mut self, offset: usize, len: usize) {
         let first = offset / PAGE_SIZE as usize;
         let last = (offset + len - 1) / PAGE_SIZE as usize;
-        for page in first..=last {
-            if let Some(word) = self.dirty.get_mut(page / 64) {
-                *word |= 1 << (page % 64);
-            }
+        self.mark_page_dirty(first);
+        // Interpreter stores (≤ 8 octets) touch at most one more page.
+        for page in first + 1..=last {
+            self.mark_page_dirty(page);
+        }
+    }
+
+    #[inline(always)]
+    fn mark_page_dirty(&mut self, page: usize) {
+        if let Some(word) = self.dirty.get_mut(page / 64) {
+            *word |= 1 << (page % 64);
         }
     }
 }
@@ -159,30 +166,47 @@ impl Memory {
     /// `sbrk` hands out octets from `top` upward, growing the region page by
     /// page, but never past `limit`.
     pub(crate) fn set_heap(&mut self, region_base: u32, top: u32, limit: u32) {
-        self.heap = self
+        let existing = self
             .regions
             .iter()
-            .position(|r| r.base == region_base && r.access == Access::Write)
-            .map(|region| Heap { region, top, limit });
+            .position(|r| r.base == region_base && r.access == Access::Write);
+        let region = match existing {
+            Some(region) => region,
+            // An empty heap: an empty writable region that sbrk grows.
+            None if !self.regions.iter().any(|r| r.contains(region_base)) => {
+                let at = self.regions.partition_point(|r| r.base < region_base);
+                self.regions
+                    .insert(at, Region::new(region_base, 0, Access::Write));
+                at
+            }
+            None => return,
+        };
+        self.heap = Some(Heap { region, top, limit });
     }
 
     /// Copies `bytes` to `address` regardless of access rights (for initial
     /// contents); does not mark pages dirty.
     pub fn initialize(&mut self, address: u32, bytes: &[u8]) -> Result<(), MemoryError> {
-        self.copy_in(address, bytes, None, false)
+        self.copy_in(address, bytes, false, false)
     }
 
     /// Reads `out.len()` octets at `address` (wrapping at 2^32). Fails with
-    /// the lowest unreadable page.
+    /// the first unreadable page.
     pub fn read(&self, address: u32, out: &mut [u8]) -> Result<(), MemoryError> {
         if let Some(page) = self.first_inaccessible(address, out.len(), false) {
             return Err(MemoryError::PageFault { address: page });
         }
-        for (i, byte) in out.iter_mut().enumerate() {
-            let a = address.wrapping_add(i as u32);
-            if let Some(r) = self.regions.iter().find(|r| r.contains(a)) {
-                *byte = r.data[(a - r.base) as usize];
-            }
+        let mut done = 0;
+        while done < out.len() {
+            let a = address.wrapping_add(done as u32);
+            let Some((region, offset, available)) = self.span(a, false) else {
+                return Err(MemoryError::PageFault {
+                    address: a - a % PAGE_SIZE,
+                });
+            };
+            let n = available.min(out.len() - done);
+            out[done..done + n].copy_from_slice(&self.regions[region].data[offset..offset + n]);
+            done += n;
         }
         Ok(())
     }
@@ -193,7 +217,7 @@ impl Memory {
         if let Some(page) = self.first_inaccessible(address, bytes.len(), true) {
             return Err(MemoryError::PageFault { address: page });
         }
-        self.copy_in(address, bytes, Some(Access::Write), true)
+        self.copy_in(address, bytes, true, true)
     }
 
     /// Whether every octet of `[address, address + len)` is readable.
@@ -243,9 +267,15 @@ impl Memory {
             return 0;
         };
         let old = heap.top;
+        // Never grow into the next mapped region, whatever the limit says.
+        let next_region = self
+            .regions
+            .get(heap.region + 1)
+            .map_or(u64::MAX, |r| u64::from(r.base));
+        let limit = u64::from(heap.limit).min(next_region);
         let Some(new_top) = u64::from(old)
             .checked_add(size)
-            .filter(|&t| t <= u64::from(heap.limit))
+            .filter(|&t| t.next_multiple_of(u64::from(PAGE_SIZE)) <= limit)
         else {
             return 0;
         };
@@ -260,6 +290,11 @@ impl Memory {
         }
         heap.top = new_top as u32;
         u64::from(old)
+    }
+
+    /// The current break of the heap (`sbrk(0)`), if the memory has one.
+    pub fn heap_top(&self) -> Option<u32> {
+        self.heap.map(|heap| heap.top)
     }
 
     /// Loads `N` octets at `address` for the interpreter.
@@ -326,40 +361,58 @@ impl Memory {
             .map(|a| a - a % PAGE_SIZE)
     }
 
-    /// The lowest address (mod 2^32) in the access that is not accessible.
+    /// The first address of the access, in access order, that is not
+    /// accessible. Octet `i` of an access at `address` has index
+    /// `address + i`; the Graypaper takes the minimum of those indices
+    /// before reducing mod 2^32, so an access wrapping past 2^32 reports its
+    /// high part first.
     fn first_inaccessible_address(&self, address: u32, len: usize, write: bool) -> Option<u32> {
-        let ok = |a: u32| {
-            a >= RESERVED_LOW
-                && self
-                    .regions
-                    .iter()
-                    .any(|r| r.contains(a) && (!write || r.access == Access::Write))
-        };
-        (0..len)
-            .map(|i| address.wrapping_add(i as u32))
-            .filter(|&a| !ok(a))
-            .min()
+        let mut done = 0;
+        while done < len {
+            let a = address.wrapping_add(done as u32);
+            match self.span(a, write) {
+                Some((_, _, available)) => done += available,
+                None => return Some(a),
+            }
+        }
+        None
+    }
+
+    /// The region holding `address` (writable if `write`), the offset in it
+    /// and how many octets remain in it from there.
+    fn span(&self, address: u32, write: bool) -> Option<(usize, usize, usize)> {
+        if address < RESERVED_LOW {
+            return None;
+        }
+        self.regions
+            .iter()
+            .position(|r| r.contains(address) && (!write || r.access == Access::Write))
+            .map(|i| {
+                let offset = (address - self.regions[i].base) as usize;
+                (i, offset, self.regions[i].data.len() - offset)
+            })
     }
 
     fn copy_in(
         &mut self,
         address: u32,
         bytes: &[u8],
-        need: Option<Access>,
+        write: bool,
         dirty: bool,
     ) -> Result<(), MemoryError> {
-        for (i, &byte) in bytes.iter().enumerate() {
-            let a = address.wrapping_add(i as u32);
-            let region = self
-                .regions
-                .iter_mut()
-                .find(|r| r.contains(a) && need.is_none_or(|n| r.access == n))
+        let mut done = 0;
+        while done < bytes.len() {
+            let a = address.wrapping_add(done as u32);
+            let (i, offset, available) = self
+                .span(a, write)
                 .ok_or(MemoryError::Unmapped { address: a })?;
-            let offset = (a - region.base) as usize;
-            region.data[offset] = byte;
+            let n = available.min(bytes.len() - done);
+            let region = &mut self.regions[i];
+            region.data[offset..offset + n].copy_from_slice(&bytes[done..done + n]);
             if dirty && region.access == Access::Write {
-                region.mark_dirty(offset, 1);
+                region.mark_dirty(offset, n);
             }
+            done += n;
         }
         Ok(())
     }

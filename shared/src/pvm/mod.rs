@@ -1,6 +1,6 @@
 //! The Polkadot Virtual Machine (Graypaper v0.7.2, appendix A).
 //!
-//! * [`instructions`] — the instruction table, defined once
+//! * [`instructions`](mod@instructions) — the instruction table, defined once
 //!   ([`with_instructions!`](crate::with_instructions), [`Opcode`]).
 //! * [`blob`] — `deblob`, splitting a blob into jump table, code and bitmask.
 //! * [`decode`] — operand decoding of one instruction.
@@ -21,12 +21,17 @@
 //!    rest of its block: `store` + implicit `trap` page-faulting costs 2, not
 //!    the text's 0. Blocks for charging ("gas blocks") are the Graypaper's
 //!    basic blocks, additionally cut after each `ecalli` so a resumed host
-//!    call never pays twice.
+//!    call never pays twice (PolkaVM charges past the `ecalli` up front and
+//!    does not charge on resumption; totals agree once the block ends).
 //! 2. **Out of gas** follows the text: when the remaining gas cannot pay
 //!    for the whole block, its instructions are charged one at a time; the
 //!    first one that cannot be paid is not executed, `pc` points at it and
 //!    the gas is left at the text's `ϱ' = ϱ − 1 < 0`. (The vectors have no
-//!    out-of-gas case.)
+//!    out-of-gas case. PolkaVM 0.37 differs here: it stops at the block's
+//!    start without running any of it and leaves the gas untouched. Runs
+//!    that do not run out of gas end in the same state, gas included, as
+//!    checked against PolkaVM's interpreter on random programs during
+//!    development.)
 //! 3. **`pc` after panic and halt** stays at the instruction that panicked
 //!    or jumped to the halt address (vectors); the text sets it to 0.
 //! 4. **Panics keep register writes** of the panicking instruction: a
@@ -37,12 +42,16 @@
 //!    (the text leaves `pc` on it and lets `Ψ_H` advance it), so calling
 //!    `run` again resumes.
 //! 6. **Low memory**: addresses below 2^16 are never mappable, so touching
-//!    one is always a panic, as the text's prose says.
+//!    one is always a panic, as the text's prose says. Which octet decides
+//!    between panic and fault is the first inaccessible one in access
+//!    order (the text's minimum over indices before reducing mod 2^32), so
+//!    an access wrapping past 2^32 reports its high part first.
 //! 7. **`sbrk`** returns the current break and raises it by `φ_A` octets,
-//!    mapping pages as needed (PolkaVM's behaviour; the text's formula is
-//!    ambiguous); `sbrk 0` returns the break; it returns 0 when the memory
-//!    has no heap (e.g. built from a page map) or the heap would reach the
-//!    stack.
+//!    mapping pages as needed (the Unix convention: the result is the start
+//!    of the new octets; the text's formula is ambiguous and PolkaVM 0.37
+//!    returns the new break instead); `sbrk 0` returns the break; it
+//!    returns 0 when the memory has no heap (e.g. built from a page map) or
+//!    the heap would reach the next mapped region (the stack).
 //! 8. **Octets that are not instruction starts**: starting at such a `pc`
 //!    executes a `trap` (cost 1). A skip capped at 24 lands on one the same
 //!    way.
@@ -60,7 +69,7 @@ pub mod memory;
 pub mod program;
 
 pub use blob::{Bitmask, ProgramParts, deblob, decode_natural, encode_natural};
-pub use decode::{Instruction, Operands, decode_instruction};
+pub use decode::{Instruction, Operands, decode_instruction, instructions};
 pub use error::{MemoryError, ProgramError};
 pub use instructions::{ALL_OPCODES, ArgFormat, Opcode};
 pub use interpreter::{Exit, Machine};

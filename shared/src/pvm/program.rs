@@ -54,11 +54,21 @@ pub struct Program {
     code_len: u32,
 }
 
+/// What occupies an entry of the pre-decoded array.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// A valid instruction.
+    Valid(Opcode),
+    /// An instruction start whose octet is not an opcode (runs as `trap`).
+    Invalid,
+    /// A `trap` added where sequential execution leaves the instructions.
+    Synthetic,
+}
+
 /// What the pre-decoder knows about each entry before resolving targets.
 struct Raw {
     pc: u32,
-    /// `None` for a synthesised trap (not an instruction start).
-    opcode: Option<Option<Opcode>>,
+    entry: Entry,
     operands: Operands,
     next_pc: u64,
 }
@@ -83,7 +93,7 @@ impl Program {
             let next_pc = ins.next_pc();
             raw.push(Raw {
                 pc: pc as u32,
-                opcode: Some(ins.opcode),
+                entry: ins.opcode.map_or(Entry::Invalid, Entry::Valid),
                 operands: ins.operands,
                 next_pc,
             });
@@ -112,10 +122,10 @@ impl Program {
         // Gas blocks end at terminators, `ecalli` and synthesised traps.
         let mut remaining = 0u32;
         for i in (0..ops.len()).rev() {
-            let ends = match raw[i].opcode {
-                None => true,
-                Some(Some(op)) => op.is_terminator() || op == Opcode::ecalli,
-                Some(None) => false,
+            let ends = match raw[i].entry {
+                Entry::Synthetic => true,
+                Entry::Valid(op) => op.is_terminator() || op == Opcode::ecalli,
+                Entry::Invalid => false,
             } || block_start.get(i + 1).copied().unwrap_or(true);
             let own = ops[i].opcode.gas();
             remaining = if ends {
@@ -165,7 +175,7 @@ impl Program {
 fn synthetic_trap(pc: u32) -> Raw {
     Raw {
         pc,
-        opcode: None,
+        entry: Entry::Synthetic,
         operands: Operands::NoArgs,
         next_pc: u64::from(pc) + 1,
     }
@@ -175,7 +185,7 @@ fn synthetic_trap(pc: u32) -> Raw {
 /// or directly after a terminator.
 fn starts_basic_block(raw: &[Raw], i: usize) -> bool {
     let here = &raw[i];
-    if !matches!(here.opcode, Some(Some(_))) {
+    if !matches!(here.entry, Entry::Valid(_)) {
         return false;
     }
     if here.pc == 0 {
@@ -184,7 +194,7 @@ fn starts_basic_block(raw: &[Raw], i: usize) -> bool {
     let Some(prev) = i.checked_sub(1).map(|p| &raw[p]) else {
         return false;
     };
-    matches!(prev.opcode, Some(Some(op)) if op.is_terminator())
+    matches!(prev.entry, Entry::Valid(op) if op.is_terminator())
         && prev.next_pc == u64::from(here.pc)
 }
 
@@ -199,7 +209,7 @@ fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
         y: 0,
         gas: 0,
     };
-    let Some(Some(opcode)) = raw.opcode else {
+    let Entry::Valid(opcode) = raw.entry else {
         return op;
     };
     op.opcode = opcode;

@@ -171,3 +171,131 @@ pub fn run(code: &[Ins], regs: [u64; 13], gas: i64) -> (Exit, Machine) {
     let exit = machine.run(&program);
     (exit, machine)
 }
+
+/// An item of a labelled listing for [`assemble`].
+pub enum Item {
+    /// A finished instruction.
+    Op(Vec<u8>),
+    /// A label for the next instruction.
+    Label(&'static str),
+    /// An instruction whose relative offset to a label is filled in.
+    To(&'static str, Box<dyn Fn(i64) -> Vec<u8>>),
+}
+
+/// Resolves labels (all instructions have fixed sizes here).
+pub fn assemble(items: Vec<Item>) -> Vec<Ins> {
+    let mut labels = std::collections::HashMap::new();
+    let mut pc = 0i64;
+    for item in &items {
+        match item {
+            Item::Op(ins) => pc += ins.len() as i64,
+            Item::Label(name) => {
+                labels.insert(*name, pc);
+            }
+            Item::To(_, make) => pc += make(0).len() as i64,
+        }
+    }
+    let mut pc = 0i64;
+    let mut out = Vec::new();
+    for item in items {
+        let ins = match item {
+            Item::Op(ins) => ins,
+            Item::Label(_) => continue,
+            Item::To(label, make) => make(labels[label] - pc),
+        };
+        pc += ins.len() as i64;
+        out.push(ins);
+    }
+    out
+}
+
+/// Counts primes below r7 with a byte-array sieve at r8; result in r10.
+pub fn sieve_program() -> Vec<Ins> {
+    use Item::*;
+    use Opcode::*;
+    let to = |label, make: Box<dyn Fn(i64) -> Vec<u8>>| To(label, make);
+    assemble(vec![
+        Op(reg_imm(load_imm, 9, 2)),
+        Op(reg_imm(load_imm, 10, 0)),
+        Op(no_args(fallthrough)),
+        Label("outer"),
+        to("end", Box::new(|o| two_regs_offset(branch_ge_u, 9, 7, o))),
+        Op(three_regs(add_64, 11, 8, 9)),
+        Op(two_regs_imm(load_ind_u8, 12, 11, 0)),
+        to(
+            "next",
+            Box::new(|o| reg_imm_offset(branch_ne_imm, 12, 0, o)),
+        ),
+        Op(two_regs_imm(add_imm_64, 10, 10, 1)),
+        Op(three_regs(mul_64, 2, 9, 9)),
+        Op(no_args(fallthrough)),
+        Label("inner"),
+        to("next", Box::new(|o| two_regs_offset(branch_ge_u, 2, 7, o))),
+        Op(three_regs(add_64, 11, 8, 2)),
+        Op(reg_two_imms(store_imm_ind_u8, 11, 0, 1)),
+        Op(three_regs(add_64, 2, 2, 9)),
+        to("inner", Box::new(|o| offset(jump, o))),
+        Label("next"),
+        Op(two_regs_imm(add_imm_64, 9, 9, 1)),
+        to("outer", Box::new(|o| offset(jump, o))),
+        Label("end"),
+        Op(reg_imm(jump_ind, 0, 0)),
+    ])
+}
+
+/// Fills r7 u32s at r8 from an LCG, then insertion-sorts them.
+pub fn sort_program() -> Vec<Ins> {
+    use Item::*;
+    use Opcode::*;
+    let to = |label, make: Box<dyn Fn(i64) -> Vec<u8>>| To(label, make);
+    assemble(vec![
+        Op(self::load_imm_64(5, 6364136223846793005)),
+        Op(self::load_imm_64(6, 1442695040888963407)),
+        Op(reg_imm(load_imm, 9, 12345)),
+        Op(reg_imm(load_imm, 10, 0)),
+        Op(no_args(fallthrough)),
+        Label("fill"),
+        to("sort", Box::new(|o| two_regs_offset(branch_ge_u, 10, 7, o))),
+        Op(three_regs(mul_64, 9, 9, 5)),
+        Op(three_regs(add_64, 9, 9, 6)),
+        Op(two_regs_imm(shlo_r_imm_64, 4, 9, 33)),
+        Op(two_regs_imm(shlo_l_imm_64, 11, 10, 2)),
+        Op(three_regs(add_64, 11, 11, 8)),
+        Op(two_regs_imm(store_ind_u32, 4, 11, 0)),
+        Op(two_regs_imm(add_imm_64, 10, 10, 1)),
+        to("fill", Box::new(|o| offset(jump, o))),
+        Label("sort"),
+        Op(reg_imm(load_imm, 10, 1)),
+        Op(no_args(fallthrough)),
+        Label("outer"),
+        to("end", Box::new(|o| two_regs_offset(branch_ge_u, 10, 7, o))),
+        Op(two_regs_imm(shlo_l_imm_64, 11, 10, 2)),
+        Op(three_regs(add_64, 11, 11, 8)),
+        Op(two_regs_imm(load_ind_u32, 12, 11, 0)),
+        Op(two_regs(move_reg, 2, 10)),
+        Op(no_args(fallthrough)),
+        Label("inner"),
+        to(
+            "place",
+            Box::new(|o| reg_imm_offset(branch_eq_imm, 2, 0, o)),
+        ),
+        Op(two_regs_imm(shlo_l_imm_64, 11, 2, 2)),
+        Op(three_regs(add_64, 11, 11, 8)),
+        Op(two_regs_imm(load_ind_u32, 3, 11, -4)),
+        to(
+            "place",
+            Box::new(|o| two_regs_offset(branch_ge_u, 12, 3, o)),
+        ),
+        Op(two_regs_imm(store_ind_u32, 3, 11, 0)),
+        Op(two_regs_imm(add_imm_64, 2, 2, -1)),
+        to("inner", Box::new(|o| offset(jump, o))),
+        Label("place"),
+        Op(two_regs_imm(shlo_l_imm_64, 11, 2, 2)),
+        Op(three_regs(add_64, 11, 11, 8)),
+        Op(two_regs_imm(store_ind_u32, 12, 11, 0)),
+        Op(two_regs_imm(add_imm_64, 10, 10, 1)),
+        to("outer", Box::new(|o| offset(jump, o))),
+        Label("end"),
+        Op(reg_imm(jump_ind, 0, 0)),
+    ])
+}
