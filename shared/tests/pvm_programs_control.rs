@@ -508,3 +508,17 @@ fn benchmark_workloads_compute_the_right_answers() {
     let (exit, sum, _) = run_workload(&workloads::insertion_sort(), 200 * 8, 200);
     assert_eq!((exit, sum), (Exit::Halt, workloads::expected_sort_sum(200)));
 }
+
+#[test]
+fn sbrk_works_without_read_write_data_or_heap_pages() {
+    let layout = StandardLayout::new(0, 0, 0, 0x1000, 0).unwrap();
+    let memory = Memory::standard(&layout, &[], &[], &[]).unwrap();
+    let base = u64::from(layout.heap_base());
+    let mut p = ProgramBuilder::new();
+    p.load_imm(R1, 16).sbrk(R2, R1).sbrk(R3, R1).store_ind_u64(R1, R3, 8);
+    halt(&mut p);
+    let r = run_with(&p, &[], 100, memory);
+    assert_eq!(r.exit, Exit::Halt);
+    assert_eq!([r.reg(R2), r.reg(R3)], [base, base + 16]);
+    assert_eq!(read(&r, base as u32 + 24, 8), 16u64.to_le_bytes());
+}
