@@ -25,3 +25,7 @@ fmt:
 
 clippy:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Fuzz one target (needs nightly and cargo-fuzz): just fuzz run_blob 600
+fuzz target="run_blob" secs="600":
+    cd fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{secs}}
