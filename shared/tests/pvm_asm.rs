@@ -132,7 +132,7 @@ fn every_opcode_encodes_decodes_and_round_trips() {
         b.trap();
         let built = b.build_program().expect("build");
         let pc_of = |t: Target| match t {
-            Target::Label(l) => i64::from(built.pc(l)),
+            Target::Label(l) => i64::from(built.pc(l).unwrap()),
             Target::Absolute(v) => v,
         };
         check_program(&b, &insns, &pc_of);
@@ -303,7 +303,7 @@ fn far_jumps_grow_their_offset_field() {
     b.jump(start);
     let built = b.build_program().unwrap();
     assert_eq!(built.item_pcs[1], 3, "jump takes opcode + 2 offset octets");
-    assert_eq!(built.pc(end), 603);
+    assert_eq!(built.pc(end), Some(603));
     let parts = deblob(&built.blob).unwrap();
     assert_eq!(&parts.code[..3], &[40, 0x5b, 0x02]);
     assert_eq!(&parts.code[603..], &[40, 0xa5, 0xfd]); // -603
@@ -417,6 +417,12 @@ fn builder_errors() {
     let foreign = other.new_label();
     let mut b = ProgramBuilder::new();
     b.bind(foreign);
+    assert_eq!(b.build(), Err(BuildError::ForeignLabel(foreign)));
+    let mut b = ProgramBuilder::new();
+    b.jump(foreign);
+    assert_eq!(b.build(), Err(BuildError::ForeignLabel(foreign)));
+    let mut b = ProgramBuilder::new();
+    b.trap().jump_table_entry(foreign);
     assert_eq!(b.build(), Err(BuildError::ForeignLabel(foreign)));
 
     let mut b = ProgramBuilder::new();

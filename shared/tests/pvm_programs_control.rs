@@ -515,7 +515,10 @@ fn sbrk_works_without_read_write_data_or_heap_pages() {
     let memory = Memory::standard(&layout, &[], &[], &[]).unwrap();
     let base = u64::from(layout.heap_base());
     let mut p = ProgramBuilder::new();
-    p.load_imm(R1, 16).sbrk(R2, R1).sbrk(R3, R1).store_ind_u64(R1, R3, 8);
+    p.load_imm(R1, 16)
+        .sbrk(R2, R1)
+        .sbrk(R3, R1)
+        .store_ind_u64(R1, R3, 8);
     halt(&mut p);
     let r = run_with(&p, &[], 100, memory);
     assert_eq!(r.exit, Exit::Halt);

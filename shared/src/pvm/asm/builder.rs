@@ -76,9 +76,10 @@ pub struct BuiltProgram {
 }
 
 impl BuiltProgram {
-    /// Code offset of a label of the builder that produced this program.
-    pub fn pc(&self, label: Label) -> u32 {
-        self.label_pcs[label.0 as usize]
+    /// Code offset of a label of the builder that produced this program
+    /// (`None` for a label of another builder).
+    pub fn pc(&self, label: Label) -> Option<u32> {
+        self.label_pcs.get(label.0 as usize).copied()
     }
 }
 
@@ -190,6 +191,24 @@ impl ProgramBuilder {
         for (id, slot) in self.labels.iter().enumerate() {
             if slot.is_none() {
                 return Err(BuildError::UnboundLabel(Label(id as u32)));
+            }
+        }
+        let used = self
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Insn(insn) => insn.args().target(),
+                Item::Raw { .. } => None,
+            })
+            .chain(self.jump_table.iter().filter_map(|entry| match entry {
+                JumpEntry::Target(target) => Some(*target),
+                JumpEntry::Value(_) => None,
+            }));
+        for target in used {
+            if let Target::Label(label) = target
+                && label.0 as usize >= self.labels.len()
+            {
+                return Err(BuildError::ForeignLabel(label));
             }
         }
         let (item_pcs, encoded) = self.layout()?;
