@@ -21,6 +21,10 @@
 //!   `clz`, `ctz`, `sext8`, `sext16`, `zext16`, `bswap`, `mulh`, `mulhu`,
 //!   `mulhsu`, `max`, `maxu`, `min`, `minu`, `<<r`, `>>r`, `& ~`, `| ~`,
 //!   `~(a ^ b)`);
+//! * labels: TESTCASES.md prints `@n` lines without a colon and marks
+//!   jump-table targets `@n [@dyn k]`; we print `@n:` and list the jump
+//!   table in a `.jump_table` directive (the assembler accepts `@n` with or
+//!   without the colon, not the `[@dyn k]` annotation);
 //! * TESTCASES.md's `invalid` line (the implicit trap past the end of the
 //!   code) is not printed: it is not part of the code.
 
