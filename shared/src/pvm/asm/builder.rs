@@ -6,19 +6,6 @@
 //! programs. [`build`](ProgramBuilder::build) lays the code out (jump
 //! offsets take as few octets as the distances allow) and produces a blob in
 //! the Graypaper's `deblob` format.
-//!
-//! ```
-//! use capbox_shared::pvm::asm::{ProgramBuilder, Reg};
-//! let mut b = ProgramBuilder::new();
-//! let done = b.new_label();
-//! b.load_imm(Reg::R7, 3);
-//! b.branch_eq_imm(Reg::R7, 3, done);
-//! b.trap();
-//! b.bind(done);
-//! b.jump_ind(Reg::R0, 0);
-//! let blob = b.build().unwrap();
-//! assert!(capbox_shared::pvm::deblob(&blob).is_ok());
-//! ```
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -43,7 +30,20 @@ enum Item {
     },
 }
 
-/// Builds a PVM program blob. See the [module docs](self).
+/// Builds a PVM program blob: instructions, labels, jump-table entries.
+///
+/// ```
+/// use capbox_shared::pvm::asm::{ProgramBuilder, Reg};
+/// let mut b = ProgramBuilder::new();
+/// let done = b.new_label();
+/// b.load_imm(Reg::R7, 3);
+/// b.branch_eq_imm(Reg::R7, 3, done);
+/// b.trap();
+/// b.bind(done);
+/// b.jump_ind(Reg::R0, 0);
+/// let blob = b.build().unwrap();
+/// assert!(capbox_shared::pvm::deblob(&blob).is_ok());
+/// ```
 ///
 /// Errors found while adding instructions (a label bound twice) are kept
 /// and reported by [`build`](Self::build), so calls can be chained.
