@@ -503,8 +503,14 @@ fn testcases_listings_assemble_to_their_octets() {
         eprintln!("CAPBOX_PVM_VECTORS not set: skipping");
         return;
     };
-    let listing = std::fs::read_to_string(std::path::Path::new(&dir).join("TESTCASES.md"))
-        .expect("TESTCASES.md");
+    // The variable names the `programs` directory (as CI sets it) or the
+    // directory above it; TESTCASES.md sits in the latter.
+    let dir = std::path::Path::new(&dir);
+    let path = [dir.join("TESTCASES.md"), dir.join("../TESTCASES.md")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no TESTCASES.md in or above {}", dir.display()));
+    let listing = std::fs::read_to_string(path).expect("TESTCASES.md");
     let (mut matched, mut unsigned_imm) = (0, 0);
     let mut in_code = false;
     for line in listing.lines() {
