@@ -18,8 +18,8 @@ use capbox_shared::pvm::layout::StandardLayout;
 use capbox_shared::pvm::{ALL_OPCODES, ArgFormat, Exit, Machine, Memory, Opcode, Program};
 use libfuzzer_sys::fuzz_target;
 use polkavm::{
-    BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig,
-    ProgramBlob, ProgramCounter, ProgramParts,
+    BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig, ProgramBlob,
+    ProgramCounter, ProgramParts,
 };
 
 const GAS: i64 = 5_000;
@@ -149,10 +149,7 @@ fn generate(data: &[u8], base: u64) -> Option<(Vec<u8>, [u64; 13])> {
     // precedes it when needed).
     let starts: Vec<bool> = (0..=count)
         .map(|i| {
-            i == 0
-                || i == count
-                || plan[i].fallthrough_before
-                || plan[i - 1].op.is_terminator()
+            i == 0 || i == count || plan[i].fallthrough_before || plan[i - 1].op.is_terminator()
         })
         .collect();
     let block_start_from = |i: usize| (i..=count).find(|&j| starts[j]).unwrap_or(count);
@@ -212,7 +209,11 @@ fn ours(blob: &[u8], regs: [u64; 13]) -> Option<(Outcome, [u64; 13], Vec<u8>, i6
     Some((outcome, machine.regs, buffer, GAS - machine.gas))
 }
 
-fn theirs(engine: &Engine, blob: &[u8], regs: [u64; 13]) -> Option<(Outcome, [u64; 13], Vec<u8>, i64)> {
+fn theirs(
+    engine: &Engine,
+    blob: &[u8],
+    regs: [u64; 13],
+) -> Option<(Outcome, [u64; 13], Vec<u8>, i64)> {
     let mut parts = ProgramParts::empty(polkavm::program::InstructionSetKind::JamV1);
     parts.rw_data_size = BUFFER;
     parts.stack_size = 0x1000;

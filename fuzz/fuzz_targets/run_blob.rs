@@ -61,7 +61,11 @@ fn byte(data: &[u8], i: usize) -> u8 {
 fn blob_from_code(rest: &[u8]) -> Vec<u8> {
     let code_len = rest.len() * 8 / 9;
     let (code, mask_src) = rest.split_at(code_len);
-    let mut mask: Vec<u8> = mask_src.iter().copied().take(code_len.div_ceil(8)).collect();
+    let mut mask: Vec<u8> = mask_src
+        .iter()
+        .copied()
+        .take(code_len.div_ceil(8))
+        .collect();
     mask.resize(code_len.div_ceil(8), 0xFF);
     if code_len % 8 != 0
         && let Some(last) = mask.last_mut()
@@ -123,7 +127,11 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..8 {
         let gas_before = machine.gas;
         let exit = machine.run(&program);
-        assert!(machine.gas <= gas_before, "gas grew: {gas_before} -> {}", machine.gas);
+        assert!(
+            machine.gas <= gas_before,
+            "gas grew: {gas_before} -> {}",
+            machine.gas
+        );
         match exit {
             Exit::HostCall(_) => continue,
             Exit::OutOfGas => assert!(machine.gas < 0, "out of gas with {} left", machine.gas),
