@@ -607,3 +607,42 @@ proptest! {
         prop_assert_eq!(assemble(&text).unwrap(), blob, "{}", text);
     }
 }
+
+#[test]
+fn disassembly_text_is_stable() {
+    let mut b = ProgramBuilder::new();
+    let top = b.new_label();
+    let out = b.new_label();
+    b.jump_table_entry(out);
+    b.load_imm(R7, -10).fallthrough();
+    b.bind(top);
+    b.add_imm_64(R7, R7, 1)
+        .store_ind_u8(R7, R1, -4)
+        .branch_lt_s_imm(R7, 0, top)
+        .load_imm_jump_ind(R8, R8, 0x1000, 2);
+    b.bind(out);
+    b.load_imm_64(R9, 5).ecalli(3u32);
+    halt(&mut b);
+    let text = disassemble(&b.build().unwrap()).unwrap();
+    let expected = "\
+.jump_table @3
+@0:
+    r7 = -10                           // 0: 33 07 f6
+    fallthrough                        // 3: 01
+@1:
+    r7 = r7 + 1                        // 4: 95 77 01
+    u8 [r1 - 4] = r7                   // 7: 78 17 fc
+    jump @1 if r7 <s 0                 // 10: 57 07 fa
+@2:
+    tmp = r8, r8 = 0x1000, jump [tmp + 2] // 13: b4 88 02 00 10 02
+@3:
+    load_imm_64 r9, 5                  // 19: 14 09 05 00 00 00 00 00 00 00
+    ecalli 3                           // 29: 0a 03
+    jump [r0 + 0]                      // 31: 32 00
+";
+    assert_eq!(text, expected);
+}
+
+fn halt(b: &mut ProgramBuilder) {
+    b.jump_ind(R0, 0);
+}
