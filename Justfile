@@ -37,3 +37,7 @@ measure-calls:
 # Store put/get benchmarks (criterion; writes to a temp dir with real fsyncs).
 bench-store:
     cargo bench -p capbox --bench store
+
+# Fuzz one target (needs nightly and cargo-fuzz): just fuzz run_blob 600
+fuzz target="run_blob" secs="600":
+    cd fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{secs}}

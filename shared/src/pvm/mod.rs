@@ -58,6 +58,7 @@
 //! 9. **Zero-width jump tables** (`z = 0`) may not list more entries than
 //!    the blob has octets (an allocation bound; the text allows any count).
 
+pub mod asm;
 pub mod blob;
 pub mod decode;
 mod error;
