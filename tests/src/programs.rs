@@ -4,7 +4,7 @@
 use capbox::Invocation;
 use capbox::shared::cap::Image;
 use capbox::shared::hash::CapHash;
-use capbox::shared::kernel::sample::assemble;
+use capbox::shared::pvm::asm::ProgramBuilder;
 
 /// splitmix64: small, seedable, good enough for test generation.
 pub struct Rng(u64);
@@ -123,9 +123,20 @@ pub fn random_image(rng: &mut Rng) -> Image {
             _ => instructions.push(vec![50, 0]), // halt
         }
     }
-    let (code, starts) = assemble(&instructions);
+    // Raw octets (some deliberately invalid), one instruction start each.
+    let mut builder = ProgramBuilder::new();
+    let mut starts = Vec::with_capacity(instructions.len());
+    for ins in &instructions {
+        starts.push(builder.here());
+        builder.raw_instruction(ins);
+    }
+    let built = builder.build_program().expect("raw octets always build");
+    let starts: Vec<u32> = starts
+        .iter()
+        .map(|&l| built.pc(l).expect("own label"))
+        .collect();
     Image {
-        code,
+        code: built.blob,
         ro_data,
         rw_data: (0..64).map(|_| rng.next_u64() as u8).collect(),
         heap_pages: rng.below(3) as u32,
