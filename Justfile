@@ -26,6 +26,14 @@ fmt:
 clippy:
     cargo clippy --workspace --all-targets -- -D warnings
 
+# In-guest micro-benchmarks (rdtsc cycles; local backend without a hypervisor).
+bench-guest:
+    cargo run --release -- bench --guest
+
+# Guest instructions per kernel call on the sandbox (perf stat, needs root).
+measure-calls:
+    scripts/measure-calls.sh
+
 # Store put/get benchmarks (criterion; writes to a temp dir with real fsyncs).
 bench-store:
     cargo bench -p capbox --bench store

@@ -1,6 +1,18 @@
-//! capbox host library.
+//! capbox host library: a [`Kernel`] handle that publishes caps and runs
+//! invocations on the sandbox backend (the guest kernel in a Hyperlight
+//! micro-VM) or the local backend (the same kernel in-process).
 pub use capbox_shared as shared;
 
+pub mod backend;
 pub mod conformance;
+mod error;
+pub mod guest_elf;
+mod kernel;
 pub mod store;
+
+pub use backend::{
+    Backend, BackendKind, HostServices, LocalBackend, SandboxBackend, SandboxConfig,
+};
+pub use error::{GuestElfError, KernelError};
+pub use kernel::{BackendChoice, Invocation, Kernel};
 pub use store::{BlobInfo, PruneReport, Store, StoreError, StoreStats};

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cli;
 mod cli_store;
 
 #[derive(Parser)]
@@ -25,6 +26,13 @@ enum Command {
         /// Directory of w3f PVM test vectors.
         dir: PathBuf,
     },
+    /// Runs invocations of the sample program (or a program file) on a
+    /// fresh instance.
+    Run(cli::RunArgs),
+    /// In-kernel micro-benchmarks and call-cost loops.
+    Bench(cli::BenchArgs),
+    /// The demo (also what `capbox` with no arguments does).
+    Demo(cli::DemoArgs),
     /// Store administration: stats, list, heads, prune, gc, set-head, remove-head.
     Store {
         #[command(flatten)]
@@ -60,15 +68,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Some(Command::Run(args)) => cli::run(args),
+        Some(Command::Bench(args)) => cli::bench(args),
+        Some(Command::Demo(args)) => cli::demo(args),
         Some(Command::Store { location, command }) => cli_store::run_store(&location, command),
         Some(Command::Publish(args)) => cli_store::run_publish(&args),
         Some(Command::Inspect(args)) => cli_store::run_inspect(&args),
-        None => {
-            println!(
-                "capbox {}: workspace skeleton; no demo yet",
-                env!("CARGO_PKG_VERSION")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        None => cli::demo(cli::DemoArgs::default()),
     }
 }

@@ -7,9 +7,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod abi;
 pub mod cap;
 mod directory;
 pub mod hash;
+pub mod kernel;
 pub mod pvm;
 
 pub use cap::{

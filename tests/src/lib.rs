@@ -1,1 +1,81 @@
 //! Shared helpers for capbox's integration tests (see `tests/tests/`).
+//!
+//! [`backend_tests!`] writes each backend test once and stamps it out for
+//! both backends: `local::<name>` runs on a fresh local kernel,
+//! `sandbox::<name>` on the one sandbox shared by the whole test binary
+//! (creating one is slow on nested KVM). Without a usable sandbox a
+//! sandbox test skips with a loud message, unless `CAPBOX_REQUIRE_SANDBOX=1`
+//! makes it fail.
+
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use capbox::{BackendChoice, Kernel};
+
+pub mod programs;
+
+/// A fresh local kernel.
+pub fn local_kernel() -> Kernel {
+    Kernel::new(BackendChoice::Local).expect("the local backend always starts")
+}
+
+fn sandbox_required() -> bool {
+    std::env::var("CAPBOX_REQUIRE_SANDBOX").is_ok_and(|v| v == "1")
+}
+
+static SANDBOX: OnceLock<Option<Mutex<Kernel>>> = OnceLock::new();
+
+/// The shared sandbox kernel (locked: sandbox tests take turns), or `None`
+/// (after printing why) when there is none and it is not required.
+pub fn shared_sandbox() -> Option<MutexGuard<'static, Kernel>> {
+    let slot = SANDBOX.get_or_init(|| match Kernel::new(BackendChoice::Sandbox) {
+        Ok(kernel) => Some(Mutex::new(kernel)),
+        Err(e) => {
+            if sandbox_required() {
+                panic!("CAPBOX_REQUIRE_SANDBOX=1 but the sandbox cannot start: {e}");
+            }
+            eprintln!("\n!!! SKIPPING sandbox tests: the sandbox cannot start ({e}); set CAPBOX_REQUIRE_SANDBOX=1 to fail instead\n");
+            None
+        }
+    });
+    match slot {
+        // A test that panicked while holding the kernel leaves it usable
+        // (every call is self-contained), so poisoning is ignored.
+        Some(m) => Some(m.lock().unwrap_or_else(|e| e.into_inner())),
+        None => {
+            if sandbox_required() {
+                panic!("CAPBOX_REQUIRE_SANDBOX=1 but the sandbox could not start");
+            }
+            eprintln!("!!! SKIPPED: no sandbox");
+            None
+        }
+    }
+}
+
+/// Writes backend tests once: each `fn name(kernel: &mut Kernel) { .. }`
+/// becomes `local::name` and `sandbox::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($( $(#[$meta:meta])* fn $name:ident($kernel:ident: &mut Kernel) $body:block )*) => {
+        $( $(#[$meta])* fn $name($kernel: &mut ::capbox::Kernel) $body )*
+
+        mod local {
+            $(
+                #[test]
+                fn $name() {
+                    let mut kernel = $crate::local_kernel();
+                    super::$name(&mut kernel);
+                }
+            )*
+        }
+
+        mod sandbox {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(mut kernel) = $crate::shared_sandbox() else { return };
+                    super::$name(&mut kernel);
+                }
+            )*
+        }
+    };
+}

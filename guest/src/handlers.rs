@@ -1,0 +1,106 @@
+//! The guest functions the host calls (see `capbox_shared::abi`): thin
+//! wrappers that hand the request to the shared kernel.
+
+use alloc::vec::Vec;
+
+use capbox_shared::CacheDirectory;
+use capbox_shared::abi::{GuestFunction, HostFunction};
+use capbox_shared::hash::CapHash;
+use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
+use foldhash::fast::FixedState;
+use hyperlight_guest_bin::guest_function::register::register_fn;
+use hyperlight_guest_bin::host_comm::call_host;
+
+/// Every cap the guest holds. Fixed hasher seeds: the guest has no
+/// entropy source at start-up, and the keys are hashes already.
+static CACHE: CacheDirectory<FixedState> = CacheDirectory::new_const(
+    FixedState::with_seed(0x6361_7062),
+    FixedState::with_seed(0x6f78_6b31),
+);
+/// Decoded programs per image hash.
+static PROGRAMS: ProgramCache = ProgramCache::new();
+
+struct GuestHost;
+
+impl LogSink for GuestHost {
+    fn log(&mut self, message: &[u8]) {
+        // A failed log call is not the program's problem; drop the message.
+        let _: Result<(), _> = call_host(HostFunction::Log.name(), (message.to_vec(),));
+    }
+}
+
+impl KernelHost for GuestHost {
+    fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
+        let bytes: Vec<u8> = call_host(HostFunction::FetchBlob.name(), (hash.0.to_vec(),)).ok()?;
+        (!bytes.is_empty()).then_some(bytes)
+    }
+
+    fn arena_usage(&self) -> (u64, u64) {
+        let (used, capacity) = crate::arena::usage();
+        (used as u64, capacity as u64)
+    }
+}
+
+fn dispatch(function: GuestFunction, request: &[u8]) -> Vec<u8> {
+    let state = KernelState {
+        dir: &CACHE,
+        programs: &PROGRAMS,
+    };
+    state.handle(&mut GuestHost, function, request)
+}
+
+fn put_cap(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::PutCap, &request)
+}
+
+fn invoke(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::Invoke, &request)
+}
+
+fn get_cap(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::GetCap, &request)
+}
+
+fn stats(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::Stats, &request)
+}
+
+fn sweep(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::Sweep, &request)
+}
+
+fn bench(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::Bench, &request)
+}
+
+fn ping(_request: Vec<u8>) -> Vec<u8> {
+    Vec::new()
+}
+
+/// Aborts the guest: with request `b"oom"` through an allocation failure
+/// (1 TiB), otherwise through a panic.
+fn crash(request: Vec<u8>) -> Vec<u8> {
+    if request == b"oom" {
+        let huge: Vec<u8> = Vec::with_capacity(1 << 40);
+        return huge;
+    }
+    panic!("crash requested by the host (fault-recovery test)");
+}
+
+/// Registers every guest function under its ABI name. The match makes a
+/// new `GuestFunction` variant a compile error here until it is handled.
+pub fn register_all() {
+    for function in GuestFunction::ALL {
+        let name = function.name();
+        match function {
+            GuestFunction::PutCap => register_fn(name, put_cap),
+            GuestFunction::Invoke => register_fn(name, invoke),
+            GuestFunction::GetCap => register_fn(name, get_cap),
+            GuestFunction::Stats => register_fn(name, stats),
+            GuestFunction::Sweep => register_fn(name, sweep),
+            GuestFunction::Bench => register_fn(name, bench),
+            GuestFunction::Ping => register_fn(name, ping),
+            GuestFunction::Crash => register_fn(name, crash),
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! capbox's guest kernel: runs inside a Hyperlight micro-VM.
+//!
+//! It keeps every published cap in a statically allocated `CacheDirectory`,
+//! runs invocations with the shared kernel (`capbox_shared::kernel`), and
+//! answers the host's calls listed in `capbox_shared::abi::GuestFunction`.
+//! Every handler takes one flatbuffers request and returns one reply; a
+//! request the guest refuses is a typed error inside the reply, while a
+//! guest panic or allocation failure aborts the call (the host sees an
+//! error and rebuilds the sandbox).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arena;
+mod handlers;
+
+use capbox_shared::abi::AbiNote;
+
+/// The ABI version as an ELF note; the host reads it before loading us.
+#[used]
+#[unsafe(link_section = ".note.capbox-abi")]
+static ABI_NOTE: AbiNote = AbiNote::current();
+
+#[hyperlight_guest_bin::main]
+fn main() {
+    arena::init();
+    handlers::register_all();
+}

@@ -1,0 +1,68 @@
+//! The local backend: the same kernel code as the guest, in this process,
+//! with its own directory. No hypervisor needed; also the differential
+//! oracle for the sandbox.
+
+use capbox_shared::CacheDirectory;
+use capbox_shared::abi::GuestFunction;
+use capbox_shared::hash::CapHash;
+use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
+
+use super::{Backend, BackendKind, HostServices};
+use crate::error::KernelError;
+
+/// The kernel in-process.
+pub struct LocalBackend {
+    dir: CacheDirectory,
+    programs: ProgramCache,
+    services: HostServices,
+}
+
+impl LocalBackend {
+    /// A kernel with an empty directory, served by `services`.
+    pub fn new(services: HostServices) -> Self {
+        LocalBackend {
+            dir: CacheDirectory::new(),
+            programs: ProgramCache::new(),
+            services,
+        }
+    }
+}
+
+struct LocalHost<'a> {
+    services: &'a HostServices,
+}
+
+impl LogSink for LocalHost<'_> {
+    fn log(&mut self, message: &[u8]) {
+        (self.services.log)(message);
+    }
+}
+
+impl KernelHost for LocalHost<'_> {
+    fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
+        (self.services.blobs)(&hash.0)
+    }
+
+    /// The local backend has no page arena: program memory comes from the
+    /// process allocator.
+    fn arena_usage(&self) -> (u64, u64) {
+        (0, 0)
+    }
+}
+
+impl Backend for LocalBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Local
+    }
+
+    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+        let state = KernelState {
+            dir: &self.dir,
+            programs: &self.programs,
+        };
+        let mut host = LocalHost {
+            services: &self.services,
+        };
+        Ok(state.handle(&mut host, function, request))
+    }
+}

@@ -1,0 +1,57 @@
+//! The two backends behind [`crate::Kernel`]: both take an ABI request
+//! message for one guest function and return the reply message, so the
+//! host logic above them is identical.
+
+mod local;
+mod sandbox;
+
+pub use local::LocalBackend;
+pub use sandbox::{SandboxBackend, SandboxConfig, hypervisor_present};
+
+use capbox_shared::abi::GuestFunction;
+
+use crate::error::KernelError;
+
+/// Which backend runs the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The guest kernel in a Hyperlight micro-VM.
+    Sandbox,
+    /// The same kernel code in this process.
+    Local,
+}
+
+impl core::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Sandbox => "sandbox",
+            BackendKind::Local => "local",
+        })
+    }
+}
+
+/// Serves blobs the kernel asks for (`fetch_blob`): the host's copy.
+pub type BlobSource = std::sync::Arc<dyn Fn(&[u8; 32]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// Receives programs' `log` messages.
+pub type LogTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+
+/// What the host provides to a kernel (the guest's host functions).
+#[derive(Clone)]
+pub struct HostServices {
+    /// Answers `fetch_blob`.
+    pub blobs: BlobSource,
+    /// Answers `log`.
+    pub log: LogTarget,
+}
+
+/// One kernel backend: runs a guest function on a request message.
+pub trait Backend: Send {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+    /// Runs `function` with `request`, returning its reply message.
+    ///
+    /// [`KernelError::GuestFault`] means the kernel's state was lost (the
+    /// sandbox was rebuilt): nothing published before is there any more.
+    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError>;
+}

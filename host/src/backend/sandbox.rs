@@ -1,0 +1,211 @@
+//! The sandbox backend: the guest kernel in a Hyperlight micro-VM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use capbox_shared::abi::{GuestFunction, HostFunction};
+use hyperlight_host::sandbox::snapshot::Snapshot;
+use hyperlight_host::{Sandbox, SandboxBuilder};
+
+use super::{Backend, BackendKind, HostServices};
+use crate::error::KernelError;
+use crate::guest_elf;
+
+/// Size of one transport buffer between host and guest.
+const TRANSPORT_BUFFER: usize = 64 << 10;
+
+/// Whether a hypervisor (KVM or MSHV) is usable on this machine.
+pub fn hypervisor_present() -> bool {
+    hyperlight_host::is_hypervisor_present()
+}
+
+/// Memory sizes for the micro-VM.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The guest ELF (checked for the ABI note before loading).
+    pub guest: PathBuf,
+    /// Guest heap: the directory, decoded programs and the page arena.
+    pub heap_bytes: u64,
+    /// Largest single message in either direction.
+    pub message_bytes: usize,
+    /// A guest call running longer than this is killed (a guest fault:
+    /// the sandbox is rebuilt).
+    pub call_timeout: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        let env_mib = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default)
+                << 20
+        };
+        SandboxConfig {
+            guest: guest_elf::default_guest_path(),
+            heap_bytes: env_mib("CAPBOX_GUEST_HEAP_MIB", 64),
+            message_bytes: usize::try_from(env_mib("CAPBOX_MESSAGE_MIB", 4)).unwrap_or(4 << 20),
+            call_timeout: Duration::from_secs(
+                std::env::var("CAPBOX_CALL_TIMEOUT_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(600),
+            ),
+        }
+    }
+}
+
+/// The guest kernel in a Hyperlight sandbox.
+pub struct SandboxBackend {
+    sandbox: Sandbox,
+    /// The state right after start-up; restoring it is the cheap rebuild.
+    fresh: Arc<Snapshot>,
+    elf: Vec<u8>,
+    config: SandboxConfig,
+    services: HostServices,
+}
+
+impl SandboxBackend {
+    /// Loads the guest ELF (refusing an ABI mismatch) and starts the VM.
+    /// `services` answers the guest's host-function calls.
+    pub fn new(config: SandboxConfig, services: HostServices) -> Result<Self, KernelError> {
+        if !hypervisor_present() {
+            return Err(KernelError::NoHypervisor);
+        }
+        let elf = guest_elf::load_checked(&config.guest)?;
+        let mut sandbox = build(&elf, &config, services.clone())?;
+        let fresh = sandbox
+            .snapshot()
+            .map_err(|e| KernelError::SandboxCreate(format!("snapshot after start-up: {e}")))?;
+        Ok(SandboxBackend {
+            sandbox,
+            fresh,
+            elf,
+            config,
+            services,
+        })
+    }
+
+    /// The guest ELF in use.
+    pub fn guest_path(&self) -> &Path {
+        &self.config.guest
+    }
+
+    /// Brings the VM back to its just-started state: restore the start-up
+    /// snapshot, or build a new VM if that fails.
+    fn rebuild(&mut self) -> Result<(), String> {
+        if self.sandbox.restore(self.fresh.clone()).is_ok() {
+            return Ok(());
+        }
+        let mut sandbox =
+            build(&self.elf, &self.config, self.services.clone()).map_err(|e| e.to_string())?;
+        self.fresh = sandbox.snapshot().map_err(|e| e.to_string())?;
+        self.sandbox = sandbox;
+        Ok(())
+    }
+}
+
+fn build(
+    elf: &[u8],
+    config: &SandboxConfig,
+    services: HostServices,
+) -> Result<Sandbox, KernelError> {
+    let create = |e: hyperlight_host::HyperlightError| KernelError::SandboxCreate(e.to_string());
+    let pool_buffers = config.message_bytes.div_ceil(TRANSPORT_BUFFER) + 2;
+    let pool_pages = pool_buffers * TRANSPORT_BUFFER / 4096 + 1;
+    let scratch = usize::try_from(config.heap_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(4 * config.message_bytes)
+        .saturating_add(4 << 20);
+    SandboxBuilder::from_bytes(elf.to_vec())
+        .heap_size(config.heap_bytes)
+        .scratch_size(scratch.next_multiple_of(16 << 10))
+        // A message spans several transport buffers; the pools bound its
+        // size (plus one spare buffer the transport keeps in reserve).
+        .h2g_buffer_size(TRANSPORT_BUFFER)
+        .g2h_buffer_size(TRANSPORT_BUFFER)
+        .h2g_queue_size(pool_buffers * 2)
+        .g2h_queue_size(pool_buffers * 2)
+        .h2g_pool_pages(pool_pages)
+        .g2h_pool_pages(pool_pages)
+        .host_function(HostFunction::FetchBlob.name(), {
+            let blobs = services.blobs;
+            move |hash: Vec<u8>| {
+                let Ok(hash) = <[u8; 32]>::try_from(hash.as_slice()) else {
+                    return Ok(Vec::new());
+                };
+                Ok(blobs(&hash).unwrap_or_default())
+            }
+        })
+        .host_function(HostFunction::Log.name(), {
+            let log = services.log;
+            move |message: Vec<u8>| {
+                log(&message);
+                Ok(())
+            }
+        })
+        .build()
+        .map_err(create)
+}
+
+impl Backend for SandboxBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Sandbox
+    }
+
+    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+        if request.len() > self.config.message_bytes {
+            return Err(KernelError::MessageTooLarge {
+                function: function.name(),
+                len: request.len(),
+                limit: self.config.message_bytes,
+            });
+        }
+        // A watchdog kills the call if it overruns; gas bounds every
+        // invocation, so this only catches a kernel bug or a runaway bench.
+        let interrupt = self.sandbox.interrupt_handle();
+        let timeout = self.config.call_timeout;
+        let (done, finished) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            matches!(
+                finished.recv_timeout(timeout),
+                Err(RecvTimeoutError::Timeout)
+            ) && interrupt.kill()
+        });
+        let result = self
+            .sandbox
+            .call::<Vec<u8>>(function.name(), request.to_vec());
+        let _ = done.send(());
+        let timed_out = watchdog.join().unwrap_or(false);
+        let result = result.map_err(|e| {
+            if timed_out {
+                format!("timed out after {timeout:?} ({e})")
+            } else {
+                e.to_string()
+            }
+        });
+        match result {
+            Ok(reply) => Ok(reply),
+            // The guest function returned an error without harming the VM
+            // (e.g. a parameter type mismatch): nothing to rebuild.
+            Err(detail) if !self.sandbox.status().is_poisoned() => Err(KernelError::GuestCall {
+                function: function.name(),
+                detail,
+            }),
+            Err(detail) => match self.rebuild() {
+                Ok(()) => Err(KernelError::GuestFault {
+                    function: function.name(),
+                    detail,
+                }),
+                Err(rebuild) => Err(KernelError::RebuildFailed {
+                    function: function.name(),
+                    detail,
+                    rebuild,
+                }),
+            },
+        }
+    }
+}

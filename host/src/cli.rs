@@ -1,0 +1,363 @@
+//! The `run`, `bench` and `demo` subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use capbox::Store;
+use capbox::shared::cap::{Cap, CapHashOrRef, Image};
+use capbox::shared::hash::CapHash;
+use capbox::shared::kernel::Outcome;
+use capbox::shared::kernel::bench::BENCHMARKS;
+use capbox::shared::kernel::new_instance;
+use capbox::shared::kernel::sample::{Endpoint, sample_image};
+use capbox::{BackendChoice, Invocation, Kernel};
+use clap::{Args, ValueEnum};
+
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+pub enum BackendArg {
+    /// The sandbox when a hypervisor is usable, else local.
+    #[default]
+    Auto,
+    /// The Hyperlight sandbox.
+    Sandbox,
+    /// In-process.
+    Local,
+}
+
+impl From<BackendArg> for BackendChoice {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Auto => BackendChoice::Auto,
+            BackendArg::Sandbox => BackendChoice::Sandbox,
+            BackendArg::Local => BackendChoice::Local,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Which backend runs the kernel.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+    /// Gas limit per invocation.
+    #[arg(long, default_value_t = 1_000_000)]
+    gas: u64,
+    /// Endpoint index (the sample's: 0 increment, 1 read, 2 add, 3 output,
+    /// 4 loop, 5 trap, 6 fault, 7 unknown op, 8 stack only, 9 gas, 10 empty,
+    /// 11 write then trap, 12 read stack, 13 log).
+    #[arg(long, default_value_t = 0)]
+    endpoint: u32,
+    /// How many times to invoke (each on the state the previous left).
+    #[arg(long, default_value_t = 1)]
+    times: u32,
+    /// A PVM code blob (`deblob` format) to run instead of the sample; its
+    /// single endpoint is pc 0, with one page of read-write data.
+    #[arg(long)]
+    program: Option<PathBuf>,
+    /// Print outcomes as JSON lines.
+    #[arg(long)]
+    json: bool,
+    /// Up to four arguments (φ7..φ10).
+    args: Vec<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Which backend runs the kernel.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+    /// Run the in-kernel micro-benchmarks (inside the guest on the sandbox).
+    #[arg(long)]
+    guest: bool,
+    /// Only this micro-benchmark.
+    #[arg(long)]
+    only: Option<String>,
+    /// Iterations per micro-benchmark.
+    #[arg(long, default_value_t = 1000)]
+    iters: u64,
+    /// Instead: make this many kernel calls of `--call` (for
+    /// `perf stat -e kvm:kvm_emulate_insn`; 0 measures start-up alone).
+    #[arg(long)]
+    calls: Option<u64>,
+    /// What each of the `--calls` does.
+    #[arg(long, value_enum, default_value_t = CallKind::Ping)]
+    call: CallKind,
+    /// Invocations per call for `invoke-*` kinds (one `invoke` request
+    /// carrying a chain of this many).
+    #[arg(long, default_value_t = 1)]
+    per_call: u32,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum CallKind {
+    /// A guest function that does nothing.
+    Ping,
+    /// One invocation of the sample's empty endpoint.
+    InvokeEmpty,
+    /// One invocation of the sample's increment endpoint.
+    InvokeIncrement,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DemoArgs {
+    /// Which backend runs the kernel.
+    #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
+    backend: BackendArg,
+}
+
+fn exit_text(o: &Outcome) -> String {
+    format!("{:?}", o.exit)
+}
+
+fn outcome_json(i: u32, o: &Outcome) -> String {
+    format!(
+        "{{\"call\":{i},\"exit\":\"{}\",\"r7\":{},\"r8\":{},\"gas_used\":{},\"output\":\"{}\",\"instance\":\"{}\"}}",
+        exit_text(o),
+        o.r7,
+        o.r8,
+        o.gas_used,
+        hex(&o.output),
+        o.instance
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn image_from_program(path: &PathBuf) -> anyhow::Result<Image> {
+    let code = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Image {
+        code,
+        ro_data: Vec::new(),
+        rw_data: vec![0; 4096],
+        heap_pages: 0,
+        stack_size: 64 << 10,
+        endpoints: vec![0],
+    })
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.args.len() > 4 {
+        bail!("at most 4 arguments (φ7..φ10), got {}", args.args.len());
+    }
+    let mut regs = [0u64; 4];
+    regs[..args.args.len()].copy_from_slice(&args.args);
+    let image = match &args.program {
+        Some(path) => image_from_program(path)?,
+        None => sample_image(),
+    };
+    let mut kernel = Kernel::new(args.backend.into())?;
+    let mut instance = kernel.create_instance(&image)?;
+    if !args.json {
+        println!("backend: {}", kernel.backend());
+        println!("instance: {instance}");
+    }
+    for i in 0..args.times {
+        let o = kernel.invoke(&instance, args.endpoint, regs, args.gas)?;
+        if args.json {
+            println!("{}", outcome_json(i, &o));
+        } else {
+            println!(
+                "call {i}: exit {} r7={} r8={} gas_used={} output={} state {}",
+                exit_text(&o),
+                o.r7,
+                o.r8,
+                o.gas_used,
+                hex(&o.output),
+                o.instance
+            );
+        }
+        for message in kernel.take_logs() {
+            println!("  log: {}", String::from_utf8_lossy(&message));
+        }
+        instance = o.instance;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut kernel = Kernel::new(args.backend.into())?;
+    if let Some(n) = args.calls {
+        let instance = match args.call {
+            CallKind::Ping => CapHash([0; 32]),
+            _ => kernel.create_instance(&sample_image())?,
+        };
+        let mut current = instance;
+        let start = Instant::now();
+        for _ in 0..n {
+            match args.call {
+                CallKind::Ping => kernel.ping()?,
+                CallKind::InvokeEmpty | CallKind::InvokeIncrement => {
+                    let endpoint = match args.call {
+                        CallKind::InvokeEmpty => Endpoint::Empty,
+                        _ => Endpoint::Increment,
+                    };
+                    let batch: Vec<Invocation> = (0..args.per_call.max(1))
+                        .map(|i| Invocation {
+                            instance: (i == 0).then_some(current),
+                            endpoint: endpoint.index(),
+                            args: [0; 4],
+                            gas: 1000,
+                        })
+                        .collect();
+                    for result in kernel.invoke_batch(&batch)? {
+                        current = result?.instance;
+                    }
+                }
+            }
+        }
+        let elapsed = start.elapsed();
+        println!(
+            "{} backend: {n} × {:?} (×{} per call) in {elapsed:?} ({:?} per call)",
+            kernel.backend(),
+            args.call,
+            args.per_call,
+            elapsed.checked_div(n.max(1) as u32).unwrap_or_default()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.guest {
+        bail!("say what to measure: --guest (in-kernel micro-benchmarks) or --calls N");
+    }
+    println!(
+        "{} backend, {} iterations each (rdtsc cycles)",
+        kernel.backend(),
+        args.iters
+    );
+    for (name, what) in BENCHMARKS {
+        if args.only.as_deref().is_some_and(|only| only != name) {
+            continue;
+        }
+        let r = kernel.bench(name, args.iters)?;
+        println!(
+            "{name:>18}: {:>12} cycles/iter  ({what})",
+            r.cycles / r.iters.max(1)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's head in the store: the counter instance it continues from.
+const DEMO_HEAD: &str = "demo";
+
+/// The demo's starting state: the instance the store's `demo` head names
+/// (its caps are staged, so the kernel fetches them when needed), or a
+/// fresh instance of the sample.
+fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(CapHash, bool)> {
+    if let Some(store) = store
+        && let Some(head) = store.head(DEMO_HEAD)?
+        && let Some(Cap::Instance(inst)) = store.get(&head)?
+    {
+        let mut caps = vec![Cap::Instance(inst.clone())];
+        for link in [
+            CapHashOrRef::Hash(inst.image),
+            inst.memory.clone(),
+            inst.root_cnode.clone(),
+        ] {
+            let CapHashOrRef::Hash(h) = link else {
+                continue;
+            };
+            match store.get(&h)? {
+                Some(cap) => caps.push(cap),
+                None => bail!("the store's {DEMO_HEAD} head {head} is missing blob {h}"),
+            }
+        }
+        kernel.stage_caps(&caps)?;
+        return Ok((head, true));
+    }
+    let image = sample_image();
+    let image_cap = Cap::Image(image.clone());
+    let fresh = new_instance(image_cap.hash()?, &image)?;
+    let caps = [image_cap, fresh.memory, fresh.root_cnode, fresh.instance];
+    if let Some(store) = store {
+        for cap in &caps {
+            store.put(cap)?;
+        }
+    }
+    kernel.put_caps(&caps)?;
+    Ok((fresh.instance_hash, false))
+}
+
+/// Saves the instance's state (instance, memory, root cnode; the image is
+/// already there) and points the demo head at it.
+fn demo_save(kernel: &mut Kernel, store: &Store, instance: &CapHash) -> anyhow::Result<()> {
+    kernel.export_instance(instance)?;
+    let Cap::Instance(inst) = kernel.get_cap(instance)? else {
+        bail!("{instance} is not an instance");
+    };
+    for link in [&inst.memory, &inst.root_cnode] {
+        if let CapHashOrRef::Hash(h) = link {
+            store.put(&kernel.get_cap(h)?)?;
+        }
+    }
+    store.put(&Cap::Instance(inst))?;
+    store.set_head(DEMO_HEAD, instance)?;
+    Ok(())
+}
+
+pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let mut kernel = Kernel::new(args.backend.into())?;
+    println!("capbox demo: a counter program kept in its instance memory");
+    println!("backend: {}", kernel.backend());
+    let store = match Store::open_default() {
+        Ok(store) => Some(store),
+        Err(e) => {
+            eprintln!("capbox: not persisting the demo ({e})");
+            None
+        }
+    };
+    let (start, resumed) = demo_start(&mut kernel, store.as_ref())?;
+    match (&store, resumed) {
+        (Some(s), true) => println!("resuming from the store ({}): {start}", s.path().display()),
+        _ => println!("fresh instance: {start}"),
+    }
+    let steps: [(&str, Endpoint, u64); 6] = [
+        ("increment", Endpoint::Increment, 0),
+        ("increment", Endpoint::Increment, 0),
+        ("add 40", Endpoint::Add, 40),
+        ("output", Endpoint::Output, 0),
+        ("trap (state kept)", Endpoint::Trap, 0),
+        ("read", Endpoint::Read, 0),
+    ];
+    let calls: Vec<Invocation> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ep, arg))| Invocation {
+            instance: if i == 0 { Some(start) } else { None },
+            endpoint: ep.index(),
+            args: [*arg, 0, 0, 0],
+            gas: 10_000,
+        })
+        .collect();
+    let results = kernel.invoke_batch(&calls)?;
+    let mut last = start;
+    for ((label, _, _), result) in steps.iter().zip(results) {
+        let o = result?;
+        println!(
+            "{label:>18}: exit {:<8} r7={:<4} gas_used={:<3} output={:<18} state {}",
+            exit_text(&o),
+            o.r7,
+            o.gas_used,
+            if o.output.is_empty() {
+                "-".into()
+            } else {
+                hex(&o.output)
+            },
+            o.instance
+        );
+        last = o.instance;
+    }
+    if let Some(store) = &store {
+        demo_save(&mut kernel, store, &last)?;
+        println!("saved as head `{DEMO_HEAD}` in {}", store.path().display());
+    }
+    let stats = kernel.stats()?;
+    println!(
+        "kernel: {} blobs, {} working entries, {} programs cached",
+        stats.blobs, stats.instances, stats.programs_cached
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,121 @@
+//! Locating the guest kernel ELF and checking its ABI note before loading.
+
+use std::path::{Path, PathBuf};
+
+use capbox_shared::abi::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, ABI_VERSION, AbiNote};
+use goblin::elf::Elf;
+
+use crate::error::GuestElfError;
+
+/// The guest ELF to load: `$CAPBOX_GUEST` at run time, else the one
+/// `host/build.rs` built (or took from `CAPBOX_GUEST` at build time).
+pub fn default_guest_path() -> PathBuf {
+    match std::env::var_os("CAPBOX_GUEST") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CAPBOX_GUEST_ELF")),
+    }
+}
+
+/// Reads `path`, checks that it carries an ABI note with [`ABI_VERSION`],
+/// and returns its bytes.
+pub fn load_checked(path: &Path) -> Result<Vec<u8>, GuestElfError> {
+    let bytes = std::fs::read(path).map_err(|source| GuestElfError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let found = abi_version(&bytes).map_err(|reason| GuestElfError::BadElf {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    match found {
+        None => Err(GuestElfError::NoAbiNote {
+            path: path.to_path_buf(),
+        }),
+        Some(v) if v != ABI_VERSION => Err(GuestElfError::AbiMismatch {
+            path: path.to_path_buf(),
+            guest: v,
+            host: ABI_VERSION,
+        }),
+        Some(_) => Ok(bytes),
+    }
+}
+
+/// The ABI version in the ELF's capbox note, `None` when there is no note.
+pub fn abi_version(elf_bytes: &[u8]) -> Result<Option<u32>, String> {
+    let elf = Elf::parse(elf_bytes).map_err(|e| e.to_string())?;
+    let Some(notes) = elf.iter_note_sections(elf_bytes, Some(ABI_NOTE_SECTION)) else {
+        return Ok(None);
+    };
+    for note in notes {
+        let note = note.map_err(|e| e.to_string())?;
+        if note.name == ABI_NOTE_NAME && note.n_type == ABI_NOTE_TYPE {
+            return AbiNote::version_from_desc(note.desc)
+                .map(Some)
+                .ok_or_else(|| {
+                    format!("ABI note descriptor has {} bytes, want 4", note.desc.len())
+                });
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built_guest() -> Vec<u8> {
+        std::fs::read(default_guest_path()).expect("host/build.rs built the guest")
+    }
+
+    /// Offset of the note descriptor (the version bytes) in the ELF.
+    fn desc_offset(elf: &[u8]) -> usize {
+        let mut pattern = b"capbox\0\0".to_vec();
+        pattern.extend_from_slice(&ABI_VERSION.to_le_bytes());
+        elf.windows(pattern.len())
+            .position(|w| w == pattern.as_slice())
+            .expect("the guest carries the note")
+            + 8
+    }
+
+    #[test]
+    fn the_built_guest_has_the_current_abi_note() {
+        assert_eq!(abi_version(&built_guest()), Ok(Some(ABI_VERSION)));
+        assert!(load_checked(&default_guest_path()).is_ok());
+    }
+
+    #[test]
+    fn a_mismatched_or_missing_note_is_refused() {
+        let dir = std::env::temp_dir().join(format!("capbox-elf-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut elf = built_guest();
+        let at = desc_offset(&elf);
+        elf[at..at + 4].copy_from_slice(&(ABI_VERSION + 1).to_le_bytes());
+        let patched = dir.join("guest-v2");
+        std::fs::write(&patched, &elf).unwrap();
+        let err = load_checked(&patched).unwrap_err();
+        assert!(
+            matches!(err, GuestElfError::AbiMismatch { guest, host, .. } if guest == ABI_VERSION + 1 && host == ABI_VERSION),
+            "{err}"
+        );
+        assert!(err.to_string().contains("rebuild the guest"), "{err}");
+
+        // Rename the owner: no capbox note any more.
+        let mut elf = built_guest();
+        let at = desc_offset(&elf) - 8;
+        elf[at] = b'X';
+        let renamed = dir.join("guest-no-note");
+        std::fs::write(&renamed, &elf).unwrap();
+        assert!(matches!(
+            load_checked(&renamed),
+            Err(GuestElfError::NoAbiNote { .. })
+        ));
+
+        let not_elf = dir.join("not-elf");
+        std::fs::write(&not_elf, b"hello").unwrap();
+        assert!(matches!(
+            load_checked(&not_elf),
+            Err(GuestElfError::BadElf { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,411 @@
+//! [`Kernel`]: the host's handle on a kernel, whichever backend runs it.
+//!
+//! The host keeps its own copy of every blob it published or exported
+//! (hash → encoding) and the set of hashes the kernel already has, so it
+//! never sends a blob twice. When the kernel misses a blob during an
+//! invocation it asks for it (`fetch_blob`) and the host serves it from
+//! that copy; after a guest fault the set is cleared and the new sandbox
+//! is re-supplied the same way.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use capbox_shared::abi::{self, BenchReplyMsg, CapBlobMsg, GuestFunction, InvocationMsg, StatsMsg};
+use capbox_shared::cap::{Cap, CapHashOrRef, Image};
+use capbox_shared::hash::CapHash;
+use capbox_shared::kernel::{ExitReason, Outcome, new_instance};
+
+use crate::backend::{
+    Backend, BackendKind, BlobSource, HostServices, LocalBackend, LogTarget, SandboxBackend,
+    SandboxConfig, hypervisor_present,
+};
+use crate::error::KernelError;
+
+/// Caps per `put_cap` call are batched up to about this many bytes.
+const PUT_BATCH_BYTES: usize = 1 << 20;
+
+/// Which backend [`Kernel::new`] should use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The sandbox when a hypervisor is usable, else local (with a notice).
+    #[default]
+    Auto,
+    /// The sandbox, or an error.
+    Sandbox,
+    /// The local backend.
+    Local,
+}
+
+/// One invocation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Invocation {
+    /// The instance to run; `None` = the instance the previous invocation
+    /// of the same batch produced.
+    pub instance: Option<CapHash>,
+    /// Endpoint index.
+    pub endpoint: u32,
+    /// φ7..φ10.
+    pub args: [u64; 4],
+    /// Gas limit.
+    pub gas: u64,
+}
+
+#[derive(Default)]
+struct HostBlobs {
+    /// Every blob the host knows: hash → canonical encoding.
+    bytes: HashMap<CapHash, Arc<Vec<u8>>>,
+    /// Hashes the kernel is known to hold.
+    published: HashSet<CapHash>,
+    /// Caps sent with `put_cap` so far (a re-send would show here).
+    sent: u64,
+}
+
+/// A kernel, sandboxed or local, behind one API.
+pub struct Kernel {
+    backend: Box<dyn Backend>,
+    blobs: Arc<Mutex<HostBlobs>>,
+    logs: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+/// Program log messages kept for [`Kernel::take_logs`]; older ones are
+/// dropped beyond this.
+const MAX_KEPT_LOGS: usize = 1024;
+
+fn lock(blobs: &Mutex<HostBlobs>) -> MutexGuard<'_, HostBlobs> {
+    // A panic elsewhere cannot leave HostBlobs half-updated in a way that
+    // matters (it is a cache of immutable blobs), so poisoning is ignored.
+    blobs.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Kernel {
+    /// A kernel on the chosen backend with the default sandbox settings.
+    pub fn new(choice: BackendChoice) -> Result<Self, KernelError> {
+        Self::with_config(choice, SandboxConfig::default())
+    }
+
+    /// A kernel on the chosen backend. `Auto` prints a one-line notice on
+    /// stderr when it falls back to the local backend.
+    pub fn with_config(choice: BackendChoice, config: SandboxConfig) -> Result<Self, KernelError> {
+        let blobs = Arc::new(Mutex::new(HostBlobs::default()));
+        let source: BlobSource = {
+            let blobs = blobs.clone();
+            Arc::new(move |hash: &[u8; 32]| {
+                let mut b = lock(&blobs);
+                let bytes = b.bytes.get(&CapHash(*hash)).cloned()?;
+                b.published.insert(CapHash(*hash));
+                Some(bytes.to_vec())
+            })
+        };
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let log: LogTarget = {
+            let logs = logs.clone();
+            Arc::new(move |message: &[u8]| {
+                if std::env::var_os("CAPBOX_LOG").is_some() {
+                    eprintln!("capbox log: {}", String::from_utf8_lossy(message));
+                }
+                let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
+                if logs.len() >= MAX_KEPT_LOGS {
+                    logs.remove(0);
+                }
+                logs.push(message.to_vec());
+            })
+        };
+        let services = HostServices { blobs: source, log };
+        let backend: Box<dyn Backend> = match choice {
+            BackendChoice::Local => Box::new(LocalBackend::new(services)),
+            BackendChoice::Sandbox => Box::new(SandboxBackend::new(config, services)?),
+            BackendChoice::Auto if !hypervisor_present() => {
+                eprintln!(
+                    "capbox: no hypervisor found; using the local backend (same kernel, in-process)"
+                );
+                Box::new(LocalBackend::new(services))
+            }
+            BackendChoice::Auto => match SandboxBackend::new(config, services.clone()) {
+                Ok(sandbox) => Box::new(sandbox),
+                Err(e @ KernelError::GuestElf(_)) => return Err(e),
+                Err(e) => {
+                    eprintln!("capbox: sandbox unavailable ({e}); using the local backend");
+                    Box::new(LocalBackend::new(services))
+                }
+            },
+        };
+        Ok(Kernel {
+            backend,
+            blobs,
+            logs,
+        })
+    }
+
+    /// Programs' `log` messages since the last call (at most the last
+    /// 1024).
+    pub fn take_logs(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.logs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Which backend runs the kernel.
+    pub fn backend(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    /// Calls a guest function with raw request bytes (for tools and tests
+    /// that exercise the ABI directly). A guest fault forgets what was
+    /// published, as every other call does.
+    pub fn call_raw(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+    ) -> Result<Vec<u8>, KernelError> {
+        let result = self.backend.call(function, request);
+        if matches!(result, Err(KernelError::GuestFault { .. })) {
+            lock(&self.blobs).published.clear();
+        }
+        result
+    }
+
+    /// Publishes one cap (unless the kernel already has it); its hash.
+    pub fn put_cap(&mut self, cap: &Cap) -> Result<CapHash, KernelError> {
+        let hashes = self.put_caps(std::slice::from_ref(cap))?;
+        hashes
+            .into_iter()
+            .next()
+            .ok_or_else(|| KernelError::Protocol("put_cap returned no hash".into()))
+    }
+
+    /// Publishes caps in one call, skipping those the kernel already has.
+    pub fn put_caps(&mut self, caps: &[Cap]) -> Result<Vec<CapHash>, KernelError> {
+        let mut hashes = Vec::with_capacity(caps.len());
+        let mut to_send = Vec::new();
+        {
+            let mut b = lock(&self.blobs);
+            for cap in caps {
+                let bytes = cap
+                    .encode()
+                    .map_err(|e| KernelError::BadCap(e.to_string()))?;
+                let hash = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
+                hashes.push(hash);
+                if !b.published.contains(&hash) {
+                    let bytes = b
+                        .bytes
+                        .entry(hash)
+                        .or_insert_with(|| Arc::new(bytes))
+                        .clone();
+                    to_send.push((hash, bytes));
+                }
+            }
+        }
+        if to_send.is_empty() {
+            return Ok(hashes);
+        }
+        // Several calls when the caps are large, so no message gets near
+        // the sandbox's limit.
+        let mut start = 0;
+        while start < to_send.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < to_send.len()
+                && (end == start || bytes + to_send[end].1.len() <= PUT_BATCH_BYTES)
+            {
+                bytes += to_send[end].1.len();
+                end += 1;
+            }
+            let batch = &to_send[start..end];
+            let msgs: Vec<CapBlobMsg<'_>> = batch
+                .iter()
+                .map(|(h, b)| CapBlobMsg {
+                    hash: Some(h.0),
+                    bytes: b,
+                })
+                .collect();
+            let reply =
+                self.call_raw(GuestFunction::PutCap, &abi::encode_put_cap_request(&msgs))?;
+            let got = abi::decode_put_cap_reply(&reply)?.map_err(KernelError::Refused)?;
+            if got.len() != batch.len() {
+                return Err(KernelError::Protocol(format!(
+                    "put_cap: sent {} caps, got {} hashes",
+                    batch.len(),
+                    got.len()
+                )));
+            }
+            start = end;
+        }
+        let mut b = lock(&self.blobs);
+        b.sent += to_send.len() as u64;
+        for (hash, _) in &to_send {
+            b.published.insert(*hash);
+        }
+        Ok(hashes)
+    }
+
+    /// Records caps in the host's copy without sending them: the kernel
+    /// fetches each one (`fetch_blob`) the first time it needs it.
+    pub fn stage_caps(&mut self, caps: &[Cap]) -> Result<Vec<CapHash>, KernelError> {
+        let mut b = lock(&self.blobs);
+        caps.iter()
+            .map(|cap| {
+                let bytes = cap
+                    .encode()
+                    .map_err(|e| KernelError::BadCap(e.to_string()))?;
+                let hash = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
+                b.bytes.entry(hash).or_insert_with(|| Arc::new(bytes));
+                Ok(hash)
+            })
+            .collect()
+    }
+
+    /// How many caps `put_cap(s)` has sent to the kernel so far.
+    pub fn caps_sent(&self) -> u64 {
+        lock(&self.blobs).sent
+    }
+
+    /// Whether the host believes the kernel holds `hash`.
+    pub fn is_published(&self, hash: &CapHash) -> bool {
+        lock(&self.blobs).published.contains(hash)
+    }
+
+    /// Publishes `image` and a fresh instance of it; the instance's hash.
+    pub fn create_instance(&mut self, image: &Image) -> Result<CapHash, KernelError> {
+        let image_cap = Cap::Image(image.clone());
+        let image_hash = image_cap
+            .hash()
+            .map_err(|e| KernelError::BadCap(e.to_string()))?;
+        let fresh =
+            new_instance(image_hash, image).map_err(|e| KernelError::BadCap(e.to_string()))?;
+        self.put_caps(&[image_cap, fresh.memory, fresh.root_cnode, fresh.instance])?;
+        Ok(fresh.instance_hash)
+    }
+
+    /// Runs one invocation.
+    pub fn invoke(
+        &mut self,
+        instance: &CapHash,
+        endpoint: u32,
+        args: [u64; 4],
+        gas: u64,
+    ) -> Result<Outcome, KernelError> {
+        let call = Invocation {
+            instance: Some(*instance),
+            endpoint,
+            args,
+            gas,
+        };
+        self.invoke_batch(&[call])?
+            .pop()
+            .ok_or_else(|| KernelError::Protocol("invoke returned no result".into()))?
+    }
+
+    /// Runs invocations in order in one kernel call. The outer error is
+    /// for the call as a whole; each inner result is one invocation's.
+    pub fn invoke_batch(
+        &mut self,
+        calls: &[Invocation],
+    ) -> Result<Vec<Result<Outcome, KernelError>>, KernelError> {
+        let msgs: Vec<InvocationMsg> = calls
+            .iter()
+            .map(|c| InvocationMsg {
+                instance: c.instance.map(|h| h.0).unwrap_or([0; 32]),
+                endpoint: c.endpoint,
+                args: c.args,
+                gas: c.gas,
+            })
+            .collect();
+        let reply = self.call_raw(
+            GuestFunction::Invoke,
+            &abi::encode_invoke_request(&[], &msgs),
+        )?;
+        let results = abi::decode_invoke_reply(&reply)?.map_err(KernelError::Refused)?;
+        if results.len() != calls.len() {
+            return Err(KernelError::Protocol(format!(
+                "invoke: sent {} calls, got {} results",
+                calls.len(),
+                results.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(results.len());
+        let mut b = lock(&self.blobs);
+        for r in results {
+            out.push(match r {
+                Ok(msg) => {
+                    let exit =
+                        ExitReason::from_wire(msg.exit.kind, msg.exit.arg).ok_or_else(|| {
+                            KernelError::Protocol(format!("unknown exit kind {}", msg.exit.kind))
+                        })?;
+                    let instance = CapHash(msg.instance);
+                    b.published.insert(instance);
+                    Ok(Outcome {
+                        exit,
+                        r7: msg.r7,
+                        r8: msg.r8,
+                        output: msg.output,
+                        gas_used: msg.gas_used,
+                        instance,
+                    })
+                }
+                Err(e) => Err(KernelError::Refused(e)),
+            });
+        }
+        Ok(out)
+    }
+
+    /// A cap from the kernel (checked against its hash), remembered in the
+    /// host's copy so it survives a sandbox rebuild.
+    pub fn get_cap(&mut self, hash: &CapHash) -> Result<Cap, KernelError> {
+        if let Some(bytes) = lock(&self.blobs).bytes.get(hash).cloned() {
+            return Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()));
+        }
+        let reply = self.call_raw(GuestFunction::GetCap, &abi::encode_get_cap_request(&hash.0))?;
+        let bytes = abi::decode_get_cap_reply(&reply)?.map_err(KernelError::Refused)?;
+        let cap = Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()))?;
+        let got = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
+        if got != *hash {
+            return Err(KernelError::Protocol(format!(
+                "get_cap {hash} returned a cap hashing to {got}"
+            )));
+        }
+        let mut b = lock(&self.blobs);
+        b.bytes.insert(*hash, Arc::new(bytes));
+        b.published.insert(*hash);
+        Ok(cap)
+    }
+
+    /// Copies an instance's state (the instance, its memory and root cnode)
+    /// from the kernel into the host's copy.
+    pub fn export_instance(&mut self, instance: &CapHash) -> Result<(), KernelError> {
+        let Cap::Instance(inst) = self.get_cap(instance)? else {
+            return Err(KernelError::Protocol(format!(
+                "{instance} is not an instance"
+            )));
+        };
+        for link in [&inst.memory, &inst.root_cnode] {
+            if let CapHashOrRef::Hash(h) = link {
+                self.get_cap(h)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's directory and arena usage.
+    pub fn stats(&mut self) -> Result<StatsMsg, KernelError> {
+        let reply = self.call_raw(GuestFunction::Stats, &[])?;
+        abi::decode_stats_reply(&reply)?.map_err(KernelError::Refused)
+    }
+
+    /// Drops unreferenced working entries; the stats afterwards.
+    pub fn sweep(&mut self) -> Result<StatsMsg, KernelError> {
+        let reply = self.call_raw(GuestFunction::Sweep, &[])?;
+        abi::decode_stats_reply(&reply)?.map_err(KernelError::Refused)
+    }
+
+    /// Runs an in-kernel micro-benchmark.
+    pub fn bench(&mut self, name: &str, iters: u64) -> Result<BenchReplyMsg, KernelError> {
+        let reply = self.call_raw(
+            GuestFunction::Bench,
+            &abi::encode_bench_request(name, iters),
+        )?;
+        abi::decode_bench_reply(&reply)?.map_err(KernelError::Refused)
+    }
+
+    /// A call that does nothing (the baseline for call-cost measurements).
+    pub fn ping(&mut self) -> Result<(), KernelError> {
+        self.call_raw(GuestFunction::Ping, &[]).map(drop)
+    }
+}

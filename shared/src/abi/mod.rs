@@ -1,0 +1,34 @@
+//! The host ↔ guest ABI: the guest function list, the ABI version (also
+//! embedded in the guest ELF as a note) and the flatbuffers messages.
+//!
+//! Every guest function takes one request message as a byte vector and
+//! returns one reply message as a byte vector; the schema is
+//! `capbox_abi.fbs` beside this file and `generated/` is flatc's output
+//! (regenerate with `scripts/gen-abi.sh`).
+
+mod functions;
+#[allow(
+    clippy::all,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs,
+    unused_imports,
+    non_camel_case_types
+)]
+#[rustfmt::skip]
+#[path = "generated/capbox_abi_generated.rs"]
+mod generated;
+mod messages;
+mod note;
+
+pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
+pub use generated::capbox_abi as wire;
+pub use messages::{
+    AbiError, BenchReplyMsg, CapBlobMsg, ErrorKind, ExitMsg, InvocationMsg, InvokeResultMsg,
+    RemoteError, StatsMsg, decode_bench_reply, decode_bench_request, decode_get_cap_reply,
+    decode_get_cap_request, decode_invoke_reply, decode_invoke_request, decode_put_cap_reply,
+    decode_put_cap_request, decode_stats_reply, encode_bench_reply, encode_bench_request,
+    encode_get_cap_reply, encode_get_cap_request, encode_invoke_reply, encode_invoke_request,
+    encode_put_cap_reply, encode_put_cap_request, encode_stats_reply,
+};
+pub use note::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, AbiNote};

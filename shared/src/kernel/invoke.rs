@@ -1,0 +1,437 @@
+//! One invocation (DESIGN §5): resolve, promote, run, commit or drop.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::hash::BuildHasher;
+
+use super::error::KernelError;
+use super::ops::{self, KernelOp};
+use super::programs::ProgramCache;
+use crate::cap::{Cap, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE};
+use crate::hash::CapHash;
+use crate::pvm::{Exit, Machine, Memory, StandardLayout};
+use crate::{CacheDirectory, CacheError};
+
+/// Most memory (read-only data + read-write data and heap + stack) one
+/// invocation may map. Both backends refuse larger layouts the same way,
+/// instead of the guest running out of memory.
+pub const MAX_MAPPED_BYTES: u64 = 32 << 20;
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitReason {
+    /// The program jumped to the halt address: its state was committed.
+    Halt,
+    /// `trap`, an invalid instruction or an unknown kernel op.
+    Panic,
+    /// The gas ran out.
+    OutOfGas,
+    /// The program touched an inaccessible page (its address).
+    PageFault(u32),
+}
+
+impl ExitReason {
+    /// The wire form: `ExitKind` number and argument.
+    pub fn to_wire(self) -> (u8, u64) {
+        match self {
+            ExitReason::Halt => (0, 0),
+            ExitReason::Panic => (1, 0),
+            ExitReason::OutOfGas => (2, 0),
+            ExitReason::PageFault(addr) => (3, u64::from(addr)),
+        }
+    }
+
+    /// Reads the wire form back; `None` for anything else.
+    pub fn from_wire(kind: u8, arg: u64) -> Option<Self> {
+        Some(match kind {
+            0 => ExitReason::Halt,
+            1 => ExitReason::Panic,
+            2 => ExitReason::OutOfGas,
+            3 => ExitReason::PageFault(u32::try_from(arg).ok()?),
+            _ => return None,
+        })
+    }
+}
+
+/// The result of an invocation that ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// How it ended.
+    pub exit: ExitReason,
+    /// φ7 at the end.
+    pub r7: u64,
+    /// φ8 at the end.
+    pub r8: u64,
+    /// Bytes the program gave `set_output` (last call wins).
+    pub output: Vec<u8>,
+    /// Gas consumed (at most the limit).
+    pub gas_used: u64,
+    /// The instance hash afterwards: new on halt, else the old one.
+    pub instance: CapHash,
+}
+
+/// Where `log` messages go.
+pub trait LogSink {
+    /// One message from the running program.
+    fn log(&mut self, message: &[u8]);
+}
+
+/// Discards logs.
+pub struct NoLog;
+
+impl LogSink for NoLog {
+    fn log(&mut self, _message: &[u8]) {}
+}
+
+/// What an invocation reads from the directory, all resolved up front so a
+/// missing blob is reported before anything runs.
+struct Resolved {
+    instance: InstanceCap,
+    image: Arc<Cap>,
+    memory: Arc<Cap>,
+}
+
+fn resolve<S: BuildHasher>(
+    dir: &CacheDirectory<S>,
+    instance_hash: &CapHash,
+) -> Result<Resolved, KernelError> {
+    let get = |hash: &CapHash, expected: CapKind| -> Result<Arc<Cap>, KernelError> {
+        let cap = dir.get_blob(hash).ok_or(KernelError::MissingCap(*hash))?;
+        if cap.kind() != expected {
+            return Err(KernelError::WrongKind {
+                hash: *hash,
+                expected,
+                found: cap.kind(),
+            });
+        }
+        Ok(cap)
+    };
+    let instance = match &*get(instance_hash, CapKind::Instance)? {
+        Cap::Instance(i) => i.clone(),
+        _ => unreachable!("kind checked above"),
+    };
+    let image = get(&instance.image, CapKind::Image)?;
+    // A published blob never holds a Ref (the codec cannot express one).
+    let memory = get(&instance_memory_hash(&instance)?, CapKind::Data)?;
+    Ok(Resolved {
+        instance,
+        image,
+        memory,
+    })
+}
+
+fn as_image(cap: &Cap) -> &Image {
+    match cap {
+        Cap::Image(i) => i,
+        _ => unreachable!("kind checked in resolve"),
+    }
+}
+
+fn as_data(cap: &Cap) -> &Data {
+    match cap {
+        Cap::Data(d) => d,
+        _ => unreachable!("kind checked in resolve"),
+    }
+}
+
+/// The memory layout for an image whose read-write section is replaced by
+/// the instance's memory (`mem_len` bytes). Heap pages the image declares
+/// beyond its rw data stay mapped; memory that grew past them keeps its
+/// length.
+fn layout_for(
+    image: &Image,
+    mem_len: u64,
+    instance_hash: &CapHash,
+) -> Result<StandardLayout, KernelError> {
+    let bad = |reason| KernelError::BadLayout {
+        instance: *instance_hash,
+        reason,
+    };
+    let page = PAGE_SIZE as u64;
+    let declared =
+        (image.rw_data.len() as u64).next_multiple_of(page) + u64::from(image.heap_pages) * page;
+    let mem_mapped = mem_len.next_multiple_of(page);
+    let heap_pages = declared.saturating_sub(mem_mapped) / page;
+    let heap_pages = u16::try_from(heap_pages).map_err(|_| bad("more than 65535 heap pages"))?;
+    let ro_len =
+        u32::try_from(image.ro_data.len()).map_err(|_| bad("read-only data over 4 GiB"))?;
+    let rw_len = u32::try_from(mem_len).map_err(|_| bad("memory over 4 GiB"))?;
+    let layout = StandardLayout::new(ro_len, rw_len, heap_pages, image.stack_size, 0)
+        .map_err(|_| bad("sections exceed the 32-bit address space"))?;
+    let mapped = u64::from(layout.ro_mapped)
+        + u64::from(layout.rw_mapped)
+        + u64::from(layout.stack_end - layout.stack_start);
+    if mapped > MAX_MAPPED_BYTES {
+        return Err(bad("maps more than MAX_MAPPED_BYTES of memory"));
+    }
+    Ok(layout)
+}
+
+/// Runs endpoint `endpoint` of the instance `instance_hash` with φ7..φ10 =
+/// `args` and `gas` gas (DESIGN §5). On halt, the pages the program wrote
+/// are committed (the instance is promoted to a working entry and settled)
+/// and the new instance hash returned; on any other exit nothing was
+/// promoted and the hash is unchanged. An `Err` means the invocation did
+/// not run (e.g. a missing blob: publish it and retry).
+#[allow(clippy::too_many_arguments)]
+pub fn invoke<S: BuildHasher>(
+    dir: &CacheDirectory<S>,
+    programs: &ProgramCache,
+    log: &mut dyn LogSink,
+    instance_hash: &CapHash,
+    endpoint: u32,
+    args: [u64; 4],
+    gas: u64,
+) -> Result<Outcome, KernelError> {
+    // 1. Resolve the instance, its image and memory; decode (or reuse) code.
+    let Resolved {
+        instance,
+        image: image_cap,
+        memory: memory_cap,
+    } = resolve(dir, instance_hash)?;
+    let image = as_image(&image_cap);
+    let memory_data = as_data(&memory_cap);
+    let entry_pc = *image
+        .endpoints
+        .get(endpoint as usize)
+        .ok_or(KernelError::BadEndpoint {
+            image: instance.image,
+            endpoint,
+            count: image.endpoints.len(),
+        })?;
+    let cached = programs
+        .get_or_decode(&instance.image, &image.code)
+        .map_err(|reason| KernelError::BadProgram {
+            image: instance.image,
+            reason,
+        })?;
+    let layout = layout_for(image, memory_data.len(), instance_hash)?;
+    let memory_hash = instance_memory_hash(&instance)?;
+    let memory = match cached.take_warm(&memory_hash) {
+        Some(warm) => warm,
+        None => fresh_memory(&layout, image, memory_data, instance_hash)?,
+    };
+
+    // 2. Fresh registers. (The working entry is promoted lazily, at commit,
+    // and only if the program changed something.)
+    let mut regs = layout.initial_registers();
+    regs[7..11].copy_from_slice(&args);
+    let gas_limit = i64::try_from(gas).unwrap_or(i64::MAX);
+    let mut machine = Machine::new(regs, entry_pc, gas_limit, memory);
+
+    // 3. Run, serving kernel ops.
+    let mut output = Vec::new();
+    let exit = loop {
+        match machine.run(&cached.program) {
+            Exit::Halt => break ExitReason::Halt,
+            Exit::Panic => break ExitReason::Panic,
+            Exit::OutOfGas => break ExitReason::OutOfGas,
+            Exit::PageFault(addr) => break ExitReason::PageFault(addr),
+            Exit::HostCall(n) => {
+                let Some(op) = KernelOp::from_number(n) else {
+                    break ExitReason::Panic;
+                };
+                machine.gas = machine.gas.saturating_sub(op.gas_cost());
+                if machine.gas < 0 {
+                    break ExitReason::OutOfGas;
+                }
+                machine.regs[7] = run_op(op, &mut machine, &mut output, log);
+            }
+        }
+    };
+    // Gas only decreases, so 0 <= remaining <= gas_limit.
+    let gas_used = gas_limit.saturating_sub(machine.gas.max(0)).unsigned_abs();
+    let (r7, r8) = (machine.regs[7], machine.regs[8]);
+
+    // 4. Commit on halt; otherwise nothing was promoted, nothing to drop.
+    let (new_hash, new_memory_hash) = if exit == ExitReason::Halt {
+        commit(
+            dir,
+            instance_hash,
+            &instance,
+            memory_data,
+            &machine.memory,
+            &layout,
+        )?
+    } else {
+        (*instance_hash, memory_hash)
+    };
+    if exit != ExitReason::Halt {
+        output.clear();
+    }
+    // 5. Keep the memory warm for the next call on the resulting state.
+    let mut memory = machine.memory;
+    if reset_memory(&mut memory, &layout, exit == ExitReason::Halt, memory_data) {
+        cached.put_warm(new_memory_hash, memory);
+    }
+    Ok(Outcome {
+        exit,
+        r7,
+        r8,
+        output,
+        gas_used,
+        instance: new_hash,
+    })
+}
+
+fn instance_memory_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
+    match &instance.memory {
+        CapHashOrRef::Hash(h) => Ok(*h),
+        CapHashOrRef::Ref(_) => Err(KernelError::Cap(crate::cap::CapError::UnsettledRef)),
+    }
+}
+
+/// A new PVM memory: image ro data, the instance memory as rw data (plus
+/// the image's remaining heap pages), the stack.
+fn fresh_memory(
+    layout: &StandardLayout,
+    image: &Image,
+    memory_data: &Data,
+    instance_hash: &CapHash,
+) -> Result<Memory, KernelError> {
+    let rw_bytes = memory_data.to_vec();
+    Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|_| KernelError::BadLayout {
+        instance: *instance_hash,
+        reason: "sections do not map",
+    })
+}
+
+/// Brings `memory` back to "fresh for the resulting state" by undoing only
+/// what the run dirtied: stack pages are zeroed; read-write pages are kept
+/// when the run committed (they are the new state) and restored from
+/// `old_memory` otherwise. Returns false when the memory cannot be reused
+/// (the program moved the heap break).
+fn reset_memory(
+    memory: &mut Memory,
+    layout: &StandardLayout,
+    committed: bool,
+    old_memory: &Data,
+) -> bool {
+    let initial_top = layout.rw_start + layout.rw_mapped;
+    if memory.sbrk(0) != u64::from(initial_top) {
+        return false;
+    }
+    let dirty: Vec<u32> = memory.dirty_pages().map(|(addr, _)| addr).collect();
+    if dirty.is_empty() {
+        return true;
+    }
+    let page_size = PAGE_SIZE as u32;
+    // On the heap and only when needed: zeroing a 4 KiB stack buffer on
+    // every call costs more than the whole empty invocation.
+    let mut page = alloc::vec![0u8; PAGE_SIZE];
+    for addr in dirty {
+        page.fill(0);
+        let in_rw = addr >= layout.rw_start && addr < layout.stack_start;
+        if in_rw {
+            if committed {
+                continue;
+            }
+            let offset = u64::from(addr - layout.rw_start);
+            let len = old_memory.len();
+            if offset < len {
+                let n = (len - offset).min(u64::from(page_size)) as usize;
+                if old_memory.read(offset, &mut page[..n]).is_err() {
+                    return false;
+                }
+            }
+        }
+        if memory.initialize(addr, &page).is_err() {
+            return false;
+        }
+    }
+    memory.clear_dirty();
+    true
+}
+
+/// Serves one kernel op; returns φ7.
+fn run_op(op: KernelOp, machine: &mut Machine, output: &mut Vec<u8>, log: &mut dyn LogSink) -> u64 {
+    match op {
+        KernelOp::Gas => u64::try_from(machine.gas.max(0)).unwrap_or(0),
+        KernelOp::Log | KernelOp::SetOutput => {
+            let (ptr, len) = (machine.regs[7], machine.regs[8]);
+            let limit = if op == KernelOp::Log {
+                ops::MAX_LOG_LEN
+            } else {
+                ops::MAX_OUTPUT_LEN
+            };
+            if len > limit {
+                return ops::ERR_TOO_LONG;
+            }
+            let Ok(ptr) = u32::try_from(ptr) else {
+                return ops::ERR_MEMORY;
+            };
+            let mut buf = alloc::vec![0u8; len as usize];
+            if machine.memory.read(ptr, &mut buf).is_err() {
+                return ops::ERR_MEMORY;
+            }
+            if op == KernelOp::Log {
+                log.log(&buf);
+            } else {
+                *output = buf;
+            }
+            ops::OK
+        }
+    }
+}
+
+/// Writes the pages the program dirtied in its read-write section into the
+/// memory Data of a working copy of the instance (promoted now), settles it
+/// to its new hash and publishes that; the working entries are then swept.
+/// No dirtied page: nothing changed, the hash is the old one.
+fn commit<S: BuildHasher>(
+    dir: &CacheDirectory<S>,
+    instance_hash: &CapHash,
+    instance: &InstanceCap,
+    old_memory: &Data,
+    memory: &Memory,
+    layout: &StandardLayout,
+) -> Result<(CapHash, CapHash), KernelError> {
+    let rw_start = layout.rw_start;
+    let rw_end = layout.stack_start;
+    let mut new_memory: Option<Data> = None;
+    for (addr, bytes) in memory.dirty_pages() {
+        if addr < rw_start || addr >= rw_end {
+            continue; // stack pages are scratch, not state
+        }
+        let Ok(page) = <&[u8; PAGE_SIZE]>::try_from(bytes) else {
+            continue;
+        };
+        let index = (addr - rw_start) / PAGE_SIZE as u32;
+        let data = new_memory.get_or_insert_with(|| old_memory.clone());
+        let needed = (u64::from(index) + 1) * PAGE_SIZE as u64;
+        if data.len() < needed {
+            data.set_len(needed)?;
+        }
+        data.write_page(index, page)?;
+    }
+    let Some(new_memory) = new_memory else {
+        return Ok((*instance_hash, instance_memory_hash(instance)?));
+    };
+    let working = dir.promote_blob_to_instance(instance_hash)?;
+    let result = settle_new_memory(dir, &working, instance, new_memory);
+    drop(working);
+    dir.sweep_instances();
+    result
+}
+
+/// Points the working instance at `new_memory`, settles it, publishes the
+/// snapshot; (instance hash, memory hash).
+fn settle_new_memory<S: BuildHasher>(
+    dir: &CacheDirectory<S>,
+    working: &CapRef,
+    instance: &InstanceCap,
+    new_memory: Data,
+) -> Result<(CapHash, CapHash), KernelError> {
+    let missing = || KernelError::Directory(CacheError::InstanceMissing(working.id()));
+    let memory_ref = dir.put_instance(Cap::Data(new_memory));
+    let mut updated = instance.clone();
+    updated.memory = CapHashOrRef::Ref(memory_ref);
+    dir.set_instance(working, Arc::new(Cap::Instance(updated)))?;
+    let hash = dir.settle(&CapHashOrRef::Ref(working.clone()))?;
+    let settled = dir.get_instance(working).ok_or_else(missing)?;
+    dir.put_cap_with_hash(hash, &settled)?;
+    let Cap::Instance(settled) = &*settled else {
+        return Err(missing());
+    };
+    Ok((hash, instance_memory_hash(settled)?))
+}

@@ -1,0 +1,197 @@
+//! Invocation semantics on the sample program (DESIGN §5).
+
+use alloc::vec::Vec;
+
+use super::sample::{Endpoint, sample_image};
+use super::*;
+use crate::CacheDirectory;
+use crate::cap::{Cap, CapKind};
+use crate::hash::CapHash;
+
+struct Fixture {
+    dir: CacheDirectory,
+    programs: ProgramCache,
+    instance: CapHash,
+}
+
+fn fixture() -> Fixture {
+    let dir = CacheDirectory::new();
+    let image = sample_image();
+    let image_hash = dir.put_cap(&Cap::Image(image.clone())).unwrap();
+    let fresh = new_instance(image_hash, &image).unwrap();
+    for cap in [&fresh.memory, &fresh.root_cnode, &fresh.instance] {
+        dir.put_cap(cap).unwrap();
+    }
+    Fixture {
+        dir,
+        programs: ProgramCache::new(),
+        instance: fresh.instance_hash,
+    }
+}
+
+impl Fixture {
+    fn call(&self, instance: &CapHash, ep: Endpoint, arg: u64, gas: u64) -> Outcome {
+        invoke(
+            &self.dir,
+            &self.programs,
+            &mut NoLog,
+            instance,
+            ep.index(),
+            [arg, 0, 0, 0],
+            gas,
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn increment_commits_new_state_and_read_does_not() {
+    let f = fixture();
+    let a = f.call(&f.instance, Endpoint::Increment, 0, 1000);
+    assert_eq!((a.exit, a.r7), (ExitReason::Halt, 1));
+    assert_ne!(a.instance, f.instance);
+    let b = f.call(&a.instance, Endpoint::Increment, 0, 1000);
+    assert_eq!(b.r7, 2);
+    let r = f.call(&b.instance, Endpoint::Read, 0, 1000);
+    assert_eq!(
+        (r.exit, r.r7, r.instance),
+        (ExitReason::Halt, 2, b.instance)
+    );
+    // The old state is still there and still reads 1.
+    assert_eq!(f.call(&a.instance, Endpoint::Read, 0, 1000).r7, 1);
+    // The same steps from the same state give the same hash.
+    assert_eq!(
+        f.call(&f.instance, Endpoint::Increment, 0, 1000).instance,
+        a.instance
+    );
+    // No working entries are left behind.
+    assert_eq!(f.dir.stats().instance_count, 0);
+}
+
+#[test]
+fn add_and_output() {
+    let f = fixture();
+    let a = f.call(&f.instance, Endpoint::Add, 41, 1000);
+    assert_eq!(a.r7, 41);
+    let o = f.call(&a.instance, Endpoint::Output, 0, 1000);
+    assert_eq!(o.exit, ExitReason::Halt);
+    assert_eq!(o.r7, ops::OK);
+    assert_eq!(o.output, 41u64.to_le_bytes());
+    assert_eq!(o.instance, a.instance);
+}
+
+#[test]
+fn failures_leave_the_hash_unchanged() {
+    let f = fixture();
+    let a = f.call(&f.instance, Endpoint::Increment, 0, 1000);
+    for (ep, exit) in [
+        (Endpoint::Trap, ExitReason::Panic),
+        (Endpoint::UnknownOp, ExitReason::Panic),
+        (Endpoint::Fault, ExitReason::PageFault(0x10_0000)),
+    ] {
+        let o = f.call(&a.instance, ep, 0, 1000);
+        assert_eq!((o.exit, o.instance), (exit, a.instance), "{ep:?}");
+        assert!(o.output.is_empty());
+    }
+    let o = f.call(&a.instance, Endpoint::Loop, 0, 500);
+    assert_eq!(
+        (o.exit, o.gas_used, o.instance),
+        (ExitReason::OutOfGas, 500, a.instance)
+    );
+    assert_eq!(f.dir.stats().instance_count, 0);
+}
+
+#[test]
+fn stack_writes_are_not_state_and_gas_is_metered() {
+    let f = fixture();
+    let s = f.call(&f.instance, Endpoint::StackOnly, 7, 1000);
+    assert_eq!((s.exit, s.instance), (ExitReason::Halt, f.instance));
+    let g = f.call(&f.instance, Endpoint::Gas, 0, 1000);
+    assert_eq!(g.exit, ExitReason::Halt);
+    assert!(g.r7 < 1000 && g.r7 > 900, "remaining gas {}", g.r7);
+    let small = f.call(&f.instance, Endpoint::Loop, 10, 1_000_000);
+    let big = f.call(&f.instance, Endpoint::Loop, 100, 1_000_000);
+    assert_eq!(small.exit, ExitReason::Halt);
+    assert!(big.gas_used > small.gas_used);
+}
+
+#[test]
+fn typed_errors_before_running() {
+    let f = fixture();
+    let unknown = CapHash([9; 32]);
+    assert_eq!(
+        invoke(&f.dir, &f.programs, &mut NoLog, &unknown, 0, [0; 4], 10),
+        Err(KernelError::MissingCap(unknown))
+    );
+    let err = invoke(&f.dir, &f.programs, &mut NoLog, &f.instance, 99, [0; 4], 10).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KernelError::BadEndpoint {
+                endpoint: 99,
+                count: 14,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // An image hash used as an instance.
+    let Some(Cap::Instance(inst)) = f.dir.get_blob(&f.instance).as_deref().cloned() else {
+        panic!("fixture instance missing")
+    };
+    let err = invoke(&f.dir, &f.programs, &mut NoLog, &inst.image, 0, [0; 4], 10).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            KernelError::WrongKind {
+                expected: CapKind::Instance,
+                found: CapKind::Image,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Bad code in an image.
+    let mut image = sample_image();
+    image.code = Vec::from([1u8, 2, 3]);
+    let image_hash = f.dir.put_cap(&Cap::Image(image.clone())).unwrap();
+    let fresh = new_instance(image_hash, &image).unwrap();
+    for cap in [&fresh.memory, &fresh.root_cnode, &fresh.instance] {
+        f.dir.put_cap(cap).unwrap();
+    }
+    let err = invoke(
+        &f.dir,
+        &f.programs,
+        &mut NoLog,
+        &fresh.instance_hash,
+        0,
+        [0; 4],
+        10,
+    )
+    .unwrap_err();
+    assert!(matches!(err, KernelError::BadProgram { .. }), "{err}");
+}
+
+#[test]
+fn reused_memory_behaves_like_fresh_memory() {
+    let f = fixture();
+    let a = f.call(&f.instance, Endpoint::Increment, 0, 1000);
+    // A failed write is undone in the reused memory too.
+    for _ in 0..3 {
+        let t = f.call(&a.instance, Endpoint::WriteThenTrap, 0, 1000);
+        assert_eq!((t.exit, t.instance), (ExitReason::Panic, a.instance));
+        assert_eq!(f.call(&a.instance, Endpoint::Read, 0, 1000).r7, 1);
+    }
+    // Stack contents never leak from one invocation into the next.
+    let s = f.call(&a.instance, Endpoint::StackOnly, 77, 1000);
+    assert_eq!(s.exit, ExitReason::Halt);
+    assert_eq!(f.call(&a.instance, Endpoint::ReadStack, 0, 1000).r7, 0);
+    // Alternating states still give the same answers and hashes.
+    let b = f.call(&a.instance, Endpoint::Increment, 0, 1000);
+    assert_eq!(f.call(&a.instance, Endpoint::Read, 0, 1000).r7, 1);
+    assert_eq!(f.call(&b.instance, Endpoint::Read, 0, 1000).r7, 2);
+    let fresh_dir = fixture();
+    let a2 = fresh_dir.call(&fresh_dir.instance, Endpoint::Increment, 0, 1000);
+    let b2 = fresh_dir.call(&a2.instance, Endpoint::Increment, 0, 1000);
+    assert_eq!(b2.instance, b.instance);
+}

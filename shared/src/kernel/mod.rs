@@ -1,0 +1,30 @@
+//! The kernel (DESIGN §5), shared by the guest and the local backend: one
+//! code path for both.
+//!
+//! * [`invoke`]: one invocation against a [`crate::CacheDirectory`].
+//! * [`ops`]: the kernel operations a program calls with `ecalli`.
+//! * [`KernelState::handle`]: the ABI functions on top (put_cap, invoke,
+//!   get_cap, stats, sweep, bench).
+//! * [`sample`]: a hand-assembled stateful sample program.
+
+pub mod bench;
+mod error;
+mod instance;
+mod invoke;
+pub mod ops;
+mod programs;
+pub mod sample;
+mod service;
+
+pub use error::KernelError;
+pub use instance::{NewInstance, new_instance};
+pub use invoke::{ExitReason, LogSink, MAX_MAPPED_BYTES, NoLog, Outcome, invoke};
+pub use ops::KernelOp;
+pub use programs::{MAX_CACHED_PROGRAMS, ProgramCache};
+pub use service::{
+    KernelHost, KernelState, MAX_FETCHES_PER_CALL, kernel_error_to_remote, outcome_to_wire,
+};
+
+#[cfg(test)]
+#[path = "invoke_tests.rs"]
+mod invoke_tests;

@@ -1,0 +1,262 @@
+//! The kernel behind the ABI: decodes a request for one guest function,
+//! runs it against a directory, encodes the reply. The guest calls this
+//! from its Hyperlight handlers and the local backend calls it directly, so
+//! both backends share every line of it.
+
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec::Vec;
+use core::hash::BuildHasher;
+
+use super::bench;
+use super::error::KernelError;
+use super::invoke::{LogSink, Outcome, invoke};
+use super::programs::ProgramCache;
+use crate::abi::{self, CapBlobMsg, ErrorKind, GuestFunction, InvokeResultMsg, RemoteError};
+use crate::cap::Cap;
+use crate::hash::CapHash;
+use crate::{CacheDirectory, CacheError};
+
+/// How many missing blobs one invocation may fetch from the host before
+/// giving up (an instance needs three: itself, its image, its memory).
+pub const MAX_FETCHES_PER_CALL: usize = 16;
+
+/// What the kernel needs from its environment.
+pub trait KernelHost: LogSink {
+    /// The encoded cap with this hash from the host, if it has it
+    /// (`fetch_blob`, DESIGN §6).
+    fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>>;
+    /// Page-arena usage in bytes: (used, capacity).
+    fn arena_usage(&self) -> (u64, u64);
+}
+
+/// The kernel's state: the directory and the decoded-program cache.
+pub struct KernelState<'a, S> {
+    /// Every cap the kernel holds.
+    pub dir: &'a CacheDirectory<S>,
+    /// Decoded programs per image hash.
+    pub programs: &'a ProgramCache,
+}
+
+fn remote(kind: ErrorKind, message: impl ToString, hash: Option<&CapHash>) -> RemoteError {
+    RemoteError {
+        kind,
+        message: message.to_string(),
+        hash: hash.map(|h| h.0),
+    }
+}
+
+/// The wire form of a kernel error.
+pub fn kernel_error_to_remote(err: &KernelError) -> RemoteError {
+    let kind = match err {
+        KernelError::MissingCap(_) => ErrorKind::MissingCap,
+        KernelError::WrongKind { .. } => ErrorKind::WrongKind,
+        KernelError::BadEndpoint { .. } => ErrorKind::BadEndpoint,
+        KernelError::BadProgram { .. } => ErrorKind::BadProgram,
+        KernelError::Cap(_) => ErrorKind::BadCap,
+        KernelError::BadLayout { .. } | KernelError::Directory(_) => ErrorKind::Kernel,
+    };
+    remote(kind, err, err.hash())
+}
+
+fn bad_message(err: abi::AbiError) -> RemoteError {
+    remote(ErrorKind::BadMessage, err, None)
+}
+
+impl<S: BuildHasher> KernelState<'_, S> {
+    /// Runs `function` on `request` and returns the reply message. Never
+    /// panics on any request bytes: a bad request is an error reply.
+    pub fn handle(
+        &self,
+        host: &mut dyn KernelHost,
+        function: GuestFunction,
+        request: &[u8],
+    ) -> Vec<u8> {
+        match function {
+            GuestFunction::PutCap => {
+                let result = abi::decode_put_cap_request(request)
+                    .map_err(bad_message)
+                    .and_then(|caps| self.put_caps(&caps));
+                match result {
+                    Ok(hashes) => {
+                        let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+                        abi::encode_put_cap_reply(Ok(&raw))
+                    }
+                    Err(e) => abi::encode_put_cap_reply(Err(&e)),
+                }
+            }
+            GuestFunction::Invoke => self.handle_invoke(host, request),
+            GuestFunction::GetCap => {
+                let result = abi::decode_get_cap_request(request)
+                    .map_err(bad_message)
+                    .and_then(|hash| self.get_cap(&CapHash(hash)));
+                match result {
+                    Ok(bytes) => abi::encode_get_cap_reply(Ok(&bytes)),
+                    Err(e) => abi::encode_get_cap_reply(Err(&e)),
+                }
+            }
+            GuestFunction::Stats => abi::encode_stats_reply(&self.stats(host, 0)),
+            GuestFunction::Sweep => {
+                let swept = self.dir.sweep_instances() as u64;
+                abi::encode_stats_reply(&self.stats(host, swept))
+            }
+            GuestFunction::Bench => {
+                let result = abi::decode_bench_request(request)
+                    .map_err(bad_message)
+                    .and_then(|(name, iters)| {
+                        bench::run(name, iters).map(|cycles| abi::BenchReplyMsg {
+                            name: name.into(),
+                            iters,
+                            cycles,
+                        })
+                    });
+                match result {
+                    Ok(reply) => abi::encode_bench_reply(Ok(&reply)),
+                    Err(e) => abi::encode_bench_reply(Err(&e)),
+                }
+            }
+            GuestFunction::Ping => Vec::new(),
+            // The kernel itself never crashes on purpose; the guest's
+            // handler for this aborts before getting here.
+            GuestFunction::Crash => Vec::new(),
+        }
+    }
+
+    /// Decodes, hashes, checks and stores caps; returns their hashes.
+    pub fn put_caps(&self, caps: &[CapBlobMsg<'_>]) -> Result<Vec<CapHash>, RemoteError> {
+        let mut hashes = Vec::with_capacity(caps.len());
+        for (i, blob) in caps.iter().enumerate() {
+            hashes.push(
+                self.put_one(blob.bytes, blob.hash.map(CapHash))
+                    .map_err(|mut e| {
+                        e.message = format!("cap #{i}: {}", e.message);
+                        e
+                    })?,
+            );
+        }
+        Ok(hashes)
+    }
+
+    fn put_one(&self, bytes: &[u8], expected: Option<CapHash>) -> Result<CapHash, RemoteError> {
+        let cap =
+            Cap::decode(bytes).map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
+        let hash = cap
+            .hash()
+            .map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
+        if let Some(expected) = expected
+            && expected != hash
+        {
+            return Err(remote(
+                ErrorKind::HashMismatch,
+                format!("bytes sent as {expected} hash to {hash}"),
+                Some(&expected),
+            ));
+        }
+        self.dir
+            .put_cap_with_hash(hash, &cap)
+            .map_err(|e| remote(ErrorKind::BadCap, e, Some(&hash)))?;
+        Ok(hash)
+    }
+
+    fn get_cap(&self, hash: &CapHash) -> Result<Vec<u8>, RemoteError> {
+        let cap = self.dir.get_blob(hash).ok_or_else(|| {
+            remote(
+                ErrorKind::MissingCap,
+                CacheError::BlobMissing(*hash),
+                Some(hash),
+            )
+        })?;
+        cap.encode()
+            .map_err(|e| remote(ErrorKind::Kernel, e, Some(hash)))
+    }
+
+    fn stats(&self, host: &dyn KernelHost, swept: u64) -> abi::StatsMsg {
+        let dir = self.dir.stats();
+        let (arena_used_bytes, arena_capacity_bytes) = host.arena_usage();
+        abi::StatsMsg {
+            blobs: dir.blob_count as u64,
+            instances: dir.instance_count as u64,
+            programs_cached: self.programs.len() as u64,
+            arena_used_bytes,
+            arena_capacity_bytes,
+            swept,
+        }
+    }
+
+    fn handle_invoke(&self, host: &mut dyn KernelHost, request: &[u8]) -> Vec<u8> {
+        let (caps, calls) = match abi::decode_invoke_request(request) {
+            Ok(parsed) => parsed,
+            Err(e) => return abi::encode_invoke_reply(Err(&bad_message(e))),
+        };
+        if let Err(e) = self.put_caps(&caps) {
+            return abi::encode_invoke_reply(Err(&e));
+        }
+        let mut previous: Option<CapHash> = None;
+        let mut results: Vec<Result<InvokeResultMsg, RemoteError>> =
+            Vec::with_capacity(calls.len());
+        for call in &calls {
+            let instance = if call.instance == [0; 32] {
+                previous
+            } else {
+                Some(CapHash(call.instance))
+            };
+            let Some(instance) = instance else {
+                previous = None;
+                results.push(Err(remote(
+                    ErrorKind::BadMessage,
+                    "a chained call (zero instance hash) follows no successful call",
+                    None,
+                )));
+                continue;
+            };
+            let result = self.invoke_fetching(host, &instance, call.endpoint, call.args, call.gas);
+            previous = result.as_ref().ok().map(|o| o.instance);
+            results.push(
+                result
+                    .map(|o| outcome_to_wire(&o))
+                    .map_err(|e| kernel_error_to_remote(&e)),
+            );
+        }
+        abi::encode_invoke_reply(Ok(&results))
+    }
+
+    /// [`invoke`], asking the host for missing blobs (`fetch_blob`) and
+    /// retrying, up to [`MAX_FETCHES_PER_CALL`] times.
+    pub fn invoke_fetching(
+        &self,
+        host: &mut dyn KernelHost,
+        instance: &CapHash,
+        endpoint: u32,
+        args: [u64; 4],
+        gas: u64,
+    ) -> Result<Outcome, KernelError> {
+        let mut fetches = 0;
+        loop {
+            match invoke(self.dir, self.programs, host, instance, endpoint, args, gas) {
+                Err(KernelError::MissingCap(missing)) if fetches < MAX_FETCHES_PER_CALL => {
+                    fetches += 1;
+                    let bytes = host
+                        .fetch_blob(&missing)
+                        .ok_or(KernelError::MissingCap(missing))?;
+                    // A wrong or undecodable answer counts as still missing.
+                    self.put_one(&bytes, Some(missing))
+                        .map_err(|_| KernelError::MissingCap(missing))?;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The wire form of an outcome.
+pub fn outcome_to_wire(o: &Outcome) -> InvokeResultMsg {
+    let (kind, arg) = o.exit.to_wire();
+    InvokeResultMsg {
+        exit: abi::ExitMsg { kind, arg },
+        r7: o.r7,
+        r8: o.r8,
+        output: o.output.clone(),
+        gas_used: o.gas_used,
+        instance: o.instance.0,
+    }
+}

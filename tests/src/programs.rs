@@ -1,0 +1,172 @@
+//! Random PVM programs and invocations for the differential tests
+//! (deterministic: a seeded splitmix64 generator).
+
+use capbox::Invocation;
+use capbox::shared::cap::Image;
+use capbox::shared::hash::CapHash;
+use capbox::shared::kernel::sample::assemble;
+
+/// splitmix64: small, seedable, good enough for test generation.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator with this seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `num / den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+}
+
+fn imm3(x: u32) -> [u8; 3] {
+    let b = x.to_le_bytes();
+    [b[0], b[1], b[2]]
+}
+
+/// A register other than φ0 (the halt address) and φ1 (the stack pointer).
+fn reg(rng: &mut Rng) -> u8 {
+    2 + rng.below(11) as u8
+}
+
+/// One random instruction (opcode + operands), weighted towards ones
+/// that keep running (so that many calls reach their halt).
+fn instruction(rng: &mut Rng, rw_base: u32) -> Vec<u8> {
+    let rw_slot = |rng: &mut Rng| imm3(rw_base + 8 * rng.below(8) as u32);
+    match rng.below(20) {
+        0..=2 => {
+            let mut v = vec![51, reg(rng)]; // load_imm
+            let n = 1 + rng.below(4) as usize;
+            v.extend((0..n).map(|_| rng.next_u64() as u8));
+            v
+        }
+        3..=4 => vec![149, reg(rng) | (reg(rng) << 4), rng.next_u64() as u8], // add_imm_64
+        5 => vec![200, reg(rng) | (reg(rng) << 4), reg(rng)],                 // add_64
+        6..=9 => {
+            let mut v = vec![62, reg(rng)]; // store_u64 into rw data
+            v.extend(rw_slot(rng));
+            v
+        }
+        10..=11 => {
+            let mut v = vec![58, reg(rng)]; // load_u64 from rw data
+            v.extend(rw_slot(rng));
+            v
+        }
+        12 => vec![
+            123,
+            reg(rng) | (1 << 4),
+            (-8i8 * (1 + rng.below(8) as i8)) as u8,
+        ], // stack
+        13 => vec![10, [0u8, 1, 2, 2, 3, 99][rng.below(6) as usize]], // ecalli
+        14 => vec![51, 8, rng.below(16) as u8], // φ8 = small length (for log/set_output)
+        15 => {
+            let mut v = vec![51, 7]; // φ7 = an rw address
+            v.extend(imm3(rw_base + rng.below(64) as u32));
+            v
+        }
+        16 => vec![rng.next_u64() as u8], // any byte: often an invalid opcode
+        17 => vec![58, reg(rng), 0x00, 0x00, 0x10], // load from an unmapped page
+        _ => vec![
+            150 + rng.below(10) as u8,
+            reg(rng) | (reg(rng) << 4),
+            rng.next_u64() as u8,
+        ],
+    }
+}
+
+/// A random image: 1–3 endpoints of 1–8 random instructions each, ending
+/// in halt (mostly), trap, or a loop back to the endpoint's start.
+pub fn random_image(rng: &mut Rng) -> Image {
+    let ro_data: Vec<u8> = (0..rng.below(16)).map(|_| rng.next_u64() as u8).collect();
+    // The read-write data follows the read-only zone (Graypaper A.7).
+    let rw_base = if ro_data.is_empty() {
+        0x2_0000
+    } else {
+        0x3_0000
+    };
+    let mut instructions: Vec<Vec<u8>> = Vec::new();
+    let mut entries = Vec::new();
+    let endpoints = 1 + rng.below(3);
+    for _ in 0..endpoints {
+        entries.push(instructions.len());
+        let body = 1 + rng.below(8) as usize;
+        let mut len = 0usize;
+        for _ in 0..body {
+            let ins = instruction(rng, rw_base);
+            len += ins.len();
+            instructions.push(ins);
+        }
+        match rng.below(6) {
+            0 => instructions.push(vec![0]), // trap
+            1 if len + 3 < 128 => {
+                // branch_ne_imm φ7, 0 back to the endpoint's first instruction
+                let back = (-((len) as i64)) as i8 as u8;
+                instructions.push(vec![82, 7, back]);
+                instructions.push(vec![50, 0]);
+            }
+            _ => instructions.push(vec![50, 0]), // halt
+        }
+    }
+    let (code, starts) = assemble(&instructions);
+    Image {
+        code,
+        ro_data,
+        rw_data: (0..64).map(|_| rng.next_u64() as u8).collect(),
+        heap_pages: rng.below(3) as u32,
+        stack_size: 4096,
+        endpoints: entries.iter().map(|&i| starts[i]).collect(),
+    }
+}
+
+/// Random invocations over `instances` (fresh instances, one per image,
+/// with their endpoint counts): some start from a fresh instance, others
+/// continue from the previous call's result.
+pub fn random_invocations(
+    rng: &mut Rng,
+    instances: &[(CapHash, u32)],
+    count: usize,
+) -> Vec<Invocation> {
+    let mut calls = Vec::with_capacity(count);
+    let mut endpoints_of_previous = 0;
+    for i in 0..count {
+        let chain = i > 0 && rng.chance(1, 3);
+        let (instance, endpoints) = if chain {
+            (None, endpoints_of_previous)
+        } else {
+            let (hash, n) = instances[rng.below(instances.len() as u64) as usize];
+            (Some(hash), n)
+        };
+        endpoints_of_previous = endpoints;
+        // Now and then an endpoint that does not exist.
+        let endpoint = if rng.chance(1, 20) {
+            endpoints + rng.below(3) as u32
+        } else {
+            rng.below(u64::from(endpoints)) as u32
+        };
+        let gas = [20, 200, 5_000, 100_000, 100_000][rng.below(5) as usize];
+        let args = [rng.below(40), rng.next_u64(), rng.below(3), rng.next_u64()];
+        calls.push(Invocation {
+            instance,
+            endpoint,
+            args,
+            gas,
+        });
+    }
+    calls
+}
