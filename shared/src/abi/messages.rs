@@ -29,7 +29,7 @@ impl fmt::Display for AbiError {
 
 impl core::error::Error for AbiError {}
 
-fn malformed(message: &'static str, reason: impl fmt::Display) -> AbiError {
+pub(super) fn malformed(message: &'static str, reason: impl fmt::Display) -> AbiError {
     AbiError {
         message,
         reason: alloc::format!("{reason}"),
@@ -218,7 +218,7 @@ fn hash_to_wire(hash: &[u8; 32]) -> wire::Hash {
     wire::Hash::new(hash)
 }
 
-fn hash_from_wire(hash: &wire::Hash) -> [u8; 32] {
+pub(super) fn hash_from_wire(hash: &wire::Hash) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (dst, src) in out.iter_mut().zip(hash.bytes().iter()) {
         *dst = src;
@@ -249,7 +249,7 @@ fn read_error(name: &'static str, err: wire::Error<'_>) -> Result<RemoteError, A
     })
 }
 
-fn root<'b, T>(name: &'static str, bytes: &'b [u8]) -> Result<T::Inner, AbiError>
+pub(super) fn root<'b, T>(name: &'static str, bytes: &'b [u8]) -> Result<T::Inner, AbiError>
 where
     T: flatbuffers::Follow<'b> + flatbuffers::Verifiable + 'b,
 {
@@ -275,16 +275,17 @@ fn add_caps<'a>(
     fbb.create_vector(&offsets)
 }
 
+pub(super) fn read_cap(cap: wire::CapBlob<'_>) -> CapBlobMsg<'_> {
+    CapBlobMsg {
+        hash: cap.hash().map(hash_from_wire),
+        bytes: cap.bytes().map(|v| v.bytes()).unwrap_or(&[]),
+    }
+}
+
 fn read_caps<'b>(
     caps: Option<flatbuffers::Vector<'b, flatbuffers::ForwardsUOffset<wire::CapBlob<'b>>>>,
 ) -> Vec<CapBlobMsg<'b>> {
-    caps.into_iter()
-        .flatten()
-        .map(|cap| CapBlobMsg {
-            hash: cap.hash().map(hash_from_wire),
-            bytes: cap.bytes().map(|v| v.bytes()).unwrap_or(&[]),
-        })
-        .collect()
+    caps.into_iter().flatten().map(read_cap).collect()
 }
 
 /// `put_cap` request: the caps to publish.
@@ -340,9 +341,10 @@ pub fn decode_put_cap_reply(bytes: &[u8]) -> Result<Result<Vec<[u8; 32]>, Remote
 }
 
 /// `invoke` request: caps to publish first, then the calls to run in order.
+/// No caps: the field is left out (the guest's verifier then skips it).
 pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -> Vec<u8> {
     build_message(|fbb| {
-        let caps = add_caps(fbb, caps);
+        let caps = (!caps.is_empty()).then(|| add_caps(fbb, caps));
         let calls: Vec<wire::Invocation> = calls
             .iter()
             .map(|c| wire::Invocation::new(&hash_to_wire(&c.instance), c.endpoint, &c.args, c.gas))
@@ -351,38 +353,12 @@ pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -
         let req = wire::InvokeRequest::create(
             fbb,
             &wire::InvokeRequestArgs {
-                caps: Some(caps),
+                caps,
                 calls: Some(calls),
             },
         );
         fbb.finish(req, None);
     })
-}
-
-/// Reads an `invoke` request.
-pub fn decode_invoke_request(
-    bytes: &[u8],
-) -> Result<(Vec<CapBlobMsg<'_>>, Vec<InvocationMsg>), AbiError> {
-    let req = root::<wire::InvokeRequest>("InvokeRequest", bytes)?;
-    let caps = read_caps(req.caps());
-    let calls = req
-        .calls()
-        .into_iter()
-        .flatten()
-        .map(|call| {
-            let mut args = [0u64; 4];
-            for (dst, src) in args.iter_mut().zip(call.args().iter()) {
-                *dst = src;
-            }
-            InvocationMsg {
-                instance: hash_from_wire(call.instance()),
-                endpoint: call.endpoint(),
-                args,
-                gas: call.gas(),
-            }
-        })
-        .collect();
-    Ok((caps, calls))
 }
 
 /// `invoke` reply: one result per call, or a request-wide error.

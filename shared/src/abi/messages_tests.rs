@@ -1,5 +1,6 @@
 use alloc::string::ToString;
 
+use super::super::{InvokeReplyWriter, InvokeRequestView, decode_invoke_request};
 use super::*;
 
 #[test]
@@ -103,4 +104,91 @@ fn reply_errors_must_name_existing_calls() {
     fbb.finish(reply, None);
     let err = decode_invoke_reply(fbb.finished_data()).unwrap_err();
     assert!(err.to_string().contains("call 3 of 0"), "{err}");
+}
+
+fn sample_result(i: u8, output: &[u8]) -> InvokeResultMsg {
+    InvokeResultMsg {
+        exit: ExitMsg {
+            kind: i % 4,
+            arg: u64::from(i) << 12,
+        },
+        r7: u64::from(i) + 1,
+        r8: u64::MAX - u64::from(i),
+        output: output.to_vec(),
+        gas_used: 1000 + u64::from(i),
+        instance: [i.wrapping_mul(31); 32],
+    }
+}
+
+fn write_reply(results: &[Result<InvokeResultMsg, RemoteError>]) -> alloc::vec::Vec<u8> {
+    let mut writer = InvokeReplyWriter::with_capacity(results.len());
+    for r in results {
+        writer.push(r.clone());
+    }
+    writer.finish()
+}
+
+#[test]
+fn reply_writer_direct_shape_reads_back() {
+    for n in 0..5u8 {
+        let results: alloc::vec::Vec<_> = (0..n).map(|i| Ok(sample_result(i, &[]))).collect();
+        let direct = write_reply(&results);
+        assert!(
+            super::super::invoke_codec::is_direct_shape(&direct),
+            "n={n}"
+        );
+        assert_eq!(decode_invoke_reply(&direct).unwrap().unwrap(), results);
+        // Same meaning as the builder's encoding.
+        let built = encode_invoke_reply(Ok(&results));
+        assert_eq!(
+            decode_invoke_reply(&built).unwrap(),
+            decode_invoke_reply(&direct).unwrap()
+        );
+        for cut in 0..direct.len() {
+            let _ = decode_invoke_reply(&direct[..cut]);
+        }
+        if n > 0 {
+            assert!(decode_invoke_reply(&direct[..direct.len() - 1]).is_err());
+        }
+    }
+}
+
+#[test]
+fn reply_writer_outputs_and_errors_fall_back_to_the_builder() {
+    let results = alloc::vec![
+        Ok(sample_result(1, &[])),
+        Ok(sample_result(2, b"out")),
+        Err(RemoteError {
+            kind: ErrorKind::MissingCap,
+            message: "no such blob".into(),
+            hash: Some([3; 32]),
+        }),
+        Ok(sample_result(4, b"more")),
+    ];
+    let reply = write_reply(&results);
+    assert!(!super::super::invoke_codec::is_direct_shape(&reply));
+    assert_eq!(decode_invoke_reply(&reply).unwrap().unwrap(), results);
+}
+
+#[test]
+fn request_view_reads_what_was_encoded() {
+    let calls = [
+        InvocationMsg {
+            instance: [2; 32],
+            endpoint: 3,
+            args: [4, 5, 6, 7],
+            gas: 99,
+        },
+        InvocationMsg {
+            instance: [0; 32],
+            endpoint: 1,
+            args: [0; 4],
+            gas: 5,
+        },
+    ];
+    let bytes = encode_invoke_request(&[], &calls);
+    let view = InvokeRequestView::new(&bytes).unwrap();
+    assert!(!view.has_caps());
+    assert_eq!(view.call_count(), 2);
+    assert_eq!(view.calls().collect::<alloc::vec::Vec<_>>(), calls);
 }

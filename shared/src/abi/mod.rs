@@ -18,17 +18,19 @@ mod functions;
 #[rustfmt::skip]
 #[path = "generated/capbox_abi_generated.rs"]
 mod generated;
+mod invoke_codec;
 mod messages;
 mod note;
 
 pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
 pub use generated::capbox_abi as wire;
+pub use invoke_codec::{InvokeReplyWriter, InvokeRequestView, decode_invoke_request};
 pub use messages::{
     AbiError, BenchReplyMsg, CapBlobMsg, ErrorKind, ExitMsg, InvocationMsg, InvokeResultMsg,
     RemoteError, StatsMsg, decode_bench_reply, decode_bench_request, decode_get_cap_reply,
-    decode_get_cap_request, decode_invoke_reply, decode_invoke_request, decode_put_cap_reply,
-    decode_put_cap_request, decode_stats_reply, encode_bench_reply, encode_bench_request,
-    encode_get_cap_reply, encode_get_cap_request, encode_invoke_reply, encode_invoke_request,
-    encode_put_cap_reply, encode_put_cap_request, encode_stats_reply,
+    decode_get_cap_request, decode_invoke_reply, decode_put_cap_reply, decode_put_cap_request,
+    decode_stats_reply, encode_bench_reply, encode_bench_request, encode_get_cap_reply,
+    encode_get_cap_request, encode_invoke_reply, encode_invoke_request, encode_put_cap_reply,
+    encode_put_cap_request, encode_stats_reply,
 };
 pub use note::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, AbiNote};

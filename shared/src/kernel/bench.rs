@@ -103,8 +103,8 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
             );
             let mut calls = 0;
             let t = timed(iters, |_| {
-                if let Ok((_, c)) = crate::abi::decode_invoke_request(&request) {
-                    calls += c.len();
+                if let Ok(view) = crate::abi::InvokeRequestView::new(&request) {
+                    calls += view.calls().map(|c| c.endpoint as usize).sum::<usize>();
                 }
             });
             core::hint::black_box(calls);
@@ -119,10 +119,11 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
                 gas_used: 3,
                 instance: [9; 32],
             });
-            let results = [result];
             let mut len = 0;
             let t = timed(iters, |_| {
-                len += crate::abi::encode_invoke_reply(Ok(&results)).len();
+                let mut reply = crate::abi::InvokeReplyWriter::with_capacity(1);
+                reply.push(result.clone());
+                len += reply.finish().len();
             });
             core::hint::black_box(len);
             Ok(t)

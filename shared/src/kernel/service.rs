@@ -184,17 +184,19 @@ impl<S: BuildHasher> KernelState<'_, S> {
     }
 
     fn handle_invoke(&self, host: &mut dyn KernelHost, request: &[u8]) -> Vec<u8> {
-        let (caps, calls) = match abi::decode_invoke_request(request) {
-            Ok(parsed) => parsed,
+        let request = match abi::InvokeRequestView::new(request) {
+            Ok(view) => view,
             Err(e) => return abi::encode_invoke_reply(Err(&bad_message(e))),
         };
-        if let Err(e) = self.put_caps(&caps) {
-            return abi::encode_invoke_reply(Err(&e));
+        if request.has_caps() {
+            let caps: Vec<CapBlobMsg<'_>> = request.caps().collect();
+            if let Err(e) = self.put_caps(&caps) {
+                return abi::encode_invoke_reply(Err(&e));
+            }
         }
         let mut previous: Option<CapHash> = None;
-        let mut results: Vec<Result<InvokeResultMsg, RemoteError>> =
-            Vec::with_capacity(calls.len());
-        for call in &calls {
+        let mut reply = abi::InvokeReplyWriter::with_capacity(request.call_count());
+        for call in request.calls() {
             let instance = if call.instance == [0; 32] {
                 previous
             } else {
@@ -202,7 +204,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
             };
             let Some(instance) = instance else {
                 previous = None;
-                results.push(Err(remote(
+                reply.push(Err(remote(
                     ErrorKind::BadMessage,
                     "a chained call (zero instance hash) follows no successful call",
                     None,
@@ -211,13 +213,13 @@ impl<S: BuildHasher> KernelState<'_, S> {
             };
             let result = self.invoke_fetching(host, &instance, call.endpoint, call.args, call.gas);
             previous = result.as_ref().ok().map(|o| o.instance);
-            results.push(
+            reply.push(
                 result
-                    .map(|o| outcome_to_wire(&o))
+                    .map(outcome_into_wire)
                     .map_err(|e| kernel_error_to_remote(&e)),
             );
         }
-        abi::encode_invoke_reply(Ok(&results))
+        reply.finish()
     }
 
     /// [`invoke`], asking the host for missing blobs (`fetch_blob`) and
@@ -245,6 +247,19 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 other => return other,
             }
         }
+    }
+}
+
+/// The wire form of an outcome, taking its output.
+fn outcome_into_wire(o: Outcome) -> InvokeResultMsg {
+    let (kind, arg) = o.exit.to_wire();
+    InvokeResultMsg {
+        exit: abi::ExitMsg { kind, arg },
+        r7: o.r7,
+        r8: o.r8,
+        output: o.output,
+        gas_used: o.gas_used,
+        instance: o.instance.0,
     }
 }
 

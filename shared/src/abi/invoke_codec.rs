@@ -1,0 +1,202 @@
+//! The `invoke` messages on the guest's hot path, read and written without
+//! intermediate vectors.
+//!
+//! * [`InvokeRequestView`]: a verified request read in place (no `Vec` of
+//!   caps or calls).
+//! * [`InvokeReplyWriter`]: builds the reply while the calls run. When no
+//!   call produced output or an error (the common case) the reply is
+//!   written directly as flatbuffers bytes of a fixed shape, with no
+//!   `FlatBufferBuilder`; otherwise it falls back to the builder. Both
+//!   shapes are valid `InvokeReply` messages: the reader
+//!   ([`super::decode_invoke_reply`]) runs the verifier on either.
+
+use alloc::vec::Vec;
+
+use flatbuffers::{ForwardsUOffset, Vector};
+
+use super::messages::{
+    AbiError, CapBlobMsg, InvocationMsg, InvokeResultMsg, RemoteError, encode_invoke_reply,
+    hash_from_wire, read_cap, root,
+};
+use super::wire;
+
+/// A verified `invoke` request, read in place.
+#[derive(Clone, Copy)]
+pub struct InvokeRequestView<'b> {
+    caps: Option<Vector<'b, ForwardsUOffset<wire::CapBlob<'b>>>>,
+    calls: Option<Vector<'b, wire::Invocation>>,
+}
+
+impl<'b> InvokeRequestView<'b> {
+    /// Runs the flatbuffers verifier over `bytes`.
+    pub fn new(bytes: &'b [u8]) -> Result<Self, AbiError> {
+        let req = root::<wire::InvokeRequest>("InvokeRequest", bytes)?;
+        Ok(InvokeRequestView {
+            caps: req.caps(),
+            calls: req.calls(),
+        })
+    }
+
+    /// Whether the request carries caps to publish.
+    pub fn has_caps(&self) -> bool {
+        self.caps.is_some_and(|c| !c.is_empty())
+    }
+
+    /// The caps to publish first.
+    pub fn caps(&self) -> impl Iterator<Item = CapBlobMsg<'b>> + 'b {
+        self.caps.into_iter().flatten().map(read_cap)
+    }
+
+    /// How many calls.
+    pub fn call_count(&self) -> usize {
+        self.calls.map_or(0, |c| c.len())
+    }
+
+    /// The calls, in order.
+    pub fn calls(&self) -> impl Iterator<Item = InvocationMsg> + 'b {
+        self.calls.into_iter().flatten().map(|call| {
+            let mut args = [0u64; 4];
+            for (dst, src) in args.iter_mut().zip(call.args().iter()) {
+                *dst = src;
+            }
+            InvocationMsg {
+                instance: hash_from_wire(call.instance()),
+                endpoint: call.endpoint(),
+                args,
+                gas: call.gas(),
+            }
+        })
+    }
+}
+
+/// Size of one `CallOutcome` struct on the wire.
+const OUTCOME_BYTES: usize = core::mem::size_of::<wire::CallOutcome>();
+
+/// The fixed head of a directly written reply: root offset, vtable, table
+/// (only field 1, `outcomes`, present) and the vector's length word, so
+/// that the structs start at an 8-aligned offset.
+///
+/// ```text
+///  0: u32 12        root table at 12
+///  4: u16 8, u16 8  vtable: 8 bytes long, table 8 bytes long
+///  8: u16 0, u16 4  field 0 (error) absent, field 1 (outcomes) at +4
+/// 12: i32 8         table: its vtable is at 12 - 8 = 4
+/// 16: u32 4         outcomes: vector at 16 + 4 = 20
+/// 20: u32 n         vector length, then n structs from 24
+/// ```
+const DIRECT_HEAD: [u8; 24] = [
+    12, 0, 0, 0, //
+    8, 0, 8, 0, //
+    0, 0, 4, 0, //
+    8, 0, 0, 0, //
+    4, 0, 0, 0, //
+    0, 0, 0, 0, // length, patched in `finish`
+];
+const LENGTH_AT: usize = 20;
+
+/// Builds an `invoke` reply call by call.
+pub struct InvokeReplyWriter {
+    /// `DIRECT_HEAD` then one `CallOutcome` per call so far.
+    bytes: Vec<u8>,
+    calls: u32,
+    /// (call, output) for calls that returned output.
+    outputs: Vec<(u32, Vec<u8>)>,
+    /// (call, error) for calls that did not run.
+    errors: Vec<(u32, RemoteError)>,
+}
+
+impl InvokeReplyWriter {
+    /// A writer sized for `calls` results (one allocation when none has
+    /// output or an error).
+    pub fn with_capacity(calls: usize) -> Self {
+        let mut bytes = Vec::with_capacity(DIRECT_HEAD.len() + calls * OUTCOME_BYTES);
+        bytes.extend_from_slice(&DIRECT_HEAD);
+        InvokeReplyWriter {
+            bytes,
+            calls: 0,
+            outputs: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Appends the result of the next call.
+    pub fn push(&mut self, result: Result<InvokeResultMsg, RemoteError>) {
+        let call = self.calls;
+        self.calls += 1;
+        let outcome = match result {
+            Ok(r) => {
+                if !r.output.is_empty() {
+                    self.outputs.push((call, r.output));
+                }
+                wire::CallOutcome::new(
+                    &wire::Hash::new(&r.instance),
+                    r.exit.arg,
+                    r.r7,
+                    r.r8,
+                    r.gas_used,
+                    wire::ExitKind(r.exit.kind),
+                )
+            }
+            Err(e) => {
+                self.errors.push((call, e));
+                wire::CallOutcome::default()
+            }
+        };
+        self.bytes.extend_from_slice(&outcome.0);
+    }
+
+    /// The finished reply message.
+    pub fn finish(mut self) -> Vec<u8> {
+        if self.outputs.is_empty() && self.errors.is_empty() {
+            self.bytes[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&self.calls.to_le_bytes());
+            return self.bytes;
+        }
+        // Rare: some call had output or an error. Rebuild the results and
+        // let the builder lay out the side tables.
+        let mut outputs = self.outputs.into_iter().peekable();
+        let mut errors = self.errors.into_iter().peekable();
+        let results: Vec<Result<InvokeResultMsg, RemoteError>> = self.bytes[DIRECT_HEAD.len()..]
+            .chunks_exact(OUTCOME_BYTES)
+            .zip(0u32..)
+            .map(|(chunk, call)| {
+                if let Some((_, e)) = errors.next_if(|(c, _)| *c == call) {
+                    return Err(e);
+                }
+                let mut raw = [0u8; OUTCOME_BYTES];
+                raw.copy_from_slice(chunk);
+                let o = wire::CallOutcome(raw);
+                Ok(InvokeResultMsg {
+                    exit: super::ExitMsg {
+                        kind: o.exit().0,
+                        arg: o.exit_arg(),
+                    },
+                    r7: o.r7(),
+                    r8: o.r8(),
+                    output: outputs
+                        .next_if(|(c, _)| *c == call)
+                        .map(|(_, out)| out)
+                        .unwrap_or_default(),
+                    gas_used: o.gas_used(),
+                    instance: hash_from_wire(o.instance()),
+                })
+            })
+            .collect();
+        encode_invoke_reply(Ok(&results))
+    }
+}
+
+/// Reads an `invoke` request into vectors (caps, calls).
+pub fn decode_invoke_request(
+    bytes: &[u8],
+) -> Result<(Vec<CapBlobMsg<'_>>, Vec<InvocationMsg>), AbiError> {
+    let view = InvokeRequestView::new(bytes)?;
+    Ok((view.caps().collect(), view.calls().collect()))
+}
+
+/// Checks a reply's direct-shape invariants (used by tests).
+#[cfg(test)]
+pub(crate) fn is_direct_shape(bytes: &[u8]) -> bool {
+    bytes.len() >= DIRECT_HEAD.len()
+        && bytes[..LENGTH_AT] == DIRECT_HEAD[..LENGTH_AT]
+        && (bytes.len() - DIRECT_HEAD.len()) % OUTCOME_BYTES == 0
+}
