@@ -6,7 +6,7 @@ use core::hash::BuildHasher;
 
 use super::error::KernelError;
 use super::ops::{self, KernelOp};
-use super::programs::ProgramCache;
+use super::programs::{Prepared, ProgramCache};
 use crate::cap::{Cap, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE};
 use crate::hash::CapHash;
 use crate::pvm::{Exit, Machine, Memory, StandardLayout};
@@ -184,13 +184,22 @@ pub fn invoke<S: BuildHasher>(
     gas: u64,
 ) -> Result<Outcome, KernelError> {
     // 1. Resolve the instance, its image and memory; decode (or reuse) code.
-    let Resolved {
+    let prepared = match programs.prepared(instance_hash) {
+        Some(p) => p,
+        None => prepare(dir, programs, instance_hash, endpoint)?,
+    };
+    let Prepared {
         instance,
         image: image_cap,
         memory: memory_cap,
-    } = resolve(dir, instance_hash)?;
-    let image = as_image(&image_cap);
-    let memory_data = as_data(&memory_cap);
+        memory_hash,
+        cached,
+        layout,
+        ..
+    } = &*prepared;
+    let (instance, layout, memory_hash) = (instance, *layout, *memory_hash);
+    let image = as_image(image_cap);
+    let memory_data = as_data(memory_cap);
     let entry_pc = *image
         .endpoints
         .get(endpoint as usize)
@@ -199,14 +208,6 @@ pub fn invoke<S: BuildHasher>(
             endpoint,
             count: image.endpoints.len(),
         })?;
-    let cached = programs
-        .get_or_decode(&instance.image, &image.code)
-        .map_err(|reason| KernelError::BadProgram {
-            image: instance.image,
-            reason,
-        })?;
-    let layout = layout_for(image, memory_data.len(), instance_hash)?;
-    let memory_hash = instance_memory_hash(&instance)?;
     let memory = match cached.take_warm(&memory_hash) {
         Some(warm) => warm,
         None => fresh_memory(&layout, image, memory_data, instance_hash)?,
@@ -244,11 +245,13 @@ pub fn invoke<S: BuildHasher>(
     let (r7, r8) = (machine.regs[7], machine.regs[8]);
 
     // 4. Commit on halt; otherwise nothing was promoted, nothing to drop.
-    let (new_hash, new_memory_hash) = if exit == ExitReason::Halt {
+    // One scan for written pages serves both the commit and the reset.
+    let dirty: Vec<u32> = machine.memory.dirty_pages().map(|(addr, _)| addr).collect();
+    let (new_hash, new_memory_hash) = if exit == ExitReason::Halt && !dirty.is_empty() {
         commit(
             dir,
             instance_hash,
-            &instance,
+            instance,
             memory_data,
             &machine.memory,
             &layout,
@@ -261,7 +264,13 @@ pub fn invoke<S: BuildHasher>(
     }
     // 5. Keep the memory warm for the next call on the resulting state.
     let mut memory = machine.memory;
-    if reset_memory(&mut memory, &layout, exit == ExitReason::Halt, memory_data) {
+    if reset_memory(
+        &mut memory,
+        &layout,
+        exit == ExitReason::Halt,
+        memory_data,
+        &dirty,
+    ) {
         cached.put_warm(new_memory_hash, memory);
     }
     Ok(Outcome {
@@ -272,6 +281,50 @@ pub fn invoke<S: BuildHasher>(
         gas_used,
         instance: new_hash,
     })
+}
+
+/// Resolves everything an invocation of `instance_hash` needs and caches
+/// it. Errors come in the order they always did: a missing or wrong blob,
+/// then a bad `endpoint`, then a bad program, then a bad layout; nothing
+/// is cached unless all of it succeeded.
+fn prepare<S: BuildHasher>(
+    dir: &CacheDirectory<S>,
+    programs: &ProgramCache,
+    instance_hash: &CapHash,
+    endpoint: u32,
+) -> Result<Arc<Prepared>, KernelError> {
+    let Resolved {
+        instance,
+        image: image_cap,
+        memory: memory_cap,
+    } = resolve(dir, instance_hash)?;
+    let image = as_image(&image_cap);
+    if endpoint as usize >= image.endpoints.len() {
+        return Err(KernelError::BadEndpoint {
+            image: instance.image,
+            endpoint,
+            count: image.endpoints.len(),
+        });
+    }
+    let cached = programs
+        .get_or_decode(&instance.image, &image.code)
+        .map_err(|reason| KernelError::BadProgram {
+            image: instance.image,
+            reason,
+        })?;
+    let layout = layout_for(image, as_data(&memory_cap).len(), instance_hash)?;
+    let memory_hash = instance_memory_hash(&instance)?;
+    let prepared = Arc::new(Prepared {
+        instance_hash: *instance_hash,
+        instance,
+        image: image_cap,
+        memory: memory_cap,
+        memory_hash,
+        cached,
+        layout,
+    });
+    programs.put_prepared(prepared.clone());
+    Ok(prepared)
 }
 
 fn instance_memory_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
@@ -299,19 +352,19 @@ fn fresh_memory(
 /// Brings `memory` back to "fresh for the resulting state" by undoing only
 /// what the run dirtied: stack pages are zeroed; read-write pages are kept
 /// when the run committed (they are the new state) and restored from
-/// `old_memory` otherwise. Returns false when the memory cannot be reused
-/// (the program moved the heap break).
+/// `old_memory` otherwise. `dirty` lists the written pages. Returns false
+/// when the memory cannot be reused (the program moved the heap break).
 fn reset_memory(
     memory: &mut Memory,
     layout: &StandardLayout,
     committed: bool,
     old_memory: &Data,
+    dirty: &[u32],
 ) -> bool {
     let initial_top = layout.rw_start + layout.rw_mapped;
-    if memory.sbrk(0) != u64::from(initial_top) {
+    if memory.heap_top() != Some(initial_top) {
         return false;
     }
-    let dirty: Vec<u32> = memory.dirty_pages().map(|(addr, _)| addr).collect();
     if dirty.is_empty() {
         return true;
     }
@@ -319,7 +372,7 @@ fn reset_memory(
     // On the heap and only when needed: zeroing a 4 KiB stack buffer on
     // every call costs more than the whole empty invocation.
     let mut page = alloc::vec![0u8; PAGE_SIZE];
-    for addr in dirty {
+    for &addr in dirty {
         page.fill(0);
         let in_rw = addr >= layout.rw_start && addr < layout.stack_start;
         if in_rw {

@@ -195,3 +195,53 @@ fn reused_memory_behaves_like_fresh_memory() {
     let b2 = fresh_dir.call(&a2.instance, Endpoint::Increment, 0, 1000);
     assert_eq!(b2.instance, b.instance);
 }
+
+#[test]
+fn prepared_entries_give_the_same_results_as_a_cold_cache() {
+    let warm = fixture();
+    let a = warm.call(&warm.instance, Endpoint::Increment, 0, 1000);
+    let b = warm.call(&a.instance, Endpoint::Increment, 0, 1000);
+    // Every call on a fresh cache (nothing prepared) agrees.
+    let cold = |instance: &CapHash, ep: Endpoint| {
+        invoke(
+            &warm.dir,
+            &ProgramCache::new(),
+            &mut NoLog,
+            instance,
+            ep.index(),
+            [0; 4],
+            1000,
+        )
+        .unwrap()
+    };
+    for _ in 0..3 {
+        for (state, want) in [(&warm.instance, 0), (&a.instance, 1), (&b.instance, 2)] {
+            let hot = warm.call(state, Endpoint::Read, 0, 1000);
+            assert_eq!(hot.r7, want);
+            assert_eq!(hot, cold(state, Endpoint::Read));
+        }
+    }
+    // A bad endpoint is still refused once the instance is prepared.
+    let err = invoke(
+        &warm.dir,
+        &warm.programs,
+        &mut NoLog,
+        &a.instance,
+        999,
+        [0; 4],
+        1000,
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        KernelError::BadEndpoint { endpoint: 999, .. }
+    ));
+    // More instances than slots: collisions only forget entries.
+    let mut state = b.instance;
+    for i in 0..(super::programs::PREPARED_SLOTS as u64 + 8) {
+        let next = warm.call(&state, Endpoint::Increment, 0, 1000);
+        assert_eq!(next.r7, 3 + i);
+        state = next.instance;
+    }
+    assert_eq!(warm.call(&a.instance, Endpoint::Read, 0, 1000).r7, 1);
+}
