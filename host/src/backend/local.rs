@@ -63,6 +63,11 @@ impl Backend for LocalBackend {
         let mut host = LocalHost {
             services: &self.services,
         };
+        // The guest's path for `invoke` (owned request), so the
+        // differential tests cover it.
+        if function == GuestFunction::Invoke {
+            return Ok(state.handle_invoke_owned(&mut host, request.to_vec()));
+        }
         Ok(state.handle(&mut host, function, request))
     }
 }

@@ -109,7 +109,14 @@ impl InvokeReplyWriter {
     /// A writer sized for `calls` results (one allocation when none has
     /// output or an error).
     pub fn with_capacity(calls: usize) -> Self {
-        let mut bytes = Vec::with_capacity(DIRECT_HEAD.len() + calls * OUTCOME_BYTES);
+        Self::in_buffer(Vec::new(), calls)
+    }
+
+    /// A writer that reuses `buffer`'s allocation (e.g. the request's,
+    /// once it has been read), growing it only if it is too small.
+    pub fn in_buffer(mut bytes: Vec<u8>, calls: usize) -> Self {
+        bytes.clear();
+        bytes.reserve_exact(DIRECT_HEAD.len() + calls * OUTCOME_BYTES);
         bytes.extend_from_slice(&DIRECT_HEAD);
         InvokeReplyWriter {
             bytes,

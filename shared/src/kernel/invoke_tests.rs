@@ -245,3 +245,60 @@ fn prepared_entries_give_the_same_results_as_a_cold_cache() {
     }
     assert_eq!(warm.call(&a.instance, Endpoint::Read, 0, 1000).r7, 1);
 }
+
+struct NoHost;
+
+impl LogSink for NoHost {
+    fn log(&mut self, _message: &[u8]) {}
+}
+
+impl KernelHost for NoHost {
+    fn fetch_blob(&mut self, _hash: &CapHash) -> Option<Vec<u8>> {
+        None
+    }
+    fn arena_usage(&self) -> (u64, u64) {
+        (0, 0)
+    }
+}
+
+#[test]
+fn owned_invoke_requests_get_the_same_replies() {
+    use crate::abi::{GuestFunction, InvocationMsg, encode_invoke_request};
+    let f = fixture();
+    let call = |instance: [u8; 32], ep: Endpoint| InvocationMsg {
+        instance,
+        endpoint: ep.index(),
+        args: [0; 4],
+        gas: 1000,
+    };
+    let requests = [
+        encode_invoke_request(&[], &[call(f.instance.0, Endpoint::Read)]),
+        encode_invoke_request(&[], &[call(f.instance.0, Endpoint::Increment)]),
+        encode_invoke_request(&[], &[call([0; 32], Endpoint::Read)]),
+        encode_invoke_request(&[], &[call([9; 32], Endpoint::Read)]),
+        encode_invoke_request(
+            &[],
+            &[
+                call(f.instance.0, Endpoint::Increment),
+                call([0; 32], Endpoint::Read),
+            ],
+        ),
+        alloc::vec![1, 2, 3],
+    ];
+    for request in requests {
+        // Two kernels with the same state: one per path.
+        let (a, b) = (fixture(), fixture());
+        let by_ref = KernelState {
+            dir: &a.dir,
+            programs: &a.programs,
+        }
+        .handle(&mut NoHost, GuestFunction::Invoke, &request);
+        let owned = KernelState {
+            dir: &b.dir,
+            programs: &b.programs,
+        }
+        .handle_invoke_owned(&mut NoHost, request.clone());
+        assert_eq!(by_ref, owned);
+        assert!(crate::abi::decode_invoke_reply(&owned).is_ok());
+    }
+}
