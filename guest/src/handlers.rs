@@ -41,41 +41,42 @@ impl KernelHost for GuestHost {
     }
 }
 
-fn dispatch(function: GuestFunction, request: &[u8]) -> Vec<u8> {
+/// Owned requests: a one-call `invoke`/`invoke_one` reply is written into
+/// the request's buffer.
+fn dispatch(function: GuestFunction, request: Vec<u8>) -> Vec<u8> {
     let state = KernelState {
         dir: &CACHE,
         programs: &PROGRAMS,
     };
-    state.handle(&mut GuestHost, function, request)
+    state.handle_owned(&mut GuestHost, function, request)
 }
 
 fn put_cap(request: Vec<u8>) -> Vec<u8> {
-    dispatch(GuestFunction::PutCap, &request)
+    dispatch(GuestFunction::PutCap, request)
 }
 
 fn invoke(request: Vec<u8>) -> Vec<u8> {
-    let state = KernelState {
-        dir: &CACHE,
-        programs: &PROGRAMS,
-    };
-    // Owned: a one-call reply is written into the request's buffer.
-    state.handle_invoke_owned(&mut GuestHost, request)
+    dispatch(GuestFunction::Invoke, request)
+}
+
+fn invoke_one(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::InvokeOne, request)
 }
 
 fn get_cap(request: Vec<u8>) -> Vec<u8> {
-    dispatch(GuestFunction::GetCap, &request)
+    dispatch(GuestFunction::GetCap, request)
 }
 
 fn stats(request: Vec<u8>) -> Vec<u8> {
-    dispatch(GuestFunction::Stats, &request)
+    dispatch(GuestFunction::Stats, request)
 }
 
 fn sweep(request: Vec<u8>) -> Vec<u8> {
-    dispatch(GuestFunction::Sweep, &request)
+    dispatch(GuestFunction::Sweep, request)
 }
 
 fn bench(request: Vec<u8>) -> Vec<u8> {
-    dispatch(GuestFunction::Bench, &request)
+    dispatch(GuestFunction::Bench, request)
 }
 
 fn ping(_request: Vec<u8>) -> Vec<u8> {
@@ -106,6 +107,7 @@ pub fn register_all() {
             GuestFunction::Bench => register_fn(name, bench),
             GuestFunction::Ping => register_fn(name, ping),
             GuestFunction::Crash => register_fn(name, crash),
+            GuestFunction::InvokeOne => register_fn(name, invoke_one),
         }
     }
 }

@@ -308,10 +308,17 @@ impl Kernel {
                 gas: c.gas,
             })
             .collect();
-        let reply = self.call_raw(
-            GuestFunction::Invoke,
-            &abi::encode_invoke_request(&[], &msgs),
-        )?;
+        // One call on a named instance: the cheaper `invoke_one`.
+        let reply = match msgs.as_slice() {
+            [one] if calls[0].instance.is_some() => self.call_raw(
+                GuestFunction::InvokeOne,
+                &abi::encode_invoke_one_request(one),
+            )?,
+            _ => self.call_raw(
+                GuestFunction::Invoke,
+                &abi::encode_invoke_request(&[], &msgs),
+            )?,
+        };
         let results = abi::decode_invoke_reply(&reply)?.map_err(KernelError::Refused)?;
         if results.len() != calls.len() {
             return Err(KernelError::Protocol(format!(

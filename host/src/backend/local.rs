@@ -63,11 +63,8 @@ impl Backend for LocalBackend {
         let mut host = LocalHost {
             services: &self.services,
         };
-        // The guest's path for `invoke` (owned request), so the
-        // differential tests cover it.
-        if function == GuestFunction::Invoke {
-            return Ok(state.handle_invoke_owned(&mut host, request.to_vec()));
-        }
-        Ok(state.handle(&mut host, function, request))
+        // The guest's path (owned request), so the differential tests
+        // cover it.
+        Ok(state.handle_owned(&mut host, function, request.to_vec()))
     }
 }

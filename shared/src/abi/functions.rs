@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -29,11 +29,14 @@ pub enum GuestFunction {
     /// `b"oom"` an allocation failure), so tests can check that the host
     /// recovers from a guest fault.
     Crash = 8,
+    /// `InvokeOneRequest` → `InvokeReply`: one invocation, no caps; the
+    /// same as `invoke` with one call, for less verification work.
+    InvokeOne = 9,
 }
 
 impl GuestFunction {
     /// Every guest function, in number order.
-    pub const ALL: [GuestFunction; 8] = [
+    pub const ALL: [GuestFunction; 9] = [
         GuestFunction::PutCap,
         GuestFunction::Invoke,
         GuestFunction::GetCap,
@@ -42,6 +45,7 @@ impl GuestFunction {
         GuestFunction::Bench,
         GuestFunction::Ping,
         GuestFunction::Crash,
+        GuestFunction::InvokeOne,
     ];
 
     /// The name the function is registered under in the guest.
@@ -55,6 +59,7 @@ impl GuestFunction {
             GuestFunction::Bench => "bench",
             GuestFunction::Ping => "ping",
             GuestFunction::Crash => "crash",
+            GuestFunction::InvokeOne => "invoke_one",
         }
     }
 

@@ -54,18 +54,44 @@ impl<'b> InvokeRequestView<'b> {
 
     /// The calls, in order.
     pub fn calls(&self) -> impl Iterator<Item = InvocationMsg> + 'b {
-        self.calls.into_iter().flatten().map(|call| {
-            let mut args = [0u64; 4];
-            for (dst, src) in args.iter_mut().zip(call.args().iter()) {
-                *dst = src;
-            }
-            InvocationMsg {
-                instance: hash_from_wire(call.instance()),
-                endpoint: call.endpoint(),
-                args,
-                gas: call.gas(),
-            }
-        })
+        self.calls.into_iter().flatten().map(invocation_from_wire)
+    }
+}
+
+/// Reads an `invoke_one` request (verified).
+pub fn decode_invoke_one_request(bytes: &[u8]) -> Result<InvocationMsg, AbiError> {
+    let req = root::<wire::InvokeOneRequest>("InvokeOneRequest", bytes)?;
+    Ok(invocation_from_wire(req.call()))
+}
+
+/// `invoke_one` request: a single call.
+pub fn encode_invoke_one_request(call: &InvocationMsg) -> Vec<u8> {
+    let mut fbb = flatbuffers::FlatBufferBuilder::with_capacity(128);
+    let wire_call = invocation_to_wire(call);
+    let req = wire::InvokeOneRequest::create(
+        &mut fbb,
+        &wire::InvokeOneRequestArgs {
+            call: Some(&wire_call),
+        },
+    );
+    fbb.finish(req, None);
+    fbb.finished_data().to_vec()
+}
+
+pub(super) fn invocation_to_wire(c: &InvocationMsg) -> wire::Invocation {
+    wire::Invocation::new(&wire::Hash::new(&c.instance), c.endpoint, &c.args, c.gas)
+}
+
+fn invocation_from_wire(call: &wire::Invocation) -> InvocationMsg {
+    let mut args = [0u64; 4];
+    for (dst, src) in args.iter_mut().zip(call.args().iter()) {
+        *dst = src;
+    }
+    InvocationMsg {
+        instance: hash_from_wire(call.instance()),
+        endpoint: call.endpoint(),
+        args,
+        gas: call.gas(),
     }
 }
 

@@ -192,3 +192,22 @@ fn request_view_reads_what_was_encoded() {
     assert_eq!(view.call_count(), 2);
     assert_eq!(view.calls().collect::<alloc::vec::Vec<_>>(), calls);
 }
+
+#[test]
+fn invoke_one_round_trip_and_garbage() {
+    use super::super::{decode_invoke_one_request, encode_invoke_one_request};
+    let call = InvocationMsg {
+        instance: [4; 32],
+        endpoint: 2,
+        args: [1, u64::MAX, 3, 0],
+        gas: 77,
+    };
+    let bytes = encode_invoke_one_request(&call);
+    assert_eq!(decode_invoke_one_request(&bytes).unwrap(), call);
+    for cut in 0..bytes.len() {
+        assert!(decode_invoke_one_request(&bytes[..cut]).is_err());
+    }
+    // A table without its required call is refused.
+    assert!(decode_invoke_one_request(&encode_invoke_request(&[], &[])).is_err());
+    assert!(decode_invoke_one_request(&[0xff; 16]).is_err());
+}

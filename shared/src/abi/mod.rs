@@ -24,7 +24,10 @@ mod note;
 
 pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
 pub use generated::capbox_abi as wire;
-pub use invoke_codec::{InvokeReplyWriter, InvokeRequestView, decode_invoke_request};
+pub use invoke_codec::{
+    InvokeReplyWriter, InvokeRequestView, decode_invoke_one_request, decode_invoke_request,
+    encode_invoke_one_request,
+};
 pub use messages::{
     AbiError, BenchReplyMsg, CapBlobMsg, ErrorKind, ExitMsg, InvocationMsg, InvokeResultMsg,
     RemoteError, StatsMsg, decode_bench_reply, decode_bench_request, decode_get_cap_reply,

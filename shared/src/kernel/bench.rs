@@ -39,11 +39,11 @@ pub const BENCHMARKS: [(&str, &str); 9] = [
     ),
     (
         "abi_invoke_empty",
-        "the whole `invoke` guest function: decode, invoke empty, encode",
+        "the whole `invoke_one` guest function: decode, invoke empty, encode",
     ),
     (
         "abi_decode_invoke",
-        "verify and decode a one-call invoke request",
+        "verify and decode an invoke_one request",
     ),
     ("abi_encode_reply", "encode a one-result invoke reply"),
 ];
@@ -92,19 +92,16 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
     match name {
         "noop" => Ok(timed(iters, |_| {})),
         "abi_decode_invoke" => {
-            let request = crate::abi::encode_invoke_request(
-                &[],
-                &[crate::abi::InvocationMsg {
-                    instance: [7; 32],
-                    endpoint: 1,
-                    args: [1, 2, 3, 4],
-                    gas: 1000,
-                }],
-            );
+            let request = crate::abi::encode_invoke_one_request(&crate::abi::InvocationMsg {
+                instance: [7; 32],
+                endpoint: 1,
+                args: [1, 2, 3, 4],
+                gas: 1000,
+            });
             let mut calls = 0;
             let t = timed(iters, |_| {
-                if let Ok(view) = crate::abi::InvokeRequestView::new(&request) {
-                    calls += view.calls().map(|c| c.endpoint as usize).sum::<usize>();
+                if let Ok(call) = crate::abi::decode_invoke_one_request(&request) {
+                    calls += call.endpoint as usize;
                 }
             });
             core::hint::black_box(calls);
@@ -185,19 +182,20 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
                     dir: &dir,
                     programs: &programs,
                 };
-                let request = crate::abi::encode_invoke_request(
-                    &[],
-                    &[crate::abi::InvocationMsg {
-                        instance: instance.0,
-                        endpoint: Endpoint::Empty.index(),
-                        args: [0; 4],
-                        gas: 1000,
-                    }],
-                );
+                let request = crate::abi::encode_invoke_one_request(&crate::abi::InvocationMsg {
+                    instance: instance.0,
+                    endpoint: Endpoint::Empty.index(),
+                    args: [0; 4],
+                    gas: 1000,
+                });
                 let mut reply_len = 0;
                 let t = timed(iters, |_| {
                     reply_len += state
-                        .handle(&mut BenchHost, crate::abi::GuestFunction::Invoke, &request)
+                        .handle(
+                            &mut BenchHost,
+                            crate::abi::GuestFunction::InvokeOne,
+                            &request,
+                        )
                         .len();
                 });
                 core::hint::black_box(reply_len);

@@ -297,8 +297,36 @@ fn owned_invoke_requests_get_the_same_replies() {
             dir: &b.dir,
             programs: &b.programs,
         }
-        .handle_invoke_owned(&mut NoHost, request.clone());
+        .handle_owned(&mut NoHost, GuestFunction::Invoke, request.clone());
         assert_eq!(by_ref, owned);
         assert!(crate::abi::decode_invoke_reply(&owned).is_ok());
+    }
+    // invoke_one answers exactly like invoke with that one call.
+    for (instance, ep) in [
+        (f.instance.0, Endpoint::Read),
+        (f.instance.0, Endpoint::Increment),
+        ([0; 32], Endpoint::Read),
+        ([9; 32], Endpoint::Read),
+        (f.instance.0, Endpoint::Empty),
+    ] {
+        let c = call(instance, ep);
+        let (a, b, d) = (fixture(), fixture(), fixture());
+        fn state(x: &Fixture) -> KernelState<'_, foldhash::fast::RandomState> {
+            KernelState {
+                dir: &x.dir,
+                programs: &x.programs,
+            }
+        }
+        let via_invoke = state(&a).handle(
+            &mut NoHost,
+            GuestFunction::Invoke,
+            &encode_invoke_request(&[], &[c]),
+        );
+        let one = crate::abi::encode_invoke_one_request(&c);
+        let via_one = state(&b).handle(&mut NoHost, GuestFunction::InvokeOne, &one);
+        let via_one_owned =
+            state(&d).handle_owned(&mut NoHost, GuestFunction::InvokeOne, one.clone());
+        assert_eq!(via_invoke, via_one);
+        assert_eq!(via_invoke, via_one_owned);
     }
 }

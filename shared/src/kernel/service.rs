@@ -86,6 +86,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 }
             }
             GuestFunction::Invoke => self.handle_invoke(host, request),
+            GuestFunction::InvokeOne => self.handle_invoke_one(host, request),
             GuestFunction::GetCap => {
                 let result = abi::decode_get_cap_request(request)
                     .map_err(bad_message)
@@ -199,19 +200,51 @@ impl<S: BuildHasher> KernelState<'_, S> {
         reply.finish()
     }
 
-    /// [`Self::handle`] for `invoke` with an owned request: a request of
-    /// one call and no caps (the common case) is answered in the request's
-    /// own buffer (a reply is never larger than its request), which saves
-    /// an allocation and a free per call. The reply bytes are the same.
-    pub fn handle_invoke_owned(&self, host: &mut dyn KernelHost, request: Vec<u8>) -> Vec<u8> {
-        let single = match abi::InvokeRequestView::new(&request) {
-            Ok(view) if !view.has_caps() && view.call_count() == 1 => view.calls().next(),
-            _ => None,
-        };
-        let Some(call) = single else {
-            return self.handle_invoke(host, &request);
-        };
-        let mut reply = abi::InvokeReplyWriter::in_buffer(request, 1);
+    /// [`Self::handle`] with an owned request, as the guest receives it:
+    /// a reply to `invoke_one`, or to an `invoke` of one call and no caps
+    /// (the common cases), is written into the request's own buffer (a
+    /// reply is never larger than its request), which saves an allocation
+    /// and a free per call. The reply bytes are the same as `handle`'s.
+    pub fn handle_owned(
+        &self,
+        host: &mut dyn KernelHost,
+        function: GuestFunction,
+        request: Vec<u8>,
+    ) -> Vec<u8> {
+        match function {
+            GuestFunction::InvokeOne => match abi::decode_invoke_one_request(&request) {
+                Ok(call) => self.answer_one(host, call, request),
+                Err(e) => abi::encode_invoke_reply(Err(&bad_message(e))),
+            },
+            GuestFunction::Invoke => {
+                let single = match abi::InvokeRequestView::new(&request) {
+                    Ok(view) if !view.has_caps() && view.call_count() == 1 => view.calls().next(),
+                    _ => None,
+                };
+                let Some(call) = single else {
+                    return self.handle_invoke(host, &request);
+                };
+                self.answer_one(host, call, request)
+            }
+            _ => self.handle(host, function, &request),
+        }
+    }
+
+    fn handle_invoke_one(&self, host: &mut dyn KernelHost, request: &[u8]) -> Vec<u8> {
+        match abi::decode_invoke_one_request(request) {
+            Ok(call) => self.answer_one(host, call, Vec::new()),
+            Err(e) => abi::encode_invoke_reply(Err(&bad_message(e))),
+        }
+    }
+
+    /// Runs one call; its reply is written into `buffer`'s allocation.
+    fn answer_one(
+        &self,
+        host: &mut dyn KernelHost,
+        call: abi::InvocationMsg,
+        buffer: Vec<u8>,
+    ) -> Vec<u8> {
+        let mut reply = abi::InvokeReplyWriter::in_buffer(buffer, 1);
         self.run_calls(host, core::iter::once(call), &mut reply);
         reply.finish()
     }

@@ -1288,6 +1288,105 @@ impl ::core::fmt::Debug for InvokeRequest<'_> {
       ds.finish()
   }
 }
+pub enum InvokeOneRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One call, nothing else (the `invoke_one` guest function): the common
+/// case, verified with one table and one struct check.
+pub struct InvokeOneRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for InvokeOneRequest<'a> {
+  type Inner = InvokeOneRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> InvokeOneRequest<'a> {
+  pub const VT_CALL: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    InvokeOneRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args InvokeOneRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<InvokeOneRequest<'bldr>> {
+    let mut builder = InvokeOneRequestBuilder::new(_fbb);
+    if let Some(x) = args.call { builder.add_call(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn call(&self) -> &'a Invocation {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Invocation>(InvokeOneRequest::VT_CALL, None).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for InvokeOneRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<Invocation>("call", Self::VT_CALL, true)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct InvokeOneRequestArgs<'a> {
+    pub call: Option<&'a Invocation>,
+}
+impl<'a> Default for InvokeOneRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    InvokeOneRequestArgs {
+      call: None, // required field
+    }
+  }
+}
+
+pub struct InvokeOneRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvokeOneRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_call(&mut self, call: &Invocation) {
+    self.fbb_.push_slot_always::<&Invocation>(InvokeOneRequest::VT_CALL, call);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InvokeOneRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    InvokeOneRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<InvokeOneRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, InvokeOneRequest::VT_CALL,"call");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for InvokeOneRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("InvokeOneRequest");
+      ds.field("call", &self.call());
+      ds.finish()
+  }
+}
 pub enum CallOutputOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
