@@ -154,28 +154,42 @@ impl InvokeReplyWriter {
 
     /// Appends the result of the next call.
     pub fn push(&mut self, result: Result<InvokeResultMsg, RemoteError>) {
-        let call = self.calls;
+        match result {
+            Ok(r) => self.push_outcome(&r.instance, r.exit, [r.r7, r.r8, r.gas_used], r.output),
+            Err(e) => self.push_error(e),
+        }
+    }
+
+    /// Appends a call that ran: its resulting instance hash, exit,
+    /// `[r7, r8, gas_used]` and output (taken only when not empty).
+    pub fn push_outcome(
+        &mut self,
+        instance: &[u8; 32],
+        exit: super::ExitMsg,
+        [r7, r8, gas_used]: [u64; 3],
+        output: Vec<u8>,
+    ) {
+        if !output.is_empty() {
+            self.outputs.push((self.calls, output));
+        }
         self.calls += 1;
-        let outcome = match result {
-            Ok(r) => {
-                if !r.output.is_empty() {
-                    self.outputs.push((call, r.output));
-                }
-                wire::CallOutcome::new(
-                    &wire::Hash::new(&r.instance),
-                    r.exit.arg,
-                    r.r7,
-                    r.r8,
-                    r.gas_used,
-                    wire::ExitKind(r.exit.kind),
-                )
-            }
-            Err(e) => {
-                self.errors.push((call, e));
-                wire::CallOutcome::default()
-            }
-        };
+        let outcome = wire::CallOutcome::new(
+            &wire::Hash::new(instance),
+            exit.arg,
+            r7,
+            r8,
+            gas_used,
+            wire::ExitKind(exit.kind),
+        );
         self.bytes.extend_from_slice(&outcome.0);
+    }
+
+    /// Appends a call that did not run.
+    pub fn push_error(&mut self, error: RemoteError) {
+        self.errors.push((self.calls, error));
+        self.calls += 1;
+        self.bytes
+            .extend_from_slice(&wire::CallOutcome::default().0);
     }
 
     /// The finished reply message.

@@ -267,20 +267,44 @@ impl<S: BuildHasher> KernelState<'_, S> {
             };
             let Some(instance) = instance else {
                 previous = None;
-                reply.push(Err(remote(
+                reply.push_error(remote(
                     ErrorKind::BadMessage,
                     "a chained call (zero instance hash) follows no successful call",
                     None,
-                )));
+                ));
                 continue;
             };
-            let result = self.invoke_fetching(host, &instance, call.endpoint, call.args, call.gas);
-            previous = result.as_ref().ok().map(|o| o.instance);
-            reply.push(
-                result
-                    .map(outcome_into_wire)
-                    .map_err(|e| kernel_error_to_remote(&e)),
-            );
+            // Straight to `invoke`; the fetching loop only after a miss.
+            let result = match invoke(
+                self.dir,
+                self.programs,
+                host,
+                &instance,
+                call.endpoint,
+                call.args,
+                call.gas,
+            ) {
+                Err(KernelError::MissingCap(_)) => {
+                    self.invoke_fetching(host, &instance, call.endpoint, call.args, call.gas)
+                }
+                other => other,
+            };
+            match result {
+                Ok(o) => {
+                    previous = Some(o.instance);
+                    let (kind, arg) = o.exit.to_wire();
+                    reply.push_outcome(
+                        &o.instance.0,
+                        abi::ExitMsg { kind, arg },
+                        [o.r7, o.r8, o.gas_used],
+                        o.output,
+                    );
+                }
+                Err(e) => {
+                    previous = None;
+                    reply.push_error(kernel_error_to_remote(&e));
+                }
+            }
         }
     }
 
@@ -309,19 +333,6 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 other => return other,
             }
         }
-    }
-}
-
-/// The wire form of an outcome, taking its output.
-fn outcome_into_wire(o: Outcome) -> InvokeResultMsg {
-    let (kind, arg) = o.exit.to_wire();
-    InvokeResultMsg {
-        exit: abi::ExitMsg { kind, arg },
-        r7: o.r7,
-        r8: o.r8,
-        output: o.output,
-        gas_used: o.gas_used,
-        instance: o.instance.0,
     }
 }
 
