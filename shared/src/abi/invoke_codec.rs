@@ -83,10 +83,8 @@ pub(super) fn invocation_to_wire(c: &InvocationMsg) -> wire::Invocation {
 }
 
 fn invocation_from_wire(call: &wire::Invocation) -> InvocationMsg {
-    let mut args = [0u64; 4];
-    for (dst, src) in args.iter_mut().zip(call.args().iter()) {
-        *dst = src;
-    }
+    let wire_args = call.args();
+    let args: [u64; 4] = core::array::from_fn(|i| wire_args.get(i));
     InvocationMsg {
         instance: hash_from_wire(call.instance()),
         endpoint: call.endpoint(),
@@ -174,7 +172,7 @@ impl InvokeReplyWriter {
         }
         self.calls += 1;
         let outcome = wire::CallOutcome::new(
-            &wire::Hash::new(instance),
+            &wire::Hash(*instance),
             exit.arg,
             r7,
             r8,

@@ -219,11 +219,8 @@ fn hash_to_wire(hash: &[u8; 32]) -> wire::Hash {
 }
 
 pub(super) fn hash_from_wire(hash: &wire::Hash) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (dst, src) in out.iter_mut().zip(hash.bytes().iter()) {
-        *dst = src;
-    }
-    out
+    // The struct is its 32 bytes; copying them beats a per-byte iterator.
+    hash.0
 }
 
 fn add_error<'a>(fbb: &mut FlatBufferBuilder<'a>, err: &RemoteError) -> WIPOffset<wire::Error<'a>> {
