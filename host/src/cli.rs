@@ -129,7 +129,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn image_from_program(path: &PathBuf) -> anyhow::Result<Image> {
+fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
     let code = crate::cli_asm::load_program(path)?;
     Ok(Image {
         code,
