@@ -46,6 +46,12 @@ capbox_tests::backend_tests! {
             let err = abi::decode_invoke_reply(&reply).unwrap().unwrap_err();
             assert_eq!(err.kind, ErrorKind::BadMessage, "{err}");
         }
+        let one = abi::encode_invoke_one_request(&InvocationMsg { instance: [1; 32], endpoint: 0, args: [0; 4], gas: 10 });
+        for bytes in [&one[..one.len() / 2], &one[..3], &[0xff; 64][..], &[][..], &request[..]] {
+            let reply = kernel.call_raw(GuestFunction::InvokeOne, bytes).unwrap();
+            let err = abi::decode_invoke_reply(&reply).unwrap().unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadMessage, "{err}");
+        }
         for function in [GuestFunction::PutCap, GuestFunction::GetCap, GuestFunction::Bench] {
             let reply = kernel.call_raw(function, &[1, 2, 3]).unwrap();
             assert!(!reply.is_empty(), "{function:?} gave no error reply");

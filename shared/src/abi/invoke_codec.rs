@@ -243,5 +243,5 @@ pub fn decode_invoke_request(
 pub(crate) fn is_direct_shape(bytes: &[u8]) -> bool {
     bytes.len() >= DIRECT_HEAD.len()
         && bytes[..LENGTH_AT] == DIRECT_HEAD[..LENGTH_AT]
-        && (bytes.len() - DIRECT_HEAD.len()) % OUTCOME_BYTES == 0
+        && (bytes.len() - DIRECT_HEAD.len()).is_multiple_of(OUTCOME_BYTES)
 }
