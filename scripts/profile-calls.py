@@ -10,7 +10,8 @@ including callees).
 
     scripts/profile-calls.py [--calls N] [--call KIND] [--top K]   (root)
 
-Needs a release build (`cargo build --release -p capbox`) and perf.
+Needs a release build (`cargo build --release -p capbox`), perf, nm, readelf
+and (for --inline) llvm-addr2line.
 """
 
 import argparse
