@@ -9,7 +9,7 @@ use super::ops::{self, KernelOp};
 use super::programs::ProgramCache;
 use crate::cap::{Cap, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE};
 use crate::hash::CapHash;
-use crate::pvm::{Exit, Machine, Memory, StandardLayout};
+use crate::pvm::{Exit, Machine, Memory, MemoryError, StandardLayout};
 use crate::{CacheDirectory, CacheError};
 
 /// Most memory (read-only data + read-write data and heap + stack) one
@@ -290,9 +290,14 @@ fn fresh_memory(
     instance_hash: &CapHash,
 ) -> Result<Memory, KernelError> {
     let rw_bytes = memory_data.to_vec();
-    Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|_| KernelError::BadLayout {
-        instance: *instance_hash,
-        reason: "sections do not map",
+    Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|e| match e {
+        MemoryError::OutOfMemory { .. } => KernelError::OutOfMemory {
+            instance: *instance_hash,
+        },
+        _ => KernelError::BadLayout {
+            instance: *instance_hash,
+            reason: "sections do not map",
+        },
     })
 }
 
