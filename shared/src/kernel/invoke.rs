@@ -209,7 +209,15 @@ pub fn invoke<S: BuildHasher>(
     let memory_hash = instance_memory_hash(&instance)?;
     let memory = match cached.take_warm(&memory_hash) {
         Some(warm) => warm,
-        None => fresh_memory(&layout, image, memory_data, instance_hash)?,
+        // A full page arena may be full of other images' warm memories:
+        // drop them and try once more.
+        None => match fresh_memory(&layout, image, memory_data, instance_hash) {
+            Err(KernelError::OutOfMemory { .. }) => {
+                programs.drop_warm_memories();
+                fresh_memory(&layout, image, memory_data, instance_hash)?
+            }
+            other => other?,
+        },
     };
 
     // 2. Fresh registers. (The working entry is promoted lazily, at commit,
