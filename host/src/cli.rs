@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use capbox::Store;
 use capbox::shared::cap::{Cap, CapHashOrRef, Image};
 use capbox::shared::hash::CapHash;
@@ -52,8 +52,10 @@ pub struct RunArgs {
     /// How many times to invoke (each on the state the previous left).
     #[arg(long, default_value_t = 1)]
     times: u32,
-    /// A PVM code blob (`deblob` format) to run instead of the sample; its
-    /// single endpoint is pc 0, with one page of read-write data.
+    /// A PVM program to run instead of the sample: a code blob (`deblob`
+    /// format), or assembly text when the file ends in `.pvmasm`, `.asm` or
+    /// `.s` (see `capbox asm`). Its single endpoint is pc 0, with one page of
+    /// read-write data.
     #[arg(long)]
     program: Option<PathBuf>,
     /// Print outcomes as JSON lines.
@@ -127,8 +129,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn image_from_program(path: &PathBuf) -> anyhow::Result<Image> {
-    let code = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
+    let code = crate::cli_asm::load_program(path)?;
     Ok(Image {
         code,
         ro_data: Vec::new(),

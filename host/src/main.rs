@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod cli_asm;
 mod cli_store;
 
 #[derive(Parser)]
@@ -44,6 +45,10 @@ enum Command {
     Publish(cli_store::PublishArgs),
     /// Prints a stored cap's kind and fields.
     Inspect(cli_store::InspectArgs),
+    /// Assembles PVM text (the TESTCASES.md disassembly syntax) into a blob.
+    Asm(cli_asm::AsmArgs),
+    /// Prints a PVM program blob as assembly text.
+    Disasm(cli_asm::DisasmArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +56,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             // Each error's message already names its cause.
-            eprintln!("error: {error}");
+            eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
     }
@@ -74,6 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Store { location, command }) => cli_store::run_store(&location, command),
         Some(Command::Publish(args)) => cli_store::run_publish(&args),
         Some(Command::Inspect(args)) => cli_store::run_inspect(&args),
+        Some(Command::Asm(args)) => cli_asm::run_asm(&args),
+        Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
         None => cli::demo(cli::DemoArgs::default()),
     }
 }

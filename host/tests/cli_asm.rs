@@ -1,0 +1,109 @@
+//! `capbox asm`, `capbox disasm` and `capbox run --program` with assembly
+//! text, end to end through the binary.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn capbox(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_capbox"))
+        .args(args)
+        .env("CAPBOX_STORE", scratch("store"))
+        .output()
+        .expect("the capbox binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("capbox-cli-asm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+const ADD: &str = "// r7 = r7 + r8, then halt\nr9 = r7 + r8\nr7 = r9\njump [r0 + 0]\n";
+
+#[test]
+fn asm_then_disasm_round_trips() {
+    let src = scratch("add.pvmasm");
+    let blob = scratch("add.blob");
+    std::fs::write(&src, ADD).unwrap();
+    let out = capbox(&["asm", src.to_str().unwrap(), "-o", blob.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = capbox(&["disasm", blob.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("r9 = r7 + r8"), "{text}");
+    assert!(text.contains("jump [r0 + 0]"), "{text}");
+    // The disassembly assembles back to the same bytes.
+    let again = scratch("again.pvmasm");
+    std::fs::write(&again, &text).unwrap();
+    let out = capbox(&["asm", again.to_str().unwrap()]);
+    let hex: String = std::fs::read(&blob)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), hex);
+}
+
+#[test]
+fn run_accepts_assembly_text() {
+    let src = scratch("run.pvmasm");
+    std::fs::write(&src, ADD).unwrap();
+    let out = capbox(&[
+        "run",
+        "--backend",
+        "local",
+        "--json",
+        "--program",
+        src.to_str().unwrap(),
+        "30",
+        "12",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("\"r7\":42"), "{stdout}");
+}
+
+#[test]
+fn bad_assembly_names_the_line() {
+    let src = scratch("bad.s");
+    std::fs::write(&src, "r7 = r7\nr9 = r7 +\n").unwrap();
+    let out = capbox(&[
+        "run",
+        "--backend",
+        "local",
+        "--program",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("line 2"), "{stderr}");
+}
+
+#[test]
+fn bad_blob_is_refused_before_running() {
+    let blob = scratch("garbage.blob");
+    std::fs::write(&blob, b"garbage").unwrap();
+    for args in [
+        vec!["disasm", blob.to_str().unwrap()],
+        vec![
+            "run",
+            "--backend",
+            "local",
+            "--program",
+            blob.to_str().unwrap(),
+        ],
+    ] {
+        let out = capbox(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("program blob"), "{stderr}");
+    }
+}
