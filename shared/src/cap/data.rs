@@ -27,9 +27,9 @@ const ZERO_PAGE: Page = [0u8; PAGE_SIZE];
 /// zeros. Bytes past `len` in the last page are always zero.
 ///
 /// Pages are [`SharedPage`]s (refcounted, storage from the page-allocation
-/// hook, see [`crate::page_alloc`]), so cloning a `Data` (e.g. `Arc::make_mut` on
-/// a shared cap) copies page pointers, and a later write copies only the page it
-/// touches. The hash is a Merkle root (see the `merkle` module docs) whose
+/// hook, see [`crate::page_alloc`]), so cloning a `Data` (e.g.
+/// `Arc::make_mut` on a shared cap) copies page pointers, and a later write
+/// copies only the page it touches. The hash is a Merkle root (see the `merkle` module docs) whose
 /// inner nodes are cached inside the value behind a lock, so
 /// [`Data::hash`] takes `&self` and, after k page writes, re-hashes only those
 /// k leaves and their O(log n) ancestors.
