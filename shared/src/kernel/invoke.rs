@@ -298,15 +298,18 @@ fn fresh_memory(
     instance_hash: &CapHash,
 ) -> Result<Memory, KernelError> {
     let rw_bytes = memory_data.to_vec();
-    Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|e| match e {
-        MemoryError::OutOfMemory { .. } => KernelError::OutOfMemory {
-            instance: *instance_hash,
-        },
-        _ => KernelError::BadLayout {
-            instance: *instance_hash,
-            reason: "sections do not map",
-        },
-    })
+    let mut memory =
+        Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|e| match e {
+            MemoryError::OutOfMemory { .. } => KernelError::OutOfMemory {
+                instance: *instance_hash,
+            },
+            _ => KernelError::BadLayout {
+                instance: *instance_hash,
+                reason: "sections do not map",
+            },
+        })?;
+    memory.set_sbrk_budget(MAX_MAPPED_BYTES);
+    Ok(memory)
 }
 
 /// Brings `memory` back to "fresh for the resulting state" by undoing only

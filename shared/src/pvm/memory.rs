@@ -113,16 +113,41 @@ struct Heap {
 /// A PVM's memory (`μ`). Region storage comes from the page-allocation
 /// hook ([`crate::page_alloc`]): mapping more than it can provide is
 /// [`MemoryError::OutOfMemory`], and `sbrk` past it returns 0.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Memory {
     regions: Vec<Region>,
     heap: Option<Heap>,
+    /// `sbrk` never grows the mapped total past this many octets.
+    sbrk_budget: u64,
+}
+
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory {
+            regions: Vec::new(),
+            heap: None,
+            sbrk_budget: u64::MAX,
+        }
+    }
 }
 
 impl Memory {
     /// An empty memory: every access faults.
     pub fn new() -> Memory {
         Memory::default()
+    }
+
+    /// Octets mapped in all regions.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.data.len() as u64).sum()
+    }
+
+    /// Caps what `sbrk` may map: a request that would take
+    /// [`Memory::mapped_bytes`] past `max_mapped_bytes` fails (returns 0).
+    /// Without a cap one `sbrk` (one gas) could make the host allocate and
+    /// zero up to 4 GiB; the kernel sets its per-invocation budget here.
+    pub fn set_sbrk_budget(&mut self, max_mapped_bytes: u64) {
+        self.sbrk_budget = max_mapped_bytes;
     }
 
     /// Memory with the given pages mapped (zero-filled), as the test
@@ -273,7 +298,7 @@ impl Memory {
     /// memory has no heap or the request does not fit (past the limit, or
     /// more than the page allocator can provide).
     pub fn sbrk(&mut self, size: u64) -> u64 {
-        let Some(heap) = self.heap.as_mut() else {
+        let Some(heap) = self.heap else {
             return 0;
         };
         let old = heap.top;
@@ -289,11 +314,16 @@ impl Memory {
         else {
             return 0;
         };
+        let mapped = self.mapped_bytes();
         let Some(region) = self.regions.get_mut(heap.region) else {
             return 0;
         };
         let needed = new_top.next_multiple_of(u64::from(PAGE_SIZE)) - u64::from(region.base);
         if needed > region.data.len() as u64 {
+            let growth = needed - region.data.len() as u64;
+            if mapped.saturating_add(growth) > self.sbrk_budget {
+                return 0;
+            }
             // Out of page storage: the request does not fit (sbrk's 0).
             if region.data.grow_zeroed(needed as usize).is_err() {
                 return 0;
@@ -301,7 +331,9 @@ impl Memory {
             let pages = needed as usize / PAGE_SIZE as usize;
             region.dirty.resize(pages.div_ceil(64), 0);
         }
-        heap.top = new_top as u32;
+        if let Some(heap) = &mut self.heap {
+            heap.top = new_top as u32;
+        }
         u64::from(old)
     }
 
