@@ -34,11 +34,6 @@ impl KernelHost for GuestHost {
         let bytes: Vec<u8> = call_host(HostFunction::FetchBlob.name(), (hash.0.to_vec(),)).ok()?;
         (!bytes.is_empty()).then_some(bytes)
     }
-
-    fn arena_usage(&self) -> (u64, u64) {
-        let (used, capacity) = crate::arena::usage();
-        (used as u64, capacity as u64)
-    }
 }
 
 /// Owned requests: a one-call `invoke`/`invoke_one` reply is written into

@@ -24,6 +24,7 @@ static ABI_NOTE: AbiNote = AbiNote::current();
 
 #[hyperlight_guest_bin::main]
 fn main() {
+    // First: the page allocator is fixed by the first page allocation.
     arena::init();
     handlers::register_all();
 }

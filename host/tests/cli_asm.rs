@@ -107,3 +107,30 @@ fn bad_blob_is_refused_before_running() {
         assert!(stderr.contains("program blob"), "{stderr}");
     }
 }
+
+#[test]
+fn a_huge_sbrk_is_refused_not_allocated() {
+    // One instruction asks for 3.75 GiB of heap: the kernel's per-invocation
+    // budget refuses it (sbrk returns 0) instead of mapping it.
+    let src = scratch("sbrk.pvmasm");
+    std::fs::write(
+        &src,
+        "r7 = 0xF0000000\nr8 = sbrk(r7)\nr7 = r8\njump [r0 + 0]\n",
+    )
+    .unwrap();
+    let out = capbox(&[
+        "run",
+        "--backend",
+        "local",
+        "--json",
+        "--program",
+        src.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("\"r7\":0"), "{stdout}");
+}

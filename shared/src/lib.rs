@@ -12,6 +12,7 @@ pub mod cap;
 mod directory;
 pub mod hash;
 pub mod kernel;
+pub mod page_alloc;
 pub mod pvm;
 
 pub use cap::{

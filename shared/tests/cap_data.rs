@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use capbox_shared::cap::{MAX_DATA_LEN, Page};
+use capbox_shared::cap::{MAX_DATA_LEN, Page, SharedPage};
 use capbox_shared::{Cap, CapError, Data, PAGE_SIZE};
 use proptest::prelude::*;
 
@@ -72,9 +72,12 @@ fn write_page_checks_index_and_tail() {
     assert_eq!(data.page(1), None);
     assert_eq!(data.pages().count(), 1);
 
-    let shared = Arc::new([2u8; PAGE_SIZE]);
+    let shared = SharedPage::new(&[2u8; PAGE_SIZE]);
     data.write_page_shared(0, shared.clone()).unwrap();
-    assert!(Arc::ptr_eq(data.shared_pages().next().unwrap().1, &shared));
+    assert!(SharedPage::ptr_eq(
+        data.shared_pages().next().unwrap().1,
+        &shared
+    ));
     assert!(data.write_page_shared(1, shared.clone()).is_err());
     data.write(0, b"x").unwrap();
     assert_eq!(shared[0], 2, "writes copy a shared page first");
@@ -192,7 +195,7 @@ proptest! {
                     page[..in_range].fill(fill);
                     let fits = start < model.len();
                     let written = if shared {
-                        data.write_page_shared(index, Arc::new(page))
+                        data.write_page_shared(index, SharedPage::new(&page))
                     } else {
                         data.write_page(index, &page)
                     };

@@ -42,12 +42,6 @@ impl KernelHost for LocalHost<'_> {
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
         (self.services.blobs)(&hash.0)
     }
-
-    /// The local backend has no page arena: program memory comes from the
-    /// process allocator.
-    fn arena_usage(&self) -> (u64, u64) {
-        (0, 0)
-    }
 }
 
 impl Backend for LocalBackend {

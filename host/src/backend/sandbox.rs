@@ -46,7 +46,7 @@ impl Default for SandboxConfig {
         };
         SandboxConfig {
             guest: guest_elf::default_guest_path(),
-            heap_bytes: env_mib("CAPBOX_GUEST_HEAP_MIB", 64),
+            heap_bytes: env_mib("CAPBOX_GUEST_HEAP_MIB", 128),
             message_bytes: usize::try_from(env_mib("CAPBOX_MESSAGE_MIB", 4)).unwrap_or(4 << 20),
             call_timeout: Duration::from_secs(
                 std::env::var("CAPBOX_CALL_TIMEOUT_SECS")

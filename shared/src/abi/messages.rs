@@ -171,8 +171,12 @@ pub struct StatsMsg {
     pub programs_cached: u64,
     /// Bytes in use in the page arena.
     pub arena_used_bytes: u64,
-    /// The page arena's size.
+    /// The page arena's size (0: unbounded, the process heap).
     pub arena_capacity_bytes: u64,
+    /// The largest `arena_used_bytes` so far.
+    pub arena_peak_bytes: u64,
+    /// Bytes of Data pages on the general heap because the arena was full.
+    pub arena_spill_bytes: u64,
     /// Entries removed by the last sweep.
     pub swept: u64,
 }
@@ -536,6 +540,8 @@ pub fn encode_stats_reply(stats: &StatsMsg) -> Vec<u8> {
                 arena_used_bytes: stats.arena_used_bytes,
                 arena_capacity_bytes: stats.arena_capacity_bytes,
                 swept: stats.swept,
+                arena_peak_bytes: stats.arena_peak_bytes,
+                arena_spill_bytes: stats.arena_spill_bytes,
             },
         );
         fbb.finish(reply, None);
@@ -555,6 +561,8 @@ pub fn decode_stats_reply(bytes: &[u8]) -> Result<Result<StatsMsg, RemoteError>,
         programs_cached: reply.programs_cached(),
         arena_used_bytes: reply.arena_used_bytes(),
         arena_capacity_bytes: reply.arena_capacity_bytes(),
+        arena_peak_bytes: reply.arena_peak_bytes(),
+        arena_spill_bytes: reply.arena_spill_bytes(),
         swept: reply.swept(),
     }))
 }

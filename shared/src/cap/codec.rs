@@ -1,11 +1,11 @@
 //! Canonical encoding and strict decoding of caps (format in `Cap::encode`).
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::data::{MAX_DATA_LEN, PAGE_SIZE, Page};
 use super::image::check;
+use super::page::SharedPage;
 use super::{
     CNode, Cap, CapError, CapHashOrRef, CapKind, Data, Image, InstanceCap, MAX_CNODE_SLOTS,
     MAX_ENDPOINTS, MAX_IMAGE_SECTION_LEN, TypeCap,
@@ -166,7 +166,10 @@ fn decode_data(reader: &mut Reader<'_>) -> Result<Data, CapError> {
         if u64::from(index) >= page_count {
             return Err(CapError::NonCanonical("Data page past the length"));
         }
-        let page: Page = reader.array("Data page")?;
+        let page: &Page = reader
+            .take(PAGE_SIZE, "Data page")?
+            .try_into()
+            .map_err(|_| CapError::NonCanonical("Data page length"))?;
         if page.iter().all(|&b| b == 0) {
             return Err(CapError::NonCanonical("all-zero Data page present"));
         }
@@ -177,7 +180,7 @@ fn decode_data(reader: &mut Reader<'_>) -> Result<Data, CapError> {
                 "non-zero bytes past the Data length",
             ));
         }
-        pages.insert(index, Arc::new(page));
+        pages.insert(index, SharedPage::new(page));
     }
     Ok(Data::from_parts(len, pages))
 }

@@ -1,7 +1,6 @@
 //! `Data`: a byte string stored as 4 KiB pages, hashed incrementally.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -10,6 +9,7 @@ use spin::Mutex;
 
 use super::CapError;
 use super::merkle::MerkleCache;
+use super::page::SharedPage;
 use crate::hash::{CapHash, Domain, hash_parts_in};
 
 /// Size of one Data page.
@@ -26,15 +26,16 @@ const ZERO_PAGE: Page = [0u8; PAGE_SIZE];
 /// A byte string of `len` bytes kept as 4 KiB pages; an absent page reads as
 /// zeros. Bytes past `len` in the last page are always zero.
 ///
-/// Pages are `Arc`-shared, so cloning a `Data` (e.g. `Arc::make_mut` on a
-/// shared cap) copies page pointers, and a later write copies only the page it
-/// touches. The hash is a Merkle root (see the `merkle` module docs) whose
+/// Pages are [`SharedPage`]s (refcounted, storage from the page-allocation
+/// hook, see [`crate::page_alloc`]), so cloning a `Data` (e.g.
+/// `Arc::make_mut` on a shared cap) copies page pointers, and a later write
+/// copies only the page it touches. The hash is a Merkle root (see the `merkle` module docs) whose
 /// inner nodes are cached inside the value behind a lock, so
 /// [`Data::hash`] takes `&self` and, after k page writes, re-hashes only those
 /// k leaves and their O(log n) ancestors.
 pub struct Data {
     len: u64,
-    pages: BTreeMap<u32, Arc<Page>>,
+    pages: BTreeMap<u32, SharedPage>,
     merkle: Mutex<MerkleCache>,
 }
 
@@ -70,8 +71,14 @@ impl Data {
         let mut data = Data::new(bytes.len() as u64)?;
         for (index, chunk) in bytes.chunks(PAGE_SIZE).enumerate() {
             if chunk.iter().any(|&b| b != 0) {
-                let mut page = Arc::new(ZERO_PAGE);
-                Arc::make_mut(&mut page)[..chunk.len()].copy_from_slice(chunk);
+                let page = match <&Page>::try_from(chunk) {
+                    Ok(whole) => SharedPage::new(whole),
+                    Err(_) => {
+                        let mut page = SharedPage::zeroed();
+                        SharedPage::make_mut(&mut page)[..chunk.len()].copy_from_slice(chunk);
+                        page
+                    }
+                };
                 data.pages.insert(index as u32, page);
             }
         }
@@ -112,7 +119,7 @@ impl Data {
             if tail != 0
                 && let Some(page) = self.pages.get_mut(&last)
             {
-                Arc::make_mut(page)[tail..].fill(0);
+                SharedPage::make_mut(page)[tail..].fill(0);
                 merkle.mark_dirty(last);
             }
         }
@@ -168,11 +175,11 @@ impl Data {
             let src = &bytes[done..done + n];
             let stored = self.pages.get_mut(&index);
             match stored {
-                Some(page) => Arc::make_mut(page)[within..within + n].copy_from_slice(src),
+                Some(page) => SharedPage::make_mut(page)[within..within + n].copy_from_slice(src),
                 None if src.iter().all(|&b| b == 0) => {}
                 None => {
-                    let mut page = Arc::new(ZERO_PAGE);
-                    Arc::make_mut(&mut page)[within..within + n].copy_from_slice(src);
+                    let mut page = SharedPage::zeroed();
+                    SharedPage::make_mut(&mut page)[within..within + n].copy_from_slice(src);
                     self.pages.insert(index, page);
                 }
             }
@@ -197,9 +204,9 @@ impl Data {
             self.pages.remove(&index);
         } else {
             match self.pages.get_mut(&index) {
-                Some(page) => *Arc::make_mut(page) = *bytes,
+                Some(page) => *SharedPage::make_mut(page) = *bytes,
                 None => {
-                    self.pages.insert(index, Arc::new(*bytes));
+                    self.pages.insert(index, SharedPage::new(bytes));
                 }
             }
         }
@@ -209,7 +216,7 @@ impl Data {
 
     /// Like [`Data::write_page`] but stores the given shared page itself (no
     /// copy; a later write to either side copies that page).
-    pub fn write_page_shared(&mut self, index: u32, page: Arc<Page>) -> Result<(), CapError> {
+    pub fn write_page_shared(&mut self, index: u32, page: SharedPage) -> Result<(), CapError> {
         self.check_whole_page(index, &page)?;
         if page.iter().all(|&b| b == 0) {
             self.pages.remove(&index);
@@ -248,7 +255,7 @@ impl Data {
     }
 
     /// The stored pages as shared handles (cheap to clone into another Data).
-    pub fn shared_pages(&self) -> impl Iterator<Item = (u32, &Arc<Page>)> + '_ {
+    pub fn shared_pages(&self) -> impl Iterator<Item = (u32, &SharedPage)> + '_ {
         self.pages.iter().map(|(&i, page)| (i, page))
     }
 
@@ -290,7 +297,7 @@ impl Data {
     }
 
     /// Builds a Data from already-validated decoded parts.
-    pub(crate) fn from_parts(len: u64, pages: BTreeMap<u32, Arc<Page>>) -> Self {
+    pub(crate) fn from_parts(len: u64, pages: BTreeMap<u32, SharedPage>) -> Self {
         let merkle = MerkleCache::all_dirty(pages.keys().copied());
         Data {
             len,
@@ -322,8 +329,9 @@ impl PartialEq for Data {
         if self.len != other.len {
             return false;
         }
-        let same_page = |index: u32, page: &Arc<Page>, other: &Data| match other.pages.get(&index) {
-            Some(theirs) => Arc::ptr_eq(page, theirs) || page[..] == theirs[..],
+        let same_page = |index: u32, page: &SharedPage, other: &Data| match other.pages.get(&index)
+        {
+            Some(theirs) => page == theirs,
             None => page[..] == ZERO_PAGE[..],
         };
         self.pages.iter().all(|(&i, p)| same_page(i, p, other))

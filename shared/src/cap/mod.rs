@@ -15,6 +15,7 @@ mod error;
 mod image;
 mod instance;
 mod merkle;
+mod page;
 
 pub use capref::{CapHashOrRef, CapRef};
 pub use cnode::{CNode, MAX_CNODE_SLOTS};
@@ -22,6 +23,7 @@ pub use data::{Data, MAX_DATA_LEN, MAX_DATA_PAGES, PAGE_SIZE, Page};
 pub use error::CapError;
 pub use image::{Image, MAX_ENDPOINTS, MAX_HEAP_PAGES, MAX_IMAGE_SECTION_LEN};
 pub use instance::{InstanceCap, TypeCap};
+pub use page::SharedPage;
 
 use alloc::vec::Vec;
 use core::fmt;

@@ -48,6 +48,12 @@ pub enum KernelError {
         /// Why.
         reason: &'static str,
     },
+    /// The invocation's memory does not fit the page allocator (the
+    /// guest's arena).
+    OutOfMemory {
+        /// The instance.
+        instance: CapHash,
+    },
     /// The directory refused an operation.
     Directory(CacheError),
     /// A cap operation failed.
@@ -63,7 +69,9 @@ impl KernelError {
             KernelError::BadEndpoint { image, .. } | KernelError::BadProgram { image, .. } => {
                 Some(image)
             }
-            KernelError::BadLayout { instance, .. } => Some(instance),
+            KernelError::BadLayout { instance, .. } | KernelError::OutOfMemory { instance } => {
+                Some(instance)
+            }
             KernelError::Directory(CacheError::BlobMissing(h)) => Some(h),
             KernelError::Directory(_) | KernelError::Cap(_) => None,
         }
@@ -96,6 +104,10 @@ impl fmt::Display for KernelError {
                     "instance {instance} does not fit the memory layout: {reason}"
                 )
             }
+            KernelError::OutOfMemory { instance } => write!(
+                f,
+                "instance {instance}: its memory does not fit the page arena"
+            ),
             KernelError::Directory(e) => write!(f, "directory: {e}"),
             KernelError::Cap(e) => write!(f, "cap: {e}"),
         }

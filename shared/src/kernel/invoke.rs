@@ -9,7 +9,7 @@ use super::ops::{self, KernelOp};
 use super::programs::{Prepared, ProgramCache};
 use crate::cap::{Cap, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE};
 use crate::hash::CapHash;
-use crate::pvm::{Exit, Machine, Memory, StandardLayout};
+use crate::pvm::{Exit, Machine, Memory, MemoryError, StandardLayout};
 use crate::{CacheDirectory, CacheError};
 
 /// Most memory (read-only data + read-write data and heap + stack) one
@@ -210,7 +210,15 @@ pub fn invoke<S: BuildHasher>(
         })?;
     let memory = match cached.take_warm(&memory_hash) {
         Some(warm) => warm,
-        None => fresh_memory(&layout, image, memory_data, instance_hash)?,
+        // A full page arena may be full of other images' warm memories:
+        // drop them and try once more.
+        None => match fresh_memory(&layout, image, memory_data, instance_hash) {
+            Err(KernelError::OutOfMemory { .. }) => {
+                programs.drop_warm_memories();
+                fresh_memory(&layout, image, memory_data, instance_hash)?
+            }
+            other => other?,
+        },
     };
 
     // 2. Fresh registers. (The working entry is promoted lazily, at commit,
@@ -343,10 +351,18 @@ fn fresh_memory(
     instance_hash: &CapHash,
 ) -> Result<Memory, KernelError> {
     let rw_bytes = memory_data.to_vec();
-    Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|_| KernelError::BadLayout {
-        instance: *instance_hash,
-        reason: "sections do not map",
-    })
+    let mut memory =
+        Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|e| match e {
+            MemoryError::OutOfMemory { .. } => KernelError::OutOfMemory {
+                instance: *instance_hash,
+            },
+            _ => KernelError::BadLayout {
+                instance: *instance_hash,
+                reason: "sections do not map",
+            },
+        })?;
+    memory.set_sbrk_budget(MAX_MAPPED_BYTES);
+    Ok(memory)
 }
 
 /// Brings `memory` back to "fresh for the resulting state" by undoing only

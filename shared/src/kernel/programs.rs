@@ -168,6 +168,15 @@ impl ProgramCache {
         Ok(entry)
     }
 
+    /// Drops every image's warm memory (to free page-arena space).
+    pub(crate) fn drop_warm_memories(&self) {
+        let images: alloc::vec::Vec<_> = self.images.lock().values().cloned().collect();
+        for image in images {
+            let old = image.warm.lock().take();
+            drop(old); // outside the lock
+        }
+    }
+
     /// How many images are cached.
     pub fn len(&self) -> usize {
         self.images.lock().len()

@@ -26,8 +26,6 @@ pub trait KernelHost: LogSink {
     /// The encoded cap with this hash from the host, if it has it
     /// (`fetch_blob`, DESIGN §6).
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>>;
-    /// Page-arena usage in bytes: (used, capacity).
-    fn arena_usage(&self) -> (u64, u64);
 }
 
 /// The kernel's state: the directory and the decoded-program cache.
@@ -54,6 +52,7 @@ pub fn kernel_error_to_remote(err: &KernelError) -> RemoteError {
         KernelError::BadEndpoint { .. } => ErrorKind::BadEndpoint,
         KernelError::BadProgram { .. } => ErrorKind::BadProgram,
         KernelError::Cap(_) => ErrorKind::BadCap,
+        KernelError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
         KernelError::BadLayout { .. } | KernelError::Directory(_) => ErrorKind::Kernel,
     };
     remote(kind, err, err.hash())
@@ -96,10 +95,10 @@ impl<S: BuildHasher> KernelState<'_, S> {
                     Err(e) => abi::encode_get_cap_reply(Err(&e)),
                 }
             }
-            GuestFunction::Stats => abi::encode_stats_reply(&self.stats(host, 0)),
+            GuestFunction::Stats => abi::encode_stats_reply(&self.stats(0)),
             GuestFunction::Sweep => {
                 let swept = self.dir.sweep_instances() as u64;
-                abi::encode_stats_reply(&self.stats(host, swept))
+                abi::encode_stats_reply(&self.stats(swept))
             }
             GuestFunction::Bench => {
                 let result = abi::decode_bench_request(request)
@@ -171,15 +170,18 @@ impl<S: BuildHasher> KernelState<'_, S> {
             .map_err(|e| remote(ErrorKind::Kernel, e, Some(hash)))
     }
 
-    fn stats(&self, host: &dyn KernelHost, swept: u64) -> abi::StatsMsg {
+    fn stats(&self, swept: u64) -> abi::StatsMsg {
         let dir = self.dir.stats();
-        let (arena_used_bytes, arena_capacity_bytes) = host.arena_usage();
+        // Process-wide: the page allocator is shared by every kernel here.
+        let pages = crate::page_alloc::usage();
         abi::StatsMsg {
             blobs: dir.blob_count as u64,
             instances: dir.instance_count as u64,
             programs_cached: self.programs.len() as u64,
-            arena_used_bytes,
-            arena_capacity_bytes,
+            arena_used_bytes: pages.used,
+            arena_capacity_bytes: pages.capacity,
+            arena_peak_bytes: pages.peak,
+            arena_spill_bytes: pages.spill,
             swept,
         }
     }

@@ -110,6 +110,13 @@ pub enum MemoryError {
         /// Page address.
         address: u32,
     },
+    /// The page allocator (the guest's arena) cannot hold the region.
+    OutOfMemory {
+        /// Region start.
+        address: u32,
+        /// Region length in octets.
+        length: u32,
+    },
 }
 
 impl fmt::Display for MemoryError {
@@ -136,6 +143,10 @@ impl fmt::Display for MemoryError {
             MemoryError::PageFault { address } => {
                 write!(f, "page fault at page {address:#x}")
             }
+            MemoryError::OutOfMemory { address, length } => write!(
+                f,
+                "no page storage left for memory region {address:#x}+{length:#x}"
+            ),
         }
     }
 }

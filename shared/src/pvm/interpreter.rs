@@ -29,7 +29,7 @@ pub enum Exit {
 
 /// The machine state: registers `φ`, program counter `ı`, gas `ϱ` and
 /// memory `μ`.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Machine {
     /// The 13 registers.
     pub regs: [u64; 13],

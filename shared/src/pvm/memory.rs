@@ -10,6 +10,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::buffer::RegionBuffer;
 use super::error::MemoryError;
 
 /// The PVM page size `Z_P`.
@@ -47,24 +48,29 @@ pub(crate) enum AccessTrap {
     Fault(u32),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Region {
     base: u32,
     access: Access,
-    data: Vec<u8>,
+    /// From the page-allocation hook (`crate::page_alloc`).
+    data: RegionBuffer,
     /// One bit per page; only set for writable regions.
     dirty: Vec<u64>,
 }
 
 impl Region {
-    fn new(base: u32, length: u32, access: Access) -> Region {
+    fn new(base: u32, length: u32, access: Access) -> Result<Region, MemoryError> {
         let pages = (length / PAGE_SIZE) as usize;
-        Region {
+        let data = RegionBuffer::zeroed(length as usize).map_err(|_| MemoryError::OutOfMemory {
+            address: base,
+            length,
+        })?;
+        Ok(Region {
             base,
             access,
-            data: vec![0; length as usize],
+            data,
             dirty: vec![0; pages.div_ceil(64)],
-        }
+        })
     }
 
     fn end(&self) -> u64 {
@@ -104,17 +110,44 @@ struct Heap {
     limit: u32,
 }
 
-/// A PVM's memory (`μ`).
-#[derive(Clone, Debug, Default)]
+/// A PVM's memory (`μ`). Region storage comes from the page-allocation
+/// hook ([`crate::page_alloc`]): mapping more than it can provide is
+/// [`MemoryError::OutOfMemory`], and `sbrk` past it returns 0.
+#[derive(Debug)]
 pub struct Memory {
     regions: Vec<Region>,
     heap: Option<Heap>,
+    /// `sbrk` never grows the mapped total past this many octets.
+    sbrk_budget: u64,
+}
+
+impl Default for Memory {
+    fn default() -> Memory {
+        Memory {
+            regions: Vec::new(),
+            heap: None,
+            sbrk_budget: u64::MAX,
+        }
+    }
 }
 
 impl Memory {
     /// An empty memory: every access faults.
     pub fn new() -> Memory {
         Memory::default()
+    }
+
+    /// Octets mapped in all regions.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.regions.iter().map(|r| r.data.len() as u64).sum()
+    }
+
+    /// Caps what `sbrk` may map: a request that would take
+    /// [`Memory::mapped_bytes`] past `max_mapped_bytes` fails (returns 0).
+    /// Without a cap one `sbrk` (one gas) could make the host allocate and
+    /// zero up to 4 GiB; the kernel sets its per-invocation budget here.
+    pub fn set_sbrk_budget(&mut self, max_mapped_bytes: u64) {
+        self.sbrk_budget = max_mapped_bytes;
     }
 
     /// Memory with the given pages mapped (zero-filled), as the test
@@ -153,7 +186,7 @@ impl Memory {
         }
         let at = self.regions.partition_point(|r| r.base < address);
         self.regions
-            .insert(at, Region::new(address, length, access));
+            .insert(at, Region::new(address, length, access)?);
         if let Some(heap) = &mut self.heap
             && heap.region >= at
         {
@@ -175,8 +208,11 @@ impl Memory {
             // An empty heap: an empty writable region that sbrk grows.
             None if !self.regions.iter().any(|r| r.contains(region_base)) => {
                 let at = self.regions.partition_point(|r| r.base < region_base);
-                self.regions
-                    .insert(at, Region::new(region_base, 0, Access::Write));
+                // An empty region allocates nothing, so it cannot fail.
+                let Ok(empty) = Region::new(region_base, 0, Access::Write) else {
+                    return;
+                };
+                self.regions.insert(at, empty);
                 at
             }
             None => return,
@@ -235,9 +271,7 @@ impl Memory {
 
     /// Every mapped region in address order: start, access and contents.
     pub fn regions(&self) -> impl Iterator<Item = (u32, Access, &[u8])> + '_ {
-        self.regions
-            .iter()
-            .map(|r| (r.base, r.access, r.data.as_slice()))
+        self.regions.iter().map(|r| (r.base, r.access, &*r.data))
     }
 
     /// Writable pages written since creation or the last
@@ -261,9 +295,10 @@ impl Memory {
 
     /// `sbrk`: hands out `size` octets at the current break and returns
     /// their address; `size == 0` returns the break. Returns 0 when the
-    /// memory has no heap or the request does not fit.
+    /// memory has no heap or the request does not fit (past the limit, or
+    /// more than the page allocator can provide).
     pub fn sbrk(&mut self, size: u64) -> u64 {
-        let Some(heap) = self.heap.as_mut() else {
+        let Some(heap) = self.heap else {
             return 0;
         };
         let old = heap.top;
@@ -279,16 +314,26 @@ impl Memory {
         else {
             return 0;
         };
+        let mapped = self.mapped_bytes();
         let Some(region) = self.regions.get_mut(heap.region) else {
             return 0;
         };
         let needed = new_top.next_multiple_of(u64::from(PAGE_SIZE)) - u64::from(region.base);
         if needed > region.data.len() as u64 {
-            region.data.resize(needed as usize, 0);
+            let growth = needed - region.data.len() as u64;
+            if mapped.saturating_add(growth) > self.sbrk_budget {
+                return 0;
+            }
+            // Out of page storage: the request does not fit (sbrk's 0).
+            if region.data.grow_zeroed(needed as usize).is_err() {
+                return 0;
+            }
             let pages = needed as usize / PAGE_SIZE as usize;
             region.dirty.resize(pages.div_ceil(64), 0);
         }
-        heap.top = new_top as u32;
+        if let Some(heap) = &mut self.heap {
+            heap.top = new_top as u32;
+        }
         u64::from(old)
     }
 

@@ -60,6 +60,7 @@
 
 pub mod asm;
 pub mod blob;
+mod buffer;
 pub mod decode;
 mod error;
 pub mod instructions;

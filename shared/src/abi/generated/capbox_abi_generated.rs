@@ -1996,6 +1996,8 @@ impl<'a> StatsReply<'a> {
   pub const VT_ARENA_USED_BYTES: ::flatbuffers::VOffsetT = 12;
   pub const VT_ARENA_CAPACITY_BYTES: ::flatbuffers::VOffsetT = 14;
   pub const VT_SWEPT: ::flatbuffers::VOffsetT = 16;
+  pub const VT_ARENA_PEAK_BYTES: ::flatbuffers::VOffsetT = 18;
+  pub const VT_ARENA_SPILL_BYTES: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2007,6 +2009,8 @@ impl<'a> StatsReply<'a> {
     args: &'args StatsReplyArgs<'args>
   ) -> ::flatbuffers::WIPOffset<StatsReply<'bldr>> {
     let mut builder = StatsReplyBuilder::new(_fbb);
+    builder.add_arena_spill_bytes(args.arena_spill_bytes);
+    builder.add_arena_peak_bytes(args.arena_peak_bytes);
     builder.add_swept(args.swept);
     builder.add_arena_capacity_bytes(args.arena_capacity_bytes);
     builder.add_arena_used_bytes(args.arena_used_bytes);
@@ -2068,6 +2072,22 @@ impl<'a> StatsReply<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(StatsReply::VT_SWEPT, Some(0)).unwrap()}
   }
+  /// Largest arena_used_bytes so far.
+  #[inline]
+  pub fn arena_peak_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_ARENA_PEAK_BYTES, Some(0)).unwrap()}
+  }
+  /// Data-page bytes on the general heap because the arena was full.
+  #[inline]
+  pub fn arena_spill_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_ARENA_SPILL_BYTES, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StatsReply<'_> {
@@ -2083,6 +2103,8 @@ impl ::flatbuffers::Verifiable for StatsReply<'_> {
      .visit_field::<u64>("arena_used_bytes", Self::VT_ARENA_USED_BYTES, false)?
      .visit_field::<u64>("arena_capacity_bytes", Self::VT_ARENA_CAPACITY_BYTES, false)?
      .visit_field::<u64>("swept", Self::VT_SWEPT, false)?
+     .visit_field::<u64>("arena_peak_bytes", Self::VT_ARENA_PEAK_BYTES, false)?
+     .visit_field::<u64>("arena_spill_bytes", Self::VT_ARENA_SPILL_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -2095,6 +2117,8 @@ pub struct StatsReplyArgs<'a> {
     pub arena_used_bytes: u64,
     pub arena_capacity_bytes: u64,
     pub swept: u64,
+    pub arena_peak_bytes: u64,
+    pub arena_spill_bytes: u64,
 }
 impl<'a> Default for StatsReplyArgs<'a> {
   #[inline]
@@ -2107,6 +2131,8 @@ impl<'a> Default for StatsReplyArgs<'a> {
       arena_used_bytes: 0,
       arena_capacity_bytes: 0,
       swept: 0,
+      arena_peak_bytes: 0,
+      arena_spill_bytes: 0,
     }
   }
 }
@@ -2145,6 +2171,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StatsReplyBuilder<'a, 'b, A> 
     self.fbb_.push_slot::<u64>(StatsReply::VT_SWEPT, swept, 0);
   }
   #[inline]
+  pub fn add_arena_peak_bytes(&mut self, arena_peak_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_ARENA_PEAK_BYTES, arena_peak_bytes, 0);
+  }
+  #[inline]
+  pub fn add_arena_spill_bytes(&mut self, arena_spill_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_ARENA_SPILL_BYTES, arena_spill_bytes, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StatsReplyBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StatsReplyBuilder {
@@ -2169,6 +2203,8 @@ impl ::core::fmt::Debug for StatsReply<'_> {
       ds.field("arena_used_bytes", &self.arena_used_bytes());
       ds.field("arena_capacity_bytes", &self.arena_capacity_bytes());
       ds.field("swept", &self.swept());
+      ds.field("arena_peak_bytes", &self.arena_peak_bytes());
+      ds.field("arena_spill_bytes", &self.arena_spill_bytes());
       ds.finish()
   }
 }
