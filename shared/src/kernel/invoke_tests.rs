@@ -256,9 +256,6 @@ impl KernelHost for NoHost {
     fn fetch_blob(&mut self, _hash: &CapHash) -> Option<Vec<u8>> {
         None
     }
-    fn arena_usage(&self) -> (u64, u64) {
-        (0, 0)
-    }
 }
 
 #[test]

@@ -168,9 +168,17 @@ impl ProgramCache {
         Ok(entry)
     }
 
-    /// Drops every image's warm memory (to free page-arena space).
+    /// Drops every image's warm memory (to free page-arena space),
+    /// including images only prepared entries still hold.
     pub(crate) fn drop_warm_memories(&self) {
-        let images: alloc::vec::Vec<_> = self.images.lock().values().cloned().collect();
+        let mut images: alloc::vec::Vec<_> = self.images.lock().values().cloned().collect();
+        images.extend(
+            self.prepared
+                .lock()
+                .iter()
+                .flatten()
+                .map(|p| p.cached.clone()),
+        );
         for image in images {
             let old = image.warm.lock().take();
             drop(old); // outside the lock
