@@ -18,6 +18,21 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// `capbox run --backend local --json --program SRC ARGS…`: its stdout, after
+/// asserting success.
+fn run_local_json(src: &std::path::Path, args: &[&str]) -> String {
+    let mut all = vec!["run", "--backend", "local", "--json", "--program"];
+    all.push(src.to_str().unwrap());
+    all.extend_from_slice(args);
+    let out = capbox(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 const ADD: &str = "// r7 = r7 + r8, then halt\nr9 = r7 + r8\nr7 = r9\njump [r0 + 0]\n";
 
 #[test]
@@ -52,22 +67,7 @@ fn asm_then_disasm_round_trips() {
 fn run_accepts_assembly_text() {
     let src = scratch("run.pvmasm");
     std::fs::write(&src, ADD).unwrap();
-    let out = capbox(&[
-        "run",
-        "--backend",
-        "local",
-        "--json",
-        "--program",
-        src.to_str().unwrap(),
-        "30",
-        "12",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = run_local_json(&src, &["30", "12"]);
     assert!(stdout.contains("\"r7\":42"), "{stdout}");
 }
 
@@ -118,19 +118,6 @@ fn a_huge_sbrk_is_refused_not_allocated() {
         "r7 = 0xF0000000\nr8 = sbrk(r7)\nr7 = r8\njump [r0 + 0]\n",
     )
     .unwrap();
-    let out = capbox(&[
-        "run",
-        "--backend",
-        "local",
-        "--json",
-        "--program",
-        src.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = run_local_json(&src, &[]);
     assert!(stdout.contains("\"r7\":0"), "{stdout}");
 }
