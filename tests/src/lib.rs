@@ -9,7 +9,7 @@
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use capbox::{BackendChoice, Kernel};
+use capbox::{BackendChoice, Kernel, SandboxConfig};
 
 pub mod programs;
 
@@ -20,6 +20,24 @@ pub fn local_kernel() -> Kernel {
 
 fn sandbox_required() -> bool {
     std::env::var("CAPBOX_REQUIRE_SANDBOX").is_ok_and(|v| v == "1")
+}
+
+/// A sandbox of its own with `config` (for tests that need other limits
+/// than the shared one), or `None` (after printing why) when there is none
+/// and it is not required.
+pub fn own_sandbox(config: SandboxConfig) -> Option<Kernel> {
+    match Kernel::with_config(BackendChoice::Sandbox, config) {
+        Ok(kernel) => Some(kernel),
+        Err(e) if sandbox_required() => {
+            panic!("CAPBOX_REQUIRE_SANDBOX=1 but the sandbox cannot start: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "!!! SKIPPED: no sandbox ({e}); set CAPBOX_REQUIRE_SANDBOX=1 to fail instead"
+            );
+            None
+        }
+    }
 }
 
 static SANDBOX: OnceLock<Option<Mutex<Kernel>>> = OnceLock::new();

@@ -134,15 +134,8 @@ fn sandbox_overrunning_call_is_killed_and_recovers() {
         call_timeout: std::time::Duration::from_secs(2),
         ..Default::default()
     };
-    let mut kernel = match capbox::Kernel::with_config(capbox::BackendChoice::Sandbox, config) {
-        Ok(kernel) => kernel,
-        Err(e) if std::env::var("CAPBOX_REQUIRE_SANDBOX").is_ok_and(|v| v == "1") => {
-            panic!("CAPBOX_REQUIRE_SANDBOX=1 but the sandbox cannot start: {e}")
-        }
-        Err(e) => {
-            eprintln!("!!! SKIPPED: no sandbox ({e})");
-            return;
-        }
+    let Some(mut kernel) = capbox_tests::own_sandbox(config) else {
+        return;
     };
     let start = std::time::Instant::now();
     let err = kernel.bench("interp_loop_1000", u64::MAX).unwrap_err();
