@@ -195,6 +195,7 @@ pub fn invoke<S: BuildHasher>(
         memory_hash,
         cached,
         layout,
+        entry_indexes,
         ..
     } = &*prepared;
     let (instance, layout, memory_hash) = (instance, *layout, *memory_hash);
@@ -230,8 +231,16 @@ pub fn invoke<S: BuildHasher>(
 
     // 3. Run, serving kernel ops.
     let mut output = Vec::new();
+    let mut entry_index = Some(match entry_indexes.get(endpoint as usize) {
+        Some(&index) => index,
+        None => cached.program.index_of(entry_pc),
+    });
     let exit = loop {
-        match machine.run(&cached.program) {
+        let stopped = match entry_index.take() {
+            Some(index) => machine.run_at(&cached.program, index),
+            None => machine.run(&cached.program),
+        };
+        match stopped {
             Exit::Halt => break ExitReason::Halt,
             Exit::Panic => break ExitReason::Panic,
             Exit::OutOfGas => break ExitReason::OutOfGas,
@@ -254,7 +263,11 @@ pub fn invoke<S: BuildHasher>(
 
     // 4. Commit on halt; otherwise nothing was promoted, nothing to drop.
     // One scan for written pages serves both the commit and the reset.
-    let dirty: Vec<u32> = machine.memory.dirty_pages().map(|(addr, _)| addr).collect();
+    let dirty: Vec<u32> = if machine.memory.has_dirty_pages() {
+        machine.memory.dirty_pages().map(|(addr, _)| addr).collect()
+    } else {
+        Vec::new()
+    };
     let (new_hash, new_memory_hash) = if exit == ExitReason::Halt && !dirty.is_empty() {
         commit(
             dir,
@@ -322,6 +335,11 @@ fn prepare<S: BuildHasher>(
         })?;
     let layout = layout_for(image, as_data(&memory_cap).len(), instance_hash)?;
     let memory_hash = instance_memory_hash(&instance)?;
+    let entry_indexes = image
+        .endpoints
+        .iter()
+        .map(|&pc| cached.program.index_of(pc))
+        .collect();
     let prepared = Arc::new(Prepared {
         instance_hash: *instance_hash,
         instance,
@@ -330,6 +348,7 @@ fn prepare<S: BuildHasher>(
         memory_hash,
         cached,
         layout,
+        entry_indexes,
     });
     programs.put_prepared(prepared.clone());
     Ok(prepared)

@@ -61,6 +61,9 @@ pub(crate) struct Prepared {
     pub memory_hash: CapHash,
     pub cached: Arc<CachedImage>,
     pub layout: StandardLayout,
+    /// Per endpoint: the index of its entry instruction in the decoded
+    /// program (`Program::index_of`), looked up once here, not per call.
+    pub entry_indexes: alloc::vec::Vec<Option<usize>>,
 }
 
 /// A PVM memory that equals a fresh `Memory::standard` for the instance

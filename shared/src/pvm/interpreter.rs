@@ -64,12 +64,19 @@ impl Machine {
     /// memory; on every exit but `HostCall`, `pc` is the instruction that
     /// caused it.
     pub fn run(&mut self, program: &Program) -> Exit {
+        self.run_at(program, program.index_of(self.pc))
+    }
+
+    /// [`Self::run`] with `program.index_of(self.pc)` already known
+    /// (`start`), e.g. an entry point looked up once per program.
+    pub(crate) fn run_at(&mut self, program: &Program, start: Option<usize>) -> Exit {
+        debug_assert_eq!(start, program.index_of(self.pc));
         // Indexed by the decoded u8 register numbers (always ≤ 12): with 256
         // entries every u8 is in bounds, so the hot loop needs neither a mask
         // nor a bounds check.
         let mut regs = [0u64; 256];
         regs[..13].copy_from_slice(&self.regs);
-        let exit = match program.index_of(self.pc) {
+        let exit = match start {
             Some(start) => self.execute(program, &mut regs, start),
             // Not an instruction start: the opcode reads as `trap`.
             None => {

@@ -274,6 +274,16 @@ impl Memory {
         self.regions.iter().map(|r| (r.base, r.access, &*r.data))
     }
 
+    /// Whether any page was written since creation or the last
+    /// [`clear_dirty`](Self::clear_dirty): one test per 64 pages, so a
+    /// call that wrote nothing skips the page-by-page
+    /// [`dirty_pages`](Self::dirty_pages) walk.
+    pub fn has_dirty_pages(&self) -> bool {
+        self.regions
+            .iter()
+            .any(|r| r.dirty.iter().any(|&word| word != 0))
+    }
+
     /// Writable pages written since creation or the last
     /// [`clear_dirty`](Self::clear_dirty), in address order, with contents.
     pub fn dirty_pages(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
