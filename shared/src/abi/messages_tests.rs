@@ -211,3 +211,34 @@ fn invoke_one_round_trip_and_garbage() {
     assert!(decode_invoke_one_request(&encode_invoke_request(&[], &[])).is_err());
     assert!(decode_invoke_one_request(&[0xff; 16]).is_err());
 }
+
+#[test]
+fn invoke_one_direct_shape_is_a_valid_flatbuffer_and_builder_shape_still_reads() {
+    use super::super::invoke_codec::encode_invoke_one_request_with_builder;
+    use super::super::{decode_invoke_one_request, encode_invoke_one_request};
+    let call = InvocationMsg {
+        instance: [9; 32],
+        endpoint: 7,
+        args: [u64::MAX, 0, 5, 1 << 40],
+        gas: u64::MAX,
+    };
+    let direct = encode_invoke_one_request(&call);
+    // The hand-written layout passes the flatbuffers verifier and reads
+    // the same call through the generated accessors.
+    let req = super::root::<wire::InvokeOneRequest>("InvokeOneRequest", &direct).unwrap();
+    let by_builder = encode_invoke_one_request_with_builder(&call);
+    let req_b = super::root::<wire::InvokeOneRequest>("InvokeOneRequest", &by_builder).unwrap();
+    assert_eq!(req.call().0, req_b.call().0);
+    // The builder's layout differs, and the decoder's general path reads it.
+    assert_ne!(by_builder, direct);
+    assert_eq!(decode_invoke_one_request(&by_builder).unwrap(), call);
+    assert_eq!(decode_invoke_one_request(&direct).unwrap(), call);
+    // One byte more or a changed head leaves the fast path; a broken head is
+    // refused by the verifier.
+    let mut longer = direct.clone();
+    longer.push(0);
+    assert_eq!(decode_invoke_one_request(&longer).unwrap(), call);
+    let mut broken = direct.clone();
+    broken[0] = 200; // the root table lies past the end
+    assert!(decode_invoke_one_request(&broken).is_err());
+}
