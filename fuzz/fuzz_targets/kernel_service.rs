@@ -67,11 +67,8 @@ impl<'a> Input<'a> {
     }
     fn hash32(&mut self) -> [u8; 32] {
         let mut out = [0; 32];
-        out.copy_from_slice(&{
-            let mut v = self.bytes(32).to_vec();
-            v.resize(32, 0);
-            v
-        });
+        let head = self.bytes(32);
+        out[..head.len()].copy_from_slice(head);
         out
     }
 }
