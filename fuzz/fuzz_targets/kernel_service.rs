@@ -144,7 +144,7 @@ fn blob_from_code(code: &[u8], mask_src: &[u8]) -> Vec<u8> {
 
 fn fuzz_image(input: &mut Input<'_>) -> Image {
     let mode = input.u8();
-    if mode % 4 == 0 {
+    if mode.is_multiple_of(4) {
         return sample::sample_image();
     }
     let code = if mode % 4 == 1 {
@@ -250,7 +250,7 @@ fn next_request(
             let Some((hash, bytes)) = encode_cap(&cap, known) else {
                 return (GuestFunction::Ping, Vec::new());
             };
-            if input.u8() % 4 == 0 {
+            if input.u8().is_multiple_of(4) {
                 // Only the host has it: the kernel must fetch it.
                 host.blobs.insert(hash.0, bytes);
                 return (GuestFunction::Stats, Vec::new());
