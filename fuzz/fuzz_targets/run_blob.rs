@@ -8,14 +8,15 @@
 //! | octets | meaning |
 //! |---|---|
 //! | 0..2   | gas, `u16 % 4096` |
-//! | 2      | mode: bit 0 = the rest is raw code (a blob is built around it), bits 1..=6 = page-map choice |
+//! | 2      | mode: bit 0 = the rest is raw code (a blob is built around it), bits 1..=6 = page-map choice, bit 7 = the standard layout with a heap instead (sbrk bounded by a 1 MiB budget) |
 //! | 3      | initial pc (small, so it often lands inside the code) |
 //! | 4..17  | one selector per register (an interesting value, or a nearby one) |
 //! | 17..   | the blob (or, in raw-code mode, code followed by its bitmask) |
 #![no_main]
 
 use capbox_shared::pvm::{
-    Access, Exit, HALT_ADDRESS, Machine, Memory, PageMapEntry, Program, encode_natural,
+    Access, Exit, HALT_ADDRESS, Machine, Memory, PageMapEntry, Program, StandardLayout,
+    encode_natural,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -118,11 +119,25 @@ fuzz_target!(|data: &[u8]| {
             access,
         })
         .collect();
-    let mut memory = Memory::from_page_map(&entries).expect("candidate regions never overlap");
-    // Seed readable memory with the code itself so loads see non-zero data.
-    for entry in &entries {
-        let _ = memory.initialize(entry.address, &blob[..blob.len().min(64)]);
-    }
+    let memory = if mode & 0x80 != 0 {
+        // The kernel's shape: ro data, rw data + heap that sbrk grows, stack.
+        let Ok(layout) = StandardLayout::new(64, 4096, 1, 4096, 0) else {
+            return;
+        };
+        let ro = &blob[..blob.len().min(64)];
+        let Ok(mut memory) = Memory::standard(&layout, ro, ro, &[]) else {
+            return;
+        };
+        memory.set_sbrk_budget(1 << 20);
+        memory
+    } else {
+        let mut memory = Memory::from_page_map(&entries).expect("candidate regions never overlap");
+        // Seed readable memory with the code itself so loads see non-zero data.
+        for entry in &entries {
+            let _ = memory.initialize(entry.address, &blob[..blob.len().min(64)]);
+        }
+        memory
+    };
     let mut machine = Machine::new(regs, pc, gas, memory);
     for _ in 0..8 {
         let gas_before = machine.gas;
