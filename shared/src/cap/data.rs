@@ -145,19 +145,12 @@ impl Data {
     /// Copies `buf.len()` bytes starting at `offset` into `buf`.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), CapError> {
         self.check_range(offset, buf.len())?;
-        let mut position = offset;
-        let mut done = 0;
-        while done < buf.len() {
-            let index = (position / PAGE_SIZE as u64) as u32;
-            let within = (position % PAGE_SIZE as u64) as usize;
-            let n = (PAGE_SIZE - within).min(buf.len() - done);
-            let out = &mut buf[done..done + n];
+        for (index, within, range) in page_chunks(offset, buf.len()) {
+            let out = &mut buf[range];
             match self.pages.get(&index) {
-                Some(page) => out.copy_from_slice(&page[within..within + n]),
+                Some(page) => out.copy_from_slice(&page[within..within + out.len()]),
                 None => out.fill(0),
             }
-            done += n;
-            position += n as u64;
         }
         Ok(())
     }
@@ -166,15 +159,10 @@ impl Data {
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), CapError> {
         self.check_range(offset, bytes.len())?;
         let merkle = self.merkle.get_mut();
-        let mut position = offset;
-        let mut done = 0;
-        while done < bytes.len() {
-            let index = (position / PAGE_SIZE as u64) as u32;
-            let within = (position % PAGE_SIZE as u64) as usize;
-            let n = (PAGE_SIZE - within).min(bytes.len() - done);
-            let src = &bytes[done..done + n];
-            let stored = self.pages.get_mut(&index);
-            match stored {
+        for (index, within, range) in page_chunks(offset, bytes.len()) {
+            let src = &bytes[range];
+            let n = src.len();
+            match self.pages.get_mut(&index) {
                 Some(page) => SharedPage::make_mut(page)[within..within + n].copy_from_slice(src),
                 None if src.iter().all(|&b| b == 0) => {}
                 None => {
@@ -184,8 +172,6 @@ impl Data {
                 }
             }
             merkle.mark_dirty(index);
-            done += n;
-            position += n as u64;
         }
         Ok(())
     }
@@ -348,4 +334,26 @@ impl fmt::Debug for Data {
             .field("present_pages", &self.pages.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+/// Splits the byte range `offset..offset + len` at page boundaries: for each
+/// piece, its page index, its start within that page, and its range within
+/// the caller's buffer. The caller has checked the range lies within `len`.
+fn page_chunks(
+    offset: u64,
+    len: usize,
+) -> impl Iterator<Item = (u32, usize, core::ops::Range<usize>)> {
+    let mut done = 0;
+    core::iter::from_fn(move || {
+        if done >= len {
+            return None;
+        }
+        let position = offset + done as u64;
+        let index = (position / PAGE_SIZE as u64) as u32;
+        let within = (position % PAGE_SIZE as u64) as usize;
+        let n = (PAGE_SIZE - within).min(len - done);
+        let range = done..done + n;
+        done += n;
+        Some((index, within, range))
+    })
 }
