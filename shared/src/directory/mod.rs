@@ -295,7 +295,21 @@ impl<S: BuildHasher> CacheDirectory<S> {
             CapHashOrRef::Hash(hash) => Ok(*hash),
             CapHashOrRef::Ref(capref) => {
                 let mut path = Vec::new();
-                self.settle_ref(capref, &mut path)
+                self.settle_ref(capref, &mut path, false)
+            }
+        }
+    }
+
+    /// [`CacheDirectory::settle`], publishing every settled entry,
+    /// Instances included, under its hash: what a kernel does when it
+    /// commits a graph whose nested Instances (child instances in slots)
+    /// must be readable by hash afterwards.
+    pub fn settle_and_publish(&self, key: &CapHashOrRef) -> Result<CapHash, CacheError> {
+        match key {
+            CapHashOrRef::Hash(hash) => Ok(*hash),
+            CapHashOrRef::Ref(capref) => {
+                let mut path = Vec::new();
+                self.settle_ref(capref, &mut path, true)
             }
         }
     }

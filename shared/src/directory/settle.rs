@@ -21,6 +21,7 @@ impl<S: BuildHasher> CacheDirectory<S> {
         &self,
         capref: &CapRef,
         path: &mut Vec<u64>,
+        publish_instances: bool,
     ) -> Result<CapHash, CacheError> {
         if path.contains(&capref.id()) {
             return Err(CacheError::RefCycle(capref.id()));
@@ -38,7 +39,7 @@ impl<S: BuildHasher> CacheDirectory<S> {
             if nested.is_empty() {
                 // Hash unlocked; the Data Merkle cache makes this cheap.
                 let hash = current.hash()?;
-                if !matches!(*current, Cap::Instance(_)) {
+                if publish_instances || !matches!(*current, Cap::Instance(_)) {
                     self.insert_blob(hash, current);
                 }
                 return Ok(hash);
@@ -47,7 +48,7 @@ impl<S: BuildHasher> CacheDirectory<S> {
             path.push(capref.id());
             let mut resolved = Vec::with_capacity(nested.len());
             for child in &nested {
-                match self.settle_ref(child, path) {
+                match self.settle_ref(child, path, publish_instances) {
                     Ok(hash) => resolved.push((child.id(), hash)),
                     Err(err) => {
                         path.pop();

@@ -58,6 +58,11 @@ pub enum KernelError {
     Directory(CacheError),
     /// A cap operation failed.
     Cap(CapError),
+    /// The invocation's input is longer than `ops::MAX_INPUT_LEN`.
+    InputTooLong(u64),
+    /// A `call` would map more memory than the call stack's budget
+    /// (`MAX_MAPPED_BYTES` over all frames); the caller gets `ERR_LIMIT`.
+    CallStackMemory,
 }
 
 impl KernelError {
@@ -73,7 +78,10 @@ impl KernelError {
                 Some(instance)
             }
             KernelError::Directory(CacheError::BlobMissing(h)) => Some(h),
-            KernelError::Directory(_) | KernelError::Cap(_) => None,
+            KernelError::Directory(_)
+            | KernelError::Cap(_)
+            | KernelError::InputTooLong(_)
+            | KernelError::CallStackMemory => None,
         }
     }
 }
@@ -110,6 +118,14 @@ impl fmt::Display for KernelError {
             ),
             KernelError::Directory(e) => write!(f, "directory: {e}"),
             KernelError::Cap(e) => write!(f, "cap: {e}"),
+            KernelError::InputTooLong(len) => write!(
+                f,
+                "the input is {len} bytes; at most {} are allowed",
+                super::ops::MAX_INPUT_LEN
+            ),
+            KernelError::CallStackMemory => {
+                f.write_str("the call stack would map more than MAX_MAPPED_BYTES")
+            }
         }
     }
 }

@@ -7,7 +7,9 @@ use core::hash::BuildHasher;
 use super::error::KernelError;
 use super::ops::{self, KernelOp};
 use super::programs::{Prepared, ProgramCache};
-use crate::cap::{Cap, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE};
+use super::service::KernelHost;
+use super::transaction::{Frame, OpError, Txn};
+use crate::cap::{CNode, Cap, CapHashOrRef, CapKind, Data, Image, InstanceCap, PAGE_SIZE};
 use crate::hash::CapHash;
 use crate::pvm::{Exit, Machine, Memory, MemoryError, StandardLayout};
 use crate::{CacheDirectory, CacheError};
@@ -158,21 +160,46 @@ fn layout_for(
     let rw_len = u32::try_from(mem_len).map_err(|_| bad("memory over 4 GiB"))?;
     let layout = StandardLayout::new(ro_len, rw_len, heap_pages, image.stack_size, 0)
         .map_err(|_| bad("sections exceed the 32-bit address space"))?;
-    let mapped = u64::from(layout.ro_mapped)
-        + u64::from(layout.rw_mapped)
-        + u64::from(layout.stack_end - layout.stack_start);
-    if mapped > MAX_MAPPED_BYTES {
+    if layout.mapped_bytes() > MAX_MAPPED_BYTES {
         return Err(bad("maps more than MAX_MAPPED_BYTES of memory"));
     }
     Ok(layout)
 }
 
+/// One top-level invocation request (DESIGN §5).
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The instance to run.
+    pub instance: CapHash,
+    /// Endpoint index.
+    pub endpoint: u32,
+    /// φ7..φ10.
+    pub args: [u64; 4],
+    /// Gas limit.
+    pub gas: u64,
+    /// The input the program reads with `input_len` / `input_read` (at
+    /// most [`ops::MAX_INPUT_LEN`] bytes; the ABI refuses longer).
+    pub input: &'a [u8],
+}
+
+/// A [`LogSink`] as a [`KernelHost`] that has no blobs to give.
+struct LogOnly<'a>(&'a mut dyn LogSink);
+
+impl LogSink for LogOnly<'_> {
+    fn log(&mut self, message: &[u8]) {
+        self.0.log(message);
+    }
+}
+
+impl KernelHost for LogOnly<'_> {
+    fn fetch_blob(&mut self, _hash: &CapHash) -> Option<Vec<u8>> {
+        None
+    }
+}
+
 /// Runs endpoint `endpoint` of the instance `instance_hash` with φ7..φ10 =
-/// `args` and `gas` gas (DESIGN §5). On halt, the pages the program wrote
-/// are committed (the instance is promoted to a working entry and settled)
-/// and the new instance hash returned; on any other exit nothing was
-/// promoted and the hash is unchanged. An `Err` means the invocation did
-/// not run (e.g. a missing blob: publish it and retry).
+/// `args`, `gas` gas and no input: [`invoke_call`] without a host to fetch
+/// blobs from.
 #[allow(clippy::too_many_arguments)]
 pub fn invoke<S: BuildHasher>(
     dir: &CacheDirectory<S>,
@@ -183,10 +210,103 @@ pub fn invoke<S: BuildHasher>(
     args: [u64; 4],
     gas: u64,
 ) -> Result<Outcome, KernelError> {
+    let call = Call {
+        instance: *instance_hash,
+        endpoint,
+        args,
+        gas,
+        input: &[],
+    };
+    invoke_call(dir, programs, &mut LogOnly(log), &call)
+}
+
+/// Runs one invocation (DESIGN §5). On halt, everything the program (and
+/// the children it called, at any depth) changed is committed: the
+/// instance is promoted to a working entry, its memory and root CNode
+/// linked to their working versions, and the graph settled bottom-up into
+/// the new instance hash. On any other exit nothing is committed and the
+/// hash is unchanged; either way the working entries the invocation made
+/// are swept. An `Err` means the invocation did not run to an outcome
+/// (e.g. a blob neither the directory nor `host` has).
+pub fn invoke_call<S: BuildHasher>(
+    dir: &CacheDirectory<S>,
+    programs: &ProgramCache,
+    host: &mut dyn KernelHost,
+    call: &Call<'_>,
+) -> Result<Outcome, KernelError> {
+    let input = if call.input.len() as u64 > ops::MAX_INPUT_LEN {
+        return Err(KernelError::InputTooLong(call.input.len() as u64));
+    } else {
+        call.input
+    };
+    let mut txn = Txn::new(dir, programs, host, input);
+    let gas_limit = i64::try_from(call.gas).unwrap_or(i64::MAX);
+    let result = run_frame(
+        &mut txn,
+        &call.instance,
+        call.endpoint,
+        call.args,
+        gas_limit,
+        0,
+    );
+    if txn.made_working {
+        dir.sweep_instances();
+    }
+    let result = result?;
+    // Gas only decreases, so 0 <= gas_left <= gas_limit.
+    let gas_used = gas_limit
+        .saturating_sub(result.gas_left.max(0))
+        .unsigned_abs();
+    Ok(Outcome {
+        exit: result.exit,
+        r7: result.r7,
+        r8: result.r8,
+        output: result.output,
+        gas_used,
+        instance: result.instance,
+    })
+}
+
+/// How one frame (a top-level invocation or a `call`ed child) ended.
+pub(crate) struct FrameResult {
+    pub exit: ExitReason,
+    pub r7: u64,
+    pub r8: u64,
+    /// `set_output`'s bytes (empty unless halted).
+    pub output: Vec<u8>,
+    pub gas_left: i64,
+    /// The instance afterwards: committed on halt, else the old hash.
+    pub instance: CapHash,
+}
+
+/// Most blobs [`run_frame`] fetches to resolve one instance (itself, its
+/// image, its memory).
+const RESOLVE_FETCHES: usize = 4;
+
+/// Runs one frame at `depth` on `gas` gas; commits on halt (see
+/// [`invoke_call`]).
+pub(crate) fn run_frame<S: BuildHasher>(
+    txn: &mut Txn<'_, S>,
+    instance_hash: &CapHash,
+    endpoint: u32,
+    args: [u64; 4],
+    gas: i64,
+    depth: u32,
+) -> Result<FrameResult, KernelError> {
     // 1. Resolve the instance, its image and memory; decode (or reuse) code.
-    let prepared = match programs.prepared(instance_hash) {
-        Some(p) => p,
-        None => prepare(dir, programs, instance_hash, endpoint)?,
+    let mut fetched = 0;
+    let prepared = loop {
+        let attempt = match txn.programs.prepared(instance_hash) {
+            Some(p) => Ok(p),
+            None => prepare(txn.dir, txn.programs, instance_hash, endpoint),
+        };
+        match attempt {
+            Err(KernelError::MissingCap(missing)) if fetched < RESOLVE_FETCHES => {
+                fetched += 1;
+                txn.blob(&missing)?;
+            }
+            other => break other?,
+        }
     };
     let Prepared {
         instance,
@@ -209,28 +329,34 @@ pub fn invoke<S: BuildHasher>(
             endpoint,
             count: image.endpoints.len(),
         })?;
+    let root_hash = instance_root_hash(instance)?;
+    // The memory of every frame on the call stack counts against one budget.
+    let mapped = layout.mapped_bytes();
+    if depth > 0 && txn.mapped + mapped > MAX_MAPPED_BYTES {
+        return Err(KernelError::CallStackMemory);
+    }
     let memory = match cached.take_warm(&memory_hash) {
         Some(warm) => warm,
         // A full page arena may be full of other images' warm memories:
         // drop them and try once more.
         None => match fresh_memory(&layout, image, memory_data, instance_hash) {
             Err(KernelError::OutOfMemory { .. }) => {
-                programs.drop_warm_memories();
+                txn.programs.drop_warm_memories();
                 fresh_memory(&layout, image, memory_data, instance_hash)?
             }
             other => other?,
         },
     };
 
-    // 2. Fresh registers. (The working entry is promoted lazily, at commit,
-    // and only if the program changed something.)
+    // 2. Fresh registers. (Working entries are made lazily: when an op
+    // changes a cap, or at commit if the program changed something.)
     let mut regs = layout.initial_registers();
     regs[7..11].copy_from_slice(&args);
-    let gas_limit = i64::try_from(gas).unwrap_or(i64::MAX);
-    let mut machine = Machine::new(regs, entry_pc, gas_limit, memory);
+    let mut machine = Machine::new(regs, entry_pc, gas, memory);
+    let mut frame = Frame::new(depth, instance.image_hash_chain, root_hash);
 
     // 3. Run, serving kernel ops.
-    let mut output = Vec::new();
+    txn.mapped += mapped;
     let mut entry_index = Some(match entry_indexes.get(endpoint as usize) {
         Some(&index) => index,
         None => cached.program.index_of(entry_pc),
@@ -241,65 +367,63 @@ pub fn invoke<S: BuildHasher>(
             None => machine.run(&cached.program),
         };
         match stopped {
-            Exit::Halt => break ExitReason::Halt,
-            Exit::Panic => break ExitReason::Panic,
-            Exit::OutOfGas => break ExitReason::OutOfGas,
-            Exit::PageFault(addr) => break ExitReason::PageFault(addr),
+            Exit::Halt => break Ok(ExitReason::Halt),
+            Exit::Panic => break Ok(ExitReason::Panic),
+            Exit::OutOfGas => break Ok(ExitReason::OutOfGas),
+            Exit::PageFault(addr) => break Ok(ExitReason::PageFault(addr)),
             Exit::HostCall(n) => {
                 let Some(op) = KernelOp::from_number(n) else {
-                    break ExitReason::Panic;
+                    break Ok(ExitReason::Panic);
                 };
                 machine.gas = machine.gas.saturating_sub(op.gas_cost());
                 if machine.gas < 0 {
-                    break ExitReason::OutOfGas;
+                    break Ok(ExitReason::OutOfGas);
                 }
-                machine.regs[7] = run_op(op, &mut machine, &mut output, log);
+                match ops::dispatch(op, &mut machine, &mut frame, txn) {
+                    Ok(()) => {}
+                    Err(OpError::OutOfGas) => break Ok(ExitReason::OutOfGas),
+                    Err(OpError::Kernel(e)) => break Err(e),
+                    // `dispatch` returns codes in φ7.
+                    Err(OpError::Code(_)) => {}
+                }
             }
         }
     };
-    // Gas only decreases, so 0 <= remaining <= gas_limit.
-    let gas_used = gas_limit.saturating_sub(machine.gas.max(0)).unsigned_abs();
+    txn.mapped -= mapped;
     let (r7, r8) = (machine.regs[7], machine.regs[8]);
 
-    // 4. Commit on halt; otherwise nothing was promoted, nothing to drop.
-    // One scan for written pages serves both the commit and the reset.
+    // 4. Commit on halt. One scan for written pages serves both the commit
+    // and the memory reset.
     let dirty: Vec<u32> = if machine.memory.has_dirty_pages() {
         machine.memory.dirty_pages().map(|(addr, _)| addr).collect()
     } else {
         Vec::new()
     };
-    let (new_hash, new_memory_hash) = if exit == ExitReason::Halt && !dirty.is_empty() {
-        commit(
-            dir,
-            instance_hash,
-            instance,
-            memory_data,
-            &machine.memory,
-            &layout,
-        )?
+    let halted = matches!(exit, Ok(ExitReason::Halt));
+    let committed = if halted {
+        let new_root = frame.take_changed_root();
+        let new_memory = memory_after(memory_data, &machine.memory, &layout)?;
+        if new_memory.is_some() || new_root.is_some() {
+            Some(commit(txn, instance_hash, instance, new_memory, new_root)?)
+        } else {
+            None
+        }
     } else {
-        (*instance_hash, memory_hash)
+        None
     };
-    if exit != ExitReason::Halt {
-        output.clear();
-    }
+    let (new_hash, new_memory_hash) = committed.unwrap_or((*instance_hash, memory_hash));
     // 5. Keep the memory warm for the next call on the resulting state.
     let mut memory = machine.memory;
-    if reset_memory(
-        &mut memory,
-        &layout,
-        exit == ExitReason::Halt,
-        memory_data,
-        &dirty,
-    ) {
+    if reset_memory(&mut memory, &layout, halted, memory_data, &dirty) {
         cached.put_warm(new_memory_hash, memory);
     }
-    Ok(Outcome {
+    let exit = exit?;
+    Ok(FrameResult {
         exit,
         r7,
         r8,
-        output,
-        gas_used,
+        output: if halted { frame.output } else { Vec::new() },
+        gas_left: machine.gas,
         instance: new_hash,
     })
 }
@@ -355,7 +479,16 @@ fn prepare<S: BuildHasher>(
 }
 
 fn instance_memory_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
-    match &instance.memory {
+    settled_link(&instance.memory)
+}
+
+fn instance_root_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
+    settled_link(&instance.root_cnode)
+}
+
+/// A published blob never holds a `Ref` (the codec cannot express one).
+fn settled_link(link: &CapHashOrRef) -> Result<CapHash, KernelError> {
+    match link {
         CapHashOrRef::Hash(h) => Ok(*h),
         CapHashOrRef::Ref(_) => Err(KernelError::Cap(crate::cap::CapError::UnsettledRef)),
     }
@@ -431,52 +564,20 @@ fn reset_memory(
     true
 }
 
-/// Serves one kernel op; returns φ7.
-fn run_op(op: KernelOp, machine: &mut Machine, output: &mut Vec<u8>, log: &mut dyn LogSink) -> u64 {
-    match op {
-        KernelOp::Gas => u64::try_from(machine.gas.max(0)).unwrap_or(0),
-        KernelOp::Log | KernelOp::SetOutput => {
-            let (ptr, len) = (machine.regs[7], machine.regs[8]);
-            let limit = if op == KernelOp::Log {
-                ops::MAX_LOG_LEN
-            } else {
-                ops::MAX_OUTPUT_LEN
-            };
-            if len > limit {
-                return ops::ERR_TOO_LONG;
-            }
-            let Ok(ptr) = u32::try_from(ptr) else {
-                return ops::ERR_MEMORY;
-            };
-            let mut buf = alloc::vec![0u8; len as usize];
-            if machine.memory.read(ptr, &mut buf).is_err() {
-                return ops::ERR_MEMORY;
-            }
-            if op == KernelOp::Log {
-                log.log(&buf);
-            } else {
-                *output = buf;
-            }
-            ops::OK
-        }
-    }
-}
-
-/// Writes the pages the program dirtied in its read-write section into the
-/// memory Data of a working copy of the instance (promoted now), settles it
-/// to its new hash and publishes that; the working entries are then swept.
-/// No dirtied page: nothing changed, the hash is the old one.
-fn commit<S: BuildHasher>(
-    dir: &CacheDirectory<S>,
-    instance_hash: &CapHash,
-    instance: &InstanceCap,
+/// The instance memory after a halted run: the old Data with the
+/// read-write pages the program dirtied (not the stack), grown to cover
+/// them; `None` if it dirtied none.
+fn memory_after(
     old_memory: &Data,
     memory: &Memory,
     layout: &StandardLayout,
-) -> Result<(CapHash, CapHash), KernelError> {
+) -> Result<Option<Data>, KernelError> {
     let rw_start = layout.rw_start;
     let rw_end = layout.stack_start;
     let mut new_memory: Option<Data> = None;
+    if !memory.has_dirty_pages() {
+        return Ok(None);
+    }
     for (addr, bytes) in memory.dirty_pages() {
         if addr < rw_start || addr >= rw_end {
             continue; // stack pages are scratch, not state
@@ -492,34 +593,41 @@ fn commit<S: BuildHasher>(
         }
         data.write_page(index, page)?;
     }
-    let Some(new_memory) = new_memory else {
-        return Ok((*instance_hash, instance_memory_hash(instance)?));
-    };
-    let working = dir.promote_blob_to_instance(instance_hash)?;
-    let result = settle_new_memory(dir, &working, instance, new_memory);
-    drop(working);
-    dir.sweep_instances();
-    result
+    Ok(new_memory)
 }
 
-/// Points the working instance at `new_memory`, settles it, publishes the
-/// snapshot; (instance hash, memory hash).
-fn settle_new_memory<S: BuildHasher>(
-    dir: &CacheDirectory<S>,
-    working: &CapRef,
+/// Promotes the instance to a working entry, links its new memory and/or
+/// root CNode, settles the graph bottom-up (publishing every cap of it)
+/// and returns (instance hash, memory hash).
+fn commit<S: BuildHasher>(
+    txn: &mut Txn<'_, S>,
+    instance_hash: &CapHash,
     instance: &InstanceCap,
-    new_memory: Data,
+    new_memory: Option<Data>,
+    new_root: Option<CNode>,
 ) -> Result<(CapHash, CapHash), KernelError> {
-    let missing = || KernelError::Directory(CacheError::InstanceMissing(working.id()));
-    let memory_ref = dir.put_instance(Cap::Data(new_memory));
+    let working = txn.dir.promote_blob_to_instance(instance_hash)?;
+    txn.made_working = true;
     let mut updated = instance.clone();
-    updated.memory = CapHashOrRef::Ref(memory_ref);
-    dir.set_instance(working, Arc::new(Cap::Instance(updated)))?;
-    let hash = dir.settle(&CapHashOrRef::Ref(working.clone()))?;
-    let settled = dir.get_instance(working).ok_or_else(missing)?;
-    dir.put_cap_with_hash(hash, &settled)?;
+    if let Some(memory) = new_memory {
+        updated.memory = CapHashOrRef::Ref(txn.working(Arc::new(Cap::Data(memory))));
+    }
+    if let Some(root) = new_root {
+        updated.root_cnode = CapHashOrRef::Ref(txn.working(Arc::new(Cap::CNode(root))));
+    }
+    txn.dir
+        .set_instance(&working, Arc::new(Cap::Instance(updated)))?;
+    let hash = txn.settle(&CapHashOrRef::Ref(working.clone()))?;
+    let settled = txn
+        .dir
+        .get_instance(&working)
+        .ok_or(KernelError::Directory(CacheError::InstanceMissing(
+            working.id(),
+        )))?;
     let Cap::Instance(settled) = &*settled else {
-        return Err(missing());
+        return Err(KernelError::Directory(CacheError::InstanceMissing(
+            working.id(),
+        )));
     };
     Ok((hash, instance_memory_hash(settled)?))
 }

@@ -15,15 +15,19 @@ pub mod ops;
 mod programs;
 pub mod sample;
 mod service;
+mod transaction;
 
 pub use error::KernelError;
 pub use instance::{NewInstance, new_instance};
-pub use invoke::{ExitReason, LogSink, MAX_MAPPED_BYTES, NoLog, Outcome, invoke};
+pub use invoke::{
+    Call, ExitReason, LogSink, MAX_MAPPED_BYTES, NoLog, Outcome, invoke, invoke_call,
+};
 pub use ops::KernelOp;
 pub use programs::{MAX_CACHED_PROGRAMS, ProgramCache};
 pub use service::{
     KernelHost, KernelState, MAX_FETCHES_PER_CALL, kernel_error_to_remote, outcome_to_wire,
 };
+pub use transaction::MAX_FETCHES_PER_INVOCATION;
 
 #[cfg(test)]
 #[path = "invoke_tests.rs"]

@@ -53,7 +53,10 @@ pub fn kernel_error_to_remote(err: &KernelError) -> RemoteError {
         KernelError::BadProgram { .. } => ErrorKind::BadProgram,
         KernelError::Cap(_) => ErrorKind::BadCap,
         KernelError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
-        KernelError::BadLayout { .. } | KernelError::Directory(_) => ErrorKind::Kernel,
+        KernelError::InputTooLong(_) => ErrorKind::BadMessage,
+        KernelError::BadLayout { .. }
+        | KernelError::Directory(_)
+        | KernelError::CallStackMemory => ErrorKind::Kernel,
     };
     remote(kind, err, err.hash())
 }

@@ -102,6 +102,15 @@ impl StandardLayout {
         })
     }
 
+    /// Bytes the layout maps: read-only, read-write (with heap), stack and
+    /// arguments.
+    pub fn mapped_bytes(&self) -> u64 {
+        u64::from(self.ro_mapped)
+            + u64::from(self.rw_mapped)
+            + u64::from(self.stack_end - self.stack_start)
+            + u64::from(self.args_mapped)
+    }
+
     /// The heap base `h` used by `sbrk`.
     pub fn heap_base(&self) -> u32 {
         self.rw_start

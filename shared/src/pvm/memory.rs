@@ -261,6 +261,12 @@ impl Memory {
         self.first_inaccessible(address, len, false).is_none()
     }
 
+    /// Whether every octet of `[address, address + len)` is writable by
+    /// the program.
+    pub fn is_writable(&self, address: u32, len: usize) -> bool {
+        self.first_inaccessible(address, len, true).is_none()
+    }
+
     /// The access rights of the page holding `address`.
     pub fn access(&self, address: u32) -> Option<Access> {
         self.regions

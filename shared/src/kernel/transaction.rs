@@ -1,0 +1,316 @@
+//! One top-level invocation's working set (DESIGN §5, "Transactions").
+//!
+//! A [`Txn`] is shared by every frame of the call stack (the top-level
+//! invocation and the children it `call`s): the directory, the host (for
+//! `fetch_blob` and logs), the input, and the budgets. A [`Frame`] is one
+//! running instance: its root CNode, loaded lazily and changed only in the
+//! frame's own copy, so nothing a frame does is visible anywhere until it
+//! halts and commits (and a child's commit is visible only in its parent's
+//! copy, and so on up to the top).
+//!
+//! Working caps (a Data written to, a child given caps) live as working
+//! entries of the directory, linked by `Ref` from the frame's CNode copy;
+//! commit settles them bottom-up into blobs, and the top-level invocation
+//! sweeps whatever nobody links to any more, whatever the outcome.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::hash::BuildHasher;
+
+use super::error::KernelError;
+use super::ops::{self, MAX_NEW_BYTES};
+use super::programs::ProgramCache;
+use super::service::KernelHost;
+use crate::CacheDirectory;
+use crate::cap::{CNode, Cap, CapHashOrRef, CapRef, MAX_CNODE_SLOTS};
+use crate::hash::CapHash;
+
+/// Most blobs one invocation fetches from the host while it runs (each is
+/// a guest → host call).
+pub const MAX_FETCHES_PER_INVOCATION: usize = 4096;
+
+/// Why an op did not return a value: an error code for the program, or a
+/// kernel error that ends the whole invocation (nothing committed).
+#[derive(Debug)]
+pub(crate) enum OpError {
+    /// Returned to the program in φ7; it continues.
+    Code(u64),
+    /// The invocation cannot go on (e.g. a blob nobody has).
+    Kernel(KernelError),
+    /// The op's gas could not be paid: the invocation ends out of gas.
+    OutOfGas,
+}
+
+impl From<KernelError> for OpError {
+    fn from(e: KernelError) -> Self {
+        OpError::Kernel(e)
+    }
+}
+
+impl From<crate::CacheError> for OpError {
+    fn from(e: crate::CacheError) -> Self {
+        OpError::Kernel(e.into())
+    }
+}
+
+/// An op's φ7, or why there is none.
+pub(crate) type OpResult = Result<u64, OpError>;
+
+/// The error code `code` as an `Err`.
+pub(crate) fn code<T>(code: u64) -> Result<T, OpError> {
+    Err(OpError::Code(code))
+}
+
+/// A slot argument, checked.
+pub(crate) fn slot_arg(value: u64) -> Result<u32, OpError> {
+    match u32::try_from(value) {
+        Ok(slot) if slot < MAX_CNODE_SLOTS => Ok(slot),
+        _ => code(ops::ERR_SLOT),
+    }
+}
+
+/// What every frame of one top-level invocation shares.
+pub(crate) struct Txn<'a, S> {
+    pub dir: &'a CacheDirectory<S>,
+    pub programs: &'a ProgramCache,
+    pub host: &'a mut dyn KernelHost,
+    /// The top-level invocation's input (children get none).
+    pub input: &'a [u8],
+    /// Bytes of new Data made so far (bounded by [`MAX_NEW_BYTES`]).
+    new_bytes: u64,
+    /// Memory the frames on the call stack map (bounded by
+    /// [`super::MAX_MAPPED_BYTES`]).
+    pub mapped: u64,
+    /// Whether a working entry was made (then the end sweeps).
+    pub made_working: bool,
+    fetches: usize,
+}
+
+impl<'a, S: BuildHasher> Txn<'a, S> {
+    pub fn new(
+        dir: &'a CacheDirectory<S>,
+        programs: &'a ProgramCache,
+        host: &'a mut dyn KernelHost,
+        input: &'a [u8],
+    ) -> Self {
+        Txn {
+            dir,
+            programs,
+            host,
+            input,
+            new_bytes: 0,
+            mapped: 0,
+            made_working: false,
+            fetches: 0,
+        }
+    }
+
+    /// Counts `bytes` of new Data against [`MAX_NEW_BYTES`].
+    pub fn charge_new_bytes(&mut self, bytes: u64) -> Result<(), OpError> {
+        match self.new_bytes.checked_add(bytes) {
+            Some(total) if total <= MAX_NEW_BYTES => {
+                self.new_bytes = total;
+                Ok(())
+            }
+            _ => code(ops::ERR_LIMIT),
+        }
+    }
+
+    /// The blob `hash`, fetched from the host (and checked against its
+    /// hash) if the directory lacks it.
+    pub fn blob(&mut self, hash: &CapHash) -> Result<Arc<Cap>, KernelError> {
+        if let Some(cap) = self.dir.get_blob(hash) {
+            return Ok(cap);
+        }
+        if self.fetches >= MAX_FETCHES_PER_INVOCATION {
+            return Err(KernelError::MissingCap(*hash));
+        }
+        self.fetches += 1;
+        let bytes = self
+            .host
+            .fetch_blob(hash)
+            .ok_or(KernelError::MissingCap(*hash))?;
+        // A wrong or undecodable answer counts as missing.
+        let cap = Cap::decode(&bytes).map_err(|_| KernelError::MissingCap(*hash))?;
+        if cap.hash().ok().as_ref() != Some(hash) {
+            return Err(KernelError::MissingCap(*hash));
+        }
+        let cap = Arc::new(cap);
+        self.dir.put_cap_with_hash(*hash, &cap)?;
+        Ok(self.dir.get_blob(hash).unwrap_or(cap))
+    }
+
+    /// The cap behind a link.
+    pub fn load(&mut self, link: &CapHashOrRef) -> Result<Arc<Cap>, KernelError> {
+        match link {
+            CapHashOrRef::Hash(hash) => self.blob(hash),
+            CapHashOrRef::Ref(r) => self.dir.get_instance(r).ok_or(KernelError::Directory(
+                crate::CacheError::InstanceMissing(r.id()),
+            )),
+        }
+    }
+
+    /// A new working entry holding `cap`.
+    pub fn working(&mut self, cap: Arc<Cap>) -> CapRef {
+        self.made_working = true;
+        self.dir.put_instance_arc(cap)
+    }
+
+    /// A working entry for `link`: the same `Ref`, or a new entry sharing
+    /// the blob's value (copy-on-write).
+    pub fn make_working(&mut self, link: &CapHashOrRef) -> Result<CapRef, KernelError> {
+        match link {
+            CapHashOrRef::Ref(r) => Ok(r.clone()),
+            CapHashOrRef::Hash(_) => {
+                let cap = self.load(link)?;
+                Ok(self.working(cap))
+            }
+        }
+    }
+
+    /// Changes the working entry `r` in place (copy-on-write of its value).
+    pub fn update<T>(
+        &mut self,
+        r: &CapRef,
+        change: impl FnOnce(&mut Cap) -> T,
+    ) -> Result<T, KernelError> {
+        let mut cap = self.load(&CapHashOrRef::Ref(r.clone()))?;
+        let result = change(Arc::make_mut(&mut cap));
+        self.dir.set_instance(r, cap)?;
+        Ok(result)
+    }
+
+    /// The hash of a link: a working entry is settled bottom-up and every
+    /// cap of it (Instances included) published as a blob.
+    pub fn settle(&mut self, link: &CapHashOrRef) -> Result<CapHash, KernelError> {
+        Ok(self.dir.settle_and_publish(link)?)
+    }
+}
+
+/// One running instance of the call stack.
+pub(crate) struct Frame {
+    /// 0 for the top-level invocation, +1 per `call`.
+    pub depth: u32,
+    /// The instance's type chain (what `spawn` derives children's from).
+    pub chain: CapHash,
+    /// Its root CNode as it was at the start.
+    root_hash: CapHash,
+    /// Its root CNode as the frame sees it (loaded on first use).
+    root: Option<CNode>,
+    /// Whether `root` differs from `root_hash`.
+    root_changed: bool,
+    /// The frame's own output (`set_output`; kept only on halt).
+    pub output: Vec<u8>,
+    /// The last `call`'s output (for `output_read`).
+    pub child_output: Vec<u8>,
+}
+
+impl Frame {
+    pub fn new(depth: u32, chain: CapHash, root_hash: CapHash) -> Self {
+        Frame {
+            depth,
+            chain,
+            root_hash,
+            root: None,
+            root_changed: false,
+            output: Vec::new(),
+            child_output: Vec::new(),
+        }
+    }
+
+    fn loaded<S: BuildHasher>(&mut self, txn: &mut Txn<'_, S>) -> Result<&mut CNode, KernelError> {
+        if self.root.is_none() {
+            let cap = txn.blob(&self.root_hash)?;
+            let Cap::CNode(cnode) = &*cap else {
+                return Err(KernelError::WrongKind {
+                    hash: self.root_hash,
+                    expected: crate::cap::CapKind::CNode,
+                    found: cap.kind(),
+                });
+            };
+            self.root = Some(cnode.clone());
+        }
+        // Just filled if it was empty.
+        self.root
+            .as_mut()
+            .ok_or(KernelError::MissingCap(self.root_hash))
+    }
+
+    /// The root CNode, to read.
+    pub fn root<S: BuildHasher>(&mut self, txn: &mut Txn<'_, S>) -> Result<&CNode, KernelError> {
+        Ok(&*self.loaded(txn)?)
+    }
+
+    /// The root CNode, to change.
+    pub fn root_mut<S: BuildHasher>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+    ) -> Result<&mut CNode, KernelError> {
+        self.root_changed = true;
+        self.loaded(txn)
+    }
+
+    /// The link in `slot` (a checked slot number), if any.
+    pub fn get<S: BuildHasher>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+        slot: u32,
+    ) -> Result<Option<CapHashOrRef>, KernelError> {
+        Ok(self.root(txn)?.get(slot).cloned())
+    }
+
+    /// The link in `slot`, or `ERR_EMPTY`.
+    pub fn occupied<S: BuildHasher>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+        slot: u32,
+    ) -> Result<CapHashOrRef, OpError> {
+        match self.get(txn, slot)? {
+            Some(link) => Ok(link),
+            None => code(ops::ERR_EMPTY),
+        }
+    }
+
+    /// `ERR_OCCUPIED` unless `slot` is empty.
+    pub fn require_empty<S: BuildHasher>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+        slot: u32,
+    ) -> Result<(), OpError> {
+        if self.root(txn)?.get(slot).is_some() {
+            return code(ops::ERR_OCCUPIED);
+        }
+        Ok(())
+    }
+
+    /// Puts `link` in `slot`, returning what was there.
+    pub fn set<S: BuildHasher>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+        slot: u32,
+        link: CapHashOrRef,
+    ) -> Result<Option<CapHashOrRef>, KernelError> {
+        Ok(self.root_mut(txn)?.set(slot, link)?)
+    }
+
+    /// Empties `slot`, returning what was there.
+    pub fn remove<S: BuildHasher>(
+        &mut self,
+        txn: &mut Txn<'_, S>,
+        slot: u32,
+    ) -> Result<Option<CapHashOrRef>, KernelError> {
+        if self.root(txn)?.get(slot).is_none() {
+            return Ok(None);
+        }
+        Ok(self.root_mut(txn)?.remove(slot))
+    }
+
+    /// The changed root CNode, if the frame changed it (for commit).
+    pub fn take_changed_root(&mut self) -> Option<CNode> {
+        if self.root_changed {
+            self.root.take()
+        } else {
+            None
+        }
+    }
+}
