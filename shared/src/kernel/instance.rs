@@ -21,9 +21,25 @@ pub struct NewInstance {
 
 /// A root instance of `image` (type chain derived from the root chain).
 pub fn new_instance(image_hash: CapHash, image: &Image) -> Result<NewInstance, KernelError> {
+    new_instance_with_slots(image_hash, image, &[])
+}
+
+/// A root instance of `image` whose root CNode starts with `slots` (slot,
+/// cap hash) filled: how a host hands a program its first caps (e.g. the
+/// Image of the children it spawns). The caps themselves must be published
+/// too. A slot ≥ 65536 is an error; a repeated slot keeps the last.
+pub fn new_instance_with_slots(
+    image_hash: CapHash,
+    image: &Image,
+    slots: &[(u32, CapHash)],
+) -> Result<NewInstance, KernelError> {
     let memory = Data::from_bytes(&image.rw_data)?;
     let memory_hash = memory.hash();
-    let root_cnode = Cap::CNode(CNode::new());
+    let mut cnode = CNode::new();
+    for &(slot, hash) in slots {
+        cnode.set(slot, CapHashOrRef::Hash(hash))?;
+    }
+    let root_cnode = Cap::CNode(cnode);
     let root_hash = root_cnode.hash()?;
     let instance = Cap::Instance(InstanceCap {
         image: image_hash,

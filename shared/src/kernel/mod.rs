@@ -18,7 +18,7 @@ mod service;
 mod transaction;
 
 pub use error::KernelError;
-pub use instance::{NewInstance, new_instance};
+pub use instance::{NewInstance, new_instance, new_instance_with_slots};
 pub use invoke::{
     Call, ExitReason, LogSink, MAX_MAPPED_BYTES, NoLog, Outcome, invoke, invoke_call,
 };
