@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use capbox::{BackendChoice, Kernel, SandboxConfig};
 
+pub mod probe;
 pub mod programs;
 
 /// A fresh local kernel.
