@@ -135,12 +135,72 @@ fn data_rehash(c: &mut Criterion) {
     group.finish();
 }
 
+/// Copy-on-write write into a 64 MiB Data that a second owner (the
+/// directory's blob) also holds: clone the `Arc`, `make_mut`, write 8 bytes,
+/// hash. Must cost O(pages touched · log n), not O(pages).
+fn data_write_shared(c: &mut Criterion) {
+    const LEN: usize = 64 << 20;
+    const PAGES: u64 = (LEN / PAGE_SIZE) as u64;
+    let bytes: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8 | 1).collect();
+    let blob = Arc::new(Cap::Data(Data::from_bytes(&bytes).unwrap()));
+    drop(bytes);
+    blob.hash().unwrap();
+    let mut round = 0u64;
+    c.bench_function("data_write_8b_64mib", |b| {
+        b.iter(|| {
+            round += 1;
+            let offset = (round * 7919 % PAGES) * PAGE_SIZE as u64 + round % 4000;
+            let mut working = blob.clone();
+            let Cap::Data(data) = Arc::make_mut(&mut working) else {
+                unreachable!()
+            };
+            data.write(offset, &round.to_le_bytes()).unwrap();
+            black_box(working.hash().unwrap())
+        })
+    });
+}
+
+/// The same pattern on CNodes of 16 and 65,536 occupied slots: the cost of
+/// clone + set one slot + hash should hardly depend on the size.
+fn cnode_set_slot(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cnode_set_slot");
+    for slots in [16u32, 65_536] {
+        let mut cnode = CNode::new();
+        for slot in 0..slots {
+            cnode
+                .set(slot, type_cap(slot.into()).hash().unwrap().into())
+                .unwrap();
+        }
+        let blob = Arc::new(Cap::CNode(cnode));
+        blob.hash().unwrap();
+        let mut round = 0u32;
+        group.bench_function(slots.to_string(), |b| {
+            b.iter(|| {
+                round = round.wrapping_add(1);
+                let mut target = [0u8; 32];
+                target[..4].copy_from_slice(&round.to_le_bytes());
+                let mut working = blob.clone();
+                let Cap::CNode(node) = Arc::make_mut(&mut working) else {
+                    unreachable!()
+                };
+                node.set(
+                    round.wrapping_mul(40_503) % slots,
+                    CapHash::from_bytes(target).into(),
+                )
+                .unwrap();
+                black_box(working.hash().unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500))
         .sample_size(30);
-    targets = put_cap, promote, make_mut_and_set, sweep, data_rehash
+    targets = put_cap, promote, make_mut_and_set, sweep, data_rehash, data_write_shared, cnode_set_slot
 }
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 //! `CapHash`: the 32-byte content address of a cap, and the hashing domains.
 //!
 //! Every digest is BLAKE3 in keyed mode. Each domain (one per cap kind, plus
-//! the Data Merkle leaves/nodes and the type chain) has its own 32-byte key,
+//! the Data and CNode Merkle leaves/nodes and the type chain) has its own 32-byte key,
 //! derived once as `blake3::derive_key("capbox v1 <domain>", b"")`. Two inputs
 //! hashed in different domains therefore never collide by construction, even
 //! when their payload bytes are equal.
@@ -110,7 +110,7 @@ impl fmt::Display for CapHash {
 pub(crate) enum Domain {
     /// Root of a Data cap: `len ‖ merkle root`.
     CapData,
-    /// Canonical encoding of a CNode.
+    /// Root of a CNode: `count ‖ slot-tree root`.
     CapCNode,
     /// Canonical encoding of an Image.
     CapImage,
@@ -124,9 +124,13 @@ pub(crate) enum Domain {
     DataNode,
     /// `parent chain ‖ image hash` for a child type identity.
     TypeChain,
+    /// An occupied CNode slot (a slot-tree leaf): the target's hash.
+    CNodeSlot,
+    /// An inner node of a CNode's slot tree: `left ‖ right`.
+    CNodeNode,
 }
 
-const DOMAIN_COUNT: usize = 8;
+const DOMAIN_COUNT: usize = 10;
 
 impl Domain {
     const ALL: [Domain; DOMAIN_COUNT] = [
@@ -138,6 +142,8 @@ impl Domain {
         Domain::DataPage,
         Domain::DataNode,
         Domain::TypeChain,
+        Domain::CNodeSlot,
+        Domain::CNodeNode,
     ];
 
     /// The `derive_key` context string; part of the hash format (never change).
@@ -151,6 +157,8 @@ impl Domain {
             Domain::DataPage => "capbox v1 data page",
             Domain::DataNode => "capbox v1 data node",
             Domain::TypeChain => "capbox v1 type chain",
+            Domain::CNodeSlot => "capbox v1 cnode slot",
+            Domain::CNodeNode => "capbox v1 cnode node",
         }
     }
 

@@ -240,3 +240,180 @@ proptest! {
         prop_assert_eq!(a == b, da == db);
     }
 }
+
+/// Hashes computed by the implementation before Data moved onto the
+/// persistent tree (a BTreeMap of pages plus a level cache): the hash
+/// definition must not change.
+#[test]
+fn hashes_match_the_previous_implementation() {
+    let mut three = Data::new(3 * P - 7).unwrap();
+    three.write(1, b"hello").unwrap();
+    three.write(2 * P + 5, b"tail").unwrap();
+    let bytes: Vec<u8> = (0..(5 * PAGE_SIZE + 123)).map(|i| (i % 7) as u8).collect();
+    let mut sparse = Data::new(MAX_DATA_LEN).unwrap();
+    sparse.write(MAX_DATA_LEN - 1, b"!").unwrap();
+    sparse.write(12_345_678, b"x").unwrap();
+    let pinned = [
+        (
+            three,
+            "14ae0a6b80bf8c5fce1165779c6aebcaad151e2514ee7f4e5e2c927851620992",
+        ),
+        (
+            Data::from_bytes(&bytes).unwrap(),
+            "0df0d6117c5d0e0e7ca0c8e584f906fc851749f03c4b93980e5e5f7fcaf83be4",
+        ),
+        (
+            Data::new(0).unwrap(),
+            "04b05d7efacad560e85d526cbf4149f0417469ee66d3d882cd30c482673452f3",
+        ),
+        (
+            sparse,
+            "26aa1aa5bc9753cdb998014f645f646591c9e42c94febd17a9016e8b209a64ef",
+        ),
+    ];
+    for (data, hex) in pinned {
+        assert_eq!(data.hash().to_hex(), hex);
+        assert_eq!(data.hash_uncached().to_hex(), hex);
+    }
+}
+
+#[test]
+fn clone_is_independent_of_the_original() {
+    let original = Data::from_bytes(&[5u8; 6 * PAGE_SIZE + 9]).unwrap();
+    let hash = original.hash();
+    let mut copy = original.clone();
+    assert!(copy.is_hash_cached());
+    copy.write(2 * P + 3, b"new").unwrap();
+    copy.clear_page(4);
+    copy.set_len(20 * P).unwrap();
+    copy.write(19 * P, b"far").unwrap();
+    assert_eq!(copy.hash(), copy.hash_uncached());
+    assert_ne!(copy.hash(), hash);
+    assert_eq!(original.hash(), hash);
+    assert_eq!(original.hash_uncached(), hash);
+    assert_eq!(original.to_vec(), vec![5u8; 6 * PAGE_SIZE + 9]);
+    copy.set_len(P + 1).unwrap();
+    assert_eq!(copy.present_page_count(), 2);
+    assert_eq!(original.present_page_count(), 7);
+    assert_eq!(original.hash(), hash);
+}
+
+#[test]
+fn shrinking_zeroes_the_tail_and_regrowing_reads_zeros() {
+    let mut data = Data::from_bytes(&[9u8; 9 * PAGE_SIZE]).unwrap();
+    data.hash();
+    data.set_len(2 * P + 1).unwrap();
+    data.set_len(9 * P).unwrap();
+    let mut expected = vec![9u8; 2 * PAGE_SIZE + 1];
+    expected.resize(9 * PAGE_SIZE, 0);
+    assert_eq!(data.to_vec(), expected);
+    assert_eq!(data.present_page_count(), 3);
+    assert_eq!(data.hash(), Data::from_bytes(&expected).unwrap().hash());
+    assert_eq!(data.hash(), data.hash_uncached());
+}
+
+/// A sparse model of a Data: its length and its non-zero pages.
+#[derive(Debug, Clone, Default)]
+struct SparseModel {
+    len: u64,
+    pages: std::collections::BTreeMap<u32, Vec<u8>>,
+}
+
+impl SparseModel {
+    fn write(&mut self, offset: u64, bytes: &[u8]) {
+        for (i, &b) in bytes.iter().enumerate() {
+            let at = offset + i as u64;
+            let page = self
+                .pages
+                .entry((at / P) as u32)
+                .or_insert_with(|| vec![0; PAGE_SIZE]);
+            page[(at % P) as usize] = b;
+        }
+    }
+
+    fn set_len(&mut self, len: u64) {
+        if len < self.len {
+            let count = len.div_ceil(P) as u32;
+            self.pages.retain(|&i, _| i < count);
+            let tail = (len % P) as usize;
+            if tail != 0
+                && let Some(page) = self.pages.get_mut(&(count - 1))
+            {
+                page[tail..].fill(0);
+            }
+        }
+        self.len = len;
+    }
+
+    /// A Data rebuilt from the model (the from-scratch reference).
+    fn build(&self) -> Data {
+        let mut data = Data::new(self.len).unwrap();
+        for (&index, page) in &self.pages {
+            data.write(
+                u64::from(index) * P,
+                page.as_slice()
+                    .split_at(PAGE_SIZE.min((self.len - u64::from(index) * P) as usize))
+                    .0,
+            )
+            .unwrap();
+        }
+        data
+    }
+}
+
+fn big_op() -> impl Strategy<Value = Op> {
+    // Lengths across the whole range (re-rooting up to depth 20), writes
+    // that straddle page boundaries.
+    prop_oneof![
+        4 => (0..MAX_DATA_LEN, proptest::collection::vec(1u8..=255, 1..16))
+            .prop_map(|(offset, bytes)| Op::Write { offset, bytes }),
+        2 => prop_oneof![0..(4 * P), 0..MAX_DATA_LEN + 1].prop_map(Op::SetLen),
+        1 => Just(Op::Hash),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random writes and resizes over the full 4 GiB range, with clones
+    /// taken along the way: the incremental hash equals the from-scratch
+    /// one and that of a Data rebuilt from a model, and every clone keeps
+    /// its content and hash while the original changes.
+    #[test]
+    fn sparse_edits_and_clones(ops in proptest::collection::vec(big_op(), 1..30)) {
+        let mut data = Data::new(0).unwrap();
+        let mut model = SparseModel::default();
+        let mut snapshots: Vec<(Data, CapHashSnapshot)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Write { offset, bytes } => {
+                    let fits = offset + bytes.len() as u64 <= model.len;
+                    prop_assert_eq!(data.write(offset, &bytes).is_ok(), fits);
+                    if fits {
+                        model.write(offset, &bytes);
+                    }
+                }
+                Op::SetLen(len) => {
+                    data.set_len(len).unwrap();
+                    model.set_len(len);
+                }
+                _ => {
+                    prop_assert_eq!(data.hash(), data.hash_uncached());
+                    snapshots.push((data.clone(), CapHashSnapshot(data.hash(), data.len(), data.present_page_count())));
+                }
+            }
+        }
+        prop_assert_eq!(data.hash(), data.hash_uncached());
+        prop_assert_eq!(data.hash(), model.build().hash());
+        prop_assert_eq!(&data, &model.build());
+        for (snapshot, CapHashSnapshot(hash, len, present)) in snapshots {
+            prop_assert_eq!(snapshot.hash(), hash);
+            prop_assert_eq!(snapshot.hash_uncached(), hash);
+            prop_assert_eq!(snapshot.len(), len);
+            prop_assert_eq!(snapshot.present_page_count(), present);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CapHashSnapshot(capbox_shared::CapHash, u64, usize);

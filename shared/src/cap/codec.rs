@@ -1,6 +1,5 @@
 //! Canonical encoding and strict decoding of caps (format in `Cap::encode`).
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::data::{MAX_DATA_LEN, PAGE_SIZE, Page};
@@ -155,7 +154,7 @@ fn decode_data(reader: &mut Reader<'_>) -> Result<Data, CapError> {
     check("Data length", len, MAX_DATA_LEN)?;
     let page_count = len.div_ceil(PAGE_SIZE as u64);
     let count = reader.count(4 + PAGE_SIZE, "Data page count")?;
-    let mut pages = BTreeMap::new();
+    let mut pages = Vec::with_capacity(count as usize);
     let mut previous: Option<u32> = None;
     for _ in 0..count {
         let index = reader.u32("Data page index")?;
@@ -180,15 +179,15 @@ fn decode_data(reader: &mut Reader<'_>) -> Result<Data, CapError> {
                 "non-zero bytes past the Data length",
             ));
         }
-        pages.insert(index, SharedPage::new(page));
+        pages.push((index, SharedPage::new(page)));
     }
-    Ok(Data::from_parts(len, pages))
+    Data::from_parts(len, pages)
 }
 
 fn decode_cnode(reader: &mut Reader<'_>) -> Result<CNode, CapError> {
     let count = reader.count(4 + HASH_LEN, "CNode slot count")?;
     check("CNode slot count", count.into(), MAX_CNODE_SLOTS.into())?;
-    let mut slots = BTreeMap::new();
+    let mut cnode = CNode::new();
     let mut previous: Option<u32> = None;
     for _ in 0..count {
         let slot = reader.u32("CNode slot index")?;
@@ -199,9 +198,9 @@ fn decode_cnode(reader: &mut Reader<'_>) -> Result<CNode, CapError> {
             return Err(CapError::NonCanonical("CNode slots not strictly ascending"));
         }
         previous = Some(slot);
-        slots.insert(slot, CapHashOrRef::Hash(reader.hash("CNode slot hash")?));
+        cnode.set(slot, CapHashOrRef::Hash(reader.hash("CNode slot hash")?))?;
     }
-    Ok(CNode::from_sorted(slots))
+    Ok(cnode)
 }
 
 fn decode_image(reader: &mut Reader<'_>) -> Result<Image, CapError> {

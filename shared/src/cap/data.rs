@@ -1,16 +1,14 @@
 //! `Data`: a byte string stored as 4 KiB pages, hashed incrementally.
 
-use alloc::collections::BTreeMap;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
-use spin::Mutex;
-
 use super::CapError;
-use super::merkle::MerkleCache;
+use super::merkle::{DataPages, depth_for};
 use super::page::SharedPage;
-use crate::hash::{CapHash, Domain, hash_parts_in};
+use super::tree::{Tree, root_from_scratch};
+use crate::hash::{CapHash, Domain, hash_in, hash_parts_in};
 
 /// Size of one Data page.
 pub const PAGE_SIZE: usize = 4096;
@@ -27,16 +25,17 @@ const ZERO_PAGE: Page = [0u8; PAGE_SIZE];
 /// zeros. Bytes past `len` in the last page are always zero.
 ///
 /// Pages are [`SharedPage`]s (refcounted, storage from the page-allocation
-/// hook, see [`crate::page_alloc`]), so cloning a `Data` (e.g.
-/// `Arc::make_mut` on a shared cap) copies page pointers, and a later write
-/// copies only the page it touches. The hash is a Merkle root (see the `merkle` module docs) whose
-/// inner nodes are cached inside the value behind a lock, so
-/// [`Data::hash`] takes `&self` and, after k page writes, re-hashes only those
-/// k leaves and their O(log n) ancestors.
+/// hook, see [`crate::page_alloc`]) held in a persistent Merkle tree (the
+/// `tree` module) whose nodes cache their digests. Cloning a `Data` (e.g.
+/// `Arc::make_mut` on a shared cap) is O(1); a later write copies only the
+/// pages it touches and their O(log n) tree paths, and [`Data::hash`]
+/// (`&self`) re-hashes only those pages and paths. See the `merkle` module
+/// docs for the hash definition.
+#[derive(Clone)]
 pub struct Data {
     len: u64,
-    pages: BTreeMap<u32, SharedPage>,
-    merkle: Mutex<MerkleCache>,
+    /// Leaves `0..page_count`; the depth is `depth_for(page_count)`.
+    pages: Tree<DataPages>,
 }
 
 fn page_count_for(len: u64) -> u32 {
@@ -61,8 +60,7 @@ impl Data {
         check_len(len)?;
         Ok(Data {
             len,
-            pages: BTreeMap::new(),
-            merkle: Mutex::new(MerkleCache::all_dirty(core::iter::empty())),
+            pages: Tree::new(depth_for(page_count_for(len))),
         })
     }
 
@@ -79,10 +77,9 @@ impl Data {
                         page
                     }
                 };
-                data.pages.insert(index as u32, page);
+                data.pages.set(index as u32, page);
             }
         }
-        data.merkle = Mutex::new(MerkleCache::all_dirty(data.pages.keys().copied()));
         Ok(data)
     }
 
@@ -109,23 +106,24 @@ impl Data {
     /// Truncates (dropping bytes) or extends (with zeros) to `new_len`.
     pub fn set_len(&mut self, new_len: u64) -> Result<(), CapError> {
         check_len(new_len)?;
-        let old_count = self.page_count();
         let new_count = page_count_for(new_len);
-        let merkle = self.merkle.get_mut();
         if new_len < self.len {
-            self.pages.retain(|&i, _| i < new_count);
+            self.pages.truncate(new_count);
             let tail = (new_len % PAGE_SIZE as u64) as usize;
             let last = new_count.wrapping_sub(1);
             if tail != 0
-                && let Some(page) = self.pages.get_mut(&last)
+                && self
+                    .pages
+                    .get(last)
+                    .is_some_and(|page| page[tail..].iter().any(|&b| b != 0))
+                && let Some(page) = self.pages.get_mut(last)
             {
                 SharedPage::make_mut(page)[tail..].fill(0);
-                merkle.mark_dirty(last);
             }
         }
-        if new_count != old_count {
-            merkle.mark_resized(new_count);
-        }
+        // Growing adds levels with zero right halves above the root;
+        // shrinking (after the truncation above) descends to the left.
+        self.pages.set_depth(depth_for(new_count));
         self.len = new_len;
         Ok(())
     }
@@ -147,7 +145,7 @@ impl Data {
         self.check_range(offset, buf.len())?;
         for (index, within, range) in page_chunks(offset, buf.len()) {
             let out = &mut buf[range];
-            match self.pages.get(&index) {
+            match self.pages.get(index) {
                 Some(page) => out.copy_from_slice(&page[within..within + out.len()]),
                 None => out.fill(0),
             }
@@ -158,27 +156,25 @@ impl Data {
     /// Writes `bytes` at `offset`; the range must lie within `len`.
     pub fn write(&mut self, offset: u64, bytes: &[u8]) -> Result<(), CapError> {
         self.check_range(offset, bytes.len())?;
-        let merkle = self.merkle.get_mut();
         for (index, within, range) in page_chunks(offset, bytes.len()) {
             let src = &bytes[range];
             let n = src.len();
-            match self.pages.get_mut(&index) {
+            match self.pages.get_mut(index) {
                 Some(page) => SharedPage::make_mut(page)[within..within + n].copy_from_slice(src),
                 None if src.iter().all(|&b| b == 0) => {}
                 None => {
                     let mut page = SharedPage::zeroed();
                     SharedPage::make_mut(&mut page)[within..within + n].copy_from_slice(src);
-                    self.pages.insert(index, page);
+                    self.pages.set(index, page);
                 }
             }
-            merkle.mark_dirty(index);
         }
         Ok(())
     }
 
     /// The stored page `index`, if present (absent pages read as zeros).
     pub fn page(&self, index: u32) -> Option<&Page> {
-        self.pages.get(&index).map(|page| &**page)
+        self.pages.get(index).map(|page| &**page)
     }
 
     /// Replaces page `index` (which must be below [`Data::page_count`]). In
@@ -187,16 +183,15 @@ impl Data {
     pub fn write_page(&mut self, index: u32, bytes: &Page) -> Result<(), CapError> {
         self.check_whole_page(index, bytes)?;
         if bytes.iter().all(|&b| b == 0) {
-            self.pages.remove(&index);
+            self.pages.remove(index);
         } else {
-            match self.pages.get_mut(&index) {
+            match self.pages.get_mut(index) {
                 Some(page) => *SharedPage::make_mut(page) = *bytes,
                 None => {
-                    self.pages.insert(index, SharedPage::new(bytes));
+                    self.pages.set(index, SharedPage::new(bytes));
                 }
             }
         }
-        self.merkle.get_mut().mark_dirty(index);
         Ok(())
     }
 
@@ -205,11 +200,10 @@ impl Data {
     pub fn write_page_shared(&mut self, index: u32, page: SharedPage) -> Result<(), CapError> {
         self.check_whole_page(index, &page)?;
         if page.iter().all(|&b| b == 0) {
-            self.pages.remove(&index);
+            self.pages.remove(index);
         } else {
-            self.pages.insert(index, page);
+            self.pages.set(index, page);
         }
-        self.merkle.get_mut().mark_dirty(index);
         Ok(())
     }
 
@@ -230,25 +224,23 @@ impl Data {
 
     /// Drops page `index` (it then reads as zeros).
     pub fn clear_page(&mut self, index: u32) {
-        if self.pages.remove(&index).is_some() {
-            self.merkle.get_mut().mark_dirty(index);
-        }
+        self.pages.remove(index);
     }
 
     /// The stored pages in ascending index order (may include zero pages).
     pub fn pages(&self) -> impl Iterator<Item = (u32, &Page)> + '_ {
-        self.pages.iter().map(|(&i, page)| (i, &**page))
+        self.pages.iter().map(|(i, page)| (i, &**page))
     }
 
     /// The stored pages as shared handles (cheap to clone into another Data).
     pub fn shared_pages(&self) -> impl Iterator<Item = (u32, &SharedPage)> + '_ {
-        self.pages.iter().map(|(&i, page)| (i, page))
+        self.pages.iter()
     }
 
     /// All `len` bytes in one vector (allocates `len` bytes: up to 4 GiB).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.len as usize];
-        for (&index, page) in &self.pages {
+        for (index, page) in self.pages.iter() {
             let start = index as usize * PAGE_SIZE;
             let end = (start + PAGE_SIZE).min(out.len());
             out[start..end].copy_from_slice(&page[..end - start]);
@@ -257,39 +249,52 @@ impl Data {
     }
 
     /// The content hash: `Domain::CapData` over `len ‖ merkle root`.
-    /// Uses (and refreshes) the cached tree; O(1) when nothing changed.
+    /// Hashes only the pages and tree nodes changed since the last call
+    /// (on this value or a version it was cloned from).
     pub fn hash(&self) -> CapHash {
-        let mut merkle = self.merkle.lock();
-        let root = merkle.root(self.page_count(), |i| self.page(i));
+        // Page leaves always hash, so the tree root is always `Some`.
+        let root = self.pages.root_digest().unwrap_or_default();
+        self.hash_with_root(&root)
+    }
+
+    fn hash_with_root(&self, root: &[u8; 32]) -> CapHash {
         CapHash(hash_parts_in(
             Domain::CapData,
-            &[&self.len.to_le_bytes(), &root],
+            &[&self.len.to_le_bytes(), root],
         ))
     }
 
-    /// Whether [`Data::hash`] would be answered from the cache.
+    /// Whether [`Data::hash`] would be answered without hashing a page or
+    /// tree node.
     pub fn is_hash_cached(&self) -> bool {
-        self.merkle.lock().is_clean()
+        self.pages.is_hashed()
     }
 
-    /// The hash computed from scratch, ignoring the cache (for checks).
+    /// The hash computed from scratch, ignoring the cached digests (for
+    /// checks).
     pub fn hash_uncached(&self) -> CapHash {
-        let mut fresh = MerkleCache::all_dirty(self.pages.keys().copied());
-        let root = fresh.root(self.page_count(), |i| self.page(i));
-        CapHash(hash_parts_in(
-            Domain::CapData,
-            &[&self.len.to_le_bytes(), &root],
-        ))
+        let leaves = self
+            .pages
+            .iter()
+            .map(|(i, page)| (i, hash_in(Domain::DataPage, &page[..])));
+        let root = root_from_scratch::<DataPages>(depth_for(self.page_count()), leaves);
+        self.hash_with_root(&root)
     }
 
-    /// Builds a Data from already-validated decoded parts.
-    pub(crate) fn from_parts(len: u64, pages: BTreeMap<u32, SharedPage>) -> Self {
-        let merkle = MerkleCache::all_dirty(pages.keys().copied());
-        Data {
-            len,
-            pages,
-            merkle: Mutex::new(merkle),
+    /// Builds a Data from already-validated decoded parts (pages below the
+    /// page count of `len`, zero past `len`).
+    pub(crate) fn from_parts(
+        len: u64,
+        pages: impl IntoIterator<Item = (u32, SharedPage)>,
+    ) -> Result<Self, CapError> {
+        let mut data = Data::new(len)?;
+        let count = data.page_count();
+        for (index, page) in pages {
+            if index < count {
+                data.pages.set(index, page);
+            }
         }
+        Ok(data)
     }
 
     /// Stored pages that are not all zero (the canonical page set).
@@ -299,29 +304,21 @@ impl Data {
     }
 }
 
-impl Clone for Data {
-    fn clone(&self) -> Self {
-        Data {
-            len: self.len,
-            pages: self.pages.clone(),
-            merkle: Mutex::new(self.merkle.lock().clone()),
-        }
-    }
-}
-
 impl PartialEq for Data {
     /// Equal content: same length and bytes (zero pages equal absent ones).
     fn eq(&self, other: &Self) -> bool {
         if self.len != other.len {
             return false;
         }
-        let same_page = |index: u32, page: &SharedPage, other: &Data| match other.pages.get(&index)
-        {
+        if self.pages.ptr_eq(&other.pages) {
+            return true;
+        }
+        let same_page = |index: u32, page: &SharedPage, other: &Data| match other.pages.get(index) {
             Some(theirs) => page == theirs,
             None => page[..] == ZERO_PAGE[..],
         };
-        self.pages.iter().all(|(&i, p)| same_page(i, p, other))
-            && other.pages.iter().all(|(&i, p)| same_page(i, p, self))
+        self.pages.iter().all(|(i, p)| same_page(i, p, other))
+            && other.pages.iter().all(|(i, p)| same_page(i, p, self))
     }
 }
 
@@ -331,7 +328,10 @@ impl fmt::Debug for Data {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Data")
             .field("len", &self.len)
-            .field("present_pages", &self.pages.keys().collect::<Vec<_>>())
+            .field(
+                "present_pages",
+                &self.pages.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! Encoding (all integers little-endian, fixed width, so every value has
 //! exactly one form): a tag byte ([`CapKind`]) then the kind's body, see
-//! [`Cap::encode`]. Hash: `Data` hashes as a Merkle root (see [`Data`]); every
-//! other kind hashes its full canonical encoding in its own BLAKE3 domain
-//! (see [`crate::hash`]).
+//! [`Cap::encode`]. Hash: `Data` and `CNode` hash as Merkle roots kept in
+//! persistent trees, so a change to one page or slot re-hashes O(log n)
+//! nodes (see [`Data`] and [`CNode`]: `Domain::CapData` over `len ‖ root`
+//! and `Domain::CapCNode` over `count ‖ root` of a depth-16 slot tree);
+//! every other kind hashes its full canonical encoding in its own BLAKE3
+//! domain (see [`crate::hash`]).
 
 mod capref;
 mod cnode;
@@ -16,6 +19,7 @@ mod image;
 mod instance;
 mod merkle;
 mod page;
+mod tree;
 
 pub use capref::{CapHashOrRef, CapRef};
 pub use cnode::{CNode, MAX_CNODE_SLOTS};
@@ -139,12 +143,13 @@ impl Cap {
         codec::decode(bytes)
     }
 
-    /// The content hash. `Data` uses its incremental Merkle cache; the other
-    /// kinds hash their canonical encoding in their kind's domain.
+    /// The content hash. `Data` and `CNode` use their incremental Merkle
+    /// trees; the other kinds hash their canonical encoding in their kind's
+    /// domain.
     pub fn hash(&self) -> Result<CapHash, CapError> {
         let domain = match self {
             Cap::Data(data) => return Ok(data.hash()),
-            Cap::CNode(_) => Domain::CapCNode,
+            Cap::CNode(cnode) => return cnode.hash(),
             Cap::Image(_) => Domain::CapImage,
             Cap::Instance(_) => Domain::CapInstance,
             Cap::Type(_) => Domain::CapType,
@@ -154,22 +159,20 @@ impl Cap {
 
     /// Whether the cap (directly) holds any `Ref`.
     pub fn has_refs(&self) -> bool {
+        if let Cap::CNode(cnode) = self {
+            return cnode.has_refs();
+        }
         let mut found = false;
         self.for_each_ref(|_| found = true);
         found
     }
 
     /// Calls `visit` for every `CapRef` this cap holds directly (not
-    /// through other caps).
+    /// through other caps). For a CNode this costs O(refs · log n), not
+    /// O(slots).
     pub fn for_each_ref(&self, mut visit: impl FnMut(&CapRef)) {
         match self {
-            Cap::CNode(cnode) => {
-                for (_, target) in cnode.iter() {
-                    if let CapHashOrRef::Ref(r) = target {
-                        visit(r);
-                    }
-                }
-            }
+            Cap::CNode(cnode) => cnode.refs().for_each(visit),
             Cap::Instance(instance) => {
                 for target in [&instance.memory, &instance.root_cnode] {
                     if let CapHashOrRef::Ref(r) = target {
@@ -181,14 +184,18 @@ impl Cap {
         }
     }
 
-    /// Calls `visit` for every `CapHashOrRef` this cap holds directly, so it
-    /// can rewrite `Ref`s (used by settling).
+    /// Calls `visit` for every `CapHashOrRef` this cap holds directly that
+    /// is a `Ref` (only those), so it can rewrite them (used by settling).
+    /// For a CNode this costs O(refs · log n), not O(slots).
     pub fn for_each_target_mut(&mut self, mut visit: impl FnMut(&mut CapHashOrRef)) {
         match self {
-            Cap::CNode(cnode) => cnode.targets_mut().for_each(visit),
+            Cap::CNode(cnode) => cnode.for_each_ref_mut(visit),
             Cap::Instance(instance) => {
-                visit(&mut instance.memory);
-                visit(&mut instance.root_cnode);
+                for target in [&mut instance.memory, &mut instance.root_cnode] {
+                    if matches!(target, CapHashOrRef::Ref(_)) {
+                        visit(target);
+                    }
+                }
             }
             Cap::Data(_) | Cap::Image(_) | Cap::Type(_) => {}
         }
