@@ -33,3 +33,6 @@ echo "  of which, inside the kernel (per iteration of in-guest loops):"
 for b in abi_invoke_empty abi_decode_invoke invoke_empty abi_encode_reply; do
   printf '    %-18s %s\n' "$b" "$(per_iter "$b")"
 done
+empty_iter=$(per_iter invoke_empty)
+call_iter=$(per_iter invoke_call_empty)
+echo "  one nested call of an empty child endpoint: $(( call_iter - empty_iter ))  (invoke_call_empty $call_iter - invoke_empty $empty_iter)"

@@ -14,8 +14,21 @@ use spin::Once;
 pub const HASH_LEN: usize = 32;
 
 /// A cap's content address: BLAKE3 over its canonical form, in its kind's domain.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct CapHash(pub [u8; HASH_LEN]);
+
+impl core::hash::Hash for CapHash {
+    /// Feeds only the first 8 bytes: a BLAKE3 output is uniform, so they
+    /// spread keys as well as all 32 would, and finding two caps that
+    /// share them takes ~2^32 hashing work per collision, far more than
+    /// a lookup chain it could lengthen. (Equality still compares all 32.)
+    /// Directory lookups are on every kernel op's path.
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
 
 /// Why a hex string is not a [`CapHash`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

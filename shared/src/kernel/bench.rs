@@ -7,7 +7,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::error::KernelError;
-use super::instance::new_instance;
+use super::instance::{new_instance, new_instance_with_slots};
 use super::invoke::{LogSink, NoLog, invoke};
 use super::programs::ProgramCache;
 use super::sample::{Endpoint, sample_image};
@@ -18,7 +18,7 @@ use crate::cap::{Cap, Data, PAGE_SIZE};
 use crate::hash::CapHash;
 
 /// Every benchmark, with what one iteration does.
-pub const BENCHMARKS: [(&str, &str); 9] = [
+pub const BENCHMARKS: [(&str, &str); 10] = [
     ("noop", "nothing (the counter's own overhead)"),
     (
         "hash_page",
@@ -46,6 +46,10 @@ pub const BENCHMARKS: [(&str, &str); 9] = [
         "verify and decode an invoke_one request",
     ),
     ("abi_encode_reply", "encode a one-result invoke reply"),
+    (
+        "invoke_call_empty",
+        "invoke an endpoint that `call`s a child's empty endpoint (minus invoke_empty: the cost of one call)",
+    ),
 ];
 
 struct BenchHost;
@@ -160,17 +164,28 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
             }
             Ok(t)
         }
-        "invoke_empty" | "invoke_increment" | "interp_loop_1000" | "abi_invoke_empty" => {
+        "invoke_empty" | "invoke_increment" | "interp_loop_1000" | "abi_invoke_empty"
+        | "invoke_call_empty" => {
             let image = sample_image();
             let image_cap = Cap::Image(image.clone());
             let image_hash = dir.put_cap(&image_cap).map_err(bad_setup)?;
-            let fresh = new_instance(image_hash, &image).map_err(kernel_failed)?;
+            let mut fresh = new_instance(image_hash, &image).map_err(kernel_failed)?;
             for cap in [&fresh.memory, &fresh.root_cnode, &fresh.instance] {
                 dir.put_cap(cap).map_err(bad_setup)?;
+            }
+            if name == "invoke_call_empty" {
+                // The parent holds a fresh child in slot 0.
+                let child = fresh.instance_hash;
+                fresh = new_instance_with_slots(image_hash, &image, &[(0, child)])
+                    .map_err(kernel_failed)?;
+                for cap in [&fresh.root_cnode, &fresh.instance] {
+                    dir.put_cap(cap).map_err(bad_setup)?;
+                }
             }
             let (endpoint, arg) = match name {
                 "invoke_empty" => (Endpoint::Empty, 0),
                 "invoke_increment" => (Endpoint::Increment, 0),
+                "invoke_call_empty" => (Endpoint::CallEmpty, 0),
                 _ => (Endpoint::Loop, 1000),
             };
             let mut instance = fresh.instance_hash;

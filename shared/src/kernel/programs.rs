@@ -1,5 +1,5 @@
 //! Per-image caches: the decoded program (decoded once, reused by every
-//! invocation) and one *warm memory*: the PVM memory of the image's last
+//! invocation) and a few *warm memories* (up to `WARM_PER_IMAGE`): PVM memories of the image's last
 //! invocation, reset to the state it committed. An invocation on that same
 //! state reuses it instead of allocating and zeroing every page again.
 //!
@@ -25,7 +25,7 @@ use crate::pvm::{Memory, Program, ProgramError, StandardLayout};
 pub const MAX_CACHED_PROGRAMS: usize = 256;
 
 /// Slots of the prepared-instance table (a power of two).
-pub const PREPARED_SLOTS: usize = 64;
+pub const PREPARED_SLOTS: usize = 128;
 
 /// Whether two hashes are equal, as four word compares (the derived `==`
 /// on 32 bytes is a `memcmp` call, several times slower in the guest).
@@ -73,10 +73,15 @@ pub(crate) struct WarmMemory {
     pub memory: Memory,
 }
 
+/// Warm memories kept per image: enough for a parent and the children of
+/// the same image it calls (a call stack of one image needs one per frame).
+pub const WARM_PER_IMAGE: usize = 4;
+
 /// What is cached for one image.
 pub(crate) struct CachedImage {
     pub program: Program,
-    warm: Mutex<Option<WarmMemory>>,
+    /// Most recently returned last.
+    warm: Mutex<alloc::vec::Vec<WarmMemory>>,
 }
 
 impl CachedImage {
@@ -84,22 +89,26 @@ impl CachedImage {
     /// invocations never share it).
     pub fn take_warm(&self, memory_hash: &CapHash) -> Option<Memory> {
         let mut warm = self.warm.lock();
-        if warm
-            .as_ref()
-            .is_some_and(|w| same_hash(&w.memory_hash, memory_hash))
-        {
-            warm.take().map(|w| w.memory)
-        } else {
-            None
-        }
+        let at = warm
+            .iter()
+            .rposition(|w| same_hash(&w.memory_hash, memory_hash))?;
+        Some(warm.remove(at).memory)
     }
 
-    /// Keeps `memory` (reset to the state `memory_hash`) for the next call.
+    /// Keeps `memory` (reset to the state `memory_hash`) for the next call;
+    /// past [`WARM_PER_IMAGE`] the oldest is dropped.
     pub fn put_warm(&self, memory_hash: CapHash, memory: Memory) {
-        let old = self.warm.lock().replace(WarmMemory {
+        let mut warm = self.warm.lock();
+        let old = if warm.len() >= WARM_PER_IMAGE {
+            Some(warm.remove(0))
+        } else {
+            None
+        };
+        warm.push(WarmMemory {
             memory_hash,
             memory,
         });
+        drop(warm);
         drop(old); // outside the lock
     }
 }
@@ -129,17 +138,33 @@ impl ProgramCache {
     /// The prepared entry for `instance`, if cached.
     pub(crate) fn prepared(&self, instance: &CapHash) -> Option<Arc<Prepared>> {
         let slots = self.prepared.lock();
-        slots[slot_of(instance)]
-            .as_ref()
-            .filter(|p| same_hash(&p.instance_hash, instance))
+        let at = slot_of(instance);
+        [at, at ^ 1]
+            .into_iter()
+            .find_map(|i| {
+                slots[i]
+                    .as_ref()
+                    .filter(|p| same_hash(&p.instance_hash, instance))
+            })
             .cloned()
     }
 
-    /// Caches `entry` (replacing whatever shared its slot).
+    /// Caches `entry`. Two-way: an entry's slot and its neighbour, so a
+    /// parent and the child it calls rarely evict each other; the older of
+    /// the pair is moved to the neighbour and whatever was there is
+    /// forgotten.
     pub(crate) fn put_prepared(&self, entry: Arc<Prepared>) {
-        let slot = slot_of(&entry.instance_hash);
-        let old = self.prepared.lock()[slot].replace(entry);
-        drop(old); // outside the lock
+        let at = slot_of(&entry.instance_hash);
+        let mut slots = self.prepared.lock();
+        let evicted = match slots[at].take() {
+            Some(old) if !same_hash(&old.instance_hash, &entry.instance_hash) => {
+                slots[at ^ 1].replace(old)
+            }
+            same_or_none => same_or_none,
+        };
+        slots[at] = Some(entry);
+        drop(slots);
+        drop(evicted); // outside the lock
     }
 
     /// The cache entry for `image`, decoding `code` on a miss.
@@ -153,7 +178,7 @@ impl ProgramCache {
         }
         let entry = Arc::new(CachedImage {
             program: Program::from_blob(code)?,
-            warm: Mutex::new(None),
+            warm: Mutex::new(alloc::vec::Vec::new()),
         });
         let mut images = self.images.lock();
         let evicted = if images.len() >= MAX_CACHED_PROGRAMS {
@@ -183,7 +208,7 @@ impl ProgramCache {
                 .map(|p| p.cached.clone()),
         );
         for image in images {
-            let old = image.warm.lock().take();
+            let old = core::mem::take(&mut *image.warm.lock());
             drop(old); // outside the lock
         }
     }

@@ -46,11 +46,14 @@ pub enum Endpoint {
     ReadStack = 12,
     /// log(the counter's 8 bytes); φ7 = the op's result code.
     Log = 13,
+    /// `call` the child instance in root slot 0 at its `Empty` endpoint;
+    /// φ7 = the call's result (what the nested-call cost is measured on).
+    CallEmpty = 14,
 }
 
 impl Endpoint {
     /// Every endpoint, in index order.
-    pub const ALL: [Endpoint; 14] = [
+    pub const ALL: [Endpoint; 15] = [
         Endpoint::Increment,
         Endpoint::Read,
         Endpoint::Add,
@@ -65,6 +68,7 @@ impl Endpoint {
         Endpoint::WriteThenTrap,
         Endpoint::ReadStack,
         Endpoint::Log,
+        Endpoint::CallEmpty,
     ];
 
     /// Index into the image's endpoint list.
@@ -151,6 +155,13 @@ pub fn sample_image() -> Image {
     b.load_imm(Reg::R7, counter)
         .load_imm(Reg::R8, 8u32)
         .ecalli(KernelOp::Log.number());
+    halt(&mut b);
+
+    // CallEmpty: call(slot 0, Empty)
+    entries.push(b.here());
+    b.load_imm(Reg::R7, 0u32)
+        .load_imm(Reg::R8, Endpoint::Empty.index())
+        .ecalli(KernelOp::Call.number());
     halt(&mut b);
 
     let built = b

@@ -71,10 +71,11 @@ impl Machine {
     /// (`start`), e.g. an entry point looked up once per program.
     pub(crate) fn run_at(&mut self, program: &Program, start: Option<usize>) -> Exit {
         debug_assert_eq!(start, program.index_of(self.pc));
-        // Indexed by the decoded u8 register numbers (always ≤ 12): with 256
-        // entries every u8 is in bounds, so the hot loop needs neither a mask
-        // nor a bounds check.
-        let mut regs = [0u64; 256];
+        // Indexed by the decoded register numbers (always ≤ 12) masked to
+        // 4 bits: the mask lets the compiler drop the bounds check, and 16
+        // entries are cheap to set up per run (256, unmasked, cost a 2 KiB
+        // memset on every run and every resume after a kernel op).
+        let mut regs = [0u64; 16];
         regs[..13].copy_from_slice(&self.regs);
         let exit = match start {
             Some(start) => self.execute(program, &mut regs, start),
@@ -92,7 +93,7 @@ impl Machine {
         exit
     }
 
-    fn execute(&mut self, program: &Program, regs: &mut [u64; 256], mut idx: usize) -> Exit {
+    fn execute(&mut self, program: &Program, regs: &mut [u64; 16], mut idx: usize) -> Exit {
         // Kept in locals so the hot loop does not go through `self`.
         let mut gas = self.gas;
         let memory = &mut self.memory;
@@ -146,7 +147,7 @@ fn imm(value: u32) -> u64 {
 #[inline(always)]
 fn interpret<const STEP: bool>(
     program: &Program,
-    regs: &mut [u64; 256],
+    regs: &mut [u64; 16],
     memory: &mut Memory,
     gas: &mut i64,
     mut idx: usize,
@@ -169,7 +170,7 @@ fn interpret<const STEP: bool>(
         };
         macro_rules! reg {
             ($r:ident) => {
-                regs[op.$r as usize]
+                regs[usize::from(op.$r & 15)]
             };
         }
         macro_rules! exit {

@@ -181,7 +181,12 @@ pub(crate) fn call<S: BuildHasher>(
         machine.regs[11],
         machine.regs[12],
     ];
-    let (link, _) = child_in(frame, txn, child_slot)?;
+    let link = frame.occupied(txn, child_slot)?;
+    // A prepared entry exists only for an Instance: skip loading it again.
+    let known = matches!(&link, CapHashOrRef::Hash(h) if txn.programs.prepared(h).is_some());
+    if !known && !matches!(&*txn.load(&link)?, Cap::Instance(_)) {
+        return code(ERR_KIND);
+    }
     if frame.depth >= MAX_CALL_DEPTH {
         return code(ERR_DEPTH);
     }

@@ -141,8 +141,8 @@ pub(crate) fn dispatch<S: BuildHasher>(
             frame.output = message;
             OK
         }),
-        KernelOp::InputLen => Ok(txn.input.len() as u64),
-        KernelOp::InputRead => io::read_into(machine, op, txn.input),
+        KernelOp::InputLen => Ok(input_of(frame, txn).len() as u64),
+        KernelOp::InputRead => io::read_into(machine, op, input_of(frame, txn)),
         KernelOp::OutputRead => io::read_into(machine, op, &frame.child_output),
         KernelOp::CapInfo => data::cap_info(machine, frame, txn),
         KernelOp::DataNew => data::data_new(machine, frame, txn),
@@ -164,6 +164,12 @@ pub(crate) fn dispatch<S: BuildHasher>(
         Err(stop) => return Err(stop),
     };
     Ok(())
+}
+
+/// The input `frame` reads: the invocation's at the top, none in a child
+/// (a parent hands a child data as caps or arguments).
+fn input_of<'a, S>(frame: &Frame, txn: &Txn<'a, S>) -> &'a [u8] {
+    if frame.depth == 0 { txn.input } else { &[] }
 }
 
 /// The Markdown table of every op, as `docs/kernel.md` shows it.
