@@ -205,8 +205,10 @@ impl Cap {
     pub fn approx_bytes(&self) -> usize {
         core::mem::size_of::<Cap>()
             + match self {
-                Cap::Data(data) => data.present_page_count() * (PAGE_SIZE + 16),
-                Cap::CNode(cnode) => cnode.len() * 48,
+                // A tree leaf plus about one inner node per page or slot
+                // (about 80 bytes per node for Data, 96 for CNode).
+                Cap::Data(data) => data.present_page_count() * (PAGE_SIZE + 160),
+                Cap::CNode(cnode) => cnode.len() * 192,
                 Cap::Image(image) => {
                     image.code.len()
                         + image.ro_data.len()
