@@ -181,3 +181,170 @@ pub fn random_invocations(
     }
     calls
 }
+
+// ---------------------------------------------------------------------
+// The apps (`capbox::shared::kernel::apps`): a host abstraction, helpers
+// and the random kv op sequences for the differential test.
+
+use capbox::shared::CacheDirectory;
+use capbox::shared::cap::Cap;
+use capbox::shared::kernel::apps::{kv, users};
+use capbox::shared::kernel::{
+    Call, KernelHost, LogSink, Outcome, ProgramCache, invoke_call, new_instance_with_slots,
+};
+
+/// Gas for one app invocation (generous: a put of a 64 KiB value costs
+/// well under this).
+pub const APP_GAS: u64 = 10_000_000;
+
+/// Something that runs app invocations with input: the shared kernel
+/// in-process ([`DirectKernel`]) or a `capbox::Kernel`.
+pub trait AppHost {
+    /// Publishes `image` and a fresh instance of it whose root CNode holds
+    /// `slots`; the instance's hash.
+    fn create(&mut self, image: &Image, slots: &[(u32, Cap)]) -> CapHash;
+    /// One invocation with input.
+    fn run(&mut self, instance: &CapHash, endpoint: u32, args: [u64; 4], input: &[u8]) -> Outcome;
+}
+
+/// The shared kernel with its own directory (no ABI, no backend).
+#[derive(Default)]
+pub struct DirectKernel {
+    /// Every cap.
+    pub dir: CacheDirectory,
+    programs: ProgramCache,
+}
+
+struct NoHost;
+
+impl LogSink for NoHost {
+    fn log(&mut self, _message: &[u8]) {}
+}
+
+impl KernelHost for NoHost {
+    fn fetch_blob(&mut self, _hash: &CapHash) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl AppHost for DirectKernel {
+    fn create(&mut self, image: &Image, slots: &[(u32, Cap)]) -> CapHash {
+        let image_hash = self.dir.put_cap(&Cap::Image(image.clone())).unwrap();
+        let mut links = Vec::new();
+        for (slot, cap) in slots {
+            links.push((*slot, self.dir.put_cap(cap).unwrap()));
+        }
+        let fresh = new_instance_with_slots(image_hash, image, &links).unwrap();
+        for cap in [&fresh.memory, &fresh.root_cnode, &fresh.instance] {
+            self.dir.put_cap(cap).unwrap();
+        }
+        fresh.instance_hash
+    }
+
+    fn run(&mut self, instance: &CapHash, endpoint: u32, args: [u64; 4], input: &[u8]) -> Outcome {
+        let call = Call {
+            instance: *instance,
+            endpoint,
+            args,
+            gas: APP_GAS,
+            input,
+        };
+        invoke_call(&self.dir, &self.programs, &mut NoHost, &call).unwrap()
+    }
+}
+
+/// A fresh kv instance.
+pub fn new_kv(host: &mut dyn AppHost) -> CapHash {
+    host.create(&kv::kv_image(), &[])
+}
+
+/// A fresh users instance (the kv Image in its slot 0).
+pub fn new_users(host: &mut dyn AppHost) -> CapHash {
+    host.create(
+        &users::users_image(),
+        &[(users::IMAGE_SLOT, Cap::Image(kv::kv_image()))],
+    )
+}
+
+/// One kv operation of a random sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    /// `put(key)` with this value.
+    Put(u64, Vec<u8>),
+    /// `get(key)`.
+    Get(u64),
+    /// `delete(key)`.
+    Delete(u64),
+    /// `len()`.
+    Len,
+}
+
+impl KvOp {
+    /// Endpoint, arguments and input of the op.
+    pub fn call(&self) -> (u32, [u64; 4], &[u8]) {
+        match self {
+            KvOp::Put(key, value) => (kv::Endpoint::Put.index(), [*key, 0, 0, 0], value),
+            KvOp::Get(key) => (kv::Endpoint::Get.index(), [*key, 0, 0, 0], &[]),
+            KvOp::Delete(key) => (kv::Endpoint::Delete.index(), [*key, 0, 0, 0], &[]),
+            KvOp::Len => (kv::Endpoint::Len.index(), [0; 4], &[]),
+        }
+    }
+}
+
+/// A random kv op: keys from a small range (so ops collide), now and then
+/// an out-of-range key; values of 0–300 bytes, now and then up to 5 KiB
+/// (two pages).
+pub fn random_kv_op(rng: &mut Rng) -> KvOp {
+    let key = |rng: &mut Rng| {
+        if rng.chance(1, 25) {
+            u64::from(kv::KV_KEYS) + rng.below(3)
+        } else {
+            rng.below(16)
+        }
+    };
+    match rng.below(10) {
+        0..=3 => {
+            let len = if rng.chance(1, 10) {
+                rng.below(5 << 10)
+            } else {
+                rng.below(300)
+            };
+            let value = (0..len).map(|_| rng.next_u64() as u8).collect();
+            KvOp::Put(key(rng), value)
+        }
+        4..=6 => KvOp::Get(key(rng)),
+        7..=8 => KvOp::Delete(key(rng)),
+        _ => KvOp::Len,
+    }
+}
+
+/// A model of the kv service: what each op must return.
+#[derive(Default, Clone, Debug)]
+pub struct KvModel {
+    /// key → value.
+    pub values: std::collections::BTreeMap<u64, Vec<u8>>,
+}
+
+impl KvModel {
+    /// Applies `op`; the expected (φ7, φ8, output).
+    pub fn apply(&mut self, op: &KvOp) -> (u64, u64, Vec<u8>) {
+        use capbox::shared::kernel::apps::ERR_BAD_KEY;
+        use capbox::shared::kernel::ops::ERR_EMPTY;
+        let bad = |key: u64| key >= u64::from(kv::KV_KEYS);
+        match op {
+            KvOp::Put(key, _) | KvOp::Get(key) | KvOp::Delete(key) if bad(*key) => {
+                (ERR_BAD_KEY, 0, Vec::new())
+            }
+            KvOp::Put(key, value) => {
+                let replaced = self.values.insert(*key, value.clone()).is_some();
+                (0, u64::from(replaced), Vec::new())
+            }
+            KvOp::Get(key) => match self.values.get(key) {
+                Some(v) => (v.len() as u64, 0, v.clone()),
+                None => (ERR_EMPTY, 0, Vec::new()),
+            },
+            KvOp::Delete(key) => (u64::from(self.values.remove(key).is_some()), 0, Vec::new()),
+            KvOp::Len => (self.values.len() as u64, 0, Vec::new()),
+        }
+    }
+}

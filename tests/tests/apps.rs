@@ -1,0 +1,198 @@
+//! The apps (`capbox::shared::kernel::apps`): the kv service and the users
+//! parent, endpoint by endpoint, at scale, and differentially.
+
+use capbox::shared::kernel::ExitReason;
+use capbox::shared::kernel::apps::kv::{self, KV_KEYS};
+use capbox::shared::kernel::apps::users::{self, MAX_USERS};
+use capbox::shared::kernel::apps::{ERR_BAD_KEY, ERR_CHILD_FAILED, ERR_NO_USER, MAX_VALUE_LEN};
+use capbox::shared::kernel::ops::{CALL_OUT_OF_GAS, ERR_EMPTY, ERR_OCCUPIED, ERR_TOO_LONG};
+use capbox_tests::programs::{AppHost, DirectKernel, new_kv, new_users};
+
+fn kv_call(
+    host: &mut dyn AppHost,
+    state: &mut capbox::shared::hash::CapHash,
+    ep: kv::Endpoint,
+    key: u64,
+    input: &[u8],
+) -> (u64, u64, Vec<u8>) {
+    let o = host.run(state, ep.index(), [key, 0, 0, 0], input);
+    assert_eq!(o.exit, ExitReason::Halt, "{ep:?}({key}): {o:?}");
+    *state = o.instance;
+    (o.r7, o.r8, o.output)
+}
+
+fn kv_endpoints(host: &mut dyn AppHost) {
+    use kv::Endpoint::*;
+    let fresh = new_kv(host);
+    let mut s = fresh;
+    assert_eq!(kv_call(host, &mut s, Len, 0, &[]), (0, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Get, 7, &[]), (ERR_EMPTY, 0, vec![]));
+    assert_eq!(s, fresh, "a failed get changes nothing");
+    assert_eq!(kv_call(host, &mut s, Put, 7, b"seven"), (0, 0, vec![]));
+    let after_put = s;
+    assert_ne!(after_put, fresh);
+    assert_eq!(
+        kv_call(host, &mut s, Get, 7, &[]),
+        (5, 0, b"seven".to_vec())
+    );
+    assert_eq!(s, after_put, "get changes nothing");
+    assert_eq!(kv_call(host, &mut s, Put, 7, b"SEVEN!"), (0, 1, vec![]));
+    assert_eq!(kv_call(host, &mut s, Put, 0, b""), (0, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Get, 0, &[]), (0, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Len, 0, &[]), (2, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Get, 7, &[]).2, b"SEVEN!");
+    // Out-of-range keys and a value over the limit change nothing.
+    let before = s;
+    let last = u64::from(KV_KEYS);
+    assert_eq!(
+        kv_call(host, &mut s, Put, last, b"x"),
+        (ERR_BAD_KEY, 0, vec![])
+    );
+    assert_eq!(kv_call(host, &mut s, Get, u64::MAX, &[]).0, ERR_BAD_KEY);
+    assert_eq!(kv_call(host, &mut s, Delete, last, &[]).0, ERR_BAD_KEY);
+    let big = vec![1u8; MAX_VALUE_LEN as usize + 1];
+    assert_eq!(kv_call(host, &mut s, Put, 1, &big).0, ERR_TOO_LONG);
+    assert_eq!(s, before);
+    // The largest value and the largest key round-trip.
+    let max = vec![0xa5u8; MAX_VALUE_LEN as usize];
+    assert_eq!(kv_call(host, &mut s, Put, last - 1, &max), (0, 0, vec![]));
+    assert_eq!(
+        kv_call(host, &mut s, Get, last - 1, &[]),
+        (MAX_VALUE_LEN, 0, max)
+    );
+    // Delete: 1 if there was a value, then 0.
+    assert_eq!(kv_call(host, &mut s, Delete, 7, &[]), (1, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Delete, 7, &[]), (0, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Get, 7, &[]).0, ERR_EMPTY);
+    assert_eq!(kv_call(host, &mut s, Len, 0, &[]).0, 2);
+    // put_from_slot with an empty staging slot; export of a missing key.
+    assert_eq!(kv_call(host, &mut s, PutFromSlot, 3, &[]).0, ERR_EMPTY);
+    assert_eq!(kv_call(host, &mut s, Export, 3, &[]).0, ERR_EMPTY);
+    // export fills the staging slot (state changes); a second export finds
+    // it full; put_from_slot moves it into another key.
+    assert_eq!(kv_call(host, &mut s, Export, 0, &[]), (0, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Export, 0, &[]).0, ERR_OCCUPIED);
+    assert_eq!(kv_call(host, &mut s, PutFromSlot, 9, &[]), (0, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Get, 9, &[]), (0, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Len, 0, &[]).0, 3);
+    // Deleting everything gives back the fresh state's root CNode, but not
+    // the fresh memory (the count page is now written out).
+    for key in [0, 9, last - 1] {
+        assert_eq!(kv_call(host, &mut s, Delete, key, &[]).0, 1);
+    }
+    assert_eq!(kv_call(host, &mut s, Len, 0, &[]).0, 0);
+}
+
+#[test]
+fn direct_kv_endpoints() {
+    kv_endpoints(&mut DirectKernel::default());
+}
+
+fn users_call(
+    host: &mut dyn AppHost,
+    state: &mut capbox::shared::hash::CapHash,
+    ep: users::Endpoint,
+    args: [u64; 3],
+    input: &[u8],
+) -> (u64, u64, Vec<u8>) {
+    let o = host.run(state, ep.index(), [args[0], args[1], args[2], 0], input);
+    assert_eq!(o.exit, ExitReason::Halt, "{ep:?}{args:?}: {o:?}");
+    *state = o.instance;
+    (o.r7, o.r8, o.output)
+}
+
+fn users_endpoints(host: &mut dyn AppHost) {
+    use users::Endpoint::*;
+    let fresh = new_users(host);
+    let mut s = fresh;
+    assert_eq!(
+        users_call(host, &mut s, Put, [0, 1, 0], b"a").0,
+        ERR_NO_USER
+    );
+    assert_eq!(users_call(host, &mut s, Get, [0, 1, 0], &[]).0, ERR_NO_USER);
+    assert_eq!(
+        users_call(host, &mut s, Count, [1, 0, 0], &[]).0,
+        ERR_NO_USER
+    );
+    let bad = u64::from(MAX_USERS);
+    assert_eq!(
+        users_call(host, &mut s, AddUser, [bad, 0, 0], &[]).0,
+        ERR_BAD_KEY
+    );
+    assert_eq!(s, fresh);
+    assert_eq!(
+        users_call(host, &mut s, AddUser, [0, 0, 0], &[]),
+        (0, 0, vec![])
+    );
+    assert_eq!(
+        users_call(host, &mut s, AddUser, [0, 0, 0], &[]).0,
+        ERR_OCCUPIED
+    );
+    assert_eq!(
+        users_call(host, &mut s, AddUser, [1, 0, 0], &[]),
+        (0, 0, vec![])
+    );
+    // Two users, the same key, different values.
+    assert_eq!(
+        users_call(host, &mut s, Put, [0, 5, 0], b"alice"),
+        (0, 0, vec![])
+    );
+    assert_eq!(
+        users_call(host, &mut s, Put, [1, 5, 0], b"bob"),
+        (0, 0, vec![])
+    );
+    assert_eq!(
+        users_call(host, &mut s, Put, [1, 6, 0], b"bob6"),
+        (0, 0, vec![])
+    );
+    assert_eq!(
+        users_call(host, &mut s, Put, [0, 5, 0], b"alice2"),
+        (0, 1, vec![])
+    );
+    assert_eq!(
+        users_call(host, &mut s, Get, [0, 5, 0], &[]),
+        (6, 0, b"alice2".to_vec())
+    );
+    assert_eq!(
+        users_call(host, &mut s, Get, [1, 5, 0], &[]),
+        (3, 0, b"bob".to_vec())
+    );
+    // Isolation: user 0 has no key 6.
+    assert_eq!(users_call(host, &mut s, Get, [0, 6, 0], &[]).0, ERR_EMPTY);
+    assert_eq!(users_call(host, &mut s, Count, [0, 0, 0], &[]).0, 1);
+    assert_eq!(users_call(host, &mut s, Count, [1, 0, 0], &[]).0, 2);
+    // The cap route gives the same value and leaves the state as it was.
+    let before = s;
+    let via = users_call(host, &mut s, GetViaExport, [1, 6, 0], &[]);
+    assert_eq!(via, (4, 0, b"bob6".to_vec()));
+    assert_eq!(s, before, "export + take settles back to the same hash");
+    assert_eq!(
+        users_call(host, &mut s, GetViaExport, [1, 7, 0], &[]).0,
+        ERR_EMPTY
+    );
+    assert_eq!(s, before);
+    // The child refuses a key (its code passes through); the parent takes
+    // the value back, so the hash is unchanged.
+    let r = users_call(host, &mut s, Put, [0, u64::from(KV_KEYS), 0], b"x");
+    assert_eq!(r, (ERR_BAD_KEY, 0, vec![]));
+    assert_eq!(s, before);
+    // The child runs out of its gas limit: ERR_CHILD_FAILED, φ8 = the
+    // exit; the hash is unchanged.
+    let r = users_call(host, &mut s, Put, [0, 5, 20], b"zzz");
+    assert_eq!(r, (ERR_CHILD_FAILED, CALL_OUT_OF_GAS, vec![]));
+    assert_eq!(s, before);
+    let r = users_call(host, &mut s, Get, [0, 5, 20], &[]);
+    assert_eq!(r, (ERR_CHILD_FAILED, CALL_OUT_OF_GAS, vec![]));
+    assert_eq!(users_call(host, &mut s, Get, [0, 5, 0], &[]).2, b"alice2");
+    let big = vec![0u8; MAX_VALUE_LEN as usize + 1];
+    assert_eq!(
+        users_call(host, &mut s, Put, [0, 5, 0], &big).0,
+        ERR_TOO_LONG
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn direct_users_endpoints() {
+    users_endpoints(&mut DirectKernel::default());
+}
