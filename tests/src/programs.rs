@@ -187,7 +187,7 @@ pub fn random_invocations(
 // and the random kv op sequences for the differential test.
 
 use capbox::shared::CacheDirectory;
-use capbox::shared::cap::Cap;
+use capbox::shared::cap::{CNode, Cap, CapHashOrRef};
 use capbox::shared::kernel::apps::{kv, users};
 use capbox::shared::kernel::{
     Call, KernelHost, LogSink, Outcome, ProgramCache, invoke_call, new_instance_with_slots,
@@ -205,6 +205,37 @@ pub trait AppHost {
     fn create(&mut self, image: &Image, slots: &[(u32, Cap)]) -> CapHash;
     /// One invocation with input.
     fn run(&mut self, instance: &CapHash, endpoint: u32, args: [u64; 4], input: &[u8]) -> Outcome;
+
+    /// `endpoint` once per input, each on the state the previous left
+    /// (one kernel call where the backend allows).
+    fn run_chain(&mut self, start: &CapHash, endpoint: u32, inputs: &[Vec<u8>]) -> Vec<Outcome> {
+        let mut state = *start;
+        inputs
+            .iter()
+            .map(|input| {
+                let o = self.run(&state, endpoint, [0; 4], input);
+                state = o.instance;
+                o
+            })
+            .collect()
+    }
+
+    /// kv `get` of each key on `state`.
+    fn run_gets(&mut self, state: &CapHash, keys: &[u32]) -> Vec<Outcome> {
+        keys.iter()
+            .map(|&k| {
+                self.run(
+                    state,
+                    kv::Endpoint::Get.index(),
+                    [u64::from(k), 0, 0, 0],
+                    &[],
+                )
+            })
+            .collect()
+    }
+
+    /// The root CNode of an instance.
+    fn root_cnode(&mut self, instance: &CapHash) -> CNode;
 }
 
 /// The shared kernel with its own directory (no ABI, no backend).
@@ -250,6 +281,20 @@ impl AppHost for DirectKernel {
             input,
         };
         invoke_call(&self.dir, &self.programs, &mut NoHost, &call).unwrap()
+    }
+
+    fn root_cnode(&mut self, instance: &CapHash) -> CNode {
+        let get = |h: &CapHash| (*self.dir.get_blob(h).unwrap()).clone();
+        let Cap::Instance(i) = get(instance) else {
+            panic!("not an instance")
+        };
+        let CapHashOrRef::Hash(root) = i.root_cnode else {
+            panic!("unsettled")
+        };
+        let Cap::CNode(c) = get(&root) else {
+            panic!("not a CNode")
+        };
+        c
     }
 }
 

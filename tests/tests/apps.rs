@@ -1,10 +1,13 @@
 //! The apps (`capbox::shared::kernel::apps`): the kv service and the users
 //! parent, endpoint by endpoint, at scale, and differentially.
 
+use capbox::shared::cap::{Cap, CapHashOrRef, Data};
 use capbox::shared::kernel::ExitReason;
 use capbox::shared::kernel::apps::kv::{self, KV_KEYS};
 use capbox::shared::kernel::apps::users::{self, MAX_USERS};
-use capbox::shared::kernel::apps::{ERR_BAD_KEY, ERR_CHILD_FAILED, ERR_NO_USER, MAX_VALUE_LEN};
+use capbox::shared::kernel::apps::{
+    ERR_BAD_INPUT, ERR_BAD_KEY, ERR_CHILD_FAILED, ERR_NO_USER, MAX_VALUE_LEN,
+};
 use capbox::shared::kernel::ops::{CALL_OUT_OF_GAS, ERR_EMPTY, ERR_OCCUPIED, ERR_TOO_LONG};
 use capbox_tests::programs::{AppHost, DirectKernel, new_kv, new_users};
 
@@ -81,6 +84,29 @@ fn kv_endpoints(host: &mut dyn AppHost) {
         assert_eq!(kv_call(host, &mut s, Delete, key, &[]).0, 1);
     }
     assert_eq!(kv_call(host, &mut s, Len, 0, &[]).0, 0);
+    // put_many: records in order (a later one replaces an earlier one).
+    let input = kv::put_many_input([(1, &b"one"[..]), (2, b""), (1, b"uno")]);
+    assert_eq!(kv_call(host, &mut s, PutMany, 0, &input), (3, 0, vec![]));
+    assert_eq!(kv_call(host, &mut s, Get, 1, &[]).2, b"uno");
+    assert_eq!(kv_call(host, &mut s, Len, 0, &[]).0, 2);
+    assert_eq!(kv_call(host, &mut s, PutMany, 0, &[]), (0, 0, vec![]));
+    // A bad record stops it; the records before it stay (φ8 = how many).
+    let input = kv::put_many_input([(3, &b"three"[..]), (KV_KEYS, b"x"), (4, b"four")]);
+    assert_eq!(
+        kv_call(host, &mut s, PutMany, 0, &input),
+        (ERR_BAD_KEY, 1, vec![])
+    );
+    let mut input = kv::put_many_input([(5, &b"five"[..])]);
+    input.extend_from_slice(&[6, 0, 0, 0, 9, 0, 0, 0, b'x']);
+    assert_eq!(
+        kv_call(host, &mut s, PutMany, 0, &input),
+        (ERR_BAD_INPUT, 1, vec![])
+    );
+    assert_eq!(
+        kv_call(host, &mut s, PutMany, 0, &[1, 2, 3]),
+        (ERR_BAD_INPUT, 0, vec![])
+    );
+    assert_eq!(kv_call(host, &mut s, Len, 0, &[]).0, 4);
 }
 
 #[test]
@@ -195,4 +221,99 @@ fn users_endpoints(host: &mut dyn AppHost) {
 #[test]
 fn direct_users_endpoints() {
     users_endpoints(&mut DirectKernel::default());
+}
+
+/// docs/kernel.md: a `call`ed child runs "with no input". A child whose
+/// endpoint returns `input_len`, called by a parent invoked with 3 bytes
+/// of input, must see 0.
+#[test]
+#[ignore = "kernel bug: a called child reads the top-level invocation's input (reported)"]
+fn called_child_has_no_input() {
+    use capbox::shared::cap::{Cap, Image};
+    use capbox::shared::kernel::KernelOp;
+    use capbox::shared::pvm::asm::{ProgramBuilder, Reg};
+    let image = |body: &dyn Fn(&mut ProgramBuilder)| {
+        let mut b = ProgramBuilder::new();
+        body(&mut b);
+        b.jump_ind(Reg::R0, 0u32);
+        Image {
+            code: b.build().unwrap(),
+            ro_data: vec![],
+            rw_data: vec![],
+            heap_pages: 0,
+            stack_size: 4096,
+            endpoints: vec![0],
+        }
+    };
+    let child = image(&|b| {
+        b.ecalli(KernelOp::InputLen.number());
+    });
+    let parent = image(&|b| {
+        b.load_imm(Reg::R7, 0u32).load_imm(Reg::R8, 1u32);
+        b.ecalli(KernelOp::Spawn.number());
+        b.load_imm(Reg::R7, 1u32).load_imm(Reg::R8, 0u32);
+        b.ecalli(KernelOp::Call.number());
+        b.move_reg(Reg::R7, Reg::R8); // the child's φ7
+    });
+    let mut host = DirectKernel::default();
+    let instance = host.create(&parent, &[(0, Cap::Image(child))]);
+    let o = host.run(&instance, 0, [0; 4], b"abc");
+    assert_eq!(o.exit, ExitReason::Halt);
+    assert_eq!(o.r7, 0, "the child saw the parent's input");
+}
+
+/// `keys` keys bulk-loaded with `put_many` (`per_call` records an
+/// invocation, chained), then checked three ways: every key's slot in the
+/// root CNode holds the hash of the Data of its value, `get` of every
+/// `get_stride`-th key returns the value, and `len` counts them all.
+fn kv_many_keys(host: &mut dyn AppHost, keys: u32, per_call: u32, get_stride: u32) {
+    let value = |k: u32| format!("value of key {k}: {}", k.wrapping_mul(0x9e37_79b9)).into_bytes();
+    let values: Vec<Vec<u8>> = (0..keys).map(value).collect();
+    let inputs: Vec<Vec<u8>> = (0..keys)
+        .step_by(per_call as usize)
+        .map(|first| {
+            let last = (first + per_call).min(keys);
+            kv::put_many_input((first..last).map(|k| (k, &values[k as usize][..])))
+        })
+        .collect();
+    let fresh = new_kv(host);
+    let outcomes = host.run_chain(&fresh, kv::Endpoint::PutMany.index(), &inputs);
+    for (i, o) in outcomes.iter().enumerate() {
+        let expected = (keys - i as u32 * per_call).min(per_call);
+        assert_eq!(
+            (o.exit, o.r7),
+            (ExitReason::Halt, u64::from(expected)),
+            "call {i}"
+        );
+    }
+    let s = outcomes.last().unwrap().instance;
+    let root = host.root_cnode(&s);
+    assert_eq!(root.len(), keys as usize);
+    for (k, v) in values.iter().enumerate() {
+        let expected = Cap::Data(Data::from_bytes(v).unwrap()).hash().unwrap();
+        assert_eq!(
+            root.get(k as u32),
+            Some(&CapHashOrRef::Hash(expected)),
+            "key {k}"
+        );
+    }
+    let gets: Vec<u32> = (0..keys).step_by(get_stride as usize).collect();
+    let outcomes = host.run_gets(&s, &gets);
+    for (k, o) in gets.iter().zip(outcomes) {
+        assert_eq!(
+            (o.r7, &o.output),
+            (values[*k as usize].len() as u64, &values[*k as usize]),
+            "get {k}"
+        );
+        assert_eq!(o.instance, s);
+    }
+    let o = host.run(&s, kv::Endpoint::Len.index(), [0; 4], &[]);
+    assert_eq!(o.r7, u64::from(keys));
+}
+
+#[test]
+fn direct_kv_10000_keys() {
+    let start = std::time::Instant::now();
+    kv_many_keys(&mut DirectKernel::default(), 10_000, 100, 20);
+    eprintln!("10000 keys: {:?}", start.elapsed());
 }

@@ -26,7 +26,7 @@
 
 use alloc::vec::Vec;
 
-use super::{Asm, ERR_BAD_KEY, MAX_VALUE_LEN, STACK_SIZE};
+use super::{Asm, ERR_BAD_INPUT, ERR_BAD_KEY, ERR_MIN, MAX_VALUE_LEN, STACK_SIZE};
 use crate::cap::Image;
 use crate::kernel::ops::{ERR_EMPTY, ERR_KIND, ERR_TOO_LONG, INFO_EMPTY, KernelOp, OK};
 use crate::pvm::asm::Reg;
@@ -60,17 +60,24 @@ pub enum Endpoint {
     /// `export(key)`: copies the value into [`STAGING_SLOT`] (for the
     /// parent to `take`); φ7 = its length. ERR_OCCUPIED if staging is full.
     Export = 5,
+    /// `put_many()`: input = records `key: u32 LE, len: u32 LE, value`
+    /// (see [`put_many_input`]), stored in order; φ7 = how many. A bad
+    /// record ends it: φ7 = ERR_BAD_KEY / ERR_TOO_LONG / ERR_BAD_INPUT
+    /// (truncated), φ8 = the records stored before it (they stay). One
+    /// commit for many values: the bulk load.
+    PutMany = 6,
 }
 
 impl Endpoint {
     /// Every endpoint, in index order.
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Put,
         Endpoint::Get,
         Endpoint::Delete,
         Endpoint::Len,
         Endpoint::PutFromSlot,
         Endpoint::Export,
+        Endpoint::PutMany,
     ];
 
     /// Index into the image's endpoint list.
@@ -194,26 +201,13 @@ pub fn kv_image() -> Image {
     a.b.move_reg(Reg::R7, Reg::R3).load_imm(Reg::R8, 0u32);
     a.halt();
 
+    // put_many(): records from the input.
+    a.endpoint();
+    put_many(&mut a);
+
     // store_value: slot φ5 → key φ2.
     a.bind(store_value);
-    let fresh = a.b.new_label();
-    let counted = a.b.new_label();
-    a.b.load_imm(Reg::R6, 0u32).move_reg(Reg::R7, Reg::R2);
-    op(&mut a, KernelOp::CapInfo);
-    a.b.branch_eq_imm(Reg::R7, INFO_EMPTY as u32, fresh)
-        .load_imm(Reg::R6, 1u32)
-        .move_reg(Reg::R7, Reg::R2);
-    op(&mut a, KernelOp::SlotDrop);
-    a.bind(fresh);
-    // Cannot fail: the source is full and the key now empty.
-    a.b.move_reg(Reg::R7, Reg::R5).move_reg(Reg::R8, Reg::R2);
-    op(&mut a, KernelOp::SlotMove);
-    a.fail_on_error();
-    a.b.branch_ne_imm(Reg::R6, 0u32, counted)
-        .load_u64(Reg::R3, COUNT_ADDRESS)
-        .add_imm_64(Reg::R3, Reg::R3, 1u32)
-        .store_u64(Reg::R3, COUNT_ADDRESS);
-    a.bind(counted);
+    emit_store(&mut a, Reg::R2, Reg::R5, Reg::R6, Reg::R3);
     a.b.load_imm(Reg::R7, OK as u32).move_reg(Reg::R8, Reg::R6);
     a.halt();
 
@@ -226,6 +220,107 @@ pub fn kv_image() -> Image {
         stack_size: STACK_SIZE,
         endpoints,
     }
+}
+
+/// Moves the value in slot `src` into slot `key` (dropping the old one)
+/// and counts a new key; `existed` = 1 if a value was replaced. Clobbers
+/// φ7, φ8 and `temp`.
+fn emit_store(a: &mut Asm, key: Reg, src: Reg, existed: Reg, temp: Reg) {
+    let fresh = a.b.new_label();
+    let counted = a.b.new_label();
+    a.b.load_imm(existed, 0u32).move_reg(Reg::R7, key);
+    op(a, KernelOp::CapInfo);
+    a.b.branch_eq_imm(Reg::R7, INFO_EMPTY as u32, fresh)
+        .load_imm(existed, 1u32)
+        .move_reg(Reg::R7, key);
+    op(a, KernelOp::SlotDrop);
+    a.bind(fresh);
+    // Cannot fail: the source is full and the key now empty.
+    a.b.move_reg(Reg::R7, src).move_reg(Reg::R8, key);
+    op(a, KernelOp::SlotMove);
+    a.fail_on_error();
+    a.b.branch_ne_imm(existed, 0u32, counted)
+        .load_u64(temp, COUNT_ADDRESS)
+        .add_imm_64(temp, temp, 1u32)
+        .store_u64(temp, COUNT_ADDRESS);
+    a.bind(counted);
+}
+
+/// `put_many`: input = records `key: u32 LE, len: u32 LE, len bytes`,
+/// stored in order like single puts. φ7 = records stored; on a bad
+/// record φ7 = its error (ERR_BAD_KEY, ERR_TOO_LONG, ERR_BAD_INPUT for a
+/// truncated one) and φ8 = the records stored before it, which stay.
+fn put_many(a: &mut Asm) {
+    let (offset, stored, buf, key, len, header, existed, temp) = (
+        Reg::R2,
+        Reg::R3,
+        Reg::R4,
+        Reg::R5,
+        Reg::R6,
+        Reg::R10,
+        Reg::R11,
+        Reg::R12,
+    );
+    let top = a.b.new_label();
+    let done = a.b.new_label();
+    let failed = a.b.new_label();
+    let bad_key = a.b.new_label();
+    let too_long = a.b.new_label();
+    let bad_input = a.b.new_label();
+    a.b.load_imm(offset, 0u32).load_imm(stored, 0u32);
+    a.value_buffer(buf);
+    // The 8-byte record header sits just below the value buffer.
+    a.b.add_imm_64(header, buf, -8i32);
+    a.bind(top);
+    op(a, KernelOp::InputLen);
+    a.b.branch_eq(Reg::R7, offset, done)
+        .move_reg(Reg::R7, offset)
+        .move_reg(Reg::R8, header)
+        .load_imm(Reg::R9, 8u32);
+    op(a, KernelOp::InputRead);
+    a.b.branch_ne_imm(Reg::R7, 8u32, bad_input)
+        .load_ind_u32(key, header, 0u32)
+        .load_ind_u32(len, header, 4u32)
+        .add_imm_64(offset, offset, 8u32)
+        .branch_ge_u_imm(key, KV_KEYS, bad_key)
+        .branch_gt_u_imm(len, MAX_VALUE_LEN as u32, too_long)
+        .move_reg(Reg::R7, offset)
+        .move_reg(Reg::R8, buf)
+        .move_reg(Reg::R9, len);
+    op(a, KernelOp::InputRead);
+    a.b.branch_ne(Reg::R7, len, bad_input)
+        .add_64(offset, offset, len)
+        .load_imm(Reg::R7, SCRATCH_SLOT)
+        .move_reg(Reg::R8, buf)
+        .move_reg(Reg::R9, len);
+    op(a, KernelOp::DataNew);
+    a.b.branch_ge_u_imm(Reg::R7, ERR_MIN as u32, failed)
+        .load_imm(Reg::R9, SCRATCH_SLOT);
+    emit_store(a, key, Reg::R9, existed, temp);
+    a.b.add_imm_64(stored, stored, 1u32).jump(top);
+    a.bind(done);
+    a.b.move_reg(Reg::R7, stored).load_imm(Reg::R8, 0u32);
+    a.halt();
+    a.bind(bad_key);
+    a.b.load_imm_64(Reg::R7, ERR_BAD_KEY).jump(failed);
+    a.bind(too_long);
+    a.b.load_imm_64(Reg::R7, ERR_TOO_LONG).jump(failed);
+    a.bind(bad_input);
+    a.b.load_imm_64(Reg::R7, ERR_BAD_INPUT).jump(failed);
+    a.bind(failed);
+    a.b.move_reg(Reg::R8, stored);
+    a.halt();
+}
+
+/// The input of `put_many` for these records.
+pub fn put_many_input<'a>(records: impl IntoIterator<Item = (u32, &'a [u8])>) -> Vec<u8> {
+    let mut input = Vec::new();
+    for (key, value) in records {
+        input.extend_from_slice(&key.to_le_bytes());
+        input.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        input.extend_from_slice(value);
+    }
+    input
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub const ERR_NO_USER: u64 = u64::MAX - 17;
 /// users: the child call did not halt, or the kernel refused the call; φ8
 /// says why (a `CALL_*` exit or the kernel's `ERR_*` code).
 pub const ERR_CHILD_FAILED: u64 = u64::MAX - 18;
+/// kv `put_many`: a truncated record.
+pub const ERR_BAD_INPUT: u64 = u64::MAX - 19;
 /// Every error code (the kernel's and the apps') is at least this.
 pub const ERR_MIN: u64 = u64::MAX - 31;
 
