@@ -203,6 +203,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                             endpoint: endpoint.index(),
                             args: [0; 4],
                             gas: 1000,
+                            input: Vec::new(),
                         })
                         .collect();
                     for result in kernel.invoke_batch(&batch)? {
@@ -332,6 +333,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             endpoint: ep.index(),
             args: [*arg, 0, 0, 0],
             gas: 10_000,
+            input: Vec::new(),
         })
         .collect();
     let results = kernel.invoke_batch(&calls)?;

@@ -177,6 +177,7 @@ pub fn random_invocations(
             endpoint,
             args,
             gas,
+            input: Vec::new(),
         });
     }
     calls
