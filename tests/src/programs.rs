@@ -394,3 +394,73 @@ impl KvModel {
         }
     }
 }
+
+impl AppHost for capbox::Kernel {
+    fn create(&mut self, image: &Image, slots: &[(u32, Cap)]) -> CapHash {
+        self.create_instance_with_caps(image, slots).unwrap()
+    }
+
+    fn run(&mut self, instance: &CapHash, endpoint: u32, args: [u64; 4], input: &[u8]) -> Outcome {
+        self.invoke_with_input(instance, endpoint, args, APP_GAS, input)
+            .unwrap()
+    }
+
+    fn run_chain(&mut self, start: &CapHash, endpoint: u32, inputs: &[Vec<u8>]) -> Vec<Outcome> {
+        let calls: Vec<Invocation> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| Invocation {
+                instance: (i == 0).then_some(*start),
+                endpoint,
+                args: [0; 4],
+                gas: APP_GAS,
+                input: input.clone(),
+            })
+            .collect();
+        run_batches(self, &calls)
+    }
+
+    fn run_gets(&mut self, state: &CapHash, keys: &[u32]) -> Vec<Outcome> {
+        let calls: Vec<Invocation> = keys
+            .iter()
+            .map(|&k| Invocation {
+                instance: Some(*state),
+                endpoint: kv::Endpoint::Get.index(),
+                args: [u64::from(k), 0, 0, 0],
+                gas: APP_GAS,
+                input: Vec::new(),
+            })
+            .collect();
+        run_batches(self, &calls)
+    }
+
+    fn root_cnode(&mut self, instance: &CapHash) -> CNode {
+        let Cap::Instance(i) = self.get_cap(instance).unwrap() else {
+            panic!("not an instance")
+        };
+        let CapHashOrRef::Hash(root) = i.root_cnode else {
+            panic!("unsettled")
+        };
+        let Cap::CNode(c) = self.get_cap(&root).unwrap() else {
+            panic!("not a CNode")
+        };
+        c
+    }
+}
+
+/// Runs `calls` in `invoke_batch` calls of at most 64 invocations (a
+/// chained call continues across batches: the next batch names the state
+/// the previous one ended with).
+pub fn run_batches(kernel: &mut capbox::Kernel, calls: &[Invocation]) -> Vec<Outcome> {
+    let mut out: Vec<Outcome> = Vec::with_capacity(calls.len());
+    for chunk in calls.chunks(64) {
+        let mut chunk = chunk.to_vec();
+        if chunk[0].instance.is_none() {
+            chunk[0].instance = Some(out.last().expect("a chain has a start").instance);
+        }
+        for result in kernel.invoke_batch(&chunk).unwrap() {
+            out.push(result.unwrap());
+        }
+    }
+    out
+}
