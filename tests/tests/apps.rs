@@ -2,7 +2,6 @@
 //! parent, endpoint by endpoint, at scale, and differentially.
 
 use capbox::Invocation;
-use capbox::Kernel;
 use capbox::shared::cap::{Cap, CapHashOrRef, Data};
 use capbox::shared::kernel::ExitReason;
 use capbox::shared::kernel::apps::kv::{self, KV_KEYS};
