@@ -321,6 +321,31 @@ backend_tests! {
         users_endpoints(kernel);
     }
 
+    /// A users state with two children exported with `export_graph` runs
+    /// on a fresh kernel given only the exported blobs.
+    fn users_export_graph(kernel: &mut Kernel) {
+        use users::Endpoint::*;
+        let mut s = new_users(kernel);
+        for u in 0..2 {
+            assert_eq!(users_call(kernel, &mut s, AddUser, [u, 0, 0], &[]).0, 0);
+            assert_eq!(users_call(kernel, &mut s, Put, [u, 3, 0], &[b'a' + u as u8; 5000]).0, 0);
+        }
+        let hashes = kernel.export_graph(&s).unwrap();
+        assert_eq!(hashes[0], s);
+        // users instance, image, memory, root; the kv image; per child:
+        // instance, root, one value; one memory (both count 1) for both.
+        assert_eq!(hashes.len(), 4 + 1 + 2 * 3 + 1, "{hashes:?}");
+        let caps: Vec<Cap> = hashes.iter().map(|h| kernel.get_cap(h).unwrap()).collect();
+        let mut fresh = capbox_tests::local_kernel();
+        fresh.put_caps(&caps).unwrap();
+        for u in 0..2 {
+            let r = users_call(&mut fresh, &mut s, Get, [u, 3, 0], &[]);
+            assert_eq!(r, (5000, 0, vec![b'a' + u as u8; 5000]));
+        }
+        let r = users_call(&mut fresh, &mut s, Put, [1, 4, 0], b"more");
+        assert_eq!(r, (0, 0, vec![]));
+    }
+
     /// Few hundred keys: a put costs ~0.1 s and a get ~60 ms in the
     /// sandbox on this nested-KVM machine.
     fn kv_200_keys(kernel: &mut Kernel) {
