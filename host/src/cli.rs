@@ -125,7 +125,7 @@ fn outcome_json(i: u32, o: &Outcome) -> String {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -358,6 +358,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         demo_save(&mut kernel, store, &last)?;
         println!("saved as head `{DEMO_HEAD}` in {}", store.path().display());
     }
+    crate::cli_apps::demo_users(&mut kernel, store.as_ref())?;
     let stats = kernel.stats()?;
     println!(
         "kernel: {} blobs, {} working entries, {} programs cached",
