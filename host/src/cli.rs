@@ -125,7 +125,7 @@ fn outcome_json(i: u32, o: &Outcome) -> String {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -203,6 +203,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                             endpoint: endpoint.index(),
                             args: [0; 4],
                             gas: 1000,
+                            input: Vec::new(),
                         })
                         .collect();
                     for result in kernel.invoke_batch(&batch)? {
@@ -332,6 +333,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
             endpoint: ep.index(),
             args: [*arg, 0, 0, 0],
             gas: 10_000,
+            input: Vec::new(),
         })
         .collect();
     let results = kernel.invoke_batch(&calls)?;
@@ -356,6 +358,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         demo_save(&mut kernel, store, &last)?;
         println!("saved as head `{DEMO_HEAD}` in {}", store.path().display());
     }
+    crate::cli_apps::demo_users(&mut kernel, store.as_ref())?;
     let stats = kernel.stats()?;
     println!(
         "kernel: {} blobs, {} working entries, {} programs cached",

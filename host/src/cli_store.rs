@@ -212,7 +212,7 @@ pub fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_input(file: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(file: &Path) -> anyhow::Result<Vec<u8>> {
     if file == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::stdin()

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use capbox_shared::abi::{self, BenchReplyMsg, CapBlobMsg, GuestFunction, InvocationMsg, StatsMsg};
 use capbox_shared::cap::{Cap, CapHashOrRef, Image};
 use capbox_shared::hash::CapHash;
-use capbox_shared::kernel::{ExitReason, Outcome, new_instance};
+use capbox_shared::kernel::{ExitReason, Outcome, new_instance, new_instance_with_slots};
 
 use crate::backend::{
     Backend, BackendKind, BlobSource, HostServices, LocalBackend, LogTarget, SandboxBackend,
@@ -37,7 +37,7 @@ pub enum BackendChoice {
 }
 
 /// One invocation request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Invocation {
     /// The instance to run; `None` = the instance the previous invocation
     /// of the same batch produced.
@@ -48,6 +48,10 @@ pub struct Invocation {
     pub args: [u64; 4],
     /// Gas limit.
     pub gas: u64,
+    /// The input the program reads with `input_len` / `input_read`
+    /// (empty: none; at most `kernel::ops::MAX_INPUT_LEN` bytes, else the
+    /// kernel refuses the request).
+    pub input: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -274,7 +278,37 @@ impl Kernel {
         Ok(fresh.instance_hash)
     }
 
-    /// Runs one invocation.
+    /// Publishes `image`, the caps in `caps` and a fresh instance of the
+    /// image whose root CNode holds each cap in its slot; the instance's
+    /// hash. A slot out of range or named twice is an error.
+    pub fn create_instance_with_caps(
+        &mut self,
+        image: &Image,
+        caps: &[(u32, Cap)],
+    ) -> Result<CapHash, KernelError> {
+        let image_cap = Cap::Image(image.clone());
+        let image_hash = image_cap
+            .hash()
+            .map_err(|e| KernelError::BadCap(e.to_string()))?;
+        let mut slots = Vec::with_capacity(caps.len());
+        for (slot, cap) in caps {
+            if slots.iter().any(|(s, _)| s == slot) {
+                return Err(KernelError::BadCap(format!("slot {slot} given twice")));
+            }
+            let hash = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
+            slots.push((*slot, hash));
+        }
+        let fresh = new_instance_with_slots(image_hash, image, &slots)
+            .map_err(|e| KernelError::BadCap(e.to_string()))?;
+        let mut all = Vec::with_capacity(caps.len() + 4);
+        all.push(image_cap);
+        all.extend(caps.iter().map(|(_, cap)| cap.clone()));
+        all.extend([fresh.memory, fresh.root_cnode, fresh.instance]);
+        self.put_caps(&all)?;
+        Ok(fresh.instance_hash)
+    }
+
+    /// Runs one invocation (no input).
     pub fn invoke(
         &mut self,
         instance: &CapHash,
@@ -282,13 +316,29 @@ impl Kernel {
         args: [u64; 4],
         gas: u64,
     ) -> Result<Outcome, KernelError> {
-        let call = Invocation {
-            instance: Some(*instance),
+        self.invoke_with_input(instance, endpoint, args, gas, &[])
+    }
+
+    /// Runs one invocation with `input` (what the program reads with
+    /// `input_len` / `input_read`). An input over
+    /// `kernel::ops::MAX_INPUT_LEN` bytes is refused by the kernel
+    /// ([`KernelError::Refused`], `BadMessage`).
+    pub fn invoke_with_input(
+        &mut self,
+        instance: &CapHash,
+        endpoint: u32,
+        args: [u64; 4],
+        gas: u64,
+        input: &[u8],
+    ) -> Result<Outcome, KernelError> {
+        let call = InvocationMsg {
+            instance: instance.0,
             endpoint,
             args,
             gas,
+            input,
         };
-        self.invoke_batch(&[call])?
+        self.invoke_msgs(&[call], true)?
             .pop()
             .ok_or_else(|| KernelError::Protocol("invoke returned no result".into()))?
     }
@@ -299,31 +349,43 @@ impl Kernel {
         &mut self,
         calls: &[Invocation],
     ) -> Result<Vec<Result<Outcome, KernelError>>, KernelError> {
-        let msgs: Vec<InvocationMsg> = calls
+        let msgs: Vec<InvocationMsg<'_>> = calls
             .iter()
             .map(|c| InvocationMsg {
                 instance: c.instance.map(|h| h.0).unwrap_or([0; 32]),
                 endpoint: c.endpoint,
                 args: c.args,
                 gas: c.gas,
+                input: &c.input,
             })
             .collect();
+        let named = calls.first().is_some_and(|c| c.instance.is_some());
+        self.invoke_msgs(&msgs, named)
+    }
+
+    /// Sends `msgs` (`first_named`: the first names its instance) and
+    /// reads the results.
+    fn invoke_msgs(
+        &mut self,
+        msgs: &[InvocationMsg<'_>],
+        first_named: bool,
+    ) -> Result<Vec<Result<Outcome, KernelError>>, KernelError> {
         // One call on a named instance: the cheaper `invoke_one`.
-        let reply = match msgs.as_slice() {
-            [one] if calls[0].instance.is_some() => self.call_raw(
+        let reply = match msgs {
+            [one] if first_named => self.call_raw(
                 GuestFunction::InvokeOne,
                 &abi::encode_invoke_one_request(one),
             )?,
             _ => self.call_raw(
                 GuestFunction::Invoke,
-                &abi::encode_invoke_request(&[], &msgs),
+                &abi::encode_invoke_request(&[], msgs),
             )?,
         };
         let results = abi::decode_invoke_reply(&reply)?.map_err(KernelError::Refused)?;
-        if results.len() != calls.len() {
+        if results.len() != msgs.len() {
             return Err(KernelError::Protocol(format!(
                 "invoke: sent {} calls, got {} results",
-                calls.len(),
+                msgs.len(),
                 results.len()
             )));
         }

@@ -6,6 +6,7 @@ pub use capbox_shared as shared;
 pub mod backend;
 pub mod conformance;
 mod error;
+mod export;
 pub mod guest_elf;
 mod kernel;
 pub mod store;

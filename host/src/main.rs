@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cli;
+mod cli_apps;
 mod cli_asm;
 mod cli_store;
 
@@ -49,6 +50,8 @@ enum Command {
     Asm(cli_asm::AsmArgs),
     /// Prints a PVM program blob as assembly text.
     Disasm(cli_asm::DisasmArgs),
+    /// The kv service on a head in the store: put, get, delete, len.
+    Kv(cli_apps::KvArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Inspect(args)) => cli_store::run_inspect(&args),
         Some(Command::Asm(args)) => cli_asm::run_asm(&args),
         Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
+        Some(Command::Kv(args)) => cli_apps::run_kv(args),
         None => cli::demo(cli::DemoArgs::default()),
     }
 }

@@ -177,7 +177,290 @@ pub fn random_invocations(
             endpoint,
             args,
             gas,
+            input: Vec::new(),
         });
     }
     calls
+}
+
+// ---------------------------------------------------------------------
+// The apps (`capbox::shared::kernel::apps`): a host abstraction, helpers
+// and the random kv op sequences for the differential test.
+
+use capbox::shared::CacheDirectory;
+use capbox::shared::cap::{CNode, Cap, CapHashOrRef};
+use capbox::shared::kernel::apps::{kv, users};
+use capbox::shared::kernel::{
+    Call, KernelHost, LogSink, Outcome, ProgramCache, invoke_call, new_instance_with_slots,
+};
+
+/// Gas for one app invocation (generous: a put of a 64 KiB value costs
+/// well under this).
+pub const APP_GAS: u64 = 10_000_000;
+
+/// Something that runs app invocations with input: the shared kernel
+/// in-process ([`DirectKernel`]) or a `capbox::Kernel`.
+pub trait AppHost {
+    /// Publishes `image` and a fresh instance of it whose root CNode holds
+    /// `slots`; the instance's hash.
+    fn create(&mut self, image: &Image, slots: &[(u32, Cap)]) -> CapHash;
+    /// One invocation with input.
+    fn run(&mut self, instance: &CapHash, endpoint: u32, args: [u64; 4], input: &[u8]) -> Outcome;
+
+    /// `endpoint` once per input, each on the state the previous left
+    /// (one kernel call where the backend allows).
+    fn run_chain(&mut self, start: &CapHash, endpoint: u32, inputs: &[Vec<u8>]) -> Vec<Outcome> {
+        let mut state = *start;
+        inputs
+            .iter()
+            .map(|input| {
+                let o = self.run(&state, endpoint, [0; 4], input);
+                state = o.instance;
+                o
+            })
+            .collect()
+    }
+
+    /// kv `get` of each key on `state`.
+    fn run_gets(&mut self, state: &CapHash, keys: &[u32]) -> Vec<Outcome> {
+        keys.iter()
+            .map(|&k| {
+                self.run(
+                    state,
+                    kv::Endpoint::Get.index(),
+                    [u64::from(k), 0, 0, 0],
+                    &[],
+                )
+            })
+            .collect()
+    }
+
+    /// The root CNode of an instance.
+    fn root_cnode(&mut self, instance: &CapHash) -> CNode;
+}
+
+/// The shared kernel with its own directory (no ABI, no backend).
+#[derive(Default)]
+pub struct DirectKernel {
+    /// Every cap.
+    pub dir: CacheDirectory,
+    programs: ProgramCache,
+}
+
+struct NoHost;
+
+impl LogSink for NoHost {
+    fn log(&mut self, _message: &[u8]) {}
+}
+
+impl KernelHost for NoHost {
+    fn fetch_blob(&mut self, _hash: &CapHash) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+impl AppHost for DirectKernel {
+    fn create(&mut self, image: &Image, slots: &[(u32, Cap)]) -> CapHash {
+        let image_hash = self.dir.put_cap(&Cap::Image(image.clone())).unwrap();
+        let mut links = Vec::new();
+        for (slot, cap) in slots {
+            links.push((*slot, self.dir.put_cap(cap).unwrap()));
+        }
+        let fresh = new_instance_with_slots(image_hash, image, &links).unwrap();
+        for cap in [&fresh.memory, &fresh.root_cnode, &fresh.instance] {
+            self.dir.put_cap(cap).unwrap();
+        }
+        fresh.instance_hash
+    }
+
+    fn run(&mut self, instance: &CapHash, endpoint: u32, args: [u64; 4], input: &[u8]) -> Outcome {
+        let call = Call {
+            instance: *instance,
+            endpoint,
+            args,
+            gas: APP_GAS,
+            input,
+        };
+        invoke_call(&self.dir, &self.programs, &mut NoHost, &call).unwrap()
+    }
+
+    fn root_cnode(&mut self, instance: &CapHash) -> CNode {
+        let get = |h: &CapHash| (*self.dir.get_blob(h).unwrap()).clone();
+        let Cap::Instance(i) = get(instance) else {
+            panic!("not an instance")
+        };
+        let CapHashOrRef::Hash(root) = i.root_cnode else {
+            panic!("unsettled")
+        };
+        let Cap::CNode(c) = get(&root) else {
+            panic!("not a CNode")
+        };
+        c
+    }
+}
+
+/// A fresh kv instance.
+pub fn new_kv(host: &mut dyn AppHost) -> CapHash {
+    host.create(&kv::kv_image(), &[])
+}
+
+/// A fresh users instance (the kv Image in its slot 0).
+pub fn new_users(host: &mut dyn AppHost) -> CapHash {
+    host.create(
+        &users::users_image(),
+        &[(users::IMAGE_SLOT, Cap::Image(kv::kv_image()))],
+    )
+}
+
+/// One kv operation of a random sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    /// `put(key)` with this value.
+    Put(u64, Vec<u8>),
+    /// `get(key)`.
+    Get(u64),
+    /// `delete(key)`.
+    Delete(u64),
+    /// `len()`.
+    Len,
+}
+
+impl KvOp {
+    /// Endpoint, arguments and input of the op.
+    pub fn call(&self) -> (u32, [u64; 4], &[u8]) {
+        match self {
+            KvOp::Put(key, value) => (kv::Endpoint::Put.index(), [*key, 0, 0, 0], value),
+            KvOp::Get(key) => (kv::Endpoint::Get.index(), [*key, 0, 0, 0], &[]),
+            KvOp::Delete(key) => (kv::Endpoint::Delete.index(), [*key, 0, 0, 0], &[]),
+            KvOp::Len => (kv::Endpoint::Len.index(), [0; 4], &[]),
+        }
+    }
+}
+
+/// A random kv op: keys from a small range (so ops collide), now and then
+/// an out-of-range key; values of 0–300 bytes, now and then up to 5 KiB
+/// (two pages).
+pub fn random_kv_op(rng: &mut Rng) -> KvOp {
+    let key = |rng: &mut Rng| {
+        if rng.chance(1, 25) {
+            u64::from(kv::KV_KEYS) + rng.below(3)
+        } else {
+            rng.below(16)
+        }
+    };
+    match rng.below(10) {
+        0..=3 => {
+            let len = if rng.chance(1, 10) {
+                rng.below(5 << 10)
+            } else {
+                rng.below(300)
+            };
+            let value = (0..len).map(|_| rng.next_u64() as u8).collect();
+            KvOp::Put(key(rng), value)
+        }
+        4..=6 => KvOp::Get(key(rng)),
+        7..=8 => KvOp::Delete(key(rng)),
+        _ => KvOp::Len,
+    }
+}
+
+/// A model of the kv service: what each op must return.
+#[derive(Default, Clone, Debug)]
+pub struct KvModel {
+    /// key → value.
+    pub values: std::collections::BTreeMap<u64, Vec<u8>>,
+}
+
+impl KvModel {
+    /// Applies `op`; the expected (φ7, φ8, output).
+    pub fn apply(&mut self, op: &KvOp) -> (u64, u64, Vec<u8>) {
+        use capbox::shared::kernel::apps::ERR_BAD_KEY;
+        use capbox::shared::kernel::ops::ERR_EMPTY;
+        let bad = |key: u64| key >= u64::from(kv::KV_KEYS);
+        match op {
+            KvOp::Put(key, _) | KvOp::Get(key) | KvOp::Delete(key) if bad(*key) => {
+                (ERR_BAD_KEY, 0, Vec::new())
+            }
+            KvOp::Put(key, value) => {
+                let replaced = self.values.insert(*key, value.clone()).is_some();
+                (0, u64::from(replaced), Vec::new())
+            }
+            KvOp::Get(key) => match self.values.get(key) {
+                Some(v) => (v.len() as u64, 0, v.clone()),
+                None => (ERR_EMPTY, 0, Vec::new()),
+            },
+            KvOp::Delete(key) => (u64::from(self.values.remove(key).is_some()), 0, Vec::new()),
+            KvOp::Len => (self.values.len() as u64, 0, Vec::new()),
+        }
+    }
+}
+
+impl AppHost for capbox::Kernel {
+    fn create(&mut self, image: &Image, slots: &[(u32, Cap)]) -> CapHash {
+        self.create_instance_with_caps(image, slots).unwrap()
+    }
+
+    fn run(&mut self, instance: &CapHash, endpoint: u32, args: [u64; 4], input: &[u8]) -> Outcome {
+        self.invoke_with_input(instance, endpoint, args, APP_GAS, input)
+            .unwrap()
+    }
+
+    fn run_chain(&mut self, start: &CapHash, endpoint: u32, inputs: &[Vec<u8>]) -> Vec<Outcome> {
+        let calls: Vec<Invocation> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| Invocation {
+                instance: (i == 0).then_some(*start),
+                endpoint,
+                args: [0; 4],
+                gas: APP_GAS,
+                input: input.clone(),
+            })
+            .collect();
+        run_batches(self, &calls)
+    }
+
+    fn run_gets(&mut self, state: &CapHash, keys: &[u32]) -> Vec<Outcome> {
+        let calls: Vec<Invocation> = keys
+            .iter()
+            .map(|&k| Invocation {
+                instance: Some(*state),
+                endpoint: kv::Endpoint::Get.index(),
+                args: [u64::from(k), 0, 0, 0],
+                gas: APP_GAS,
+                input: Vec::new(),
+            })
+            .collect();
+        run_batches(self, &calls)
+    }
+
+    fn root_cnode(&mut self, instance: &CapHash) -> CNode {
+        let Cap::Instance(i) = self.get_cap(instance).unwrap() else {
+            panic!("not an instance")
+        };
+        let CapHashOrRef::Hash(root) = i.root_cnode else {
+            panic!("unsettled")
+        };
+        let Cap::CNode(c) = self.get_cap(&root).unwrap() else {
+            panic!("not a CNode")
+        };
+        c
+    }
+}
+
+/// Runs `calls` in `invoke_batch` calls of at most 64 invocations (a
+/// chained call continues across batches: the next batch names the state
+/// the previous one ended with).
+pub fn run_batches(kernel: &mut capbox::Kernel, calls: &[Invocation]) -> Vec<Outcome> {
+    let mut out: Vec<Outcome> = Vec::with_capacity(calls.len());
+    for chunk in calls.chunks(64) {
+        let mut chunk = chunk.to_vec();
+        if chunk[0].instance.is_none() {
+            chunk[0].instance = Some(out.last().expect("a chain has a start").instance);
+        }
+        for result in kernel.invoke_batch(&chunk).unwrap() {
+            out.push(result.unwrap());
+        }
+    }
+    out
 }

@@ -160,6 +160,7 @@ capbox_tests::backend_tests! {
             endpoint: endpoint.index(),
             args: [0; 4],
             gas: 1000,
+            input: Vec::new(),
         };
         let results = kernel
             .invoke_batch(&[

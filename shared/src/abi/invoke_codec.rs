@@ -15,8 +15,8 @@ use alloc::vec::Vec;
 use flatbuffers::{ForwardsUOffset, Vector};
 
 use super::messages::{
-    AbiError, CapBlobMsg, InvocationMsg, InvokeResultMsg, RemoteError, encode_invoke_reply,
-    hash_from_wire, read_cap, root,
+    AbiError, CapBlobMsg, InvocationMsg, InvokeResultMsg, RemoteError, build_message, check_input,
+    encode_invoke_reply, hash_from_wire, malformed, read_cap, root,
 };
 use super::wire;
 
@@ -25,15 +25,41 @@ use super::wire;
 pub struct InvokeRequestView<'b> {
     caps: Option<Vector<'b, ForwardsUOffset<wire::CapBlob<'b>>>>,
     calls: Option<Vector<'b, wire::Invocation>>,
+    /// Checked: in increasing call order, each naming an existing call,
+    /// none too long.
+    inputs: Option<Vector<'b, ForwardsUOffset<wire::CallInput<'b>>>>,
 }
 
 impl<'b> InvokeRequestView<'b> {
-    /// Runs the flatbuffers verifier over `bytes`.
+    /// Runs the flatbuffers verifier over `bytes`, then checks the inputs
+    /// side table (call order, call numbers, lengths).
     pub fn new(bytes: &'b [u8]) -> Result<Self, AbiError> {
-        let req = root::<wire::InvokeRequest>("InvokeRequest", bytes)?;
+        const NAME: &str = "InvokeRequest";
+        let req = root::<wire::InvokeRequest>(NAME, bytes)?;
+        let calls = req.calls();
+        let inputs = req.inputs();
+        if let Some(inputs) = inputs {
+            let count = calls.map_or(0, |c| c.len());
+            // The smallest call number the next input may name.
+            let mut next = 0usize;
+            for input in inputs {
+                let call = input.call() as usize;
+                if call < next || call >= count {
+                    return Err(malformed(
+                        NAME,
+                        alloc::format!(
+                            "an input for call {call} (of {count}) out of order or of no call"
+                        ),
+                    ));
+                }
+                next = call + 1;
+                check_input(NAME, input_bytes(input.bytes()))?;
+            }
+        }
         Ok(InvokeRequestView {
             caps: req.caps(),
-            calls: req.calls(),
+            calls,
+            inputs,
         })
     }
 
@@ -52,10 +78,25 @@ impl<'b> InvokeRequestView<'b> {
         self.calls.map_or(0, |c| c.len())
     }
 
-    /// The calls, in order.
-    pub fn calls(&self) -> impl Iterator<Item = InvocationMsg> + 'b {
-        self.calls.into_iter().flatten().map(invocation_from_wire)
+    /// The calls, in order, each with its input.
+    pub fn calls(&self) -> impl Iterator<Item = InvocationMsg<'b>> + 'b {
+        let mut inputs = self.inputs.into_iter().flatten().peekable();
+        self.calls
+            .into_iter()
+            .flatten()
+            .zip(0u32..)
+            .map(move |(call, i)| {
+                let mut msg = invocation_from_wire(call);
+                if let Some(input) = inputs.next_if(|input| input.call() == i) {
+                    msg.input = input_bytes(input.bytes());
+                }
+                msg
+            })
     }
+}
+
+fn input_bytes(bytes: Option<Vector<'_, u8>>) -> &[u8] {
+    bytes.map_or(&[], |v| v.bytes())
 }
 
 /// Size of one `Invocation` struct on the wire.
@@ -81,23 +122,34 @@ const ONE_REQUEST_HEAD: [u8; 16] = [
 const ONE_REQUEST_BYTES: usize = ONE_REQUEST_HEAD.len() + INVOCATION_BYTES;
 
 /// Reads an `invoke_one` request (verified). The shape
-/// [`encode_invoke_one_request`] writes is recognised byte for byte (every
-/// bit pattern of the struct is a valid call); any other layout goes
-/// through the flatbuffers verifier.
-pub fn decode_invoke_one_request(bytes: &[u8]) -> Result<InvocationMsg, AbiError> {
+/// [`encode_invoke_one_request`] writes for a call without input is
+/// recognised byte for byte (every bit pattern of the struct is a valid
+/// call); any other layout, e.g. one with an input, goes through the
+/// flatbuffers verifier. An input over `MAX_INPUT_LEN` is refused.
+pub fn decode_invoke_one_request(bytes: &[u8]) -> Result<InvocationMsg<'_>, AbiError> {
+    const NAME: &str = "InvokeOneRequest";
     if let Some(call) = bytes
         .strip_prefix(&ONE_REQUEST_HEAD)
         .and_then(|rest| <[u8; INVOCATION_BYTES]>::try_from(rest).ok())
     {
         return Ok(invocation_from_wire(&wire::Invocation(call)));
     }
-    let req = root::<wire::InvokeOneRequest>("InvokeOneRequest", bytes)?;
-    Ok(invocation_from_wire(req.call()))
+    let req = root::<wire::InvokeOneRequest>(NAME, bytes)?;
+    let input = input_bytes(req.input());
+    check_input(NAME, input)?;
+    Ok(InvocationMsg {
+        input,
+        ..invocation_from_wire(req.call())
+    })
 }
 
-/// `invoke_one` request: a single call, written directly (no builder) in
-/// the shape [`decode_invoke_one_request`] reads fastest.
-pub fn encode_invoke_one_request(call: &InvocationMsg) -> Vec<u8> {
+/// `invoke_one` request: a single call. Without input it is written
+/// directly (no builder) in the fixed shape [`decode_invoke_one_request`]
+/// reads fastest; with input the builder adds the `input` field.
+pub fn encode_invoke_one_request(call: &InvocationMsg<'_>) -> Vec<u8> {
+    if !call.input.is_empty() {
+        return encode_invoke_one_request_with_builder(call);
+    }
     let mut bytes = Vec::with_capacity(ONE_REQUEST_BYTES);
     bytes.extend_from_slice(&ONE_REQUEST_HEAD);
     bytes.extend_from_slice(&invocation_to_wire(call).0);
@@ -105,26 +157,27 @@ pub fn encode_invoke_one_request(call: &InvocationMsg) -> Vec<u8> {
 }
 
 /// The same request through the `FlatBufferBuilder` (a different, equally
-/// valid layout; used by tests of the decoder's general path).
-#[cfg(test)]
-pub(crate) fn encode_invoke_one_request_with_builder(call: &InvocationMsg) -> Vec<u8> {
-    let mut fbb = flatbuffers::FlatBufferBuilder::with_capacity(128);
-    let wire_call = invocation_to_wire(call);
-    let req = wire::InvokeOneRequest::create(
-        &mut fbb,
-        &wire::InvokeOneRequestArgs {
-            call: Some(&wire_call),
-        },
-    );
-    fbb.finish(req, None);
-    fbb.finished_data().to_vec()
+/// valid layout; the `input` field when there is one).
+pub(crate) fn encode_invoke_one_request_with_builder(call: &InvocationMsg<'_>) -> Vec<u8> {
+    build_message(|fbb| {
+        let input = (!call.input.is_empty()).then(|| fbb.create_vector(call.input));
+        let wire_call = invocation_to_wire(call);
+        let req = wire::InvokeOneRequest::create(
+            fbb,
+            &wire::InvokeOneRequestArgs {
+                call: Some(&wire_call),
+                input,
+            },
+        );
+        fbb.finish(req, None);
+    })
 }
 
-pub(super) fn invocation_to_wire(c: &InvocationMsg) -> wire::Invocation {
+pub(super) fn invocation_to_wire(c: &InvocationMsg<'_>) -> wire::Invocation {
     wire::Invocation::new(&wire::Hash::new(&c.instance), c.endpoint, &c.args, c.gas)
 }
 
-fn invocation_from_wire(call: &wire::Invocation) -> InvocationMsg {
+fn invocation_from_wire(call: &wire::Invocation) -> InvocationMsg<'static> {
     let wire_args = call.args();
     let args: [u64; 4] = core::array::from_fn(|i| wire_args.get(i));
     InvocationMsg {
@@ -132,6 +185,7 @@ fn invocation_from_wire(call: &wire::Invocation) -> InvocationMsg {
         endpoint: call.endpoint(),
         args,
         gas: call.gas(),
+        input: &[],
     }
 }
 
@@ -275,7 +329,7 @@ impl InvokeReplyWriter {
 /// Reads an `invoke` request into vectors (caps, calls).
 pub fn decode_invoke_request(
     bytes: &[u8],
-) -> Result<(Vec<CapBlobMsg<'_>>, Vec<InvocationMsg>), AbiError> {
+) -> Result<(Vec<CapBlobMsg<'_>>, Vec<InvocationMsg<'_>>), AbiError> {
     let view = InvokeRequestView::new(bytes)?;
     Ok((view.caps().collect(), view.calls().collect()))
 }

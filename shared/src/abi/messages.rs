@@ -122,7 +122,7 @@ pub struct CapBlobMsg<'a> {
 
 /// One invocation request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvocationMsg {
+pub struct InvocationMsg<'a> {
     /// The instance to run.
     pub instance: [u8; 32],
     /// Index into the image's endpoint list.
@@ -131,6 +131,27 @@ pub struct InvocationMsg {
     pub args: [u64; 4],
     /// Gas limit.
     pub gas: u64,
+    /// The input the program reads with `input_len` / `input_read`
+    /// (empty: none). Decoders refuse one over
+    /// [`crate::kernel::ops::MAX_INPUT_LEN`] bytes.
+    pub input: &'a [u8],
+}
+
+/// The longest input an invocation carries (`kernel::ops::MAX_INPUT_LEN`).
+pub(super) const MAX_INPUT_LEN: usize = crate::kernel::ops::MAX_INPUT_LEN as usize;
+
+/// `Err` unless `input` fits in [`MAX_INPUT_LEN`].
+pub(super) fn check_input(message: &'static str, input: &[u8]) -> Result<(), AbiError> {
+    if input.len() > MAX_INPUT_LEN {
+        return Err(malformed(
+            message,
+            alloc::format!(
+                "an input of {} bytes (at most {MAX_INPUT_LEN})",
+                input.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// How an invocation ended: the exit kind (0 halt, 1 panic, 2 out of gas,
@@ -202,7 +223,7 @@ const MAX_SPARE_BUILDER: usize = 64 << 10;
 
 /// Runs `build` with a builder (the spare one when it is free) and returns
 /// the finished message's bytes.
-fn build_message(build: impl FnOnce(&mut FlatBufferBuilder<'static>)) -> Vec<u8> {
+pub(super) fn build_message(build: impl FnOnce(&mut FlatBufferBuilder<'static>)) -> Vec<u8> {
     let mut fbb = SPARE_BUILDER
         .try_lock()
         .and_then(|mut spare| spare.take())
@@ -342,10 +363,22 @@ pub fn decode_put_cap_reply(bytes: &[u8]) -> Result<Result<Vec<[u8; 32]>, Remote
 }
 
 /// `invoke` request: caps to publish first, then the calls to run in order.
-/// No caps: the field is left out (the guest's verifier then skips it).
-pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -> Vec<u8> {
+/// No caps: the field is left out (the guest's verifier then skips it);
+/// likewise the inputs side table when no call has input.
+pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg<'_>]) -> Vec<u8> {
     build_message(|fbb| {
         let caps = (!caps.is_empty()).then(|| add_caps(fbb, caps));
+        let mut inputs = Vec::new();
+        for (call, c) in (0u32..).zip(calls) {
+            if !c.input.is_empty() {
+                let bytes = Some(fbb.create_vector(c.input));
+                inputs.push(wire::CallInput::create(
+                    fbb,
+                    &wire::CallInputArgs { call, bytes },
+                ));
+            }
+        }
+        let inputs = (!inputs.is_empty()).then(|| fbb.create_vector(&inputs));
         let calls: Vec<wire::Invocation> = calls
             .iter()
             .map(|c| wire::Invocation::new(&hash_to_wire(&c.instance), c.endpoint, &c.args, c.gas))
@@ -356,6 +389,7 @@ pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg]) -
             &wire::InvokeRequestArgs {
                 caps,
                 calls: Some(calls),
+                inputs,
             },
         );
         fbb.finish(req, None);

@@ -15,6 +15,7 @@ fn invoke_round_trip() {
         endpoint: 3,
         args: [4, 5, 6, 7],
         gas: 99,
+        input: &[],
     }];
     let bytes = encode_invoke_request(&caps, &calls);
     let (got_caps, got_calls) = decode_invoke_request(&bytes).unwrap();
@@ -178,12 +179,14 @@ fn request_view_reads_what_was_encoded() {
             endpoint: 3,
             args: [4, 5, 6, 7],
             gas: 99,
+            input: &[],
         },
         InvocationMsg {
             instance: [0; 32],
             endpoint: 1,
             args: [0; 4],
             gas: 5,
+            input: &[],
         },
     ];
     let bytes = encode_invoke_request(&[], &calls);
@@ -201,6 +204,7 @@ fn invoke_one_round_trip_and_garbage() {
         endpoint: 2,
         args: [1, u64::MAX, 3, 0],
         gas: 77,
+        input: &[],
     };
     let bytes = encode_invoke_one_request(&call);
     assert_eq!(decode_invoke_one_request(&bytes).unwrap(), call);
@@ -221,6 +225,7 @@ fn invoke_one_direct_shape_is_a_valid_flatbuffer_and_builder_shape_still_reads()
         endpoint: 7,
         args: [u64::MAX, 0, 5, 1 << 40],
         gas: u64::MAX,
+        input: &[],
     };
     let direct = encode_invoke_one_request(&call);
     // The hand-written layout passes the flatbuffers verifier and reads
@@ -241,4 +246,163 @@ fn invoke_one_direct_shape_is_a_valid_flatbuffer_and_builder_shape_still_reads()
     let mut broken = direct.clone();
     broken[0] = 200; // the root table lies past the end
     assert!(decode_invoke_one_request(&broken).is_err());
+}
+
+fn call_with_input(instance: u8, input: &[u8]) -> InvocationMsg<'_> {
+    InvocationMsg {
+        instance: [instance; 32],
+        endpoint: u32::from(instance),
+        args: [1, 2, 3, u64::from(instance)],
+        gas: 1000,
+        input,
+    }
+}
+
+#[test]
+fn invoke_request_inputs_round_trip() {
+    let big = alloc::vec![0xa5u8; MAX_INPUT_LEN];
+    let calls = [
+        call_with_input(1, b"abc"),
+        call_with_input(0, &[]),
+        call_with_input(2, &big),
+        call_with_input(3, &[0]),
+    ];
+    let bytes = encode_invoke_request(&[], &calls);
+    let (_, got) = decode_invoke_request(&bytes).unwrap();
+    assert_eq!(got, calls);
+    let view = InvokeRequestView::new(&bytes).unwrap();
+    assert_eq!(view.calls().collect::<alloc::vec::Vec<_>>(), calls);
+    // No input anywhere: no side table, the same bytes as before inputs.
+    let plain = [call_with_input(1, &[]), call_with_input(2, &[])];
+    let bytes = encode_invoke_request(&[], &plain);
+    let req = super::root::<wire::InvokeRequest>("InvokeRequest", &bytes).unwrap();
+    assert!(req.inputs().is_none());
+    assert_eq!(decode_invoke_request(&bytes).unwrap().1, plain);
+}
+
+#[test]
+fn invoke_one_with_and_without_input_round_trips() {
+    use super::super::{decode_invoke_one_request, encode_invoke_one_request};
+    let plain = call_with_input(4, &[]);
+    let fixed = encode_invoke_one_request(&plain);
+    // Without input: the fixed layout (80-byte struct after a 16-byte head).
+    assert_eq!(fixed.len(), 96);
+    assert_eq!(decode_invoke_one_request(&fixed).unwrap(), plain);
+    for input in [&b"x"[..], b"hello", &alloc::vec![7u8; MAX_INPUT_LEN]] {
+        let call = call_with_input(5, input);
+        let bytes = encode_invoke_one_request(&call);
+        assert_ne!(bytes.len(), 96);
+        assert_eq!(decode_invoke_one_request(&bytes).unwrap(), call);
+        for cut in (0..bytes.len()).step_by(1 + bytes.len() / 512) {
+            let _ = decode_invoke_one_request(&bytes[..cut]);
+        }
+    }
+}
+
+fn assert_too_long(err: AbiError) {
+    assert!(err.reason.contains("input of"), "{err}");
+}
+
+#[test]
+fn oversize_inputs_are_refused() {
+    use super::super::{decode_invoke_one_request, encode_invoke_one_request};
+    let big = alloc::vec![1u8; MAX_INPUT_LEN + 1];
+    let call = call_with_input(6, &big);
+    assert_too_long(decode_invoke_one_request(&encode_invoke_one_request(&call)).unwrap_err());
+    let bytes = encode_invoke_request(&[], &[call_with_input(1, b"ok"), call]);
+    assert_too_long(InvokeRequestView::new(&bytes).err().unwrap());
+    assert_too_long(decode_invoke_request(&bytes).unwrap_err());
+}
+
+/// An `InvokeRequest` with `calls` calls and inputs for the call numbers
+/// `inputs`, as any sender might write it.
+fn request_with_inputs(calls: usize, inputs: &[u32]) -> alloc::vec::Vec<u8> {
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let mut offsets = alloc::vec::Vec::new();
+    for &call in inputs {
+        let bytes = Some(fbb.create_vector(&[1u8, 2, 3]));
+        offsets.push(wire::CallInput::create(
+            &mut fbb,
+            &wire::CallInputArgs { call, bytes },
+        ));
+    }
+    let inputs = Some(fbb.create_vector(&offsets));
+    let structs: alloc::vec::Vec<wire::Invocation> = (0..calls)
+        .map(|_| super::super::invoke_codec::invocation_to_wire(&call_with_input(1, &[])))
+        .collect();
+    let calls = Some(fbb.create_vector(&structs));
+    let req = wire::InvokeRequest::create(
+        &mut fbb,
+        &wire::InvokeRequestArgs {
+            caps: None,
+            calls,
+            inputs,
+        },
+    );
+    fbb.finish(req, None);
+    fbb.finished_data().to_vec()
+}
+
+#[test]
+fn inputs_must_name_existing_calls_in_order() {
+    let ok = request_with_inputs(3, &[0, 2]);
+    let view = InvokeRequestView::new(&ok).unwrap();
+    let inputs: alloc::vec::Vec<_> = view.calls().map(|c| c.input.to_vec()).collect();
+    assert_eq!(
+        inputs,
+        [alloc::vec![1, 2, 3], alloc::vec![], alloc::vec![1, 2, 3]]
+    );
+    for bad in [&[3u32][..], &[1, 1], &[2, 0], &[0, u32::MAX]] {
+        let bytes = request_with_inputs(3, bad);
+        let err = InvokeRequestView::new(&bytes).err().unwrap();
+        assert!(err.to_string().contains("out of order"), "{bad:?}: {err}");
+    }
+    // An input without calls at all.
+    assert!(InvokeRequestView::new(&request_with_inputs(0, &[0])).is_err());
+}
+
+#[test]
+fn garbage_invoke_requests_with_inputs_never_panic() {
+    use super::super::decode_invoke_one_request;
+    let with_inputs = encode_invoke_request(
+        &[],
+        &[call_with_input(1, b"abc"), call_with_input(2, b"defgh")],
+    );
+    let one = super::super::encode_invoke_one_request(&call_with_input(3, b"input"));
+    // Every truncation and every single-byte corruption: an error or a
+    // decoded message, never a panic.
+    for bytes in [&with_inputs, &one] {
+        for cut in 0..bytes.len() {
+            let _ = decode_invoke_request(&bytes[..cut]);
+            let _ = decode_invoke_one_request(&bytes[..cut]);
+        }
+        for i in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= flip;
+                if let Ok(view) = InvokeRequestView::new(&b) {
+                    for c in view.calls() {
+                        assert!(c.input.len() <= MAX_INPUT_LEN);
+                    }
+                }
+                if let Ok(c) = decode_invoke_one_request(&b) {
+                    assert!(c.input.len() <= MAX_INPUT_LEN);
+                }
+            }
+        }
+    }
+    // Pseudo-random bytes.
+    let mut x = 0x1234_5678_9abc_def0u64;
+    for len in 0..300 {
+        let bytes: alloc::vec::Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let _ = decode_invoke_request(&bytes);
+        let _ = decode_invoke_one_request(&bytes);
+    }
 }

@@ -98,6 +98,7 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
                 endpoint: 1,
                 args: [1, 2, 3, 4],
                 gas: 1000,
+                input: &[],
             });
             let mut calls = 0;
             let t = timed(iters, |_| {
@@ -199,6 +200,7 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
                     endpoint: Endpoint::Empty.index(),
                     args: [0; 4],
                     gas: 1000,
+                    input: &[],
                 });
                 let mut reply_len = 0;
                 let t = timed(iters, |_| {

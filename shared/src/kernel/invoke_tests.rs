@@ -267,6 +267,7 @@ fn owned_invoke_requests_get_the_same_replies() {
         endpoint: ep.index(),
         args: [0; 4],
         gas: 1000,
+        input: &[],
     };
     let requests = [
         encode_invoke_request(&[], &[call(f.instance.0, Endpoint::Read)]),

@@ -7,6 +7,7 @@
 //!   get_cap, stats, sweep, bench).
 //! * [`sample`]: a hand-assembled stateful sample program.
 
+pub mod apps;
 pub mod bench;
 mod error;
 mod instance;

@@ -10,7 +10,7 @@ use core::hash::BuildHasher;
 
 use super::bench;
 use super::error::KernelError;
-use super::invoke::{LogSink, Outcome, invoke};
+use super::invoke::{Call, LogSink, Outcome, invoke_call};
 use super::programs::{ProgramCache, same_hash};
 use crate::abi::{self, CapBlobMsg, ErrorKind, GuestFunction, InvokeResultMsg, RemoteError};
 use crate::cap::Cap;
@@ -218,12 +218,18 @@ impl<S: BuildHasher> KernelState<'_, S> {
     ) -> Vec<u8> {
         match function {
             GuestFunction::InvokeOne => match abi::decode_invoke_one_request(&request) {
-                Ok(call) => self.answer_one(host, call, request),
+                Ok(call) => match without_input(&call) {
+                    Some(call) => self.answer_one(host, call, request),
+                    // The input lives in the request: no buffer reuse.
+                    None => self.answer_one(host, call, Vec::new()),
+                },
                 Err(e) => abi::encode_invoke_reply(Err(&bad_message(e))),
             },
             GuestFunction::Invoke => {
                 let single = match abi::InvokeRequestView::new(&request) {
-                    Ok(view) if !view.has_caps() && view.call_count() == 1 => view.calls().next(),
+                    Ok(view) if !view.has_caps() && view.call_count() == 1 => {
+                        view.calls().next().as_ref().and_then(without_input)
+                    }
                     _ => None,
                 };
                 let Some(call) = single else {
@@ -246,7 +252,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
     fn answer_one(
         &self,
         host: &mut dyn KernelHost,
-        call: abi::InvocationMsg,
+        call: abi::InvocationMsg<'_>,
         buffer: Vec<u8>,
     ) -> Vec<u8> {
         let mut reply = abi::InvokeReplyWriter::in_buffer(buffer, 1);
@@ -256,10 +262,10 @@ impl<S: BuildHasher> KernelState<'_, S> {
 
     /// Runs `calls` in order, each result into `reply`. A call whose
     /// instance hash is all zero runs on what the previous call produced.
-    fn run_calls(
+    fn run_calls<'b>(
         &self,
         host: &mut dyn KernelHost,
-        calls: impl Iterator<Item = abi::InvocationMsg>,
+        calls: impl Iterator<Item = abi::InvocationMsg<'b>>,
         reply: &mut abi::InvokeReplyWriter,
     ) {
         let mut previous: Option<CapHash> = None;
@@ -279,19 +285,16 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 ));
                 continue;
             };
-            // Straight to `invoke`; the fetching loop only after a miss.
-            let result = match invoke(
-                self.dir,
-                self.programs,
-                host,
-                &instance,
-                call.endpoint,
-                call.args,
-                call.gas,
-            ) {
-                Err(KernelError::MissingCap(_)) => {
-                    self.invoke_fetching(host, &instance, call.endpoint, call.args, call.gas)
-                }
+            let call = Call {
+                instance,
+                endpoint: call.endpoint,
+                args: call.args,
+                gas: call.gas,
+                input: call.input,
+            };
+            // Straight to `invoke_call`; the fetching loop only after a miss.
+            let result = match invoke_call(self.dir, self.programs, host, &call) {
+                Err(KernelError::MissingCap(_)) => self.invoke_fetching(host, &call),
                 other => other,
             };
             match result {
@@ -313,19 +316,16 @@ impl<S: BuildHasher> KernelState<'_, S> {
         }
     }
 
-    /// [`invoke`], asking the host for missing blobs (`fetch_blob`) and
-    /// retrying, up to [`MAX_FETCHES_PER_CALL`] times.
+    /// [`invoke_call`], asking the host for missing blobs (`fetch_blob`)
+    /// and retrying, up to [`MAX_FETCHES_PER_CALL`] times.
     pub fn invoke_fetching(
         &self,
         host: &mut dyn KernelHost,
-        instance: &CapHash,
-        endpoint: u32,
-        args: [u64; 4],
-        gas: u64,
+        call: &Call<'_>,
     ) -> Result<Outcome, KernelError> {
         let mut fetches = 0;
         loop {
-            match invoke(self.dir, self.programs, host, instance, endpoint, args, gas) {
+            match invoke_call(self.dir, self.programs, host, call) {
                 Err(KernelError::MissingCap(missing)) if fetches < MAX_FETCHES_PER_CALL => {
                     fetches += 1;
                     let bytes = host
@@ -339,6 +339,18 @@ impl<S: BuildHasher> KernelState<'_, S> {
             }
         }
     }
+}
+
+/// `call` without a borrow of the request it came from, when it has no
+/// input (so the request's buffer can take the reply).
+fn without_input(call: &abi::InvocationMsg<'_>) -> Option<abi::InvocationMsg<'static>> {
+    call.input.is_empty().then_some(abi::InvocationMsg {
+        instance: call.instance,
+        endpoint: call.endpoint,
+        args: call.args,
+        gas: call.gas,
+        input: &[],
+    })
 }
 
 /// The wire form of an outcome.

@@ -1173,6 +1173,122 @@ impl ::core::fmt::Debug for PutCapReply<'_> {
       ds.finish()
   }
 }
+pub enum CallInputOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The input of call number `call` (only calls with input have one; in
+/// increasing call order, at most one per call, each at most
+/// kernel::ops::MAX_INPUT_LEN bytes).
+pub struct CallInput<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CallInput<'a> {
+  type Inner = CallInput<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CallInput<'a> {
+  pub const VT_CALL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_BYTES: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CallInput { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CallInputArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CallInput<'bldr>> {
+    let mut builder = CallInputBuilder::new(_fbb);
+    if let Some(x) = args.bytes { builder.add_bytes(x); }
+    builder.add_call(args.call);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn call(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CallInput::VT_CALL, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(CallInput::VT_BYTES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CallInput<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("call", Self::VT_CALL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("bytes", Self::VT_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CallInputArgs<'a> {
+    pub call: u32,
+    pub bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for CallInputArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CallInputArgs {
+      call: 0,
+      bytes: None,
+    }
+  }
+}
+
+pub struct CallInputBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CallInputBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_call(&mut self, call: u32) {
+    self.fbb_.push_slot::<u32>(CallInput::VT_CALL, call, 0);
+  }
+  #[inline]
+  pub fn add_bytes(&mut self, bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CallInput::VT_BYTES, bytes);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CallInputBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CallInputBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CallInput<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CallInput<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CallInput");
+      ds.field("call", &self.call());
+      ds.field("bytes", &self.bytes());
+      ds.finish()
+  }
+}
 pub enum InvokeRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1193,6 +1309,7 @@ impl<'a> ::flatbuffers::Follow<'a> for InvokeRequest<'a> {
 impl<'a> InvokeRequest<'a> {
   pub const VT_CAPS: ::flatbuffers::VOffsetT = 4;
   pub const VT_CALLS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_INPUTS: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1204,6 +1321,7 @@ impl<'a> InvokeRequest<'a> {
     args: &'args InvokeRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<InvokeRequest<'bldr>> {
     let mut builder = InvokeRequestBuilder::new(_fbb);
+    if let Some(x) = args.inputs { builder.add_inputs(x); }
     if let Some(x) = args.calls { builder.add_calls(x); }
     if let Some(x) = args.caps { builder.add_caps(x); }
     builder.finish()
@@ -1224,6 +1342,14 @@ impl<'a> InvokeRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, Invocation>>>(InvokeRequest::VT_CALLS, None)}
   }
+  /// Side table: the inputs of the calls that have one.
+  #[inline]
+  pub fn inputs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallInput<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallInput>>>>(InvokeRequest::VT_INPUTS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for InvokeRequest<'_> {
@@ -1234,6 +1360,7 @@ impl ::flatbuffers::Verifiable for InvokeRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CapBlob>>>>("caps", Self::VT_CAPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Invocation>>>("calls", Self::VT_CALLS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CallInput>>>>("inputs", Self::VT_INPUTS, false)?
      .finish();
     Ok(())
   }
@@ -1241,6 +1368,7 @@ impl ::flatbuffers::Verifiable for InvokeRequest<'_> {
 pub struct InvokeRequestArgs<'a> {
     pub caps: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CapBlob<'a>>>>>,
     pub calls: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Invocation>>>,
+    pub inputs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallInput<'a>>>>>,
 }
 impl<'a> Default for InvokeRequestArgs<'a> {
   #[inline]
@@ -1248,6 +1376,7 @@ impl<'a> Default for InvokeRequestArgs<'a> {
     InvokeRequestArgs {
       caps: None,
       calls: None,
+      inputs: None,
     }
   }
 }
@@ -1264,6 +1393,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvokeRequestBuilder<'a, 'b, 
   #[inline]
   pub fn add_calls(&mut self, calls: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , Invocation>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeRequest::VT_CALLS, calls);
+  }
+  #[inline]
+  pub fn add_inputs(&mut self, inputs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CallInput<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeRequest::VT_INPUTS, inputs);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InvokeRequestBuilder<'a, 'b, A> {
@@ -1285,6 +1418,7 @@ impl ::core::fmt::Debug for InvokeRequest<'_> {
     let mut ds = f.debug_struct("InvokeRequest");
       ds.field("caps", &self.caps());
       ds.field("calls", &self.calls());
+      ds.field("inputs", &self.inputs());
       ds.finish()
   }
 }
@@ -1292,7 +1426,8 @@ pub enum InvokeOneRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// One call, nothing else (the `invoke_one` guest function): the common
-/// case, verified with one table and one struct check.
+/// case, verified with one table and one struct check. Without `input`
+/// the host writes a fixed layout the guest recognises byte for byte.
 pub struct InvokeOneRequest<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -1307,6 +1442,7 @@ impl<'a> ::flatbuffers::Follow<'a> for InvokeOneRequest<'a> {
 
 impl<'a> InvokeOneRequest<'a> {
   pub const VT_CALL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_INPUT: ::flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1318,6 +1454,7 @@ impl<'a> InvokeOneRequest<'a> {
     args: &'args InvokeOneRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<InvokeOneRequest<'bldr>> {
     let mut builder = InvokeOneRequestBuilder::new(_fbb);
+    if let Some(x) = args.input { builder.add_input(x); }
     if let Some(x) = args.call { builder.add_call(x); }
     builder.finish()
   }
@@ -1330,6 +1467,14 @@ impl<'a> InvokeOneRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<Invocation>(InvokeOneRequest::VT_CALL, None).unwrap()}
   }
+  /// The call's input (at most kernel::ops::MAX_INPUT_LEN bytes).
+  #[inline]
+  pub fn input(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(InvokeOneRequest::VT_INPUT, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for InvokeOneRequest<'_> {
@@ -1339,18 +1484,21 @@ impl ::flatbuffers::Verifiable for InvokeOneRequest<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<Invocation>("call", Self::VT_CALL, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("input", Self::VT_INPUT, false)?
      .finish();
     Ok(())
   }
 }
 pub struct InvokeOneRequestArgs<'a> {
     pub call: Option<&'a Invocation>,
+    pub input: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
 }
 impl<'a> Default for InvokeOneRequestArgs<'a> {
   #[inline]
   fn default() -> Self {
     InvokeOneRequestArgs {
       call: None, // required field
+      input: None,
     }
   }
 }
@@ -1363,6 +1511,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvokeOneRequestBuilder<'a, '
   #[inline]
   pub fn add_call(&mut self, call: &Invocation) {
     self.fbb_.push_slot_always::<&Invocation>(InvokeOneRequest::VT_CALL, call);
+  }
+  #[inline]
+  pub fn add_input(&mut self, input: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeOneRequest::VT_INPUT, input);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InvokeOneRequestBuilder<'a, 'b, A> {
@@ -1384,6 +1536,7 @@ impl ::core::fmt::Debug for InvokeOneRequest<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("InvokeOneRequest");
       ds.field("call", &self.call());
+      ds.field("input", &self.input());
       ds.finish()
   }
 }
