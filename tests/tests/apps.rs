@@ -221,7 +221,6 @@ fn users_endpoints(host: &mut dyn AppHost) {
 /// endpoint returns `input_len`, called by a parent invoked with 3 bytes
 /// of input, must see 0.
 #[test]
-#[ignore = "kernel bug: a called child reads the top-level invocation's input (reported)"]
 fn called_child_has_no_input() {
     use capbox::shared::cap::{Cap, Image};
     use capbox::shared::kernel::KernelOp;

@@ -8,7 +8,7 @@ use capbox::shared::cap::{CNode, Cap, CapHashOrRef, Data, TypeCap};
 use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::ops::*;
 use capbox::shared::kernel::{ExitReason, KernelOp, Outcome};
-use capbox_tests::probe::{self, MARK, Probe, RESULT, RW, pattern};
+use capbox_tests::probe::{self, Probe, RESULT, RW, pattern};
 
 const GAS: u64 = 1_000_000;
 
@@ -38,18 +38,31 @@ fn op(kernel: &mut Kernel, state: &CapHash, op: KernelOp, args: [u64; 4]) -> (u6
 fn fails(kernel: &mut Kernel, state: &CapHash, which: KernelOp, args: [u64; 4], code: u64) {
     let (r7, _, after) = op(kernel, state, which, args);
     assert_eq!(r7, code, "{which:?} {args:?}: got {r7:#x}");
-    assert_eq!(after, *state, "{which:?} {args:?} failed but changed the state");
+    assert_eq!(
+        after, *state,
+        "{which:?} {args:?} failed but changed the state"
+    );
 }
 
 /// `len` bytes of the instance's memory at `addr` (via set_output).
 fn memory(kernel: &mut Kernel, state: &CapHash, addr: u32, len: u64) -> Vec<u8> {
-    let o = run(kernel, state, Probe::Op(KernelOp::SetOutput), [u64::from(addr), len, 0, 0]);
+    let o = run(
+        kernel,
+        state,
+        Probe::Op(KernelOp::SetOutput),
+        [u64::from(addr), len, 0, 0],
+    );
     assert_eq!(o.r7, OK);
     o.output
 }
 
 fn hash_at(kernel: &mut Kernel, state: &CapHash, slot: u64) -> (CapHash, CapHash) {
-    let (r7, _, after) = op(kernel, state, KernelOp::HashOf, [slot, u64::from(RESULT), 0, 0]);
+    let (r7, _, after) = op(
+        kernel,
+        state,
+        KernelOp::HashOf,
+        [slot, u64::from(RESULT), 0, 0],
+    );
     assert_eq!(r7, OK);
     let bytes = memory(kernel, &after, RESULT, 32);
     (CapHash(bytes.try_into().unwrap()), after)
@@ -61,9 +74,15 @@ fn data(bytes: &[u8]) -> Cap {
 
 /// The cap a state's root CNode holds in `slot`, from the kernel.
 fn slot_of(kernel: &mut Kernel, state: &CapHash, slot: u32) -> Option<CapHash> {
-    let Cap::Instance(inst) = kernel.get_cap(state).unwrap() else { panic!("not an instance") };
-    let CapHashOrRef::Hash(root) = inst.root_cnode else { panic!("unsettled") };
-    let Cap::CNode(cnode) = kernel.get_cap(&root).unwrap() else { panic!("not a cnode") };
+    let Cap::Instance(inst) = kernel.get_cap(state).unwrap() else {
+        panic!("not an instance")
+    };
+    let CapHashOrRef::Hash(root) = inst.root_cnode else {
+        panic!("unsettled")
+    };
+    let Cap::CNode(cnode) = kernel.get_cap(&root).unwrap() else {
+        panic!("not a cnode")
+    };
     cnode.get(slot).map(|l| *l.as_hash().expect("settled"))
 }
 
