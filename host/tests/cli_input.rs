@@ -31,7 +31,8 @@ fn capbox(args: &[&str], stdin: &[u8]) -> Output {
 
 /// A program blob (`run --program`: endpoint pc 0, a 64 KiB stack) that
 /// outputs its input as it is (up to 32 KiB); φ7 = the input's length.
-fn echo_program() -> PathBuf {
+/// Each test writes its own copy (`name`): the tests run in parallel.
+fn echo_program(name: &str) -> PathBuf {
     let buf = -0x8000i32;
     let mut b = ProgramBuilder::new();
     b.ecalli(KernelOp::InputLen.number())
@@ -45,7 +46,7 @@ fn echo_program() -> PathBuf {
         .ecalli(KernelOp::SetOutput.number())
         .move_reg(Reg::R7, Reg::R10)
         .jump_ind(Reg::R0, 0u32);
-    let path = scratch("echo.blob");
+    let path = scratch(&format!("{name}.blob"));
     std::fs::write(&path, b.build().unwrap()).unwrap();
     path
 }
@@ -55,8 +56,8 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// `capbox run --backend local --json --program echo --input INPUT`.
-fn run_echo(input: &str, stdin: &[u8]) -> Output {
-    let program = echo_program();
+fn run_echo(test: &str, input: &str, stdin: &[u8]) -> Output {
+    let program = echo_program(test);
     capbox(
         &[
             "run",
@@ -85,7 +86,7 @@ fn stdout_of(out: &Output) -> String {
 fn input_from_a_file_reaches_the_program() {
     let file = scratch("hello.txt");
     std::fs::write(&file, b"hello, input").unwrap();
-    let json = stdout_of(&run_echo(file.to_str().unwrap(), b""));
+    let json = stdout_of(&run_echo("file", file.to_str().unwrap(), b""));
     assert!(json.contains("\"exit\":\"Halt\""), "{json}");
     assert!(json.contains("\"r7\":12,"), "{json}");
     assert!(
@@ -96,12 +97,12 @@ fn input_from_a_file_reaches_the_program() {
 
 #[test]
 fn input_from_stdin_and_empty_input() {
-    let json = stdout_of(&run_echo("-", b"from stdin"));
+    let json = stdout_of(&run_echo("stdin", "-", b"from stdin"));
     assert!(
         json.contains(&format!("\"output\":\"{}\"", hex(b"from stdin"))),
         "{json}"
     );
-    let json = stdout_of(&run_echo("-", b""));
+    let json = stdout_of(&run_echo("stdin", "-", b""));
     assert!(json.contains("\"r7\":0,"), "{json}");
     assert!(json.contains("\"output\":\"\""), "{json}");
 }
@@ -109,7 +110,7 @@ fn input_from_stdin_and_empty_input() {
 #[test]
 fn missing_or_oversize_input_is_a_clear_error() {
     let missing = scratch("no-such-file");
-    let out = run_echo(missing.to_str().unwrap(), b"");
+    let out = run_echo("limits", missing.to_str().unwrap(), b"");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot open the input file"), "{err}");
@@ -121,7 +122,7 @@ fn missing_or_oversize_input_is_a_clear_error() {
         (big.to_str().unwrap(), Vec::new()),
         ("-", vec![0u8; MAX_INPUT_LEN as usize + 1]),
     ] {
-        let out = run_echo(input, &stdin);
+        let out = run_echo("limits", input, &stdin);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("longer than 1048576 bytes"), "{err}");
@@ -129,7 +130,7 @@ fn missing_or_oversize_input_is_a_clear_error() {
     // Exactly 1 MiB is fine (the program echoes only its length here).
     let max = scratch("max.bin");
     std::fs::write(&max, vec![1u8; MAX_INPUT_LEN as usize]).unwrap();
-    let program = echo_program();
+    let program = echo_program("limits");
     let out = capbox(
         &[
             "run",
