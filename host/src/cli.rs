@@ -58,11 +58,45 @@ pub struct RunArgs {
     /// read-write data.
     #[arg(long)]
     program: Option<PathBuf>,
+    /// The invocation's input: the bytes of FILE (`-`: standard input),
+    /// at most 1 MiB, which the program reads with the kernel ops
+    /// `input_len` (3) and `input_read` (4). Every `--times` call gets the
+    /// same input. Default: none (empty).
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
     /// Print outcomes as JSON lines.
     #[arg(long)]
     json: bool,
     /// Up to four arguments (φ7..φ10).
     args: Vec<u64>,
+}
+
+/// The longest `--input` (the kernel's `MAX_INPUT_LEN`).
+const MAX_INPUT: u64 = capbox::shared::kernel::ops::MAX_INPUT_LEN;
+
+/// Reads `--input`: a file, or standard input for `-`; refuses more than
+/// [`MAX_INPUT`] bytes without reading past that.
+fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    use std::io::Read;
+    let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
+        ("standard input".into(), Box::new(std::io::stdin().lock()))
+    } else {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open the input file {}", path.display()))?;
+        (path.display().to_string(), Box::new(file))
+    };
+    let mut input = Vec::new();
+    reader
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut input)
+        .with_context(|| format!("cannot read the input from {name}"))?;
+    if input.len() as u64 > MAX_INPUT {
+        bail!(
+            "the input from {name} is longer than {MAX_INPUT} bytes (1 MiB), the most an invocation carries"
+        );
+    }
+    Ok(input)
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +181,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut regs = [0u64; 4];
     regs[..args.args.len()].copy_from_slice(&args.args);
+    let stdin = std::path::Path::new("-");
+    if args.input.as_deref() == Some(stdin) && args.program.as_deref() == Some(stdin) {
+        bail!("--input - and --program - cannot both read standard input");
+    }
+    let input = match &args.input {
+        Some(path) => read_input(path)?,
+        None => Vec::new(),
+    };
     let image = match &args.program {
         Some(path) => image_from_program(path)?,
         None => sample_image(),
@@ -156,9 +198,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         println!("backend: {}", kernel.backend());
         println!("instance: {instance}");
+        if args.input.is_some() {
+            println!("input: {} bytes", input.len());
+        }
     }
     for i in 0..args.times {
-        let o = kernel.invoke(&instance, args.endpoint, regs, args.gas)?;
+        let o = kernel.invoke_with_input(&instance, args.endpoint, regs, args.gas, &input)?;
         if args.json {
             println!("{}", outcome_json(i, &o));
         } else {
