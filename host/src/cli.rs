@@ -134,6 +134,8 @@ pub enum CallKind {
     InvokeEmpty,
     /// One invocation of the sample's increment endpoint.
     InvokeIncrement,
+    /// One invocation of an endpoint that `call`s a child's empty endpoint.
+    InvokeCallEmpty,
 }
 
 #[derive(Args, Debug, Default)]
@@ -230,6 +232,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = args.calls {
         let instance = match args.call {
             CallKind::Ping => CapHash([0; 32]),
+            CallKind::InvokeCallEmpty => {
+                let child = kernel.create_instance(&sample_image())?;
+                let child = kernel.get_cap(&child)?;
+                kernel.create_instance_with_caps(&sample_image(), &[(0, child)])?
+            }
             _ => kernel.create_instance(&sample_image())?,
         };
         let mut current = instance;
@@ -237,9 +244,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         for _ in 0..n {
             match args.call {
                 CallKind::Ping => kernel.ping()?,
-                CallKind::InvokeEmpty | CallKind::InvokeIncrement => {
+                CallKind::InvokeEmpty | CallKind::InvokeIncrement | CallKind::InvokeCallEmpty => {
                     let endpoint = match args.call {
                         CallKind::InvokeEmpty => Endpoint::Empty,
+                        CallKind::InvokeCallEmpty => Endpoint::CallEmpty,
                         _ => Endpoint::Increment,
                     };
                     let batch: Vec<Invocation> = (0..args.per_call.max(1))

@@ -14,8 +14,21 @@ use spin::Once;
 pub const HASH_LEN: usize = 32;
 
 /// A cap's content address: BLAKE3 over its canonical form, in its kind's domain.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord, Default)]
 pub struct CapHash(pub [u8; HASH_LEN]);
+
+impl PartialEq for CapHash {
+    /// Four word compares: the derived `==` on 32 bytes is a `memcmp` call,
+    /// a byte loop in the guest (no SSE), on every directory lookup.
+    fn eq(&self, other: &Self) -> bool {
+        let word = |h: &CapHash, i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&h.0[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        (0..4).fold(0, |acc, i| acc | (word(self, i) ^ word(other, i))) == 0
+    }
+}
 
 impl core::hash::Hash for CapHash {
     /// Feeds only the first 8 bytes: a BLAKE3 output is uniform, so they

@@ -313,6 +313,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
         image: image_cap,
         memory: memory_cap,
         memory_hash,
+        root,
         cached,
         layout,
         entry_indexes,
@@ -353,7 +354,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
     let mut regs = layout.initial_registers();
     regs[7..11].copy_from_slice(&args);
     let mut machine = Machine::new(regs, entry_pc, gas, memory);
-    let mut frame = Frame::new(depth, instance.image_hash_chain, root_hash);
+    let mut frame = Frame::new(depth, instance.image_hash_chain, root_hash, root.clone());
 
     // 3. Run, serving kernel ops.
     txn.mapped += mapped;
@@ -402,7 +403,11 @@ pub(crate) fn run_frame<S: BuildHasher>(
     let halted = matches!(exit, Ok(ExitReason::Halt));
     let committed = if halted {
         let new_root = frame.take_changed_root();
-        let new_memory = memory_after(memory_data, &machine.memory, &layout)?;
+        let new_memory = if dirty.is_empty() {
+            None
+        } else {
+            memory_after(memory_data, &machine.memory, &layout)?
+        };
         if new_memory.is_some() || new_root.is_some() {
             Some(commit(txn, instance_hash, instance, new_memory, new_root)?)
         } else {
@@ -459,6 +464,9 @@ fn prepare<S: BuildHasher>(
         })?;
     let layout = layout_for(image, as_data(&memory_cap).len(), instance_hash)?;
     let memory_hash = instance_memory_hash(&instance)?;
+    let root = dir
+        .get_blob(&instance_root_hash(&instance)?)
+        .filter(|cap| matches!(**cap, Cap::CNode(_)));
     let entry_indexes = image
         .endpoints
         .iter()
@@ -470,6 +478,7 @@ fn prepare<S: BuildHasher>(
         image: image_cap,
         memory: memory_cap,
         memory_hash,
+        root,
         cached,
         layout,
         entry_indexes,
@@ -575,9 +584,6 @@ fn memory_after(
     let rw_start = layout.rw_start;
     let rw_end = layout.stack_start;
     let mut new_memory: Option<Data> = None;
-    if !memory.has_dirty_pages() {
-        return Ok(None);
-    }
     for (addr, bytes) in memory.dirty_pages() {
         if addr < rw_start || addr >= rw_end {
             continue; // stack pages are scratch, not state

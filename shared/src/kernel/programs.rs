@@ -59,6 +59,9 @@ pub(crate) struct Prepared {
     /// The instance's memory: a `Data` cap.
     pub memory: Arc<Cap>,
     pub memory_hash: CapHash,
+    /// The instance's root CNode, if the directory had it when prepared
+    /// (so a frame's first slot access needs no lookup).
+    pub root: Option<Arc<Cap>>,
     pub cached: Arc<CachedImage>,
     pub layout: StandardLayout,
     /// Per endpoint: the index of its entry instruction in the decoded
@@ -99,15 +102,19 @@ impl CachedImage {
     /// past [`WARM_PER_IMAGE`] the oldest is dropped.
     pub fn put_warm(&self, memory_hash: CapHash, memory: Memory) {
         let mut warm = self.warm.lock();
-        let old = if warm.len() >= WARM_PER_IMAGE {
-            Some(warm.remove(0))
-        } else {
-            None
-        };
-        warm.push(WarmMemory {
+        let entry = WarmMemory {
             memory_hash,
             memory,
-        });
+        };
+        // Full: replace the oldest (the front), keeping the rest in order
+        // without shifting memories around.
+        let old = if warm.len() >= WARM_PER_IMAGE {
+            warm.rotate_left(1);
+            warm.last_mut().map(|last| core::mem::replace(last, entry))
+        } else {
+            warm.push(entry);
+            None
+        };
         drop(warm);
         drop(old); // outside the lock
     }

@@ -195,6 +195,8 @@ pub(crate) struct Frame {
     pub chain: CapHash,
     /// Its root CNode as it was at the start.
     root_hash: CapHash,
+    /// That CNode's blob, if already at hand.
+    root_blob: Option<Arc<Cap>>,
     /// Its root CNode as the frame sees it (loaded on first use).
     root: Option<CNode>,
     /// Whether `root` differs from `root_hash`.
@@ -206,11 +208,17 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    pub fn new(depth: u32, chain: CapHash, root_hash: CapHash) -> Self {
+    pub fn new(
+        depth: u32,
+        chain: CapHash,
+        root_hash: CapHash,
+        root_blob: Option<Arc<Cap>>,
+    ) -> Self {
         Frame {
             depth,
             chain,
             root_hash,
+            root_blob,
             root: None,
             root_changed: false,
             output: Vec::new(),
@@ -220,7 +228,10 @@ impl Frame {
 
     fn loaded<S: BuildHasher>(&mut self, txn: &mut Txn<'_, S>) -> Result<&mut CNode, KernelError> {
         if self.root.is_none() {
-            let cap = txn.blob(&self.root_hash)?;
+            let cap = match self.root_blob.take() {
+                Some(cap) => cap,
+                None => txn.blob(&self.root_hash)?,
+            };
             let Cap::CNode(cnode) = &*cap else {
                 return Err(KernelError::WrongKind {
                     hash: self.root_hash,

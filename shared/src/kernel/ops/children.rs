@@ -198,7 +198,10 @@ pub(crate) fn call<S: BuildHasher>(
     } else {
         limit.min(available)
     };
-    let child_hash = settled(frame, txn, child_slot, &link)?;
+    let child_hash = match &link {
+        CapHashOrRef::Hash(hash) => *hash,
+        CapHashOrRef::Ref(_) => settled(frame, txn, child_slot, &link)?,
+    };
     frame.child_output.clear();
     let result = match run_frame(txn, &child_hash, endpoint, args, gas, frame.depth + 1) {
         Ok(result) => result,
