@@ -399,3 +399,50 @@ fn kv_differential() {
 }
 
 const SEQUENCES: usize = 200;
+
+/// 10,000 keys stored with one `put` invocation each (batched into chains
+/// of 500 per kernel call), then every key read back with `get`, and
+/// `len`. Each put commits a new root CNode: with the CNode a persistent
+/// Merkle tree, a put costs the same at 10,000 keys as at 10.
+#[test]
+fn local_kv_10000_keys_one_put_each() {
+    let mut kernel = capbox_tests::local_kernel();
+    let keys = 10_000u64;
+    let value = |k: u64| format!("v{k}:{}", k.wrapping_mul(0x9e37_79b9)).into_bytes();
+    let mut state = new_kv(&mut kernel);
+    for first in (0..keys).step_by(500) {
+        let calls: Vec<Invocation> = (first..first + 500)
+            .map(|k| Invocation {
+                instance: (k == first).then_some(state),
+                endpoint: kv::Endpoint::Put.index(),
+                args: [k, 0, 0, 0],
+                gas: APP_GAS,
+                input: value(k),
+            })
+            .collect();
+        for (k, result) in (first..).zip(kernel.invoke_batch(&calls).unwrap()) {
+            let o = result.unwrap();
+            assert_eq!((o.exit, o.r7, o.r8), (ExitReason::Halt, 0, 0), "put {k}");
+            state = o.instance;
+        }
+    }
+    let gets: Vec<Invocation> = (0..keys)
+        .map(|k| Invocation {
+            instance: Some(state),
+            endpoint: kv::Endpoint::Get.index(),
+            args: [k, 0, 0, 0],
+            gas: APP_GAS,
+            input: Vec::new(),
+        })
+        .collect();
+    for chunk in gets.chunks(1000) {
+        for (call, result) in chunk.iter().zip(kernel.invoke_batch(chunk).unwrap()) {
+            let o = result.unwrap();
+            let k = call.args[0];
+            assert_eq!((o.r7, &o.output), (value(k).len() as u64, &value(k)), "get {k}");
+            assert_eq!(o.instance, state, "a get changes nothing");
+        }
+    }
+    let len = kernel.invoke(&state, kv::Endpoint::Len.index(), [0; 4], APP_GAS).unwrap();
+    assert_eq!(len.r7, keys);
+}
