@@ -210,17 +210,22 @@ fn format_file_is_written_and_checked() {
     let root = dir.path().join("s");
     Store::open(&root).unwrap();
     let format = root.join("FORMAT");
-    assert_eq!(fs::read_to_string(&format).unwrap(), "capbox-store 1\n");
+    assert_eq!(fs::read_to_string(&format).unwrap(), "capbox-store 2\n");
     Store::open(&root).unwrap();
 
-    fs::write(&format, "capbox-store 2\n").unwrap();
+    fs::write(&format, "capbox-store 3\n").unwrap();
     match Store::open(&root) {
         Err(StoreError::UnsupportedFormat { path, found, .. }) => {
             assert_eq!(path, format);
-            assert_eq!(found, "capbox-store 2");
+            assert_eq!(found, "capbox-store 3");
         }
         other => panic!("expected UnsupportedFormat, got {other:?}"),
     }
+    // A format-1 store (before CNodes hashed as a Merkle tree) is refused
+    // with a message that says what to do.
+    fs::write(&format, "capbox-store 1\n").unwrap();
+    let message = Store::open(&root).unwrap_err().to_string();
+    assert!(message.contains("move that store aside"), "{message}");
     fs::write(&format, [0xff, 0x00, 0x01]).unwrap();
     assert!(matches!(
         Store::open(&root),

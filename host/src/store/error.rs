@@ -21,7 +21,14 @@ pub enum StoreError {
     },
     /// The store's format file names a version this build does not know.
     #[error(
-        "unsupported store format at {path}: found {found:?}, this build reads {expected:?} only"
+        "unsupported store format at {path}: found {found:?}, this build reads {expected:?} only{}",
+        if found == "capbox-store 1" {
+            " (format 1 was written before CNodes hashed as a Merkle tree, so its CNode blobs \
+             and the heads above them have other hashes now; move that store aside or point \
+             CAPBOX_STORE elsewhere to start a new one)"
+        } else {
+            ""
+        }
     )]
     UnsupportedFormat {
         /// The format file.

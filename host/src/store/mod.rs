@@ -4,7 +4,9 @@
 //! # Layout
 //!
 //! ```text
-//! <root>/FORMAT            "capbox-store 1": the format version; others are refused
+//! <root>/FORMAT            "capbox-store 2": the format version; others are refused
+//!                          (2: CNodes hash as a Merkle tree; a format-1 store holds
+//!                          CNode blobs under their old hashes)
 //! <root>/blobs/ab/ab12…    one blob per file: the canonical encoding (`Cap::encode`),
 //!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir
 //! <root>/heads/<name>      one head per file: "<64 hex>\n"
@@ -76,7 +78,7 @@ use error::IoContext;
 use fsio::LockMode;
 
 /// The format line in `<root>/FORMAT`.
-pub const STORE_FORMAT: &str = "capbox-store 1";
+pub const STORE_FORMAT: &str = "capbox-store 2";
 /// Environment variable naming the default store directory.
 pub const STORE_ENV: &str = "CAPBOX_STORE";
 /// The default store directory when [`STORE_ENV`] is unset (relative to the
