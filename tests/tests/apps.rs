@@ -439,10 +439,16 @@ fn local_kv_10000_keys_one_put_each() {
         for (call, result) in chunk.iter().zip(kernel.invoke_batch(chunk).unwrap()) {
             let o = result.unwrap();
             let k = call.args[0];
-            assert_eq!((o.r7, &o.output), (value(k).len() as u64, &value(k)), "get {k}");
+            assert_eq!(
+                (o.r7, &o.output),
+                (value(k).len() as u64, &value(k)),
+                "get {k}"
+            );
             assert_eq!(o.instance, state, "a get changes nothing");
         }
     }
-    let len = kernel.invoke(&state, kv::Endpoint::Len.index(), [0; 4], APP_GAS).unwrap();
+    let len = kernel
+        .invoke(&state, kv::Endpoint::Len.index(), [0; 4], APP_GAS)
+        .unwrap();
     assert_eq!(len.r7, keys);
 }

@@ -318,6 +318,12 @@ capbox_tests::backend_tests! {
         assert_eq!(call(kernel, [2, 0, 0, 0]).r7, ERR_KIND);
         assert_eq!(call(kernel, [3, 0, 0, 0]).r7, ERR_EMPTY);
         assert_eq!(call(kernel, [65_536, 0, 0, 0]).r7, ERR_SLOT);
+        // output_read before any call: there is no output yet.
+        let read = |kernel: &mut Kernel, args| op(kernel, &s, KernelOp::OutputRead, args);
+        assert_eq!(read(kernel, [0, u64::from(RESULT), 4, 0]).0, 0);
+        fails(kernel, &s, KernelOp::OutputRead, [1, u64::from(RESULT), 4, 0], ERR_OFFSET);
+        fails(kernel, &s, KernelOp::OutputRead, [0, u64::from(RESULT), MAX_TRANSFER_LEN + 1, 0], ERR_TOO_LONG);
+        fails(kernel, &s, KernelOp::InputRead, [1, u64::from(RESULT), 4, 0], ERR_OFFSET);
         // The child's output: set_output of 8 bytes of its memory.
         let out_ep = u64::from(Probe::Op(KernelOp::SetOutput).index());
         let o = run(kernel, &s, Probe::CallOut, [1, out_ep, u64::from(RW) + 8, 8]);

@@ -3,7 +3,7 @@
 use alloc::sync::Arc;
 use core::hash::BuildHasher;
 
-use super::io::{charge_pages, mem_range, read_mem, require_writable, write_mem};
+use super::io::{charge_pages, mem_range, require_writable, write_mem};
 use super::{
     ERR_KIND, ERR_MEMORY, ERR_OFFSET, ERR_TOO_LONG, INFO_EMPTY, KernelOp, MAX_TRANSFER_LEN, OK,
 };
@@ -41,10 +41,25 @@ pub(crate) fn data_new<S: BuildHasher>(
     let dst = slot_arg(machine.regs[7])?;
     frame.require_empty(txn, dst)?;
     let (ptr, len) = mem_range(machine.regs[8], machine.regs[9], MAX_TRANSFER_LEN)?;
-    let bytes = read_mem(machine, ptr, len)?;
+    if !machine.memory.is_readable(ptr, len) {
+        return code(ERR_MEMORY);
+    }
     charge_pages(machine, KernelOp::DataNew, len as u64)?;
     txn.charge_new_bytes(len as u64)?;
-    let data = Data::from_bytes(&bytes).map_err(|e| OpError::Kernel(e.into()))?;
+    // Page by page: no buffer as large as the Data.
+    let kernel = |e: crate::cap::CapError| OpError::Kernel(e.into());
+    let mut data = Data::new(len as u64).map_err(kernel)?;
+    let mut piece = [0u8; PAGE_SIZE];
+    let mut done = 0;
+    while done < len {
+        let k = (len - done).min(PAGE_SIZE);
+        machine
+            .memory
+            .read(ptr + done as u32, &mut piece[..k])
+            .map_err(|_| OpError::Code(ERR_MEMORY))?;
+        data.write(done as u64, &piece[..k]).map_err(kernel)?;
+        done += k;
+    }
     let working = txn.working(Arc::new(Cap::Data(data)));
     frame.set(txn, dst, CapHashOrRef::Ref(working))?;
     Ok(OK)

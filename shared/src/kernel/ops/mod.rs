@@ -248,7 +248,7 @@ pub const MAX_TRANSFER_LEN: u64 = 16 << 20;
 /// (`data_new` lengths, plus 4 KiB per page `data_write` touches or adds,
 /// plus spawned children's memory): bounds what a program can make the
 /// kernel allocate.
-pub const MAX_NEW_BYTES: u64 = 64 << 20;
+pub const MAX_NEW_BYTES: u64 = 32 << 20;
 /// Deepest nesting of `call` (the top-level invocation is depth 0).
 pub const MAX_CALL_DEPTH: u32 = 8;
 /// `call`'s second argument: endpoint in bits 0..32, the child's gas limit
