@@ -173,13 +173,24 @@ pub(crate) fn hash_of<S: BuildHasher>(
     frame: &mut Frame,
     txn: &mut Txn<'_, S>,
 ) -> OpResult {
+    let (slot, link, ptr) = slot_and_hash_out(machine, frame, txn)?;
+    let hash = settled(frame, txn, slot, &link)?;
+    write_mem(machine, ptr, hash.as_bytes())?;
+    Ok(OK)
+}
+
+/// `(slot, ptr)` arguments of an op that writes 32 bytes about the cap in
+/// `slot`: the slot, its link, and the (writable) pointer.
+fn slot_and_hash_out<S: BuildHasher>(
+    machine: &Machine,
+    frame: &mut Frame,
+    txn: &mut Txn<'_, S>,
+) -> Result<(u32, CapHashOrRef, u32), OpError> {
     let slot = slot_arg(machine.regs[7])?;
     let link = frame.occupied(txn, slot)?;
     let (ptr, _) = mem_range(machine.regs[8], 32, 32)?;
     require_writable(machine, ptr, 32)?;
-    let hash = settled(frame, txn, slot, &link)?;
-    write_mem(machine, ptr, hash.as_bytes())?;
-    Ok(OK)
+    Ok((slot, link, ptr))
 }
 
 /// The hash of the link in `slot`, settling (and re-linking by hash) a
@@ -206,15 +217,12 @@ pub(crate) fn type_of<S: BuildHasher>(
     frame: &mut Frame,
     txn: &mut Txn<'_, S>,
 ) -> OpResult {
-    let slot = slot_arg(machine.regs[7])?;
-    let link = frame.occupied(txn, slot)?;
-    let (ptr, _) = mem_range(machine.regs[8], 32, 32)?;
+    let (_, link, ptr) = slot_and_hash_out(machine, frame, txn)?;
     let chain = match &*txn.load(&link)? {
         Cap::Instance(i) => i.image_hash_chain,
         Cap::Type(t) => t.image_hash_chain,
         _ => return code(ERR_KIND),
     };
-    require_writable(machine, ptr, 32)?;
     write_mem(machine, ptr, chain.as_bytes())?;
     Ok(OK)
 }

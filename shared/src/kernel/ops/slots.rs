@@ -9,8 +9,20 @@ use core::hash::BuildHasher;
 use super::data::settled;
 use super::{ERR_OCCUPIED, OK};
 use crate::cap::CapHashOrRef;
-use crate::kernel::transaction::{Frame, OpResult, Txn, code, slot_arg};
+use crate::kernel::transaction::{Frame, OpError, OpResult, Txn, code, slot_arg};
 use crate::pvm::Machine;
+
+/// `(src, dst)` slot arguments, checked, and the link in `src`.
+fn source_and_destination<S: BuildHasher>(
+    machine: &Machine,
+    frame: &mut Frame,
+    txn: &mut Txn<'_, S>,
+) -> Result<(u32, u32, CapHashOrRef), OpError> {
+    let src = slot_arg(machine.regs[7])?;
+    let dst = slot_arg(machine.regs[8])?;
+    let link = frame.occupied(txn, src)?;
+    Ok((src, dst, link))
+}
 
 /// `slot_move(src, dst)`; moving a slot onto itself is a no-op.
 pub(crate) fn slot_move<S: BuildHasher>(
@@ -18,9 +30,7 @@ pub(crate) fn slot_move<S: BuildHasher>(
     frame: &mut Frame,
     txn: &mut Txn<'_, S>,
 ) -> OpResult {
-    let src = slot_arg(machine.regs[7])?;
-    let dst = slot_arg(machine.regs[8])?;
-    let link = frame.occupied(txn, src)?;
+    let (src, dst, link) = source_and_destination(machine, frame, txn)?;
     if src == dst {
         return Ok(OK);
     }
@@ -36,9 +46,7 @@ pub(crate) fn slot_copy<S: BuildHasher>(
     frame: &mut Frame,
     txn: &mut Txn<'_, S>,
 ) -> OpResult {
-    let src = slot_arg(machine.regs[7])?;
-    let dst = slot_arg(machine.regs[8])?;
-    let link = frame.occupied(txn, src)?;
+    let (src, dst, link) = source_and_destination(machine, frame, txn)?;
     if src == dst {
         return code(ERR_OCCUPIED);
     }
