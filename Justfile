@@ -38,6 +38,10 @@ measure-calls:
 bench-store:
     cargo bench -p capbox --bench store
 
+# Kernel ops on the local backend (criterion; one whole invocation per iteration).
+bench-kernel:
+    cargo bench -p capbox --bench kernel_ops
+
 # Fuzz one target (needs nightly and cargo-fuzz): just fuzz run_blob 600
 fuzz target="run_blob" secs="600":
     cd fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{secs}}
