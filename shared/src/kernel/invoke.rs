@@ -243,6 +243,7 @@ pub fn invoke_call<S: BuildHasher>(
     let gas_limit = i64::try_from(call.gas).unwrap_or(i64::MAX);
     let result = run_frame(
         &mut txn,
+        None,
         &call.instance,
         call.endpoint,
         call.args,
@@ -284,9 +285,11 @@ pub(crate) struct FrameResult {
 const RESOLVE_FETCHES: usize = 4;
 
 /// Runs one frame at `depth` on `gas` gas; commits on halt (see
-/// [`invoke_call`]).
+/// [`invoke_call`]). `known`: the instance's prepared entry, if the caller
+/// already looked it up.
 pub(crate) fn run_frame<S: BuildHasher>(
     txn: &mut Txn<'_, S>,
+    known: Option<Arc<Prepared>>,
     instance_hash: &CapHash,
     endpoint: u32,
     args: [u64; 4],
@@ -295,8 +298,12 @@ pub(crate) fn run_frame<S: BuildHasher>(
 ) -> Result<FrameResult, KernelError> {
     // 1. Resolve the instance, its image and memory; decode (or reuse) code.
     let mut fetched = 0;
+    let mut known = known;
     let prepared = loop {
-        let attempt = match txn.programs.prepared(instance_hash) {
+        let attempt = match known
+            .take()
+            .or_else(|| txn.programs.prepared(instance_hash))
+        {
             Some(p) => Ok(p),
             None => prepare(txn.dir, txn.programs, instance_hash, endpoint),
         };

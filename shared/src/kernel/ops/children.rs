@@ -183,8 +183,11 @@ pub(crate) fn call<S: BuildHasher>(
     ];
     let link = frame.occupied(txn, child_slot)?;
     // A prepared entry exists only for an Instance: skip loading it again.
-    let known = matches!(&link, CapHashOrRef::Hash(h) if txn.programs.prepared(h).is_some());
-    if !known && !matches!(&*txn.load(&link)?, Cap::Instance(_)) {
+    let known = match &link {
+        CapHashOrRef::Hash(h) => txn.programs.prepared(h),
+        CapHashOrRef::Ref(_) => None,
+    };
+    if known.is_none() && !matches!(&*txn.load(&link)?, Cap::Instance(_)) {
         return code(ERR_KIND);
     }
     if frame.depth >= MAX_CALL_DEPTH {
@@ -203,7 +206,15 @@ pub(crate) fn call<S: BuildHasher>(
         CapHashOrRef::Ref(_) => settled(frame, txn, child_slot, &link)?,
     };
     frame.child_output.clear();
-    let result = match run_frame(txn, &child_hash, endpoint, args, gas, frame.depth + 1) {
+    let result = match run_frame(
+        txn,
+        known,
+        &child_hash,
+        endpoint,
+        args,
+        gas,
+        frame.depth + 1,
+    ) {
         Ok(result) => result,
         Err(KernelError::BadEndpoint { .. }) => return code(ERR_ENDPOINT),
         Err(KernelError::CallStackMemory) => return code(ERR_LIMIT),
