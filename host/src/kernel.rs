@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use capbox_shared::abi::{self, BenchReplyMsg, CapBlobMsg, GuestFunction, InvocationMsg, StatsMsg};
 use capbox_shared::cap::{Cap, CapHashOrRef, Image};
 use capbox_shared::hash::CapHash;
+use capbox_shared::kernel::ops::MAX_LOG_LEN;
 use capbox_shared::kernel::{ExitReason, Outcome, new_instance, new_instance_with_slots};
 
 use crate::backend::{
@@ -71,6 +72,23 @@ pub struct Kernel {
     logs: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
+/// A program's bytes as text that is safe to print: control characters
+/// (escape sequences could retitle or clear a terminal) are shown escaped,
+/// invalid UTF-8 as U+FFFD.
+pub fn escape_for_terminal(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 /// Program log messages kept for [`Kernel::take_logs`]; older ones are
 /// dropped beyond this.
 const MAX_KEPT_LOGS: usize = 1024;
@@ -104,8 +122,11 @@ impl Kernel {
         let log: LogTarget = {
             let logs = logs.clone();
             Arc::new(move |message: &[u8]| {
+                // The kernel never logs more than MAX_LOG_LEN bytes; a
+                // longer message comes from a compromised guest and is cut.
+                let message = &message[..message.len().min(MAX_LOG_LEN as usize)];
                 if std::env::var_os("CAPBOX_LOG").is_some() {
-                    eprintln!("capbox log: {}", String::from_utf8_lossy(message));
+                    eprintln!("capbox log: {}", escape_for_terminal(message));
                 }
                 let mut logs = logs.lock().unwrap_or_else(|e| e.into_inner());
                 if logs.len() >= MAX_KEPT_LOGS {
@@ -381,7 +402,8 @@ impl Kernel {
                 &abi::encode_invoke_request(&[], msgs),
             )?,
         };
-        let results = abi::decode_invoke_reply(&reply)?.map_err(KernelError::Refused)?;
+        let results =
+            abi::decode_invoke_reply_for(&reply, msgs.len())?.map_err(KernelError::Refused)?;
         if results.len() != msgs.len() {
             return Err(KernelError::Protocol(format!(
                 "invoke: sent {} calls, got {} results",
@@ -476,5 +498,21 @@ impl Kernel {
     /// A call that does nothing (the baseline for call-cost measurements).
     pub fn ping(&mut self) -> Result<(), KernelError> {
         self.call_raw(GuestFunction::Ping, &[]).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_for_terminal;
+
+    #[test]
+    fn terminal_text_shows_control_characters_escaped() {
+        assert_eq!(escape_for_terminal(b"plain text"), "plain text");
+        // Set the title, clear the screen, ring the bell.
+        let hostile = b"\x1b]0;owned\x07\x1b[2J\r";
+        let shown = escape_for_terminal(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\r");
+        assert_eq!(escape_for_terminal(&[0xff, b'a']), "\u{fffd}a");
     }
 }

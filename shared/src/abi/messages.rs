@@ -470,13 +470,55 @@ fn call_slot(
     })
 }
 
-/// Reads an `invoke` reply.
+/// Reads an `invoke` reply. Bounded by the reply itself: every call gets
+/// at most one output and one error (a repeated call number is
+/// malformed), and no output is longer than `MAX_OUTPUT_LEN`, so what is
+/// copied is at most the number of outcomes times that — however the
+/// flatbuffer shares its vectors. Prefer [`decode_invoke_reply_for`] when
+/// the number of calls is known.
 pub fn decode_invoke_reply(bytes: &[u8]) -> Result<Result<InvokeResults, RemoteError>, AbiError> {
+    decode_invoke_reply_checked(bytes, None)
+}
+
+/// [`decode_invoke_reply`] for a request of `calls` calls: a reply with
+/// another number of outcomes is refused before anything is copied.
+pub fn decode_invoke_reply_for(
+    bytes: &[u8],
+    calls: usize,
+) -> Result<Result<InvokeResults, RemoteError>, AbiError> {
+    decode_invoke_reply_checked(bytes, Some(calls))
+}
+
+fn decode_invoke_reply_checked(
+    bytes: &[u8],
+    calls: Option<usize>,
+) -> Result<Result<InvokeResults, RemoteError>, AbiError> {
     const NAME: &str = "InvokeReply";
     let reply = root::<wire::InvokeReply>(NAME, bytes)?;
     if let Some(err) = reply.error() {
         return Ok(Err(read_error(NAME, err)?));
     }
+    let count = reply.outcomes().map_or(0, |o| o.len());
+    if let Some(calls) = calls
+        && count != calls
+    {
+        return Err(malformed(
+            NAME,
+            alloc::format!("{count} outcomes for {calls} calls"),
+        ));
+    }
+    let side = |len: usize, what: &str| {
+        if len > count {
+            Err(malformed(
+                NAME,
+                alloc::format!("{len} {what} for {count} calls"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    side(reply.outputs().map_or(0, |o| o.len()), "outputs")?;
+    side(reply.errors().map_or(0, |e| e.len()), "errors")?;
     let mut out: InvokeResults = reply
         .outcomes()
         .into_iter()
@@ -495,19 +537,45 @@ pub fn decode_invoke_reply(bytes: &[u8]) -> Result<Result<InvokeResults, RemoteE
             })
         })
         .collect();
+    let mut has_output = alloc::vec![false; count];
     for output in reply.outputs().into_iter().flatten() {
+        let call = output.call() as usize;
+        if has_output.get(call).copied().unwrap_or(false) {
+            return Err(malformed(
+                NAME,
+                alloc::format!("two outputs for call {call}"),
+            ));
+        }
+        let bytes = output.bytes().map(|v| v.bytes()).unwrap_or_default();
+        if bytes.len() as u64 > crate::kernel::ops::MAX_OUTPUT_LEN {
+            return Err(malformed(
+                NAME,
+                alloc::format!("call {call}: an output of {} bytes", bytes.len()),
+            ));
+        }
         if let Ok(result) = call_slot(&mut out, output.call())? {
-            result.output = output
-                .bytes()
-                .map(|v| v.bytes().to_vec())
-                .unwrap_or_default();
+            result.output = bytes.to_vec();
+        }
+        if let Some(seen) = has_output.get_mut(call) {
+            *seen = true;
         }
     }
+    let mut has_error = alloc::vec![false; count];
     for error in reply.errors().into_iter().flatten() {
+        let call = error.call() as usize;
+        if has_error.get(call).copied().unwrap_or(false) {
+            return Err(malformed(
+                NAME,
+                alloc::format!("two errors for call {call}"),
+            ));
+        }
         let err = error
             .error()
             .ok_or_else(|| malformed(NAME, "a call error without an error"))?;
         *call_slot(&mut out, error.call())? = Err(read_error(NAME, err)?);
+        if let Some(seen) = has_error.get_mut(call) {
+            *seen = true;
+        }
     }
     Ok(Ok(out))
 }

@@ -406,3 +406,72 @@ fn garbage_invoke_requests_with_inputs_never_panic() {
         let _ = decode_invoke_one_request(&bytes);
     }
 }
+
+/// A reply whose `outputs` all share one byte vector (flatbuffers allows
+/// it): `n_outputs` entries for calls `call_of(i)`, and `n_outcomes`
+/// outcomes.
+fn shared_output_reply(
+    n_outcomes: usize,
+    n_outputs: usize,
+    call_of: impl Fn(usize) -> u32,
+    len: usize,
+) -> Vec<u8> {
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let bytes = fbb.create_vector(&alloc::vec![7u8; len]);
+    let outputs: Vec<_> = (0..n_outputs)
+        .map(|i| {
+            wire::CallOutput::create(
+                &mut fbb,
+                &wire::CallOutputArgs {
+                    call: call_of(i),
+                    bytes: Some(bytes),
+                },
+            )
+        })
+        .collect();
+    let outputs = fbb.create_vector(&outputs);
+    let outcome = wire::CallOutcome::new(&wire::Hash([0; 32]), 0, 0, 0, 0, wire::ExitKind(0));
+    let outcomes = fbb.create_vector(&alloc::vec![outcome; n_outcomes]);
+    let reply = wire::InvokeReply::create(
+        &mut fbb,
+        &wire::InvokeReplyArgs {
+            outcomes: Some(outcomes),
+            outputs: Some(outputs),
+            ..Default::default()
+        },
+    );
+    fbb.finish(reply, None);
+    fbb.finished_data().to_vec()
+}
+
+#[test]
+fn replies_cannot_amplify_shared_outputs() {
+    // 2,000 entries sharing one 1 MiB vector (a 1 MiB message that would
+    // decode into 2 GB): refused before anything is copied.
+    let reply = shared_output_reply(1, 2000, |_| 0, 1 << 20);
+    let err = decode_invoke_reply(&reply).unwrap_err();
+    assert!(
+        err.to_string().contains("2000 outputs for 1 calls"),
+        "{err}"
+    );
+    // As many entries as calls, but two for the same call.
+    let reply = shared_output_reply(2, 2, |_| 0, 16);
+    let err = decode_invoke_reply(&reply).unwrap_err();
+    assert!(err.to_string().contains("two outputs for call 0"), "{err}");
+    // One output per call is fine, and each is copied once.
+    let reply = shared_output_reply(2, 2, |i| i as u32, 16);
+    let results = decode_invoke_reply(&reply).unwrap().unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().unwrap().output.len() == 16)
+    );
+    // An output longer than any program can set is refused.
+    let reply = shared_output_reply(1, 1, |_| 0, (1 << 20) + 1);
+    assert!(decode_invoke_reply(&reply).is_err());
+    // The host says how many calls it sent: another count is refused.
+    let reply = shared_output_reply(3, 0, |_| 0, 0);
+    let err = decode_invoke_reply_for(&reply, 2).unwrap_err();
+    assert!(err.to_string().contains("3 outcomes for 2 calls"), "{err}");
+    assert!(decode_invoke_reply_for(&reply, 3).is_ok());
+}
