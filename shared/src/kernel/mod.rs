@@ -24,7 +24,7 @@ pub use invoke::{
     Call, ExitReason, LogSink, MAX_MAPPED_BYTES, NoLog, Outcome, invoke, invoke_call,
 };
 pub use ops::KernelOp;
-pub use programs::{MAX_CACHED_PROGRAMS, ProgramCache};
+pub use programs::{MAX_CACHED_PROGRAM_BYTES, MAX_CACHED_PROGRAMS, ProgramCache};
 pub use service::{
     KernelHost, KernelState, MAX_FETCHES_PER_CALL, kernel_error_to_remote, outcome_to_wire,
 };

@@ -24,6 +24,10 @@ use crate::pvm::{Memory, Program, ProgramError, StandardLayout};
 /// next use decodes it again).
 pub const MAX_CACHED_PROGRAMS: usize = 256;
 
+/// Most bytes of decoded programs kept; past this the cache forgets others
+/// first (one program alone may exceed it: it is kept until the next).
+pub const MAX_CACHED_PROGRAM_BYTES: usize = 16 << 20;
+
 /// Slots of the prepared-instance table (a power of two).
 pub const PREPARED_SLOTS: usize = 128;
 
@@ -187,18 +191,37 @@ impl ProgramCache {
             program: Program::from_blob(code)?,
             warm: Mutex::new(alloc::vec::Vec::new()),
         });
+        let size = entry.program.approx_bytes();
         let mut images = self.images.lock();
-        let evicted = if images.len() >= MAX_CACHED_PROGRAMS {
-            images
-                .keys()
-                .next()
-                .copied()
-                .and_then(|k| images.remove(&k))
-        } else {
-            None
+        let mut evicted = alloc::vec::Vec::new();
+        let total = |images: &BTreeMap<CapHash, Arc<CachedImage>>| -> usize {
+            images.values().map(|c| c.program.approx_bytes()).sum()
         };
+        while !images.is_empty()
+            && (images.len() >= MAX_CACHED_PROGRAMS
+                || total(&images) + size > MAX_CACHED_PROGRAM_BYTES)
+        {
+            let Some(key) = images.keys().next().copied() else {
+                break;
+            };
+            evicted.extend(images.remove(&key));
+        }
         images.insert(*image, entry.clone());
         drop(images);
+        if !evicted.is_empty() {
+            // Prepared entries would keep an evicted program alive.
+            let mut prepared = self.prepared.lock();
+            let stale: alloc::vec::Vec<_> = prepared
+                .iter_mut()
+                .filter(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| evicted.iter().any(|e| Arc::ptr_eq(e, &p.cached)))
+                })
+                .filter_map(Option::take)
+                .collect();
+            drop(prepared);
+            drop(stale);
+        }
         drop(evicted);
         Ok(entry)
     }
@@ -220,6 +243,15 @@ impl ProgramCache {
         }
     }
 
+    /// Bytes of decoded programs cached (approximate).
+    pub fn cached_bytes(&self) -> usize {
+        self.images
+            .lock()
+            .values()
+            .map(|c| c.program.approx_bytes())
+            .sum()
+    }
+
     /// How many images are cached.
     pub fn len(&self) -> usize {
         self.images.lock().len()
@@ -228,5 +260,45 @@ impl ProgramCache {
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pvm::asm::{ProgramBuilder, Reg};
+
+    /// A distinct program of `n` instructions.
+    fn program(n: u32, tag: u32) -> alloc::vec::Vec<u8> {
+        let mut b = ProgramBuilder::new();
+        b.load_imm(Reg::R7, tag);
+        for _ in 0..n {
+            b.fallthrough();
+        }
+        b.jump_ind(Reg::R0, 0u32);
+        b.build().unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_to_its_byte_budget() {
+        let cache = ProgramCache::new();
+        let mut largest = 0;
+        for tag in 0..8 {
+            let code = program(150_000, tag);
+            let entry = cache
+                .get_or_decode(&CapHash([tag as u8 + 1; 32]), &code)
+                .unwrap();
+            largest = largest.max(entry.program.approx_bytes());
+            assert!(
+                cache.cached_bytes() <= MAX_CACHED_PROGRAM_BYTES.max(largest),
+                "{} bytes cached",
+                cache.cached_bytes()
+            );
+        }
+        assert!(
+            largest > MAX_CACHED_PROGRAM_BYTES / 8,
+            "the programs are large"
+        );
+        assert!(cache.len() < 8, "some were evicted");
     }
 }

@@ -27,6 +27,16 @@ pub enum ProgramError {
         /// Its value.
         value: u64,
     },
+    /// The program is larger than the decoder accepts
+    /// (`pvm::program::MAX_INSTRUCTIONS`).
+    OverLimit {
+        /// What was counted.
+        what: &'static str,
+        /// How many.
+        value: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The jump-table entry size `z` is larger than 8 octets.
     JumpTableEntrySize(u8),
     /// The bitmask's final octet has bits set past the end of the code.
@@ -52,6 +62,9 @@ impl fmt::Display for ProgramError {
             ),
             ProgramError::TooLarge { what, value } => {
                 write!(f, "program blob: {what} = {value} exceeds the 32-bit address space")
+            }
+            ProgramError::OverLimit { what, value, max } => {
+                write!(f, "program blob: {value} {what}, more than the {max} allowed")
             }
             ProgramError::JumpTableEntrySize(z) => {
                 write!(f, "program blob: jump-table entry size {z} exceeds 8 octets")

@@ -76,4 +76,4 @@ pub use instructions::{ALL_OPCODES, ArgFormat, Opcode};
 pub use interpreter::{Exit, Machine};
 pub use layout::{HALT_ADDRESS, StandardLayout, StandardProgram};
 pub use memory::{Access, Memory, PAGE_SIZE, PageMapEntry};
-pub use program::Program;
+pub use program::{MAX_INSTRUCTIONS, Program};
