@@ -104,7 +104,7 @@ fn reply_errors_must_name_existing_calls() {
     );
     fbb.finish(reply, None);
     let err = decode_invoke_reply(fbb.finished_data()).unwrap_err();
-    assert!(err.to_string().contains("call 3 of 0"), "{err}");
+    assert!(err.to_string().contains("1 errors for 0 calls"), "{err}");
 }
 
 fn sample_result(i: u8, output: &[u8]) -> InvokeResultMsg {

@@ -71,9 +71,14 @@ pub(crate) fn gas(machine: &Machine) -> OpResult {
     Ok(u64::try_from(machine.gas.max(0)).unwrap_or(0))
 }
 
-/// `log(ptr, len)` and `set_output(ptr, len)`: the bytes, checked.
-pub(crate) fn message(machine: &Machine, limit: u64) -> Result<Vec<u8>, OpError> {
+/// `log(ptr, len)` and `set_output(ptr, len)`: the bytes, checked and
+/// paid for.
+pub(crate) fn message(machine: &mut Machine, op: KernelOp, limit: u64) -> Result<Vec<u8>, OpError> {
     let (ptr, len) = mem_range(machine.regs[7], machine.regs[8], limit)?;
+    if !machine.memory.is_readable(ptr, len) {
+        return code(ERR_MEMORY);
+    }
+    charge_pages(machine, op, len as u64)?;
     read_mem(machine, ptr, len)
 }
 
