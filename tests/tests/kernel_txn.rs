@@ -275,7 +275,7 @@ fn new_data_per_invocation_is_bounded() {
         .unwrap();
     let pages = MAX_NEW_BYTES / 4096;
     let o = kernel
-        .invoke(&state, 0, [pages + 10, 0, 0, 0], 10_000_000)
+        .invoke(&state, 0, [pages + 10, 0, 0, 0], 100_000_000)
         .unwrap();
     assert_eq!((o.exit, o.r7, o.r8), (ExitReason::Halt, ERR_LIMIT, pages));
     // Within the budget it works.
