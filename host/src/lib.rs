@@ -16,4 +16,7 @@ pub use backend::{
 };
 pub use error::{GuestElfError, KernelError};
 pub use kernel::{BackendChoice, Invocation, Kernel};
-pub use store::{BlobInfo, PruneReport, Store, StoreError, StoreStats};
+pub use store::{
+    BlobInfo, PruneReport, SaveReport, Store, StoreError, StoreLock, StoreOptions, StoreStats,
+    VerifyProblem, VerifyReport,
+};
