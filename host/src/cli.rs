@@ -337,31 +337,26 @@ fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(Cap
     Ok((fresh.instance_hash, false))
 }
 
-/// Saves the instance's state (instance, memory, root cnode; the image is
-/// already there) and points the demo head at it.
+/// Saves the instance's state (instance, image, memory, root cnode) and
+/// points the demo head at it.
 fn demo_save(kernel: &mut Kernel, store: &Store, instance: &CapHash) -> anyhow::Result<()> {
     kernel.export_instance(instance)?;
-    let Cap::Instance(inst) = kernel.get_cap(instance)? else {
-        bail!("{instance} is not an instance");
-    };
-    for link in [&inst.memory, &inst.root_cnode] {
-        if let CapHashOrRef::Hash(h) = link {
-            store.put(&kernel.get_cap(h)?)?;
-        }
-    }
-    store.put(&Cap::Instance(inst))?;
-    store.set_head(DEMO_HEAD, instance)?;
+    // Re-puts from the kernel whatever a concurrent gc removed meanwhile.
+    store.save_graph(DEMO_HEAD, instance, |h| kernel.get_cap(h).ok())?;
     Ok(())
 }
 
-pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Result<ExitCode> {
     let mut kernel = Kernel::new(args.backend.into())?;
     println!("capbox demo: a counter program kept in its instance memory");
     println!("backend: {}", kernel.backend());
-    let store = match Store::open_default() {
+    let store = match Store::open_with(Store::default_path(), store_options) {
         Ok(store) => Some(store),
         Err(e) => {
-            eprintln!("capbox: not persisting the demo ({e})");
+            eprintln!(
+                "capbox: not persisting the demo ({:#})",
+                anyhow::Error::from(e)
+            );
             None
         }
     };

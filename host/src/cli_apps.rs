@@ -11,7 +11,7 @@ use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::Outcome;
 use capbox::shared::kernel::apps::{self, kv, users};
 use capbox::shared::kernel::ops;
-use capbox::{Kernel, Store};
+use capbox::{Kernel, Store, StoreOptions};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -118,24 +118,31 @@ pub fn load_graph(store: &Store, root: &CapHash) -> anyhow::Result<Vec<Cap>> {
 }
 
 /// Exports the state graph of `instance` from the kernel, stores every
-/// blob of it and points `head` at it.
+/// blob of it and points `head` at it ([`Store::save_graph`]: safe against
+/// a concurrent gc).
 pub fn save_graph(
     kernel: &mut Kernel,
     store: &Store,
     head: &str,
     instance: &CapHash,
 ) -> anyhow::Result<()> {
-    for hash in kernel.export_graph(instance)? {
-        store.put(&kernel.get_cap(&hash)?)?;
-    }
-    store.set_head(head, instance)?;
+    let graph: HashSet<CapHash> = kernel.export_graph(instance)?.into_iter().collect();
+    // The kernel keeps the whole graph, so whatever a concurrent gc removes
+    // before the head is set is stored again from it.
+    store.save_graph(head, instance, |hash| {
+        if graph.contains(hash) {
+            kernel.get_cap(hash).ok()
+        } else {
+            None
+        }
+    })?;
     Ok(())
 }
 
 /// Runs `capbox kv …`.
-pub fn run_kv(args: KvArgs) -> anyhow::Result<ExitCode> {
+pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let path = args.store.clone().unwrap_or_else(Store::default_path);
-    let store = Store::open(&path)?;
+    let store = Store::open_with(&path, options)?;
     let mut kernel = Kernel::new(args.backend.into())?;
     let (state, existed) = match store.head(&args.head)? {
         Some(head) => {

@@ -3,11 +3,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context, anyhow, bail};
 use capbox::shared::{Cap, CapHash, CapHashOrRef};
-use capbox::{BlobInfo, PruneReport, Store};
+use capbox::{BlobInfo, PruneReport, Store, StoreOptions, VerifyProblem, VerifyReport};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -20,11 +20,20 @@ pub struct StoreLocation {
 }
 
 impl StoreLocation {
-    fn open(&self) -> anyhow::Result<Store> {
+    fn open(&self, options: StoreOptions) -> anyhow::Result<Store> {
         let path = self.store.clone().unwrap_or_else(Store::default_path);
-        // StoreError messages name the path; main prints only the top message.
-        Ok(Store::open(&path)?)
+        // StoreError messages name the path; main prints the cause chain.
+        Ok(Store::open_with(&path, options)?)
     }
+}
+
+/// Parses `--lock-timeout SECS`: a non-negative number of seconds.
+pub fn parse_lock_timeout(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds (e.g. 5, 0.5)"))
 }
 
 /// `capbox store …`
@@ -44,6 +53,13 @@ pub enum StoreCommand {
     },
     /// Every head: name and Instance hash.
     Heads {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hashes every blob and checks every head's graph is complete;
+    /// exits 1 if anything is wrong (each problem is printed).
+    Verify {
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -106,8 +122,12 @@ pub struct InspectArgs {
 }
 
 /// Runs `capbox store …`.
-pub fn run_store(location: &StoreLocation, command: StoreCommand) -> anyhow::Result<ExitCode> {
-    let store = location.open()?;
+pub fn run_store(
+    location: &StoreLocation,
+    command: StoreCommand,
+    options: StoreOptions,
+) -> anyhow::Result<ExitCode> {
+    let store = location.open(options)?;
     match command {
         StoreCommand::Stats { json } => {
             let stats = store.stats()?;
@@ -160,6 +180,13 @@ pub fn run_store(location: &StoreLocation, command: StoreCommand) -> anyhow::Res
             }
         }
         StoreCommand::Gc { json } => print_prune(&store.gc()?, json),
+        StoreCommand::Verify { json } => {
+            let report = store.verify()?;
+            print_verify(&report, json);
+            if !report.is_ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         StoreCommand::SetHead { name, hash } => {
             let hash = parse_hash(&hash)?;
             store.set_head(&name, &hash)?;
@@ -174,23 +201,26 @@ pub fn run_store(location: &StoreLocation, command: StoreCommand) -> anyhow::Res
 }
 
 /// Runs `capbox publish`: stores the file's cap, prints its hash.
-pub fn run_publish(args: &PublishArgs) -> anyhow::Result<ExitCode> {
+pub fn run_publish(args: &PublishArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let bytes = read_input(&args.file)?;
-    let store = args.location.open()?;
+    let store = args.location.open(options)?;
     let hash = store
         .put_encoded(&bytes)
-        .map_err(|e| anyhow!("cannot publish {}: {e}", args.file.display()))?;
+        .with_context(|| format!("cannot publish {}", args.file.display()))?;
     if let Some(name) = &args.head {
-        store.set_head(name, &hash)?;
+        // The published cap is ours to re-put if a concurrent gc removes it
+        // before the head pins it; the rest of its graph must be stored.
+        let cap = Cap::decode(&bytes).ok();
+        store.save_graph(name, &hash, |h| cap.clone().filter(|_| *h == hash))?;
     }
     println!("{hash}");
     Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `capbox inspect`: prints a stored cap's kind and fields.
-pub fn run_inspect(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+pub fn run_inspect(args: &InspectArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let hash = parse_hash(&args.hash)?;
-    let store = args.location.open()?;
+    let store = args.location.open(options)?;
     let Some(bytes) = store.get_encoded(&hash)? else {
         bail!(
             "cap {hash} is not in the store at {}",
@@ -379,6 +409,48 @@ fn print_prune(report: &PruneReport, json: bool) {
     for (head, hash) in &report.missing {
         eprintln!("warning: head {head:?} lacks blob {hash}");
     }
+}
+
+fn print_verify(report: &VerifyReport, json: bool) {
+    if json {
+        let problems: Vec<Value> = report
+            .problems
+            .iter()
+            .map(|problem| match problem {
+                VerifyProblem::CorruptBlob { hash, reason } => {
+                    json!({ "kind": "corrupt_blob", "hash": hash.to_hex(), "reason": reason })
+                }
+                VerifyProblem::MissingBlob { head, hash } => {
+                    json!({ "kind": "missing_blob", "head": head, "hash": hash.to_hex() })
+                }
+                VerifyProblem::BadHead { head, reason } => {
+                    json!({ "kind": "bad_head", "head": head, "reason": reason })
+                }
+            })
+            .collect();
+        print_json(&json!({
+            "ok": report.is_ok(),
+            "blobs": report.blobs,
+            "bytes": report.bytes,
+            "heads": report.heads,
+            "problems": problems,
+        }));
+        return;
+    }
+    for problem in &report.problems {
+        println!("{problem}");
+    }
+    println!(
+        "verified {} blobs ({} bytes) and {} heads: {}",
+        report.blobs,
+        report.bytes,
+        report.heads,
+        match report.problems.len() {
+            0 => "ok".to_owned(),
+            1 => "1 problem".to_owned(),
+            n => format!("{n} problems"),
+        }
+    );
 }
 
 fn unix_ms(time: SystemTime) -> u128 {

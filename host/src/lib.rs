@@ -16,4 +16,7 @@ pub use backend::{
 };
 pub use error::{GuestElfError, KernelError};
 pub use kernel::{BackendChoice, Invocation, Kernel, escape_for_terminal};
-pub use store::{BlobInfo, PruneReport, Store, StoreError, StoreStats};
+pub use store::{
+    BlobInfo, PruneReport, SaveReport, Store, StoreError, StoreLock, StoreOptions, StoreStats,
+    VerifyProblem, VerifyReport,
+};

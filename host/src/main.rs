@@ -16,6 +16,10 @@ mod cli_store;
     about = "Runs PVM programs against content-addressed capability state"
 )]
 struct Cli {
+    /// Give up after SECS seconds (fractions allowed) when another capbox
+    /// holds the store's lock [default: wait until it is free, saying so].
+    #[arg(long, value_name = "SECS", global = true, value_parser = cli_store::parse_lock_timeout)]
+    lock_timeout: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -35,7 +39,7 @@ enum Command {
     Bench(cli::BenchArgs),
     /// The demo (also what `capbox` with no arguments does).
     Demo(cli::DemoArgs),
-    /// Store administration: stats, list, heads, prune, gc, set-head, remove-head.
+    /// Store administration: stats, list, heads, verify, prune, gc, set-head, remove-head.
     Store {
         #[command(flatten)]
         location: cli_store::StoreLocation,
@@ -66,6 +70,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store_options = capbox::StoreOptions {
+        lock_timeout: cli.lock_timeout,
+        ..capbox::StoreOptions::default()
+    };
     match cli.command {
         Some(Command::Conformance { dir }) => {
             let report = capbox::conformance::run_dir(&dir)?;
@@ -78,13 +86,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Run(args)) => cli::run(args),
         Some(Command::Bench(args)) => cli::bench(args),
-        Some(Command::Demo(args)) => cli::demo(args),
-        Some(Command::Store { location, command }) => cli_store::run_store(&location, command),
-        Some(Command::Publish(args)) => cli_store::run_publish(&args),
-        Some(Command::Inspect(args)) => cli_store::run_inspect(&args),
+        Some(Command::Demo(args)) => cli::demo(args, store_options),
+        Some(Command::Store { location, command }) => {
+            cli_store::run_store(&location, command, store_options)
+        }
+        Some(Command::Publish(args)) => cli_store::run_publish(&args, store_options),
+        Some(Command::Inspect(args)) => cli_store::run_inspect(&args, store_options),
         Some(Command::Asm(args)) => cli_asm::run_asm(&args),
         Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
-        Some(Command::Kv(args)) => cli_apps::run_kv(args),
-        None => cli::demo(cli::DemoArgs::default()),
+        Some(Command::Kv(args)) => cli_apps::run_kv(args, store_options),
+        None => cli::demo(cli::DemoArgs::default(), store_options),
     }
 }

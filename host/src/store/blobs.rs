@@ -197,6 +197,12 @@ impl Store {
     /// fsyncs of a rewrite.
     fn write_blob(&self, hash: &CapHash, bytes: &[u8]) -> Result<(), StoreError> {
         let _shared = self.lock(LockMode::Shared)?;
+        self.write_blob_locked(hash, bytes)
+    }
+
+    /// [`Store::write_blob`] for a caller already holding the lock (either
+    /// mode).
+    pub(super) fn write_blob_locked(&self, hash: &CapHash, bytes: &[u8]) -> Result<(), StoreError> {
         let path = self.blob_path(hash);
         if holds_exactly(&path, bytes) {
             return Ok(());
@@ -208,6 +214,23 @@ impl Store {
 
 fn parent(path: &Path) -> &Path {
     path.parent().unwrap_or(Path::new("."))
+}
+
+/// `cap`'s canonical encoding, checked to be named `hash`.
+pub(super) fn encode_as(cap: &Cap, hash: &CapHash) -> Result<Vec<u8>, StoreError> {
+    let unencodable = |source| StoreError::Unencodable {
+        kind: cap.kind(),
+        source,
+    };
+    let bytes = cap.encode().map_err(unencodable)?;
+    let actual = cap.hash().map_err(unencodable)?;
+    if actual != *hash {
+        return Err(StoreError::HashMismatch {
+            expected: *hash,
+            actual,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Decodes and hashes `bytes`; `expected` only labels the error.

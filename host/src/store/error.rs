@@ -2,14 +2,19 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use capbox_shared::{CapError, CapHash, CapKind};
 
 /// Why a [`super::Store`] operation failed.
+///
+/// A variant that wraps another error keeps it as its [`std::error::Error::source`]
+/// and does not repeat its text: print the chain (anyhow's `{:#}`, or walk
+/// `source()`) to see every cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A file-system operation failed.
-    #[error("store I/O error: cannot {action} {path}: {source}")]
+    #[error("store I/O error: cannot {action} {path}")]
     Io {
         /// What was being done (e.g. "read", "rename into place").
         action: &'static str,
@@ -45,7 +50,7 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// Bytes offered for storage are not a canonical cap encoding.
-    #[error("rejected a {len}-byte cap encoding{}: {source}", expected_suffix(.expected))]
+    #[error("rejected a {len}-byte cap encoding{}", expected_suffix(.expected))]
     InvalidEncoding {
         /// Length of the rejected bytes.
         len: usize,
@@ -56,7 +61,7 @@ pub enum StoreError {
         source: CapError,
     },
     /// A cap could not be encoded or hashed (e.g. it still holds a `Ref`).
-    #[error("cannot store a {kind} cap: {source}")]
+    #[error("cannot store a {kind} cap")]
     Unencodable {
         /// The cap's kind.
         kind: CapKind,
@@ -120,6 +125,22 @@ pub enum StoreError {
         /// The first missing blob found.
         missing: CapHash,
     },
+    /// The store's lock stayed taken by another process (or thread) for the
+    /// whole [`super::StoreOptions::lock_timeout`].
+    #[error(
+        "timed out after {} waiting for the store lock {path}{}; another capbox is using \
+         the store (retry later, or raise --lock-timeout)",
+        super::fsio::seconds(*.waited),
+        holder_suffix(.holder)
+    )]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        waited: Duration,
+        /// Who held it, as its holder recorded ("pid N (command)"), if known.
+        holder: Option<String>,
+    },
     /// A link in a cap graph points at a cap of the wrong kind.
     #[error(
         "malformed graph: {parent} links {child} as its {field}, expected {expected}, found {found}"
@@ -136,6 +157,13 @@ pub enum StoreError {
         /// The kind found.
         found: CapKind,
     },
+}
+
+fn holder_suffix(holder: &Option<String>) -> String {
+    match holder {
+        Some(holder) => format!(" (held by {holder})"),
+        None => String::new(),
+    }
 }
 
 fn expected_suffix(expected: &Option<CapHash>) -> String {

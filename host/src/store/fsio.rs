@@ -1,22 +1,60 @@
 //! Durable file primitives: write-temp-fsync-rename, directory fsync, and the
 //! advisory lock file that orders head updates and pruning across processes.
 
+use std::collections::hash_map::RandomState;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
 
+use super::StoreOptions;
 use super::error::{IoContext, StoreError};
 
 /// Suffix of every temp file; only files in the store's `tmp/` carry it.
 pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 
+/// How many fresh names a temp-file creation tries before giving up.
+const TEMP_NAME_ATTEMPTS: u32 = 16;
+
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// A temp-file name unique across threads (counter) and processes (pid).
-fn temp_path(tmp_dir: &Path) -> PathBuf {
+/// A fresh temp-file name: pid, nanosecond clock, a process-wide counter and
+/// 64 random bits (std's per-process random hasher keys). The pid and the
+/// counter alone repeat when a killed process's pid comes back; the clock
+/// and the random bits make that practically impossible, and
+/// [`create_temp`] retries with a new name if it happens anyway.
+fn temp_name() -> String {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    tmp_dir.join(format!("{}-{n}{TEMP_SUFFIX}", std::process::id()))
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(n);
+    hasher.write_u128(nanos);
+    let random = hasher.finish();
+    format!(
+        "{}-{nanos:x}-{n}-{random:016x}{TEMP_SUFFIX}",
+        std::process::id()
+    )
+}
+
+/// Creates a new, exclusively ours, temp file in `tmp_dir` (`create_new`:
+/// never opens a file somebody else left or is writing), retrying with a
+/// new name when one exists.
+fn create_temp(tmp_dir: &Path) -> Result<(File, PathBuf), StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let path = tmp_dir.join(temp_name());
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(file) => return Ok((file, path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < TEMP_NAME_ATTEMPTS => {}
+            Err(e) => return Err(StoreError::io("create temp file", path, e)),
+        }
+    }
 }
 
 /// Makes `dest` hold exactly `bytes`, durably, or leaves it untouched:
@@ -28,9 +66,9 @@ pub(crate) fn write_atomically(
     dest: &Path,
     bytes: &[u8],
 ) -> Result<(), StoreError> {
-    let tmp = temp_path(tmp_dir);
-    let written =
-        write_temp(&tmp, bytes).and_then(|()| fs::rename(&tmp, dest).at("rename into place", dest));
+    let (file, tmp) = create_temp(tmp_dir)?;
+    let written = write_temp(file, &tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, dest).at("rename into place", dest));
     if written.is_err() {
         // Best effort: open() or the next prune removes leftovers anyway.
         let _ = fs::remove_file(&tmp);
@@ -39,12 +77,7 @@ pub(crate) fn write_atomically(
     sync_dir(parent_of(dest))
 }
 
-fn write_temp(tmp: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(tmp)
-        .at("create temp file", tmp)?;
+fn write_temp(mut file: File, tmp: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     file.write_all(bytes).at("write temp file", tmp)?;
     file.sync_all().at("fsync temp file", tmp)
 }
@@ -98,18 +131,37 @@ pub(crate) fn remove_temp_files(tmp_dir: &Path) -> Result<u64, StoreError> {
 /// A held advisory lock on the store's lock file; released on drop (closing
 /// the file descriptor releases the `flock`). Each guard opens its own file
 /// description, so threads of one process exclude each other too.
+///
+/// An exclusive holder records itself in the lock file ("pid command"), so
+/// a process waiting for the lock can say who holds it, and empties the
+/// file again before releasing it.
 #[derive(Debug)]
 pub(crate) struct LockGuard {
-    _file: File,
+    file: File,
+    recorded: bool,
 }
 
-#[derive(Clone, Copy)]
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.recorded {
+            // Best effort: a stale record is only ever shown as a hint.
+            let _ = self.file.set_len(0);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LockMode {
     /// Blob writers: many at once, but never during a prune.
     Shared,
     /// Head updates and prune: alone.
     Exclusive,
 }
+
+/// How long a waiter stays quiet before saying it waits (and for whom).
+pub(crate) const LOCK_NOTICE_DELAY: Duration = Duration::from_millis(300);
+/// The longest sleep between two attempts to take the lock.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(10);
 
 fn open_lock_file(path: &Path) -> Result<File, StoreError> {
     OpenOptions::new()
@@ -121,23 +173,172 @@ fn open_lock_file(path: &Path) -> Result<File, StoreError> {
         .at("open lock file", path)
 }
 
-/// Blocks until the lock is held in `mode`.
-pub(crate) fn lock(path: &Path, mode: LockMode) -> Result<LockGuard, StoreError> {
-    let file = open_lock_file(path)?;
-    match mode {
-        LockMode::Shared => file.lock_shared(),
-        LockMode::Exclusive => file.lock(),
+/// One non-blocking attempt: `Ok(false)` when somebody else holds the lock.
+fn try_take(file: &File, mode: LockMode, path: &Path) -> Result<bool, StoreError> {
+    let taken = match mode {
+        LockMode::Shared => file.try_lock_shared(),
+        LockMode::Exclusive => file.try_lock(),
+    };
+    match taken {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(StoreError::io("lock", path, e)),
     }
-    .at("lock", path)?;
-    Ok(LockGuard { _file: file })
+}
+
+fn guard(file: File, mode: LockMode) -> LockGuard {
+    let recorded = mode == LockMode::Exclusive && record_holder(&file);
+    LockGuard { file, recorded }
+}
+
+/// Writes "pid command" into the (exclusively held) lock file.
+fn record_holder(mut file: &File) -> bool {
+    let command: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut line = format!("{} {}", std::process::id(), command.join(" "));
+    if line.len() > 200 {
+        let mut end = 200;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+        line.push('…');
+    }
+    line.push('\n');
+    file.set_len(0).is_ok() && file.rewind().is_ok() && file.write_all(line.as_bytes()).is_ok()
+}
+
+/// Who holds the lock, as the exclusive holder recorded it: "pid N
+/// (command)"; `None` if nobody recorded (a blob writer holds it shared) or
+/// the recorded process is gone.
+fn read_holder(path: &Path) -> Option<String> {
+    let mut text = String::new();
+    File::open(path)
+        .ok()?
+        .take(512)
+        .read_to_string(&mut text)
+        .ok()?;
+    let line = text.lines().next()?.trim();
+    let (pid, command) = line.split_once(' ').unwrap_or((line, ""));
+    let pid: u32 = pid.parse().ok()?;
+    if pid == std::process::id() {
+        return Some(format!("pid {pid} (this process: another thread)"));
+    }
+    #[cfg(target_os = "linux")]
+    if !Path::new(&format!("/proc/{pid}")).exists() {
+        return None;
+    }
+    Some(format!("pid {pid} ({command})"))
+}
+
+/// Takes the lock in `mode`, waiting as `options` say: after
+/// [`LOCK_NOTICE_DELAY`] one line on stderr (if `lock_wait_notice`), and
+/// [`StoreError::LockTimeout`] once `lock_timeout` has passed.
+///
+/// Without a timeout the wait is a blocking `flock` (the kernel wakes us
+/// when the lock is free), with a helper thread saying so meanwhile; with
+/// one it is a polling loop of non-blocking attempts.
+pub(crate) fn lock(
+    path: &Path,
+    mode: LockMode,
+    options: &StoreOptions,
+) -> Result<LockGuard, StoreError> {
+    let file = open_lock_file(path)?;
+    if try_take(&file, mode, path)? {
+        return Ok(guard(file, mode));
+    }
+    match options.lock_timeout {
+        None => wait_blocking(file, path, mode, options.lock_wait_notice),
+        Some(timeout) => wait_polling(file, path, mode, options.lock_wait_notice, timeout),
+    }
+}
+
+fn wait_blocking(
+    file: File,
+    path: &Path,
+    mode: LockMode,
+    notice: bool,
+) -> Result<LockGuard, StoreError> {
+    let take = |file: &File| {
+        match mode {
+            LockMode::Shared => file.lock_shared(),
+            LockMode::Exclusive => file.lock(),
+        }
+        .at("lock", path)
+    };
+    if !notice {
+        take(&file)?;
+        return Ok(guard(file, mode));
+    }
+    let (done, wait) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(LOCK_NOTICE_DELAY) {
+                print_notice(path, None);
+            }
+        });
+        let taken = take(&file);
+        drop(done);
+        taken
+    })?;
+    Ok(guard(file, mode))
+}
+
+fn wait_polling(
+    file: File,
+    path: &Path,
+    mode: LockMode,
+    notice: bool,
+    timeout: Duration,
+) -> Result<LockGuard, StoreError> {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut noticed = !notice;
+    loop {
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(StoreError::LockTimeout {
+                path: path.to_path_buf(),
+                waited,
+                holder: read_holder(path),
+            });
+        }
+        if !noticed && waited >= LOCK_NOTICE_DELAY {
+            noticed = true;
+            print_notice(path, Some(timeout));
+        }
+        std::thread::sleep(pause.min(timeout - waited));
+        pause = (pause * 2).min(LOCK_POLL_MAX);
+        if try_take(&file, mode, path)? {
+            return Ok(guard(file, mode));
+        }
+    }
+}
+
+/// The one line a waiter prints.
+fn print_notice(path: &Path, timeout: Option<Duration>) {
+    let holder = read_holder(path).unwrap_or_else(|| "another process or thread".to_owned());
+    let until = match timeout {
+        Some(timeout) => format!("up to {}", seconds(timeout)),
+        None => "until it is free; --lock-timeout SECS limits this".to_owned(),
+    };
+    eprintln!(
+        "capbox: waiting for the store lock {} held by {holder} ({until})",
+        path.display()
+    );
+}
+
+/// A duration as seconds for messages: "1s", "0.5s", "1.25s" (to the
+/// hundredth).
+pub(crate) fn seconds(d: Duration) -> String {
+    let text = format!("{:.2}", d.as_secs_f64());
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}s")
 }
 
 /// Takes the exclusive lock if nobody holds the lock; `None` if somebody does.
 pub(crate) fn try_lock_exclusive(path: &Path) -> Result<Option<LockGuard>, StoreError> {
     let file = open_lock_file(path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(LockGuard { _file: file })),
-        Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(StoreError::io("lock", path, e)),
-    }
+    Ok(try_take(&file, LockMode::Exclusive, path)?.then(|| guard(file, LockMode::Exclusive)))
 }

@@ -1,14 +1,25 @@
 //! Named heads: `heads/<name>` holds one Instance hash. Heads pin their
 //! graphs against pruning.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io;
 
-use capbox_shared::CapHash;
+use capbox_shared::{Cap, CapHash};
 
 use super::error::{IoContext, StoreError};
 use super::fsio::{self, LockMode};
-use super::{Store, graph};
+use super::{Store, blobs, graph};
+
+/// What [`Store::save_graph`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SaveReport {
+    /// Caps the source supplied and the store now holds.
+    pub blobs: u64,
+    /// Of those, blobs that a concurrent prune had removed before the head
+    /// was set, and that were stored again.
+    pub repaired: u64,
+}
 
 /// Longest head name, in bytes.
 pub const MAX_HEAD_NAME_LEN: usize = 128;
@@ -51,9 +62,59 @@ impl Store {
     pub fn set_head(&self, name: &str, hash: &CapHash) -> Result<(), StoreError> {
         validate_head_name(name)?;
         let _alone = self.lock(LockMode::Exclusive)?;
-        graph::check_head_graph(self, name, hash)?;
+        graph::check_head_graph(self, name, hash, None, &mut 0)?;
+        self.write_head(name, hash)
+    }
+
+    fn write_head(&self, name: &str, hash: &CapHash) -> Result<(), StoreError> {
         let line = format!("{hash}\n");
         fsio::write_atomically(&self.tmp, &self.heads.join(name), line.as_bytes())
+    }
+
+    /// Stores the graph of the Instance `root` and points head `name` at
+    /// it: the way to save state, safe against a concurrent prune or gc.
+    ///
+    /// `source` supplies the graph's caps by hash (e.g. the kernel's
+    /// `get_cap`); `None` means "not mine: it should already be stored".
+    /// First every cap the source has is stored (under the shared lock,
+    /// like [`Store::put`]), from `root` down its links. Then, holding the
+    /// exclusive lock, the graph is checked as by [`Store::set_head`], and
+    /// any blob a concurrent prune removed meanwhile (it was unreachable
+    /// until now) is stored again from `source` before the head moves.
+    /// Nothing can remove it again under that lock, so there is no retry
+    /// loop to lose: the save fails only if the source lacks a blob that
+    /// is not stored ([`StoreError::IncompleteGraph`]), if a cap the source
+    /// gives does not hash to the name asked for
+    /// ([`StoreError::HashMismatch`]), or on I/O errors.
+    pub fn save_graph(
+        &self,
+        name: &str,
+        root: &CapHash,
+        mut source: impl FnMut(&CapHash) -> Option<Cap>,
+    ) -> Result<SaveReport, StoreError> {
+        validate_head_name(name)?;
+        let mut report = SaveReport::default();
+        {
+            let _shared = self.lock(LockMode::Shared)?;
+            let mut seen = HashSet::new();
+            let mut todo = vec![*root];
+            while let Some(hash) = todo.pop() {
+                if !seen.insert(hash) {
+                    continue;
+                }
+                let Some(cap) = source(&hash) else {
+                    continue;
+                };
+                let bytes = blobs::encode_as(&cap, &hash)?;
+                self.write_blob_locked(&hash, &bytes)?;
+                report.blobs += 1;
+                todo.extend(graph::link_hashes(&cap));
+            }
+        }
+        let _alone = self.lock(LockMode::Exclusive)?;
+        graph::check_head_graph(self, name, root, Some(&mut source), &mut report.repaired)?;
+        self.write_head(name, root)?;
+        Ok(report)
     }
 
     /// The hash head `name` points at, if it exists.

@@ -11,13 +11,18 @@
 //!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir
 //! <root>/heads/<name>      one head per file: "<64 hex>\n"
 //! <root>/tmp/*.tmp         temp files being written; never read as blobs or heads
-//! <root>/lock              advisory lock file (flock)
+//!                          (<pid>-<ns clock hex>-<counter>-<64 random bits hex>.tmp)
+//! <root>/lock              advisory lock file (flock); while held exclusively it
+//!                          holds "<pid> <command line>\n" of the holder, else nothing
 //! ```
 //!
 //! # Crash consistency
 //!
 //! Every file is written to a fresh temp file in `tmp/`, fsynced, renamed into
-//! place, and then its directory is fsynced. A blob is therefore durable
+//! place, and then its directory is fsynced. Temp files are created with
+//! `create_new` under a name no other writer (nor a dead process whose pid
+//! came back) uses: pid, nanosecond clock, a process-wide counter and random
+//! bits; should a name exist anyway, another is drawn. A blob is therefore durable
 //! before [`Store::set_head`] can see it, and `set_head` refuses any graph
 //! that is not fully present, so a crash at any point leaves every head
 //! pointing at a complete graph. A crash can only leave temp files behind;
@@ -32,7 +37,26 @@
 //! and equal for equal names, so two writers of the same blob are harmless.
 //! A graph written by one process can still be pruned (as unreachable) by
 //! another before its head is set; `set_head` then fails with
-//! [`StoreError::IncompleteGraph`] and the writer re-puts and retries.
+//! [`StoreError::IncompleteGraph`]. So writers save state with
+//! [`Store::save_graph`]: it puts the graph's blobs from a caller-supplied
+//! source (the kernel's copy), then, holding the exclusive lock, walks the
+//! graph, stores again from the source whatever a prune removed meanwhile,
+//! and only then moves the head. Nothing can remove a blob under that lock,
+//! so the save cannot lose that race (no retry loop is needed). The CLI's
+//! demo, `capbox kv` and `capbox publish --head` save this way.
+//!
+//! ## Waiting for the lock
+//!
+//! The lock is taken with a non-blocking attempt first. If somebody holds
+//! it, [`StoreOptions`] decide: without `lock_timeout` (the default) the
+//! process blocks in `flock` until it is free; with one, it polls (1 ms
+//! doubling to 10 ms) and gives up with [`StoreError::LockTimeout`]. Either
+//! way, after 300 ms it prints one line to stderr (unless
+//! `lock_wait_notice` is off) naming the lock file and, when known, the
+//! holder: an exclusive holder writes its pid and command line into the
+//! lock file and empties it before releasing; shared holders (blob writers,
+//! many at once) record nothing. The CLI's global `--lock-timeout SECS`
+//! sets the timeout.
 //!
 //! # Access tracking
 //!
@@ -54,7 +78,20 @@
 //!
 //! `put_encoded*` decode the bytes (rejecting anything non-canonical) and
 //! hash them before storing; `get*` re-hash what they read, so a corrupt file
-//! is a [`StoreError::CorruptBlob`], never a wrong answer.
+//! is a [`StoreError::CorruptBlob`], never a wrong answer. Re-putting a cap
+//! replaces a corrupt file of it.
+//!
+//! [`Store::verify`] (`capbox store verify`) checks the whole store on
+//! demand: it reads, decodes and re-hashes every blob, and walks every
+//! head's graph for missing blobs and links to the wrong kind, holding the
+//! lock shared (heads cannot move meanwhile). It reports every problem in a
+//! [`VerifyReport`] rather than stopping at the first.
+//!
+//! # Errors
+//!
+//! A [`StoreError`] that wraps an I/O or decoding error keeps it as its
+//! `source()` and does not repeat its text; print the chain (anyhow's
+//! `{:#}`, as the CLI does) to see each cause once.
 
 mod blobs;
 mod error;
@@ -62,15 +99,18 @@ mod fsio;
 mod graph;
 mod heads;
 mod prune;
+mod verify;
 
 pub use blobs::{BlobInfo, StoreStats};
 pub use error::StoreError;
-pub use heads::{MAX_HEAD_NAME_LEN, validate_head_name};
+pub use heads::{MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
 pub use prune::PruneReport;
+pub use verify::{VerifyProblem, VerifyReport};
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use capbox_shared::CapHash;
 
@@ -92,6 +132,33 @@ const TMP_DIR: &str = "tmp";
 const LOCK_FILE: &str = "lock";
 const KNOWN_ENTRIES: [&str; 5] = [FORMAT_FILE, BLOBS_DIR, HEADS_DIR, TMP_DIR, LOCK_FILE];
 
+/// How a [`Store`] waits for its lock (see "Concurrency" in the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Give up waiting for the lock after this long, with
+    /// [`StoreError::LockTimeout`]; `None` (the default) waits until it is free.
+    pub lock_timeout: Option<Duration>,
+    /// Print one line to stderr when a wait for the lock lasts longer than
+    /// a moment (300 ms), naming the holder if it recorded itself. On by
+    /// default: a silent wait looks like a hang.
+    pub lock_wait_notice: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            lock_timeout: None,
+            lock_wait_notice: true,
+        }
+    }
+}
+
+/// The store's exclusive lock, held until dropped (see [`Store::hold_exclusive`]).
+#[derive(Debug)]
+pub struct StoreLock {
+    _guard: fsio::LockGuard,
+}
+
 /// A persistent, content-addressed cap store (see the module docs for the
 /// on-disk layout and its guarantees). Cheap to share between threads: it
 /// holds only paths, and every method takes `&self`.
@@ -102,6 +169,7 @@ pub struct Store {
     heads: PathBuf,
     tmp: PathBuf,
     lock: PathBuf,
+    options: StoreOptions,
 }
 
 impl Store {
@@ -124,6 +192,12 @@ impl Store {
     /// non-empty directory without one. Removes temp files left by a crash
     /// when no other process is using the store.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with `options` for every later lock wait (and the
+    /// one opening may need).
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
         let root = path.as_ref().to_path_buf();
         fs::create_dir_all(&root).at("create store directory", &root)?;
         let store = Store {
@@ -132,6 +206,7 @@ impl Store {
             tmp: root.join(TMP_DIR),
             lock: root.join(LOCK_FILE),
             root,
+            options,
         };
         store.check_or_write_format()?;
         for dir in [&store.blobs, &store.heads] {
@@ -141,6 +216,27 @@ impl Store {
             fsio::remove_temp_files(&store.tmp)?;
         }
         Ok(store)
+    }
+
+    /// The options this handle waits for the lock with.
+    pub fn options(&self) -> StoreOptions {
+        self.options
+    }
+
+    /// Changes how this handle waits for the lock from now on.
+    pub fn set_options(&mut self, options: StoreOptions) {
+        self.options = options;
+    }
+
+    /// Takes the store's exclusive lock (waiting as the options say) and
+    /// holds it until the returned guard is dropped: no blob write, head
+    /// update or prune of any process runs meanwhile, e.g. while the store
+    /// is copied. Calling another writing method of the store from the same
+    /// thread while holding it waits for itself.
+    pub fn hold_exclusive(&self) -> Result<StoreLock, StoreError> {
+        Ok(StoreLock {
+            _guard: self.lock(LockMode::Exclusive)?,
+        })
     }
 
     /// The store's root directory.
@@ -205,6 +301,6 @@ impl Store {
     }
 
     fn lock(&self, mode: LockMode) -> Result<fsio::LockGuard, StoreError> {
-        fsio::lock(&self.lock, mode)
+        fsio::lock(&self.lock, mode, &self.options)
     }
 }
