@@ -220,7 +220,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
         for message in kernel.take_logs() {
-            println!("  log: {}", String::from_utf8_lossy(&message));
+            // A program's bytes never reach the terminal raw.
+            if args.json {
+                let text = serde_json::Value::from(String::from_utf8_lossy(&message));
+                println!("{{\"call\":{i},\"log\":{text}}}");
+            } else {
+                println!("  log: {}", capbox::escape_for_terminal(&message));
+            }
         }
         instance = o.instance;
     }

@@ -214,7 +214,18 @@ fn print_kv(args: &KvArgs, op: &str, key: Option<u32>, o: &Outcome, saved: bool)
         return;
     }
     match op {
-        "get" => println!("{}", String::from_utf8_lossy(&o.output)),
+        "get" => {
+            // The value as it is into a pipe; escaped on a terminal.
+            use std::io::{IsTerminal, Write};
+            let mut stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                println!("{}", capbox::escape_for_terminal(&o.output));
+            } else {
+                let _ = stdout
+                    .write_all(&o.output)
+                    .and_then(|()| stdout.write_all(b"\n"));
+            }
+        }
         "put" => println!(
             "{} (state {})",
             if o.r8 == 1 { "replaced" } else { "stored" },
