@@ -255,6 +255,8 @@ pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, String> {
         Exit::PageFault(page) => ("page-fault".to_owned(), Some(page)),
         Exit::OutOfGas => ("out-of-gas".to_owned(), None),
         Exit::HostCall(n) => (format!("host-call {n}"), None),
+        // `run` never stops for a slice; `run_sliced` is resumed above.
+        Exit::Slice => ("slice".to_owned(), None),
     };
     check("status", vector.expected_status.to_string(), status);
     if vector.expected_status == Status::PageFault {

@@ -15,5 +15,5 @@ pub use backend::{
     Backend, BackendKind, HostServices, LocalBackend, SandboxBackend, SandboxConfig,
 };
 pub use error::{GuestElfError, KernelError};
-pub use kernel::{BackendChoice, Invocation, Kernel};
+pub use kernel::{BackendChoice, DEFAULT_TIMEOUT, Invocation, Kernel};
 pub use store::{BlobInfo, PruneReport, Store, StoreError, StoreStats};

@@ -2,6 +2,9 @@
 //! with its own directory. No hypervisor needed; also the differential
 //! oracle for the sandbox.
 
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
 use capbox_shared::CacheDirectory;
 use capbox_shared::abi::GuestFunction;
 use capbox_shared::hash::CapHash;
@@ -42,6 +45,18 @@ impl KernelHost for LocalHost<'_> {
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
         (self.services.blobs)(&hash.0)
     }
+
+    fn now(&mut self) -> Option<u64> {
+        Some(now_ns())
+    }
+}
+
+/// Nanoseconds on a monotonic clock (since its first use in this
+/// process): the local kernel's clock.
+fn now_ns() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let nanos = EPOCH.get_or_init(Instant::now).elapsed().as_nanos();
+    u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
 impl Backend for LocalBackend {
@@ -49,7 +64,16 @@ impl Backend for LocalBackend {
         BackendKind::Local
     }
 
-    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+    fn clock_ticks(&self, timeout: Duration) -> u64 {
+        super::ticks_at(1_000_000_000, timeout)
+    }
+
+    fn call_timed(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+        _deadlines: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
         let state = KernelState {
             dir: &self.dir,
             programs: &self.programs,

@@ -8,6 +8,8 @@ mod sandbox;
 pub use local::LocalBackend;
 pub use sandbox::{SandboxBackend, SandboxConfig, hypervisor_present};
 
+use std::time::Duration;
+
 use capbox_shared::abi::GuestFunction;
 
 use crate::error::KernelError;
@@ -53,5 +55,28 @@ pub trait Backend: Send {
     ///
     /// [`KernelError::GuestFault`] means the kernel's state was lost (the
     /// sandbox was rebuilt): nothing published before is there any more.
-    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError>;
+    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+        self.call_timed(function, request, Duration::ZERO)
+    }
+
+    /// [`Self::call`] for a request whose invocations carry deadlines
+    /// adding up to `deadlines`: the sandbox's watchdog then waits longer
+    /// than that before it kills the call.
+    fn call_timed(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+        deadlines: Duration,
+    ) -> Result<Vec<u8>, KernelError>;
+
+    /// `timeout` in ticks of the kernel's clock (the `timeout` of an
+    /// `Invocation` on the wire), saturating; `u64::MAX` means none.
+    fn clock_ticks(&self, timeout: Duration) -> u64;
+}
+
+/// `timeout` in ticks of a clock running at `hz`, saturating at
+/// `u64::MAX` (no deadline).
+pub(crate) fn ticks_at(hz: u64, timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().saturating_mul(u128::from(hz)) / 1_000_000_000;
+    u64::try_from(ticks).unwrap_or(u64::MAX)
 }

@@ -1,9 +1,9 @@
 //! The sandbox backend: the guest kernel in a Hyperlight micro-VM.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use capbox_shared::abi::{GuestFunction, HostFunction};
 use hyperlight_host::sandbox::snapshot::Snapshot;
@@ -31,7 +31,9 @@ pub struct SandboxConfig {
     /// Largest single message in either direction.
     pub message_bytes: usize,
     /// A guest call running longer than this is killed (a guest fault:
-    /// the sandbox is rebuilt).
+    /// the sandbox is rebuilt). A call whose invocations carry longer
+    /// deadlines gets a watchdog longer than those (the deadlines end
+    /// them as outcomes; the watchdog is the last resort).
     pub call_timeout: Duration,
 }
 
@@ -66,8 +68,44 @@ pub struct SandboxBackend {
     elf: Vec<u8>,
     config: SandboxConfig,
     services: HostServices,
+    /// The guest's clock (its TSC) in ticks per second.
+    tsc_hz: u64,
 }
 
+/// Slack the watchdog gives a call beyond the deadlines it carries: the
+/// guest looks at its clock every `SLICE_GAS` gas (~0.25 s here), and
+/// encoding, transport and the TSC calibration add a little.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(10);
+
+/// The TSC's frequency, measured once per process against `Instant` over
+/// ~10 ms. The guest reads the same counter (`rdtsc` is not trapped, and
+/// KVM gives the guest the host's TSC rate), so a deadline of `d` is
+/// `d × tsc_hz` guest ticks. Without `constant_tsc` in /proc/cpuinfo the
+/// rate may drift: a warning, and the watchdog stays the last resort.
+fn tsc_hz() -> u64 {
+    static HZ: OnceLock<u64> = OnceLock::new();
+    *HZ.get_or_init(|| {
+        let constant = std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|info| info.split_whitespace().any(|flag| flag == "constant_tsc"));
+        if !constant {
+            eprintln!(
+                "capbox: no constant_tsc in /proc/cpuinfo; sandbox deadlines may be inaccurate"
+            );
+        }
+        let (t0, c0) = (Instant::now(), rdtsc());
+        std::thread::sleep(Duration::from_millis(10));
+        let (c1, t1) = (rdtsc(), Instant::now());
+        let nanos = t1.duration_since(t0).as_nanos().max(1);
+        let hz = u128::from(c1.wrapping_sub(c0)) * 1_000_000_000 / nanos;
+        // A counter that did not move would make every deadline 0 ticks.
+        u64::try_from(hz).unwrap_or(u64::MAX).max(1_000_000)
+    })
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no preconditions; it only reads the counter.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
 impl SandboxBackend {
     /// Loads the guest ELF (refusing an ABI mismatch) and starts the VM.
     /// `services` answers the guest's host-function calls.
@@ -86,6 +124,7 @@ impl SandboxBackend {
             elf,
             config,
             services,
+            tsc_hz: tsc_hz(),
         })
     }
 
@@ -156,7 +195,16 @@ impl Backend for SandboxBackend {
         BackendKind::Sandbox
     }
 
-    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+    fn clock_ticks(&self, timeout: Duration) -> u64 {
+        super::ticks_at(self.tsc_hz, timeout)
+    }
+
+    fn call_timed(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+        deadlines: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
         if request.len() > self.config.message_bytes {
             return Err(KernelError::MessageTooLarge {
                 function: function.name(),
@@ -164,10 +212,15 @@ impl Backend for SandboxBackend {
                 limit: self.config.message_bytes,
             });
         }
-        // A watchdog kills the call if it overruns; gas bounds every
-        // invocation, so this only catches a kernel bug or a runaway bench.
+        // A watchdog kills the call if it overruns. Every invocation ends
+        // at its deadline (an outcome), so this only catches a kernel bug
+        // or a runaway bench: it waits longer than the deadlines carried.
         let interrupt = self.sandbox.interrupt_handle();
-        let timeout = self.config.call_timeout;
+        let carried = deadlines.saturating_add(deadlines / 4);
+        let timeout = self
+            .config
+            .call_timeout
+            .max(carried.saturating_add(WATCHDOG_GRACE));
         let (done, finished) = mpsc::channel::<()>();
         let watchdog = std::thread::spawn(move || {
             matches!(
@@ -182,7 +235,11 @@ impl Backend for SandboxBackend {
         let timed_out = watchdog.join().unwrap_or(false);
         let result = result.map_err(|e| {
             if timed_out {
-                format!("timed out after {timeout:?} ({e})")
+                format!(
+                    "the watchdog killed the call after {timeout:?}, past the {deadlines:?} of \
+                     invocation deadlines it carried (the kernel should have ended them as \
+                     timeouts: a kernel bug or a runaway call) ({e})"
+                )
             } else {
                 e.to_string()
             }
