@@ -34,3 +34,7 @@ pub use transaction::MAX_FETCHES_PER_INVOCATION;
 #[cfg(test)]
 #[path = "invoke_tests.rs"]
 mod invoke_tests;
+
+#[cfg(test)]
+#[path = "deadline_tests.rs"]
+mod deadline_tests;
