@@ -216,11 +216,14 @@ impl Backend for SandboxBackend {
         // at its deadline (an outcome), so this only catches a kernel bug
         // or a runaway bench: it waits longer than the deadlines carried.
         let interrupt = self.sandbox.interrupt_handle();
-        let carried = deadlines.saturating_add(deadlines / 4);
-        let timeout = self
-            .config
-            .call_timeout
-            .max(carried.saturating_add(WATCHDOG_GRACE));
+        let timeout = if deadlines.is_zero() {
+            self.config.call_timeout
+        } else {
+            let carried = deadlines.saturating_add(deadlines / 4);
+            self.config
+                .call_timeout
+                .max(carried.saturating_add(WATCHDOG_GRACE))
+        };
         let (done, finished) = mpsc::channel::<()>();
         let watchdog = std::thread::spawn(move || {
             matches!(
@@ -234,11 +237,13 @@ impl Backend for SandboxBackend {
         let _ = done.send(());
         let timed_out = watchdog.join().unwrap_or(false);
         let result = result.map_err(|e| {
-            if timed_out {
+            if timed_out && deadlines.is_zero() {
+                format!("timed out: the watchdog killed the call after {timeout:?} ({e})")
+            } else if timed_out {
                 format!(
-                    "the watchdog killed the call after {timeout:?}, past the {deadlines:?} of \
-                     invocation deadlines it carried (the kernel should have ended them as \
-                     timeouts: a kernel bug or a runaway call) ({e})"
+                    "timed out: the watchdog killed the call after {timeout:?}, past the \
+                     {deadlines:?} of invocation deadlines it carried (the kernel should have \
+                     ended them as timeouts: a kernel bug or a runaway call) ({e})"
                 )
             } else {
                 e.to_string()
