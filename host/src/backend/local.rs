@@ -2,14 +2,14 @@
 //! with its own directory. No hypervisor needed; also the differential
 //! oracle for the sandbox.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use capbox_shared::CacheDirectory;
 use capbox_shared::abi::GuestFunction;
 use capbox_shared::hash::CapHash;
 use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
 
+use super::clock::{local_hz, local_now, ticks_at};
 use super::{Backend, BackendKind, HostServices};
 use crate::error::KernelError;
 
@@ -46,17 +46,10 @@ impl KernelHost for LocalHost<'_> {
         (self.services.blobs)(&hash.0)
     }
 
+    /// The TSC where it is constant, else `Instant` (see `clock`).
     fn now(&mut self) -> Option<u64> {
-        Some(now_ns())
+        Some(local_now())
     }
-}
-
-/// Nanoseconds on a monotonic clock (since its first use in this
-/// process): the local kernel's clock.
-fn now_ns() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let nanos = EPOCH.get_or_init(Instant::now).elapsed().as_nanos();
-    u64::try_from(nanos).unwrap_or(u64::MAX)
 }
 
 impl Backend for LocalBackend {
@@ -65,7 +58,7 @@ impl Backend for LocalBackend {
     }
 
     fn clock_ticks(&self, timeout: Duration) -> u64 {
-        super::ticks_at(1_000_000_000, timeout)
+        ticks_at(local_hz(), timeout)
     }
 
     fn call_timed(

@@ -2,6 +2,7 @@
 //! message for one guest function and return the reply message, so the
 //! host logic above them is identical.
 
+mod clock;
 mod local;
 mod sandbox;
 
@@ -72,11 +73,4 @@ pub trait Backend: Send {
     /// `timeout` in ticks of the kernel's clock (the `timeout` of an
     /// `Invocation` on the wire), saturating; `u64::MAX` means none.
     fn clock_ticks(&self, timeout: Duration) -> u64;
-}
-
-/// `timeout` in ticks of a clock running at `hz`, saturating at
-/// `u64::MAX` (no deadline).
-pub(crate) fn ticks_at(hz: u64, timeout: Duration) -> u64 {
-    let ticks = timeout.as_nanos().saturating_mul(u128::from(hz)) / 1_000_000_000;
-    u64::try_from(ticks).unwrap_or(u64::MAX)
 }

@@ -1,14 +1,15 @@
 //! The sandbox backend: the guest kernel in a Hyperlight micro-VM.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use capbox_shared::abi::{GuestFunction, HostFunction};
 use hyperlight_host::sandbox::snapshot::Snapshot;
 use hyperlight_host::{Sandbox, SandboxBuilder};
 
+use super::clock::{ticks_at, tsc_hz};
 use super::{Backend, BackendKind, HostServices};
 use crate::error::KernelError;
 use crate::guest_elf;
@@ -77,35 +78,6 @@ pub struct SandboxBackend {
 /// encoding, transport and the TSC calibration add a little.
 const WATCHDOG_GRACE: Duration = Duration::from_secs(10);
 
-/// The TSC's frequency, measured once per process against `Instant` over
-/// ~10 ms. The guest reads the same counter (`rdtsc` is not trapped, and
-/// KVM gives the guest the host's TSC rate), so a deadline of `d` is
-/// `d × tsc_hz` guest ticks. Without `constant_tsc` in /proc/cpuinfo the
-/// rate may drift: a warning, and the watchdog stays the last resort.
-fn tsc_hz() -> u64 {
-    static HZ: OnceLock<u64> = OnceLock::new();
-    *HZ.get_or_init(|| {
-        let constant = std::fs::read_to_string("/proc/cpuinfo")
-            .is_ok_and(|info| info.split_whitespace().any(|flag| flag == "constant_tsc"));
-        if !constant {
-            eprintln!(
-                "capbox: no constant_tsc in /proc/cpuinfo; sandbox deadlines may be inaccurate"
-            );
-        }
-        let (t0, c0) = (Instant::now(), rdtsc());
-        std::thread::sleep(Duration::from_millis(10));
-        let (c1, t1) = (rdtsc(), Instant::now());
-        let nanos = t1.duration_since(t0).as_nanos().max(1);
-        let hz = u128::from(c1.wrapping_sub(c0)) * 1_000_000_000 / nanos;
-        // A counter that did not move would make every deadline 0 ticks.
-        u64::try_from(hz).unwrap_or(u64::MAX).max(1_000_000)
-    })
-}
-
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no preconditions; it only reads the counter.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
 impl SandboxBackend {
     /// Loads the guest ELF (refusing an ABI mismatch) and starts the VM.
     /// `services` answers the guest's host-function calls.
@@ -196,7 +168,7 @@ impl Backend for SandboxBackend {
     }
 
     fn clock_ticks(&self, timeout: Duration) -> u64 {
-        super::ticks_at(self.tsc_hz, timeout)
+        ticks_at(self.tsc_hz, timeout)
     }
 
     fn call_timed(

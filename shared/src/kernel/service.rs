@@ -28,10 +28,11 @@ pub trait KernelHost: LogSink {
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>>;
 
     /// A monotonic clock, in the ticks [`Call::timeout`] counts (the
-    /// guest: the TSC; the local backend: nanoseconds); `None`: no clock,
-    /// so invocations have no deadline. Asked once when an invocation
-    /// starts and then every [`super::SLICE_GAS`] gas, never per
-    /// instruction, so it must be cheap but need not be free.
+    /// guest: the TSC; the local backend: the TSC, or nanoseconds without
+    /// a constant TSC); `None`: no clock, so invocations have no deadline.
+    /// Asked once when an invocation starts and then every
+    /// [`super::SLICE_GAS`] gas, never per instruction, so it must be
+    /// cheap (it is on every invocation's path) but need not be free.
     fn now(&mut self) -> Option<u64> {
         None
     }

@@ -480,7 +480,8 @@ impl<'a> Invocation {
   }
 
   /// The call's wall-clock budget in ticks of the kernel's clock (the
-  /// guest: its TSC; the local backend: nanoseconds), from the start of
+  /// guest: its TSC; the local backend: the TSC, or nanoseconds where the
+  /// TSC is not constant), from the start of
   /// the call; 0xFFFF_FFFF_FFFF_FFFF: none. Reaching it ends the call as
   /// ExitKind.Timeout.
   pub fn timeout(&self) -> u64 {
