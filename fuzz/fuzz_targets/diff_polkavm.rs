@@ -217,6 +217,7 @@ fn ours(
         Exit::Panic | Exit::PageFault(_) => Outcome::Trap,
         Exit::OutOfGas => Outcome::OutOfGas,
         Exit::HostCall(n) => Outcome::HostCall(n),
+        Exit::Slice => unreachable!("run() never stops for a slice"),
     };
     let mut buffer = vec![0; BUFFER as usize];
     machine.memory.read(layout.buffer, &mut buffer).ok()?;

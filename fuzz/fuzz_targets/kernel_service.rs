@@ -321,6 +321,8 @@ fn next_request(
                     ],
                     gas: u64::from(input.u16()) % MAX_GAS,
                     input: INPUTS[usize::from(input.u8()) % INPUTS.len()],
+                    // Never reached (deterministic), but sliced.
+                    timeout: u64::MAX - u64::from(input.u16()),
                 })
                 .collect();
             match input.u8() % 3 {

@@ -148,7 +148,7 @@ fuzz_target!(|data: &[u8]| {
             machine.gas
         );
         match exit {
-            Exit::HostCall(_) => continue,
+            Exit::HostCall(_) | Exit::Slice => continue,
             Exit::OutOfGas => assert!(machine.gas < 0, "out of gas with {} left", machine.gas),
             Exit::Halt | Exit::Panic | Exit::PageFault(_) => assert!(machine.gas >= 0),
         }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use capbox::Store;
@@ -64,11 +64,24 @@ pub struct RunArgs {
     /// same input. Default: none (empty).
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    /// Wall-clock deadline per invocation, in seconds (fractions allowed):
+    /// reaching it ends the invocation with exit `Timeout`, its state
+    /// unchanged. Default: the kernel's, 60 s.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
     /// Print outcomes as JSON lines.
     #[arg(long)]
     json: bool,
     /// Up to four arguments (φ7..φ10).
     args: Vec<u64>,
+}
+
+/// `--timeout SECS`: a non-negative number of seconds.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|e| format!("not a number of seconds: {e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("not a usable timeout: {e}"))
 }
 
 /// The longest `--input` (the kernel's `MAX_INPUT_LEN`).
@@ -204,8 +217,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("input: {} bytes", input.len());
         }
     }
+    let mut call = Invocation {
+        instance: Some(instance),
+        endpoint: args.endpoint,
+        args: regs,
+        gas: args.gas,
+        input,
+        timeout: args.timeout,
+    };
     for i in 0..args.times {
-        let o = kernel.invoke_with_input(&instance, args.endpoint, regs, args.gas, &input)?;
+        call.instance = Some(instance);
+        let o = kernel.invoke_one(&call)?;
         if args.json {
             println!("{}", outcome_json(i, &o));
         } else {
@@ -263,6 +285,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                             args: [0; 4],
                             gas: 1000,
                             input: Vec::new(),
+                            timeout: None,
                         })
                         .collect();
                     for result in kernel.invoke_batch(&batch)? {
@@ -388,6 +411,7 @@ pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Resu
             args: [*arg, 0, 0, 0],
             gas: 10_000,
             input: Vec::new(),
+            timeout: None,
         })
         .collect();
     let results = kernel.invoke_batch(&calls)?;

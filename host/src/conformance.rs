@@ -169,6 +169,13 @@ pub enum ConformanceError {
 
 /// Runs every `*.json` vector in `dir` (sorted by file name).
 pub fn run_dir(dir: &Path) -> Result<Report, ConformanceError> {
+    run_dir_sliced(dir, u64::MAX)
+}
+
+/// [`run_dir`] with every run sliced into `slice`-gas pieces
+/// ([`Machine::run_sliced`], resumed after each [`Exit::Slice`]): the
+/// results must be the same as unsliced.
+pub fn run_dir_sliced(dir: &Path, slice: u64) -> Result<Report, ConformanceError> {
     let read_dir = |source| ConformanceError::ReadDir {
         path: dir.to_path_buf(),
         source,
@@ -195,7 +202,7 @@ pub fn run_dir(dir: &Path) -> Result<Report, ConformanceError> {
                 path: path.clone(),
                 source,
             })?;
-        let mismatches = run_vector(&vector)
+        let mismatches = run_vector_sliced(&vector, slice)
             .map_err(|reason| ConformanceError::InvalidVector { path, reason })?;
         report.results.push(VectorResult {
             name: vector.name,
@@ -208,6 +215,11 @@ pub fn run_dir(dir: &Path) -> Result<Report, ConformanceError> {
 /// Runs one vector; returns the differences, or why its initial state is
 /// invalid.
 pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, String> {
+    run_vector_sliced(vector, u64::MAX)
+}
+
+/// [`run_vector`], run in slices of `slice` gas.
+pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, String> {
     let entries: Vec<PageMapEntry> = vector
         .initial_page_map
         .iter()
@@ -235,7 +247,12 @@ pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, String> {
     );
     // The Graypaper's Ψ panics without running when `deblob` fails.
     let exit = match Program::from_blob(&vector.program) {
-        Ok(program) => machine.run(&program),
+        Ok(program) => loop {
+            match machine.run_sliced(&program, slice) {
+                Exit::Slice => continue,
+                exit => break exit,
+            }
+        },
         Err(_) => Exit::Panic,
     };
 
@@ -255,6 +272,8 @@ pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, String> {
         Exit::PageFault(page) => ("page-fault".to_owned(), Some(page)),
         Exit::OutOfGas => ("out-of-gas".to_owned(), None),
         Exit::HostCall(n) => (format!("host-call {n}"), None),
+        // Resumed above: never the final exit.
+        Exit::Slice => ("slice".to_owned(), None),
     };
     check("status", vector.expected_status.to_string(), status);
     if vector.expected_status == Status::PageFault {

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use capbox_shared::abi::{self, BenchReplyMsg, CapBlobMsg, GuestFunction, InvocationMsg, StatsMsg};
 use capbox_shared::cap::{Cap, CapHashOrRef, Image};
@@ -53,7 +54,16 @@ pub struct Invocation {
     /// (empty: none; at most `kernel::ops::MAX_INPUT_LEN` bytes, else the
     /// kernel refuses the request).
     pub input: Vec<u8>,
+    /// The wall-clock deadline, from when the kernel starts the
+    /// invocation; reaching it ends the invocation as
+    /// [`ExitReason::Timeout`] (state unchanged). `None`: the kernel's
+    /// default ([`Kernel::default_timeout`]).
+    pub timeout: Option<Duration>,
 }
+
+/// The deadline of an invocation that names none
+/// ([`Kernel::set_default_timeout`] changes it).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct HostBlobs {
@@ -70,6 +80,7 @@ pub struct Kernel {
     backend: Box<dyn Backend>,
     blobs: Arc<Mutex<HostBlobs>>,
     logs: Arc<Mutex<Vec<Vec<u8>>>>,
+    default_timeout: Duration,
 }
 
 /// A program's bytes as text that is safe to print: control characters
@@ -158,7 +169,22 @@ impl Kernel {
             backend,
             blobs,
             logs,
+            default_timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// The deadline of invocations that name none ([`DEFAULT_TIMEOUT`]
+    /// unless changed).
+    pub fn default_timeout(&self) -> Duration {
+        self.default_timeout
+    }
+
+    /// Sets the deadline of invocations that name none (`invoke`,
+    /// `invoke_with_input`, an [`Invocation`] with `timeout: None`).
+    /// `Duration::MAX` means none (the sandbox's watchdog, which then
+    /// waits for ever, is the only limit besides gas).
+    pub fn set_default_timeout(&mut self, timeout: Duration) {
+        self.default_timeout = timeout;
     }
 
     /// Programs' `log` messages since the last call (at most the last
@@ -180,7 +206,18 @@ impl Kernel {
         function: GuestFunction,
         request: &[u8],
     ) -> Result<Vec<u8>, KernelError> {
-        let result = self.backend.call(function, request);
+        self.call_timed(function, request, Duration::ZERO)
+    }
+
+    /// [`Self::call_raw`] for a request carrying `deadlines` of
+    /// invocation deadlines (the sandbox's watchdog waits longer).
+    fn call_timed(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+        deadlines: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
+        let result = self.backend.call_timed(function, request, deadlines);
         if matches!(result, Err(KernelError::GuestFault { .. })) {
             lock(&self.blobs).published.clear();
         }
@@ -340,6 +377,26 @@ impl Kernel {
         self.invoke_with_input(instance, endpoint, args, gas, &[])
     }
 
+    /// Runs one invocation as described by `call` (its `instance` must be
+    /// named).
+    pub fn invoke_one(&mut self, call: &Invocation) -> Result<Outcome, KernelError> {
+        let instance = call.instance.ok_or_else(|| {
+            KernelError::Protocol("invoke_one needs an instance (None chains in a batch)".into())
+        })?;
+        let timeout = call.timeout.unwrap_or(self.default_timeout);
+        let msg = InvocationMsg {
+            instance: instance.0,
+            endpoint: call.endpoint,
+            args: call.args,
+            gas: call.gas,
+            input: &call.input,
+            timeout: self.backend.clock_ticks(timeout),
+        };
+        self.invoke_msgs(&[msg], true, timeout)?
+            .pop()
+            .ok_or_else(|| KernelError::Protocol("invoke returned no result".into()))?
+    }
+
     /// Runs one invocation with `input` (what the program reads with
     /// `input_len` / `input_read`). An input over
     /// `kernel::ops::MAX_INPUT_LEN` bytes is refused by the kernel
@@ -352,14 +409,16 @@ impl Kernel {
         gas: u64,
         input: &[u8],
     ) -> Result<Outcome, KernelError> {
+        let timeout = self.default_timeout;
         let call = InvocationMsg {
             instance: instance.0,
             endpoint,
             args,
             gas,
             input,
+            timeout: self.backend.clock_ticks(timeout),
         };
-        self.invoke_msgs(&[call], true)?
+        self.invoke_msgs(&[call], true, timeout)?
             .pop()
             .ok_or_else(|| KernelError::Protocol("invoke returned no result".into()))?
     }
@@ -370,38 +429,43 @@ impl Kernel {
         &mut self,
         calls: &[Invocation],
     ) -> Result<Vec<Result<Outcome, KernelError>>, KernelError> {
+        let mut deadlines = Duration::ZERO;
         let msgs: Vec<InvocationMsg<'_>> = calls
             .iter()
-            .map(|c| InvocationMsg {
-                instance: c.instance.map(|h| h.0).unwrap_or([0; 32]),
-                endpoint: c.endpoint,
-                args: c.args,
-                gas: c.gas,
-                input: &c.input,
+            .map(|c| {
+                let timeout = c.timeout.unwrap_or(self.default_timeout);
+                deadlines = deadlines.saturating_add(timeout);
+                InvocationMsg {
+                    instance: c.instance.map(|h| h.0).unwrap_or([0; 32]),
+                    endpoint: c.endpoint,
+                    args: c.args,
+                    gas: c.gas,
+                    input: &c.input,
+                    timeout: self.backend.clock_ticks(timeout),
+                }
             })
             .collect();
         let named = calls.first().is_some_and(|c| c.instance.is_some());
-        self.invoke_msgs(&msgs, named)
+        self.invoke_msgs(&msgs, named, deadlines)
     }
 
-    /// Sends `msgs` (`first_named`: the first names its instance) and
-    /// reads the results.
+    /// Sends `msgs` (`first_named`: the first names its instance; their
+    /// deadlines add up to `deadlines`) and reads the results.
     fn invoke_msgs(
         &mut self,
         msgs: &[InvocationMsg<'_>],
         first_named: bool,
+        deadlines: Duration,
     ) -> Result<Vec<Result<Outcome, KernelError>>, KernelError> {
         // One call on a named instance: the cheaper `invoke_one`.
-        let reply = match msgs {
-            [one] if first_named => self.call_raw(
+        let (function, request) = match msgs {
+            [one] if first_named => (
                 GuestFunction::InvokeOne,
-                &abi::encode_invoke_one_request(one),
-            )?,
-            _ => self.call_raw(
-                GuestFunction::Invoke,
-                &abi::encode_invoke_request(&[], msgs),
-            )?,
+                abi::encode_invoke_one_request(one),
+            ),
+            _ => (GuestFunction::Invoke, abi::encode_invoke_request(&[], msgs)),
         };
+        let reply = self.call_timed(function, &request, deadlines)?;
         let results =
             abi::decode_invoke_reply_for(&reply, msgs.len())?.map_err(KernelError::Refused)?;
         if results.len() != msgs.len() {

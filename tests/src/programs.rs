@@ -178,6 +178,7 @@ pub fn random_invocations(
             args,
             gas,
             input: Vec::new(),
+            timeout: None,
         });
     }
     calls
@@ -280,6 +281,7 @@ impl AppHost for DirectKernel {
             args,
             gas: APP_GAS,
             input,
+            timeout: capbox::shared::kernel::NO_TIMEOUT,
         };
         invoke_call(&self.dir, &self.programs, &mut NoHost, &call).unwrap()
     }
@@ -415,6 +417,7 @@ impl AppHost for capbox::Kernel {
                 args: [0; 4],
                 gas: APP_GAS,
                 input: input.clone(),
+                timeout: None,
             })
             .collect();
         run_batches(self, &calls)
@@ -429,6 +432,7 @@ impl AppHost for capbox::Kernel {
                 args: [u64::from(k), 0, 0, 0],
                 gas: APP_GAS,
                 input: Vec::new(),
+                timeout: None,
             })
             .collect();
         run_batches(self, &calls)

@@ -373,6 +373,7 @@ fn kv_differential() {
                 args,
                 gas: APP_GAS,
                 input: input.to_vec(),
+                timeout: None,
             });
             expected.push((op.clone(), model.apply(&op)));
         }
@@ -418,6 +419,7 @@ fn local_kv_10000_keys_one_put_each() {
                 args: [k, 0, 0, 0],
                 gas: APP_GAS,
                 input: value(k),
+                timeout: None,
             })
             .collect();
         for (k, result) in (first..).zip(kernel.invoke_batch(&calls).unwrap()) {
@@ -433,6 +435,7 @@ fn local_kv_10000_keys_one_put_each() {
             args: [k, 0, 0, 0],
             gas: APP_GAS,
             input: Vec::new(),
+            timeout: None,
         })
         .collect();
     for chunk in gets.chunks(1000) {

@@ -161,6 +161,7 @@ capbox_tests::backend_tests! {
             args: [0; 4],
             gas: 1000,
             input: Vec::new(),
+            timeout: None,
         };
         let results = kernel
             .invoke_batch(&[

@@ -39,14 +39,14 @@ capbox_tests::backend_tests! {
     fn truncated_and_garbage_messages(kernel: &mut Kernel) {
         let request = abi::encode_invoke_request(
             &[],
-            &[InvocationMsg { instance: [1; 32], endpoint: 0, args: [0; 4], gas: 10, input: &[] }],
+            &[InvocationMsg { instance: [1; 32], endpoint: 0, args: [0; 4], gas: 10, input: &[], timeout: u64::MAX }],
         );
         for bytes in [&request[..request.len() / 2], &request[..3], &[0xff; 64][..], &[][..]] {
             let reply = kernel.call_raw(GuestFunction::Invoke, bytes).unwrap();
             let err = abi::decode_invoke_reply(&reply).unwrap().unwrap_err();
             assert_eq!(err.kind, ErrorKind::BadMessage, "{err}");
         }
-        let one = abi::encode_invoke_one_request(&InvocationMsg { instance: [1; 32], endpoint: 0, args: [0; 4], gas: 10, input: &[] });
+        let one = abi::encode_invoke_one_request(&InvocationMsg { instance: [1; 32], endpoint: 0, args: [0; 4], gas: 10, input: &[], timeout: u64::MAX });
         for bytes in [&one[..one.len() / 2], &one[..3], &[0xff; 64][..], &[][..], &request[..]] {
             let reply = kernel.call_raw(GuestFunction::InvokeOne, bytes).unwrap();
             let err = abi::decode_invoke_reply(&reply).unwrap().unwrap_err();

@@ -219,6 +219,7 @@ capbox_tests::backend_tests! {
             args: [0; 4],
             gas: GAS,
             input: input.to_vec(),
+            timeout: None,
         };
         let err = kernel
             .invoke_batch(&[call(Some(start), b"ok"), call(None, &over)])
@@ -236,6 +237,7 @@ capbox_tests::backend_tests! {
             args: [0; 4],
             gas: GAS,
             input: input.to_vec(),
+            timeout: None,
         };
         let large = bytes(5000, 3);
         let results = kernel

@@ -56,3 +56,24 @@ fn empty_directory_and_invalid_json_are_errors() {
     assert!(err.to_string().contains("broken.json"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The vectors again, run in slices of 1, 7 and 1000 gas
+/// (`Machine::run_sliced`): slicing changes no result.
+#[test]
+fn w3f_pvm_vectors_pass_in_slices() {
+    let Some(dir) = std::env::var_os("CAPBOX_PVM_VECTORS") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED w3f_pvm_vectors_pass_in_slices: set CAPBOX_PVM_VECTORS ***\n"
+        );
+        return;
+    };
+    for slice in [1, 7, 1000] {
+        let report = capbox::conformance::run_dir_sliced(Path::new(&dir), slice).unwrap();
+        assert_eq!(
+            (report.passed(), report.failed()),
+            (201, 0),
+            "slice {slice}"
+        );
+    }
+}

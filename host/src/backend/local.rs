@@ -2,11 +2,14 @@
 //! with its own directory. No hypervisor needed; also the differential
 //! oracle for the sandbox.
 
+use std::time::Duration;
+
 use capbox_shared::CacheDirectory;
 use capbox_shared::abi::GuestFunction;
 use capbox_shared::hash::CapHash;
 use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
 
+use super::clock::{local_hz, local_now, ticks_at};
 use super::{Backend, BackendKind, HostServices};
 use crate::error::KernelError;
 
@@ -42,6 +45,11 @@ impl KernelHost for LocalHost<'_> {
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
         (self.services.blobs)(&hash.0)
     }
+
+    /// The TSC where it is constant, else `Instant` (see `clock`).
+    fn now(&mut self) -> Option<u64> {
+        Some(local_now())
+    }
 }
 
 impl Backend for LocalBackend {
@@ -49,7 +57,16 @@ impl Backend for LocalBackend {
         BackendKind::Local
     }
 
-    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+    fn clock_ticks(&self, timeout: Duration) -> u64 {
+        ticks_at(local_hz(), timeout)
+    }
+
+    fn call_timed(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+        _deadlines: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
         let state = KernelState {
             dir: &self.dir,
             programs: &self.programs,

@@ -2,11 +2,14 @@
 //! message for one guest function and return the reply message, so the
 //! host logic above them is identical.
 
+mod clock;
 mod local;
 mod sandbox;
 
 pub use local::LocalBackend;
 pub use sandbox::{SandboxBackend, SandboxConfig, hypervisor_present};
+
+use std::time::Duration;
 
 use capbox_shared::abi::GuestFunction;
 
@@ -53,5 +56,21 @@ pub trait Backend: Send {
     ///
     /// [`KernelError::GuestFault`] means the kernel's state was lost (the
     /// sandbox was rebuilt): nothing published before is there any more.
-    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError>;
+    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+        self.call_timed(function, request, Duration::ZERO)
+    }
+
+    /// [`Self::call`] for a request whose invocations carry deadlines
+    /// adding up to `deadlines`: the sandbox's watchdog then waits longer
+    /// than that before it kills the call.
+    fn call_timed(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+        deadlines: Duration,
+    ) -> Result<Vec<u8>, KernelError>;
+
+    /// `timeout` in ticks of the kernel's clock (the `timeout` of an
+    /// `Invocation` on the wire), saturating; `u64::MAX` means none.
+    fn clock_ticks(&self, timeout: Duration) -> u64;
 }

@@ -9,6 +9,7 @@ use capbox_shared::abi::{GuestFunction, HostFunction};
 use hyperlight_host::sandbox::snapshot::Snapshot;
 use hyperlight_host::{Sandbox, SandboxBuilder};
 
+use super::clock::{ticks_at, tsc_hz};
 use super::{Backend, BackendKind, HostServices};
 use crate::error::KernelError;
 use crate::guest_elf;
@@ -31,7 +32,9 @@ pub struct SandboxConfig {
     /// Largest single message in either direction.
     pub message_bytes: usize,
     /// A guest call running longer than this is killed (a guest fault:
-    /// the sandbox is rebuilt).
+    /// the sandbox is rebuilt). A call whose invocations carry longer
+    /// deadlines gets a watchdog longer than those (the deadlines end
+    /// them as outcomes; the watchdog is the last resort).
     pub call_timeout: Duration,
 }
 
@@ -66,7 +69,14 @@ pub struct SandboxBackend {
     elf: Vec<u8>,
     config: SandboxConfig,
     services: HostServices,
+    /// The guest's clock (its TSC) in ticks per second.
+    tsc_hz: u64,
 }
+
+/// Slack the watchdog gives a call beyond the deadlines it carries: the
+/// guest looks at its clock every `SLICE_GAS` gas (~0.25 s here), and
+/// encoding, transport and the TSC calibration add a little.
+const WATCHDOG_GRACE: Duration = Duration::from_secs(10);
 
 impl SandboxBackend {
     /// Loads the guest ELF (refusing an ABI mismatch) and starts the VM.
@@ -86,6 +96,7 @@ impl SandboxBackend {
             elf,
             config,
             services,
+            tsc_hz: tsc_hz(),
         })
     }
 
@@ -156,7 +167,16 @@ impl Backend for SandboxBackend {
         BackendKind::Sandbox
     }
 
-    fn call(&mut self, function: GuestFunction, request: &[u8]) -> Result<Vec<u8>, KernelError> {
+    fn clock_ticks(&self, timeout: Duration) -> u64 {
+        ticks_at(self.tsc_hz, timeout)
+    }
+
+    fn call_timed(
+        &mut self,
+        function: GuestFunction,
+        request: &[u8],
+        deadlines: Duration,
+    ) -> Result<Vec<u8>, KernelError> {
         if request.len() > self.config.message_bytes {
             return Err(KernelError::MessageTooLarge {
                 function: function.name(),
@@ -164,10 +184,18 @@ impl Backend for SandboxBackend {
                 limit: self.config.message_bytes,
             });
         }
-        // A watchdog kills the call if it overruns; gas bounds every
-        // invocation, so this only catches a kernel bug or a runaway bench.
+        // A watchdog kills the call if it overruns. Every invocation ends
+        // at its deadline (an outcome), so this only catches a kernel bug
+        // or a runaway bench: it waits longer than the deadlines carried.
         let interrupt = self.sandbox.interrupt_handle();
-        let timeout = self.config.call_timeout;
+        let timeout = if deadlines.is_zero() {
+            self.config.call_timeout
+        } else {
+            let carried = deadlines.saturating_add(deadlines / 4);
+            self.config
+                .call_timeout
+                .max(carried.saturating_add(WATCHDOG_GRACE))
+        };
         let (done, finished) = mpsc::channel::<()>();
         let watchdog = std::thread::spawn(move || {
             matches!(
@@ -181,8 +209,14 @@ impl Backend for SandboxBackend {
         let _ = done.send(());
         let timed_out = watchdog.join().unwrap_or(false);
         let result = result.map_err(|e| {
-            if timed_out {
-                format!("timed out after {timeout:?} ({e})")
+            if timed_out && deadlines.is_zero() {
+                format!("timed out: the watchdog killed the call after {timeout:?} ({e})")
+            } else if timed_out {
+                format!(
+                    "timed out: the watchdog killed the call after {timeout:?}, past the \
+                     {deadlines:?} of invocation deadlines it carried (the kernel should have \
+                     ended them as timeouts: a kernel bug or a runaway call) ({e})"
+                )
             } else {
                 e.to_string()
             }

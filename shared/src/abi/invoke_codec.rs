@@ -117,14 +117,14 @@ const INVOCATION_BYTES: usize = core::mem::size_of::<wire::Invocation>();
 ///
 /// ```text
 ///  0: u32 12                root table at 12
-///  4: u16 6, u16 84, u16 4  vtable: 6 bytes, table 4 + 80 bytes, call at +4
+///  4: u16 6, u16 92, u16 4  vtable: 6 bytes, table 4 + 88 bytes, call at +4
 /// 10: u16 0                 padding
 /// 12: i32 8                 table: its vtable is at 12 - 8 = 4
-/// 16: Invocation            80 bytes
+/// 16: Invocation            88 bytes
 /// ```
 const ONE_REQUEST_HEAD: [u8; 16] = [
     12, 0, 0, 0, //
-    6, 0, 84, 0, //
+    6, 0, 92, 0, //
     4, 0, 0, 0, //
     8, 0, 0, 0, //
 ];
@@ -183,7 +183,13 @@ pub(crate) fn encode_invoke_one_request_with_builder(call: &InvocationMsg<'_>) -
 }
 
 pub(super) fn invocation_to_wire(c: &InvocationMsg<'_>) -> wire::Invocation {
-    wire::Invocation::new(&wire::Hash::new(&c.instance), c.endpoint, &c.args, c.gas)
+    wire::Invocation::new(
+        &wire::Hash::new(&c.instance),
+        c.endpoint,
+        &c.args,
+        c.gas,
+        c.timeout,
+    )
 }
 
 fn invocation_from_wire(call: &wire::Invocation) -> InvocationMsg<'static> {
@@ -195,6 +201,7 @@ fn invocation_from_wire(call: &wire::Invocation) -> InvocationMsg<'static> {
         args,
         gas: call.gas(),
         input: &[],
+        timeout: call.timeout(),
     }
 }
 

@@ -135,6 +135,10 @@ pub struct InvocationMsg<'a> {
     /// (empty: none). Decoders refuse one over
     /// [`crate::kernel::ops::MAX_INPUT_LEN`] bytes.
     pub input: &'a [u8],
+    /// The wall-clock budget in ticks of the kernel's clock
+    /// ([`crate::kernel::Call::timeout`]; [`crate::kernel::NO_TIMEOUT`]:
+    /// none).
+    pub timeout: u64,
 }
 
 /// The longest input an invocation carries (`kernel::ops::MAX_INPUT_LEN`).
@@ -381,7 +385,7 @@ pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg<'_>
         let inputs = (!inputs.is_empty()).then(|| fbb.create_vector(&inputs));
         let calls: Vec<wire::Invocation> = calls
             .iter()
-            .map(|c| wire::Invocation::new(&hash_to_wire(&c.instance), c.endpoint, &c.args, c.gas))
+            .map(super::invoke_codec::invocation_to_wire)
             .collect();
         let calls = fbb.create_vector(&calls);
         let req = wire::InvokeRequest::create(

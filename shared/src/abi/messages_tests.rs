@@ -16,6 +16,7 @@ fn invoke_round_trip() {
         args: [4, 5, 6, 7],
         gas: 99,
         input: &[],
+        timeout: 0x1234_5678_9abc,
     }];
     let bytes = encode_invoke_request(&caps, &calls);
     let (got_caps, got_calls) = decode_invoke_request(&bytes).unwrap();
@@ -180,6 +181,7 @@ fn request_view_reads_what_was_encoded() {
             args: [4, 5, 6, 7],
             gas: 99,
             input: &[],
+            timeout: crate::kernel::NO_TIMEOUT,
         },
         InvocationMsg {
             instance: [0; 32],
@@ -187,6 +189,7 @@ fn request_view_reads_what_was_encoded() {
             args: [0; 4],
             gas: 5,
             input: &[],
+            timeout: 7,
         },
     ];
     let bytes = encode_invoke_request(&[], &calls);
@@ -205,6 +208,7 @@ fn invoke_one_round_trip_and_garbage() {
         args: [1, u64::MAX, 3, 0],
         gas: 77,
         input: &[],
+        timeout: crate::kernel::NO_TIMEOUT,
     };
     let bytes = encode_invoke_one_request(&call);
     assert_eq!(decode_invoke_one_request(&bytes).unwrap(), call);
@@ -226,6 +230,7 @@ fn invoke_one_direct_shape_is_a_valid_flatbuffer_and_builder_shape_still_reads()
         args: [u64::MAX, 0, 5, 1 << 40],
         gas: u64::MAX,
         input: &[],
+        timeout: 42,
     };
     let direct = encode_invoke_one_request(&call);
     // The hand-written layout passes the flatbuffers verifier and reads
@@ -255,6 +260,7 @@ fn call_with_input(instance: u8, input: &[u8]) -> InvocationMsg<'_> {
         args: [1, 2, 3, u64::from(instance)],
         gas: 1000,
         input,
+        timeout: crate::kernel::NO_TIMEOUT,
     }
 }
 
@@ -285,13 +291,13 @@ fn invoke_one_with_and_without_input_round_trips() {
     use super::super::{decode_invoke_one_request, encode_invoke_one_request};
     let plain = call_with_input(4, &[]);
     let fixed = encode_invoke_one_request(&plain);
-    // Without input: the fixed layout (80-byte struct after a 16-byte head).
-    assert_eq!(fixed.len(), 96);
+    // Without input: the fixed layout (88-byte struct after a 16-byte head).
+    assert_eq!(fixed.len(), 104);
     assert_eq!(decode_invoke_one_request(&fixed).unwrap(), plain);
     for input in [&b"x"[..], b"hello", &alloc::vec![7u8; MAX_INPUT_LEN]] {
         let call = call_with_input(5, input);
         let bytes = encode_invoke_one_request(&call);
-        assert_ne!(bytes.len(), 96);
+        assert_ne!(bytes.len(), 104);
         assert_eq!(decode_invoke_one_request(&bytes).unwrap(), call);
         for cut in (0..bytes.len()).step_by(1 + bytes.len() / 512) {
             let _ = decode_invoke_one_request(&bytes[..cut]);
@@ -474,4 +480,49 @@ fn replies_cannot_amplify_shared_outputs() {
     let err = decode_invoke_reply_for(&reply, 2).unwrap_err();
     assert!(err.to_string().contains("3 outcomes for 2 calls"), "{err}");
     assert!(decode_invoke_reply_for(&reply, 3).is_ok());
+}
+
+#[test]
+fn timeout_exit_and_call_timeouts_round_trip() {
+    use crate::kernel::{ExitReason, NO_TIMEOUT};
+    // The exit kind: 4 on the wire, through both reply shapes.
+    let (kind, arg) = ExitReason::Timeout.to_wire();
+    assert_eq!((kind, arg), (4, 0));
+    assert_eq!(wire::ExitKind::Timeout.0, kind);
+    assert_eq!(ExitReason::from_wire(kind, arg), Some(ExitReason::Timeout));
+    assert_eq!(ExitReason::from_wire(5, 0), None);
+    let result = InvokeResultMsg {
+        exit: ExitMsg { kind, arg },
+        r7: 1,
+        r8: 2,
+        output: alloc::vec::Vec::new(),
+        gas_used: 123_456,
+        instance: [5; 32],
+    };
+    let direct = write_reply(&[Ok(result.clone())]);
+    assert!(super::super::invoke_codec::is_direct_shape(&direct));
+    assert_eq!(
+        decode_invoke_reply(&direct).unwrap().unwrap(),
+        [Ok(result.clone())]
+    );
+    let built = encode_invoke_reply(Ok(&[Ok(result.clone())]));
+    assert_eq!(decode_invoke_reply(&built).unwrap().unwrap(), [Ok(result)]);
+    // The call's timeout, in both request shapes and in `invoke`.
+    use super::super::{decode_invoke_one_request, encode_invoke_one_request};
+    for timeout in [0, 1, 2_000_000_000, NO_TIMEOUT] {
+        let call = InvocationMsg {
+            timeout,
+            ..call_with_input(9, &[])
+        };
+        let fixed = encode_invoke_one_request(&call);
+        assert_eq!(decode_invoke_one_request(&fixed).unwrap(), call);
+        let with_input = InvocationMsg {
+            input: b"in",
+            ..call
+        };
+        let bytes = encode_invoke_one_request(&with_input);
+        assert_eq!(decode_invoke_one_request(&bytes).unwrap(), with_input);
+        let bytes = encode_invoke_request(&[], &[call, with_input]);
+        assert_eq!(decode_invoke_request(&bytes).unwrap().1, [call, with_input]);
+    }
 }

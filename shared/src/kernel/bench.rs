@@ -99,6 +99,7 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
                 args: [1, 2, 3, 4],
                 gas: 1000,
                 input: &[],
+                timeout: crate::kernel::NO_TIMEOUT,
             });
             let mut calls = 0;
             let t = timed(iters, |_| {
@@ -201,6 +202,7 @@ pub fn run(name: &str, iters: u64) -> Result<u64, RemoteError> {
                     args: [0; 4],
                     gas: 1000,
                     input: &[],
+                    timeout: crate::kernel::NO_TIMEOUT,
                 });
                 let mut reply_len = 0;
                 let t = timed(iters, |_| {

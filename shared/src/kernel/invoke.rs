@@ -19,6 +19,16 @@ use crate::{CacheDirectory, CacheError};
 /// instead of the guest running out of memory.
 pub const MAX_MAPPED_BYTES: u64 = 32 << 20;
 
+/// How much gas an invocation may use between two looks at the clock
+/// (when it has a deadline): the machine stops at the next block boundary
+/// ([`crate::pvm::Exit::Slice`]) and the kernel asks
+/// [`KernelHost::now`]. Small because the sandbox on nested KVM runs only
+/// ~65k gas/s (this is ~0.25 s there, ~50 µs on the local backend).
+pub const SLICE_GAS: u64 = 1 << 14;
+
+/// [`Call::timeout`] for an invocation without a deadline.
+pub const NO_TIMEOUT: u64 = u64::MAX;
+
 /// How an invocation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitReason {
@@ -30,6 +40,9 @@ pub enum ExitReason {
     OutOfGas,
     /// The program touched an inaccessible page (its address).
     PageFault(u32),
+    /// The invocation's deadline passed (at any depth): nothing was
+    /// committed, the hash is unchanged.
+    Timeout,
 }
 
 impl ExitReason {
@@ -40,6 +53,7 @@ impl ExitReason {
             ExitReason::Panic => (1, 0),
             ExitReason::OutOfGas => (2, 0),
             ExitReason::PageFault(addr) => (3, u64::from(addr)),
+            ExitReason::Timeout => (4, 0),
         }
     }
 
@@ -50,6 +64,7 @@ impl ExitReason {
             1 => ExitReason::Panic,
             2 => ExitReason::OutOfGas,
             3 => ExitReason::PageFault(u32::try_from(arg).ok()?),
+            4 => ExitReason::Timeout,
             _ => return None,
         })
     }
@@ -180,6 +195,11 @@ pub struct Call<'a> {
     /// The input the program reads with `input_len` / `input_read` (at
     /// most [`ops::MAX_INPUT_LEN`] bytes; the ABI refuses longer).
     pub input: &'a [u8],
+    /// The wall-clock budget, in ticks of the host's clock
+    /// ([`KernelHost::now`]), counted from the start of the invocation;
+    /// [`NO_TIMEOUT`] (or a host without a clock): none. Reaching it ends
+    /// the invocation as [`ExitReason::Timeout`].
+    pub timeout: u64,
 }
 
 /// A [`LogSink`] as a [`KernelHost`] that has no blobs to give.
@@ -216,6 +236,7 @@ pub fn invoke<S: BuildHasher>(
         args,
         gas,
         input: &[],
+        timeout: NO_TIMEOUT,
     };
     invoke_call(dir, programs, &mut LogOnly(log), &call)
 }
@@ -226,7 +247,10 @@ pub fn invoke<S: BuildHasher>(
 /// linked to their working versions, and the graph settled bottom-up into
 /// the new instance hash. On any other exit nothing is committed and the
 /// hash is unchanged; either way the working entries the invocation made
-/// are swept. An `Err` means the invocation did not run to an outcome
+/// are swept. When `call.timeout` ticks of the host's clock pass first
+/// (looked at every [`SLICE_GAS`] gas, at a block boundary or before a
+/// `call`), the invocation ends as [`ExitReason::Timeout`], nothing
+/// committed. An `Err` means the invocation did not run to an outcome
 /// (e.g. a blob neither the directory nor `host` has).
 pub fn invoke_call<S: BuildHasher>(
     dir: &CacheDirectory<S>,
@@ -240,6 +264,7 @@ pub fn invoke_call<S: BuildHasher>(
         call.input
     };
     let mut txn = Txn::new(dir, programs, host, input);
+    txn.start_deadline(call.timeout);
     let gas_limit = i64::try_from(call.gas).unwrap_or(i64::MAX);
     let result = run_frame(
         &mut txn,
@@ -370,15 +395,24 @@ pub(crate) fn run_frame<S: BuildHasher>(
         None => cached.program.index_of(entry_pc),
     });
     let exit = loop {
+        // Without a deadline the slice is never reached.
+        let slice = txn.slice();
+        let before = machine.gas;
         let stopped = match entry_index.take() {
-            Some(index) => machine.run_at(&cached.program, index),
-            None => machine.run(&cached.program),
+            Some(index) => machine.run_at(&cached.program, index, slice),
+            None => machine.run_sliced(&cached.program, slice),
         };
+        txn.spend(before.saturating_sub(machine.gas));
         match stopped {
             Exit::Halt => break Ok(ExitReason::Halt),
             Exit::Panic => break Ok(ExitReason::Panic),
             Exit::OutOfGas => break Ok(ExitReason::OutOfGas),
             Exit::PageFault(addr) => break Ok(ExitReason::PageFault(addr)),
+            Exit::Slice => {
+                if txn.deadline_passed() {
+                    break Ok(ExitReason::Timeout);
+                }
+            }
             Exit::HostCall(n) => {
                 let Some(op) = KernelOp::from_number(n) else {
                     break Ok(ExitReason::Panic);
@@ -387,9 +421,16 @@ pub(crate) fn run_frame<S: BuildHasher>(
                 if machine.gas < 0 {
                     break Ok(ExitReason::OutOfGas);
                 }
-                match ops::dispatch(op, &mut machine, &mut frame, txn) {
+                let before_op = machine.gas;
+                let done = ops::dispatch(op, &mut machine, &mut frame, txn);
+                // A child's gas was counted by its own frame.
+                if op != KernelOp::Call {
+                    txn.spend(op.gas_cost().saturating_add(before_op - machine.gas));
+                }
+                match done {
                     Ok(()) => {}
                     Err(OpError::OutOfGas) => break Ok(ExitReason::OutOfGas),
+                    Err(OpError::Timeout) => break Ok(ExitReason::Timeout),
                     Err(OpError::Kernel(e)) => break Err(e),
                     // `dispatch` returns codes in φ7.
                     Err(OpError::Code(_)) => {}

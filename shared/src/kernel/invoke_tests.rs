@@ -268,6 +268,7 @@ fn owned_invoke_requests_get_the_same_replies() {
         args: [0; 4],
         gas: 1000,
         input: &[],
+        timeout: crate::kernel::NO_TIMEOUT,
     };
     let requests = [
         encode_invoke_request(&[], &[call(f.instance.0, Endpoint::Read)]),

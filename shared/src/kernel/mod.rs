@@ -21,7 +21,8 @@ mod transaction;
 pub use error::KernelError;
 pub use instance::{NewInstance, new_instance, new_instance_with_slots};
 pub use invoke::{
-    Call, ExitReason, LogSink, MAX_MAPPED_BYTES, NoLog, Outcome, invoke, invoke_call,
+    Call, ExitReason, LogSink, MAX_MAPPED_BYTES, NO_TIMEOUT, NoLog, Outcome, SLICE_GAS, invoke,
+    invoke_call,
 };
 pub use ops::KernelOp;
 pub use programs::{MAX_CACHED_PROGRAM_BYTES, MAX_CACHED_PROGRAMS, ProgramCache};
@@ -33,3 +34,7 @@ pub use transaction::MAX_FETCHES_PER_INVOCATION;
 #[cfg(test)]
 #[path = "invoke_tests.rs"]
 mod invoke_tests;
+
+#[cfg(test)]
+#[path = "deadline_tests.rs"]
+mod deadline_tests;

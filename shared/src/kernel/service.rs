@@ -26,6 +26,16 @@ pub trait KernelHost: LogSink {
     /// The encoded cap with this hash from the host, if it has it
     /// (`fetch_blob`, DESIGN §6).
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>>;
+
+    /// A monotonic clock, in the ticks [`Call::timeout`] counts (the
+    /// guest: the TSC; the local backend: the TSC, or nanoseconds without
+    /// a constant TSC); `None`: no clock, so invocations have no deadline.
+    /// Asked once when an invocation starts and then every
+    /// [`super::SLICE_GAS`] gas, never per instruction, so it must be
+    /// cheap (it is on every invocation's path) but need not be free.
+    fn now(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 /// The kernel's state: the directory and the decoded-program cache.
@@ -291,6 +301,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 args: call.args,
                 gas: call.gas,
                 input: call.input,
+                timeout: call.timeout,
             };
             // Straight to `invoke_call`; the fetching loop only after a miss.
             let result = match invoke_call(self.dir, self.programs, host, &call) {
@@ -350,6 +361,7 @@ fn without_input(call: &abi::InvocationMsg<'_>) -> Option<abi::InvocationMsg<'st
         args: call.args,
         gas: call.gas,
         input: &[],
+        timeout: call.timeout,
     })
 }
 

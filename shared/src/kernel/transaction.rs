@@ -39,6 +39,9 @@ pub(crate) enum OpError {
     Kernel(KernelError),
     /// The op's gas could not be paid: the invocation ends out of gas.
     OutOfGas,
+    /// The invocation's deadline passed (seen at a `call`, or in a child):
+    /// it ends as a timeout, nothing committed.
+    Timeout,
 }
 
 impl From<KernelError> for OpError {
@@ -84,6 +87,12 @@ pub(crate) struct Txn<'a, S> {
     /// Whether a working entry was made (then the end sweeps).
     pub made_working: bool,
     fetches: usize,
+    /// When the invocation's time is up, on the host's clock (`None`: no
+    /// deadline).
+    deadline: Option<u64>,
+    /// Gas the frames may still use before the next look at the clock
+    /// (`i64::MAX` without a deadline: never reached).
+    slice_left: i64,
 }
 
 impl<'a, S: BuildHasher> Txn<'a, S> {
@@ -102,7 +111,51 @@ impl<'a, S: BuildHasher> Txn<'a, S> {
             mapped: 0,
             made_working: false,
             fetches: 0,
+            deadline: None,
+            slice_left: i64::MAX,
         }
+    }
+
+    /// Starts the clock: the deadline is `timeout` ticks from now
+    /// ([`super::NO_TIMEOUT`], or a host without a clock: none).
+    pub fn start_deadline(&mut self, timeout: u64) {
+        if timeout == super::NO_TIMEOUT {
+            return;
+        }
+        if let Some(now) = self.host.now() {
+            self.deadline = Some(now.saturating_add(timeout));
+            self.slice_left = super::SLICE_GAS as i64;
+        }
+    }
+
+    /// The slice for the next run of a machine: the gas left before the
+    /// next look at the clock.
+    pub fn slice(&self) -> u64 {
+        self.slice_left.max(0) as u64
+    }
+
+    /// Counts `gas` used (by a machine or an op) against the slice.
+    pub fn spend(&mut self, gas: i64) {
+        self.slice_left = self.slice_left.saturating_sub(gas);
+    }
+
+    /// Whether the slice is used up (time for a look at the clock).
+    pub fn slice_used(&self) -> bool {
+        self.slice_left <= 0
+    }
+
+    /// Looks at the clock: whether the deadline has passed. If not, a new
+    /// slice starts.
+    pub fn deadline_passed(&mut self) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        // A clock that stopped answering cannot end the invocation.
+        if self.host.now().is_some_and(|now| now >= deadline) {
+            return true;
+        }
+        self.slice_left = super::SLICE_GAS as i64;
+        false
     }
 
     /// Counts `bytes` of new Data against [`MAX_NEW_BYTES`].

@@ -5,6 +5,17 @@
 //! remaining gas cannot pay for the whole block, the same loop is run in a
 //! second, stepping instantiation that stops at the first instruction that
 //! cannot be paid, so the out-of-gas state is the Graypaper's.
+//!
+//! **Slices.** [`Machine::run_sliced`] lets the caller regain control every
+//! so many gas units without changing anything else: the run's gas is split
+//! into a *slice* and a *reserve*. When the next block cannot be paid from
+//! the slice but could with the reserve, the run stops with
+//! [`Exit::Slice`] at that block's first instruction, nothing charged;
+//! running again continues as if nothing happened. When the block cannot
+//! be paid even with the reserve, the reserve joins the slice and the
+//! stepping loop runs as without slices. The test sits where the block
+//! charge already failed, so the hot loop is unchanged, and gas, registers,
+//! memory and every other exit are those of an unsliced run.
 
 use super::instructions::Opcode;
 use super::layout::HALT_ADDRESS;
@@ -25,6 +36,10 @@ pub enum Exit {
     /// `ecalli` with this immediate; `pc` already points past it, so calling
     /// `run` again resumes.
     HostCall(u32),
+    /// Only from [`Machine::run_sliced`]: the slice is used up. `pc` is
+    /// the start of the next block, which is not charged yet; running
+    /// again resumes.
+    Slice,
 }
 
 /// The machine state: registers `φ`, program counter `ı`, gas `ϱ` and
@@ -64,12 +79,23 @@ impl Machine {
     /// memory; on every exit but `HostCall`, `pc` is the instruction that
     /// caused it.
     pub fn run(&mut self, program: &Program) -> Exit {
-        self.run_at(program, program.index_of(self.pc))
+        self.run_at(program, program.index_of(self.pc), u64::MAX)
     }
 
-    /// [`Self::run`] with `program.index_of(self.pc)` already known
-    /// (`start`), e.g. an entry point looked up once per program.
-    pub(crate) fn run_at(&mut self, program: &Program, start: Option<usize>) -> Exit {
+    /// [`Self::run`], but stops with [`Exit::Slice`] at the first block
+    /// boundary where the gas used by this run plus the next block's cost
+    /// would exceed `slice` (the first block is always run: a slice
+    /// smaller than its cost counts as its cost). Apart from those extra
+    /// stops everything (gas, registers, memory, exits) is exactly as
+    /// with [`Self::run`]; `gas` always holds all the remaining gas.
+    pub fn run_sliced(&mut self, program: &Program, slice: u64) -> Exit {
+        self.run_at(program, program.index_of(self.pc), slice)
+    }
+
+    /// [`Self::run_sliced`] with `program.index_of(self.pc)` already known
+    /// (`start`), e.g. an entry point looked up once per program
+    /// (`slice` = `u64::MAX`: no slices).
+    pub(crate) fn run_at(&mut self, program: &Program, start: Option<usize>, slice: u64) -> Exit {
         debug_assert_eq!(start, program.index_of(self.pc));
         // Indexed by the decoded register numbers (always ≤ 12) masked to
         // 4 bits: the mask lets the compiler drop the bounds check, and 16
@@ -78,7 +104,7 @@ impl Machine {
         let mut regs = [0u64; 16];
         regs[..13].copy_from_slice(&self.regs);
         let exit = match start {
-            Some(start) => self.execute(program, &mut regs, start),
+            Some(start) => self.execute(program, &mut regs, start, slice),
             // Not an instruction start: the opcode reads as `trap`.
             None => {
                 self.gas = self.gas.saturating_sub(1);
@@ -93,16 +119,37 @@ impl Machine {
         exit
     }
 
-    fn execute(&mut self, program: &Program, regs: &mut [u64; 16], mut idx: usize) -> Exit {
-        // Kept in locals so the hot loop does not go through `self`.
-        let mut gas = self.gas;
+    fn execute(
+        &mut self,
+        program: &Program,
+        regs: &mut [u64; 16],
+        mut idx: usize,
+        slice: u64,
+    ) -> Exit {
+        let cost_at = |idx: usize| program.ops.get(idx).map_or(1, |op| i64::from(op.gas));
+        // The gas this run may use before a slice stop (`gas`, kept in a
+        // local so the hot loop does not go through `self`) and the rest
+        // (`reserve`). At least the first block's cost, so every run makes
+        // progress.
+        let slice = i64::try_from(slice).unwrap_or(i64::MAX).max(cost_at(idx));
+        let (mut gas, mut reserve) = if self.gas > slice {
+            (slice, self.gas - slice)
+        } else {
+            (self.gas, 0)
+        };
         let memory = &mut self.memory;
         let (exit, at) = loop {
-            let cost = program.ops.get(idx).map_or(1, |op| i64::from(op.gas));
+            let cost = cost_at(idx);
             let flow = if gas >= cost {
                 gas -= cost;
                 interpret::<false>(program, regs, memory, &mut gas, idx, usize::MAX)
+            } else if gas + reserve >= cost {
+                // Payable, but not from the slice: stop before the block.
+                break (Exit::Slice, idx);
             } else {
+                // Not payable at all: step with all the gas there is.
+                gas += reserve;
+                reserve = 0;
                 let start = idx;
                 let affordable = gas.max(0) as usize;
                 let flow =
@@ -121,7 +168,8 @@ impl Machine {
                 Flow::Exit { exit, at } => break (exit, at),
             }
         };
-        self.gas = gas;
+        // 0 ≤ reserve, and reserve > 0 only while gas ≥ 0: no overflow.
+        self.gas = gas + reserve;
         let resume_at = match exit {
             Exit::HostCall(_) => at + 1,
             _ => at,

@@ -145,7 +145,7 @@ pub const ENUM_VALUES_EXIT_KIND: [ExitKind; 5] = [
   ExitKind::Panic,
   ExitKind::OutOfGas,
   ExitKind::PageFault,
-  ExitKind::HostCall,
+  ExitKind::Timeout,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -157,7 +157,8 @@ impl ExitKind {
   pub const Panic: Self = Self(1);
   pub const OutOfGas: Self = Self(2);
   pub const PageFault: Self = Self(3);
-  pub const HostCall: Self = Self(4);
+  /// The call's deadline passed; nothing was committed.
+  pub const Timeout: Self = Self(4);
 
   pub const ENUM_MIN: u8 = 0;
   pub const ENUM_MAX: u8 = 4;
@@ -166,7 +167,7 @@ impl ExitKind {
     Self::Panic,
     Self::OutOfGas,
     Self::PageFault,
-    Self::HostCall,
+    Self::Timeout,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -175,7 +176,7 @@ impl ExitKind {
       Self::Panic => Some("Panic"),
       Self::OutOfGas => Some("OutOfGas"),
       Self::PageFault => Some("PageFault"),
-      Self::HostCall => Some("HostCall"),
+      Self::Timeout => Some("Timeout"),
       _ => None,
     }
   }
@@ -317,10 +318,10 @@ impl<'a> Hash {
 // struct Invocation, aligned to 8
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq)]
-pub struct Invocation(pub [u8; 80]);
+pub struct Invocation(pub [u8; 88]);
 impl Default for Invocation { 
   fn default() -> Self { 
-    Self([0; 80])
+    Self([0; 88])
   }
 }
 impl ::core::fmt::Debug for Invocation {
@@ -330,6 +331,7 @@ impl ::core::fmt::Debug for Invocation {
       .field("endpoint", &self.endpoint())
       .field("args", &self.args())
       .field("gas", &self.gas())
+      .field("timeout", &self.timeout())
       .finish()
   }
 }
@@ -378,12 +380,14 @@ impl<'a> Invocation {
     endpoint: u32,
     args: &[u64; 4],
     gas: u64,
+    timeout: u64,
   ) -> Self {
-    let mut s = Self([0; 80]);
+    let mut s = Self([0; 88]);
     s.set_instance(instance);
     s.set_endpoint(endpoint);
     s.set_args(args);
     s.set_gas(gas);
+    s.set_timeout(timeout);
     s
   }
 
@@ -470,6 +474,40 @@ impl<'a> Invocation {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
         self.0[72..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  /// The call's wall-clock budget in ticks of the kernel's clock (the
+  /// guest: its TSC; the local backend: the TSC, or nanoseconds where the
+  /// TSC is not constant), from the start of
+  /// the call; 0xFFFF_FFFF_FFFF_FFFF: none. Reaching it ends the call as
+  /// ExitKind.Timeout.
+  pub fn timeout(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[80..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_timeout(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[80..].as_mut_ptr(),
         ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -570,7 +608,7 @@ impl<'a> CallOutcome {
     self.0[0..0 + 32].copy_from_slice(&x.0)
   }
 
-  /// The faulting address for PageFault, the op number for HostCall, else 0.
+  /// The faulting address for PageFault, else 0.
   pub fn exit_arg(&self) -> u64 {
     let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
     // Safety:

@@ -193,6 +193,11 @@ pub(crate) fn call<S: BuildHasher>(
     if frame.depth >= MAX_CALL_DEPTH {
         return code(ERR_DEPTH);
     }
+    // A call boundary is a slice boundary too: a parent calling short
+    // children in a loop never reaches one inside a machine.
+    if txn.slice_used() && txn.deadline_passed() {
+        return Err(OpError::Timeout);
+    }
     let endpoint = selector as u32;
     let limit = (selector >> CALL_GAS_SHIFT) as i64;
     let available = machine.gas.max(0);
@@ -228,6 +233,8 @@ pub(crate) fn call<S: BuildHasher>(
     // The child's use is the caller's: 0 ≤ gas_left ≤ gas ≤ available.
     machine.gas -= gas - result.gas_left.max(0);
     let exit = match result.exit {
+        // The whole invocation ends (the child committed nothing).
+        ExitReason::Timeout => return Err(OpError::Timeout),
         ExitReason::Halt => {
             if result.instance != child_hash {
                 frame.set(txn, child_slot, CapHashOrRef::Hash(result.instance))?;
