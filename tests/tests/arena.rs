@@ -87,3 +87,55 @@ fn full_arena_refuses_the_invocation() {
         assert_eq!(o.r7, u64::from_le_bytes([fill; 8]));
     }
 }
+
+/// One `sbrk` of 14 MiB, φ7 = its result.
+fn sbrk_14_mib() -> capbox::shared::cap::Image {
+    use capbox::shared::pvm::asm::{ProgramBuilder, Reg};
+    let mut b = ProgramBuilder::new();
+    b.load_imm(Reg::R2, 14u32 << 20)
+        .sbrk(Reg::R7, Reg::R2)
+        .jump_ind(Reg::R0, 0u32);
+    capbox::shared::cap::Image {
+        code: b.build().unwrap(),
+        ro_data: vec![],
+        rw_data: vec![],
+        heap_pages: 0,
+        stack_size: 4096,
+        endpoints: vec![0],
+    }
+}
+
+/// An `sbrk` the arena cannot back never becomes a different outcome: the
+/// local backend (unbounded) runs it; a sandbox whose arena is too small
+/// refuses the invocation (after freeing its caches and trying again)
+/// instead of handing the program sbrk's 0 and committing what follows.
+#[test]
+fn sbrk_past_the_arena_is_refused_not_a_different_outcome() {
+    let image = sbrk_14_mib();
+    let mut local = capbox_tests::local_kernel();
+    let start = local.create_instance(&image).unwrap();
+    let o = local.invoke(&start, 0, [0; 4], 1000).unwrap();
+    assert_eq!(o.exit, ExitReason::Halt);
+    assert_ne!(o.r7, 0, "the heap grew");
+
+    let config = SandboxConfig {
+        heap_bytes: 16 << 20,
+        ..SandboxConfig::default()
+    };
+    let Some(mut sandbox) = capbox_tests::own_sandbox(config) else {
+        return;
+    };
+    let start = sandbox.create_instance(&image).unwrap();
+    for _ in 0..2 {
+        let err = sandbox.invoke(&start, 0, [0; 4], 1000).unwrap_err();
+        let KernelError::Refused(remote) = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(remote.kind, ErrorKind::OutOfMemory, "{err}");
+    }
+    let small = sandbox.create_instance(&sample_image()).unwrap();
+    let o = sandbox
+        .invoke(&small, Endpoint::Increment.index(), [0; 4], 1000)
+        .unwrap();
+    assert_eq!((o.exit, o.r7), (ExitReason::Halt, 1));
+}

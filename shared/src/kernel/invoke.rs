@@ -263,22 +263,34 @@ pub fn invoke_call<S: BuildHasher>(
     } else {
         call.input
     };
-    let mut txn = Txn::new(dir, programs, host, input);
-    txn.start_deadline(call.timeout);
     let gas_limit = i64::try_from(call.gas).unwrap_or(i64::MAX);
-    let result = run_frame(
-        &mut txn,
-        None,
-        &call.instance,
-        call.endpoint,
-        call.args,
-        gas_limit,
-        0,
-    );
-    if txn.made_working {
-        dir.sweep_instances();
-    }
-    let result = result?;
+    // A run that ran short of page storage depended on what else the
+    // allocator holds: free the caches (as an empty arena would be) and run
+    // once more; still short, it is refused, never a different outcome.
+    let mut freed = false;
+    let result = loop {
+        let mut txn = Txn::new(dir, programs, &mut *host, input);
+        txn.start_deadline(call.timeout);
+        let result = run_frame(
+            &mut txn,
+            None,
+            &call.instance,
+            call.endpoint,
+            call.args,
+            gas_limit,
+            0,
+        );
+        if txn.made_working {
+            dir.sweep_instances();
+        }
+        match result {
+            Err(KernelError::OutOfMemory { .. }) if !freed => {
+                freed = true;
+                programs.drop_warm_memories();
+            }
+            other => break other?,
+        }
+    };
     // Gas only decreases, so 0 <= gas_left <= gas_limit.
     let gas_used = gas_limit
         .saturating_sub(result.gas_left.max(0))
@@ -440,6 +452,13 @@ pub(crate) fn run_frame<S: BuildHasher>(
     };
     txn.mapped -= mapped;
     let (r7, r8) = (machine.regs[7], machine.regs[8]);
+    let exit = if machine.memory.storage_exhausted() {
+        Err(KernelError::OutOfMemory {
+            instance: *instance_hash,
+        })
+    } else {
+        exit
+    };
 
     // 4. Commit on halt. One scan for written pages serves both the commit
     // and the memory reset.
@@ -587,7 +606,7 @@ fn reset_memory(
     dirty: &[u32],
 ) -> bool {
     let initial_top = layout.rw_start + layout.rw_mapped;
-    if memory.heap_top() != Some(initial_top) {
+    if memory.heap_top() != Some(initial_top) || memory.storage_exhausted() {
         return false;
     }
     if dirty.is_empty() {

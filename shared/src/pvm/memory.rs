@@ -119,6 +119,10 @@ pub struct Memory {
     heap: Option<Heap>,
     /// `sbrk` never grows the mapped total past this many octets.
     sbrk_budget: u64,
+    /// An `sbrk` failed for lack of page storage (not for its budget): the
+    /// run's result depends on the allocator's state, so the kernel must
+    /// not keep it.
+    storage_exhausted: bool,
 }
 
 impl Default for Memory {
@@ -127,6 +131,7 @@ impl Default for Memory {
             regions: Vec::new(),
             heap: None,
             sbrk_budget: u64::MAX,
+            storage_exhausted: false,
         }
     }
 }
@@ -148,6 +153,11 @@ impl Memory {
     /// zero up to 4 GiB; the kernel sets its per-invocation budget here.
     pub fn set_sbrk_budget(&mut self, max_mapped_bytes: u64) {
         self.sbrk_budget = max_mapped_bytes;
+    }
+
+    /// Whether an `sbrk` failed for lack of page storage (see the field).
+    pub fn storage_exhausted(&self) -> bool {
+        self.storage_exhausted
     }
 
     /// Memory with the given pages mapped (zero-filled), as the test
@@ -340,8 +350,10 @@ impl Memory {
             if mapped.saturating_add(growth) > self.sbrk_budget {
                 return 0;
             }
-            // Out of page storage: the request does not fit (sbrk's 0).
+            // Out of page storage: the program sees sbrk's 0, and the
+            // kernel learns that this run depended on the allocator.
             if region.data.grow_zeroed(needed as usize).is_err() {
+                self.storage_exhausted = true;
                 return 0;
             }
             let pages = needed as usize / PAGE_SIZE as usize;
