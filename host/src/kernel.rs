@@ -445,8 +445,40 @@ impl Kernel {
                 }
             })
             .collect();
-        let named = calls.first().is_some_and(|c| c.instance.is_some());
-        self.invoke_msgs(&msgs, named, deadlines)
+        // The kernel runs a batch's calls while its reply budget lasts
+        // and refuses the rest (`ReplyBudget`, not run): send those again,
+        // the first named by the state its predecessor left.
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut rest = msgs;
+        loop {
+            let named = rest.first().is_some_and(|m| m.instance != [0; 32]);
+            let results = self.invoke_msgs(&rest, named, deadlines)?;
+            let ran = results
+                .iter()
+                .position(|r| {
+                    matches!(r, Err(KernelError::Refused(e)) if e.kind == abi::ErrorKind::ReplyBudget)
+                })
+                .unwrap_or(results.len());
+            if ran == 0 {
+                // Not even one call fit: nothing will change by resending.
+                out.extend(results);
+                return Ok(out);
+            }
+            let previous = match results.get(ran - 1) {
+                Some(Ok(o)) => Some(o.instance),
+                _ => None,
+            };
+            out.extend(results.into_iter().take(ran));
+            if ran == rest.len() {
+                return Ok(out);
+            }
+            rest.drain(..ran);
+            if let (Some(first), Some(previous)) = (rest.first_mut(), previous)
+                && first.instance == [0; 32]
+            {
+                first.instance = previous.0;
+            }
+        }
     }
 
     /// Sends `msgs` (`first_named`: the first names its instance; their

@@ -73,4 +73,49 @@ capbox_tests::backend_tests! {
         let o = kernel.invoke(&sample, Endpoint::Increment.index(), [0; 4], 1000).unwrap();
         assert_eq!((o.exit, o.r7), (ExitReason::Halt, 1));
     }
+
+    /// Six 1 MiB outputs in one batch (five used to fault the guest):
+    /// the kernel stops at its reply budget, the host sends the rest again,
+    /// and every call's output arrives.
+    fn a_batch_of_large_outputs_arrives_whole(kernel: &mut Kernel) {
+        let image = big_output();
+        let mut expected = image.rw_data.clone();
+        expected.resize(1 << 20, 0);
+        let start = kernel.create_instance(&image).unwrap();
+        let calls: Vec<capbox::Invocation> = (0..6)
+            .map(|i| capbox::Invocation {
+                instance: (i % 2 == 0).then_some(start),
+                endpoint: 0,
+                gas: 1_000_000,
+                ..Default::default()
+            })
+            .collect();
+        let results = kernel.invoke_batch(&calls).unwrap();
+        assert_eq!(results.len(), 6);
+        for r in results {
+            let o = r.unwrap();
+            assert_eq!((o.exit, o.instance), (ExitReason::Halt, start));
+            assert!(o.output == expected, "an output of {} bytes", o.output.len());
+        }
+    }
+}
+
+/// An endpoint that outputs 1 MiB (`MAX_OUTPUT_LEN`) of its memory.
+fn big_output() -> Image {
+    use capbox::shared::kernel::KernelOp;
+    let mut b = ProgramBuilder::new();
+    b.load_imm(Reg::R7, 0x2_0000u32)
+        .load_imm(Reg::R8, 1u32 << 20)
+        .ecalli(KernelOp::SetOutput.number())
+        .jump_ind(Reg::R0, 0u32);
+    Image {
+        code: b.build().unwrap(),
+        ro_data: vec![],
+        // A page of pattern, then zeros: a 1 MiB rw section would cost
+        // seconds of hashing in the emulated guest when published.
+        rw_data: (0..4096u32).map(|i| (i % 251) as u8).collect(),
+        heap_pages: 256,
+        stack_size: 4096,
+        endpoints: vec![0],
+    }
 }

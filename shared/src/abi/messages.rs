@@ -59,6 +59,9 @@ pub enum ErrorKind {
     UnknownBenchmark,
     /// Anything else the kernel refused.
     Kernel,
+    /// The call did not run: the batch's reply budget was used up (see
+    /// `MAX_BATCH_OUTPUT_BYTES`); send it again in a new request.
+    ReplyBudget,
 }
 
 impl ErrorKind {
@@ -74,6 +77,7 @@ impl ErrorKind {
             ErrorKind::OutOfMemory => wire::ErrorCode::OutOfMemory,
             ErrorKind::UnknownBenchmark => wire::ErrorCode::UnknownBenchmark,
             ErrorKind::Kernel => wire::ErrorCode::Kernel,
+            ErrorKind::ReplyBudget => wire::ErrorCode::ReplyBudget,
         }
     }
 
@@ -89,6 +93,7 @@ impl ErrorKind {
             wire::ErrorCode::OutOfMemory => ErrorKind::OutOfMemory,
             wire::ErrorCode::UnknownBenchmark => ErrorKind::UnknownBenchmark,
             wire::ErrorCode::Kernel => ErrorKind::Kernel,
+            wire::ErrorCode::ReplyBudget => ErrorKind::ReplyBudget,
             _ => return None,
         })
     }

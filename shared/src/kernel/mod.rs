@@ -27,7 +27,8 @@ pub use invoke::{
 pub use ops::KernelOp;
 pub use programs::{MAX_CACHED_PROGRAM_BYTES, MAX_CACHED_PROGRAMS, ProgramCache};
 pub use service::{
-    KernelHost, KernelState, MAX_FETCHES_PER_CALL, kernel_error_to_remote, outcome_to_wire,
+    KernelHost, KernelState, MAX_BATCH_OUTPUT_BYTES, MAX_FETCHES_PER_CALL, kernel_error_to_remote,
+    outcome_to_wire,
 };
 pub use transaction::MAX_FETCHES_PER_INVOCATION;
 

@@ -11,11 +11,17 @@ use core::hash::BuildHasher;
 use super::bench;
 use super::error::KernelError;
 use super::invoke::{Call, LogSink, Outcome, invoke_call};
+use super::ops::MAX_OUTPUT_LEN;
 use super::programs::{ProgramCache, same_hash};
 use crate::abi::{self, CapBlobMsg, ErrorKind, GuestFunction, InvokeResultMsg, RemoteError};
 use crate::cap::Cap;
 use crate::hash::CapHash;
 use crate::{CacheDirectory, CacheError};
+
+/// Most output bytes one `invoke` reply carries: a call starts only while
+/// at least `MAX_OUTPUT_LEN` of this is left (the first call always runs),
+/// so a reply stays well inside a message and the guest's memory.
+pub const MAX_BATCH_OUTPUT_BYTES: u64 = 3 << 20;
 
 /// How many missing blobs one invocation may fetch from the host before
 /// giving up (an instance needs three: itself, its image, its memory).
@@ -279,7 +285,19 @@ impl<S: BuildHasher> KernelState<'_, S> {
         reply: &mut abi::InvokeReplyWriter,
     ) {
         let mut previous: Option<CapHash> = None;
+        let mut output_bytes = 0u64;
         for call in calls {
+            // Each call may set up to MAX_OUTPUT_LEN of output: once the
+            // outputs so far leave less room than that, the rest of the
+            // batch does not run (the host sends it again).
+            if output_bytes > 0 && output_bytes + MAX_OUTPUT_LEN > MAX_BATCH_OUTPUT_BYTES {
+                reply.push_error(remote(
+                    ErrorKind::ReplyBudget,
+                    "not run: the batch's reply budget is used; send it again",
+                    None,
+                ));
+                continue;
+            }
             let instance = CapHash(call.instance);
             let instance = if same_hash(&instance, &CapHash([0; 32])) {
                 previous
@@ -311,6 +329,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
             match result {
                 Ok(o) => {
                     previous = Some(o.instance);
+                    output_bytes += o.output.len() as u64;
                     let (kind, arg) = o.exit.to_wire();
                     reply.push_outcome(
                         &o.instance.0,

@@ -11,10 +11,10 @@ pub mod capbox_abi {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 1;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: u16 = 10;
+pub const ENUM_MAX_ERROR_CODE: u16 = 11;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 10] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 11] = [
   ErrorCode::BadMessage,
   ErrorCode::BadCap,
   ErrorCode::HashMismatch,
@@ -25,6 +25,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 10] = [
   ErrorCode::OutOfMemory,
   ErrorCode::UnknownBenchmark,
   ErrorCode::Kernel,
+  ErrorCode::ReplyBudget,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -52,9 +53,12 @@ impl ErrorCode {
   pub const UnknownBenchmark: Self = Self(9);
   /// Anything else the kernel refused; the message says what.
   pub const Kernel: Self = Self(10);
+  /// The batch's reply budget was used up before this call ran: it did not
+  /// run; send it (and the rest) again in a new request.
+  pub const ReplyBudget: Self = Self(11);
 
   pub const ENUM_MIN: u16 = 1;
-  pub const ENUM_MAX: u16 = 10;
+  pub const ENUM_MAX: u16 = 11;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::BadMessage,
     Self::BadCap,
@@ -66,6 +70,7 @@ impl ErrorCode {
     Self::OutOfMemory,
     Self::UnknownBenchmark,
     Self::Kernel,
+    Self::ReplyBudget,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -80,6 +85,7 @@ impl ErrorCode {
       Self::OutOfMemory => Some("OutOfMemory"),
       Self::UnknownBenchmark => Some("UnknownBenchmark"),
       Self::Kernel => Some("Kernel"),
+      Self::ReplyBudget => Some("ReplyBudget"),
       _ => None,
     }
   }
