@@ -50,7 +50,7 @@ impl Ours {
     fn run(&self, size: u64) -> (Exit, u64, i64) {
         let memory = Memory::standard(&self.layout, &[], &self.rw, &[]).expect("memory");
         let mut regs = self.layout.initial_registers();
-        regs[7] = u64::from(self.layout.rw_start);
+        regs[7] = u64::from(self.layout.rw_start());
         regs[8] = size;
         let mut machine = Machine::new(regs, 0, GAS, memory);
         let exit = machine.run(&self.program);

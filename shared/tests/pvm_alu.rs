@@ -158,13 +158,13 @@ fn ecalli_reports_its_immediate() {
 fn sbrk_grows_the_standard_heap() {
     let layout = StandardLayout::new(0, 10, 1, 0x1000, 0).unwrap();
     let memory = Memory::standard(&layout, &[], &[7; 10], &[]).unwrap();
-    let heap_top = u64::from(layout.rw_start + layout.rw_mapped);
+    let heap_top = u64::from(layout.rw_start() + layout.rw_mapped());
     let code = vec![
-        two_regs(sbrk, 9, 7),                                    // r9 = sbrk(r7)
-        two_regs(sbrk, 10, 8),                                   // r10 = sbrk(0)
-        two_regs_imm(store_ind_u8, 11, 10, -1),                  // [r10 - 1] = r11
-        two_regs_imm(load_ind_u8, 12, 9, 0),                     // r12 = [r9]
-        reg_imm(Opcode::load_u8, 6, layout.rw_start as i64 + 9), // r6 = rw data
+        two_regs(sbrk, 9, 7),                                      // r9 = sbrk(r7)
+        two_regs(sbrk, 10, 8),                                     // r10 = sbrk(0)
+        two_regs_imm(store_ind_u8, 11, 10, -1),                    // [r10 - 1] = r11
+        two_regs_imm(load_ind_u8, 12, 9, 0),                       // r12 = [r9]
+        reg_imm(Opcode::load_u8, 6, layout.rw_start() as i64 + 9), // r6 = rw data
         no_args(trap),
     ];
     let program = program(&code);
@@ -190,14 +190,14 @@ fn standard_memory_has_the_layout_access_rights() {
     use capbox_shared::pvm::Access;
     let layout = StandardLayout::new(5, 3, 0, 100, 4).unwrap();
     let m = Memory::standard(&layout, &[1; 5], &[2; 3], &[3; 4]).unwrap();
-    assert_eq!(m.access(layout.ro_start), Some(Access::Read));
-    assert_eq!(m.access(layout.rw_start), Some(Access::Write));
-    assert_eq!(m.access(layout.stack_end - 1), Some(Access::Write));
-    assert_eq!(m.access(layout.stack_end), None);
-    assert_eq!(m.access(layout.args_start + 3), Some(Access::Read));
-    assert_eq!(m.access(layout.args_start + 0x1000), None);
+    assert_eq!(m.access(layout.ro_start()), Some(Access::Read));
+    assert_eq!(m.access(layout.rw_start()), Some(Access::Write));
+    assert_eq!(m.access(layout.stack_end() - 1), Some(Access::Write));
+    assert_eq!(m.access(layout.stack_end()), None);
+    assert_eq!(m.access(layout.args_start() + 3), Some(Access::Read));
+    assert_eq!(m.access(layout.args_start() + 0x1000), None);
     let mut out = [0; 4];
-    m.read(layout.args_start, &mut out).unwrap();
+    m.read(layout.args_start(), &mut out).unwrap();
     assert_eq!(out, [3; 4]);
     assert_eq!(m.dirty_pages().count(), 0);
     // Data longer than declared is refused.
@@ -209,14 +209,14 @@ fn standard_memory_has_the_layout_access_rights() {
 fn sbrk_starts_an_empty_heap() {
     let layout = StandardLayout::new(0, 0, 0, 0x1000, 0).unwrap();
     let mut memory = Memory::standard(&layout, &[], &[], &[]).unwrap();
-    assert_eq!(memory.access(layout.rw_start), None);
-    assert_eq!(memory.sbrk(0), u64::from(layout.rw_start));
-    assert_eq!(memory.sbrk(10), u64::from(layout.rw_start));
-    assert_eq!(memory.sbrk(0), u64::from(layout.rw_start) + 10);
-    memory.write(layout.rw_start + 0xFFF, &[1]).unwrap();
-    assert!(memory.write(layout.rw_start + 0x1000, &[1]).is_err());
+    assert_eq!(memory.access(layout.rw_start()), None);
+    assert_eq!(memory.sbrk(0), u64::from(layout.rw_start()));
+    assert_eq!(memory.sbrk(10), u64::from(layout.rw_start()));
+    assert_eq!(memory.sbrk(0), u64::from(layout.rw_start()) + 10);
+    memory.write(layout.rw_start() + 0xFFF, &[1]).unwrap();
+    assert!(memory.write(layout.rw_start() + 0x1000, &[1]).is_err());
     let dirty: Vec<u32> = memory.dirty_pages().map(|(page, _)| page).collect();
-    assert_eq!(dirty, [layout.rw_start]);
+    assert_eq!(dirty, [layout.rw_start()]);
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn sbrk_never_grows_into_another_region() {
     use capbox_shared::pvm::Access;
     let layout = StandardLayout::new(0, 0x1000, 0, 0x1000, 0).unwrap();
     let mut memory = Memory::standard(&layout, &[], &[0; 0x1000], &[]).unwrap();
-    let top = layout.rw_start + 0x1000;
+    let top = layout.rw_start() + 0x1000;
     assert_eq!(memory.heap_top(), Some(top));
     memory.map(top + 0x2000, 0x1000, Access::Read).unwrap();
     assert_eq!(memory.sbrk(0x2000), u64::from(top), "fits exactly");

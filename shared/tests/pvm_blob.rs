@@ -205,14 +205,14 @@ fn standard_program_parses_and_lays_out() {
     assert_eq!(sp.code_blob, code.as_slice());
 
     let layout = sp.layout(10).unwrap();
-    assert_eq!(layout.ro_start, 0x1_0000);
-    assert_eq!(layout.ro_mapped, 0x1000);
-    assert_eq!(layout.rw_start, 0x3_0000); // 2Z + Q(3)
-    assert_eq!(layout.rw_mapped, 0x2000 + 2 * 0x1000); // P(5000) + 2 pages
-    assert_eq!(layout.stack_end, 0xFEFE_0000); // 2^32 - 2Z - 2^24
-    assert_eq!(layout.stack_start, 0xFEFE_0000 - 0x3000);
-    assert_eq!(layout.args_start, 0xFEFF_0000);
-    assert_eq!(layout.args_mapped, 0x1000);
+    assert_eq!(layout.ro_start(), 0x1_0000);
+    assert_eq!(layout.ro_mapped(), 0x1000);
+    assert_eq!(layout.rw_start(), 0x3_0000); // 2Z + Q(3)
+    assert_eq!(layout.rw_mapped(), 0x2000 + 2 * 0x1000); // P(5000) + 2 pages
+    assert_eq!(layout.stack_end(), 0xFEFE_0000); // 2^32 - 2Z - 2^24
+    assert_eq!(layout.stack_start(), 0xFEFE_0000 - 0x3000);
+    assert_eq!(layout.args_start(), 0xFEFF_0000);
+    assert_eq!(layout.args_mapped(), 0x1000);
     let regs = layout.initial_registers();
     assert_eq!(regs[0], u64::from(HALT_ADDRESS));
     assert_eq!(regs[1], 0xFEFE_0000);

@@ -17,7 +17,7 @@ fn run_standard(program: &Program, n: u64, area: u32) -> (Machine, i64) {
     let memory = Memory::standard(&layout, &[], &vec![0; area as usize], &[]).unwrap();
     let mut regs = layout.initial_registers();
     regs[7] = n;
-    regs[8] = u64::from(layout.rw_start);
+    regs[8] = u64::from(layout.rw_start());
     let budget = i64::MAX / 2;
     let mut machine = Machine::new(regs, 0, budget, memory);
     assert_eq!(machine.run(program), Exit::Halt, "pc {}", machine.pc);
@@ -28,7 +28,7 @@ fn run_standard(program: &Program, n: u64, area: u32) -> (Machine, i64) {
 fn sorted_output(machine: &Machine, n: usize) -> Vec<u32> {
     let layout = StandardLayout::new(0, 4, 0, 0x1000, 0).unwrap();
     let mut bytes = vec![0; 4 * n];
-    machine.memory.read(layout.rw_start, &mut bytes).unwrap();
+    machine.memory.read(layout.rw_start(), &mut bytes).unwrap();
     bytes
         .chunks(4)
         .map(|c| u32::from_le_bytes(c.try_into().unwrap()))

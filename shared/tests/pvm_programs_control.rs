@@ -489,7 +489,7 @@ fn run_workload(blob: &[u8], buffer: u32, size: u64) -> (Exit, u64, i64) {
     let memory = Memory::standard(&layout, &[], &vec![0; buffer as usize], &[]).unwrap();
     let program = capbox_shared::pvm::Program::from_blob(blob).unwrap();
     let mut regs = layout.initial_registers();
-    regs[7] = u64::from(layout.rw_start);
+    regs[7] = u64::from(layout.rw_start());
     regs[8] = size;
     let mut machine = capbox_shared::pvm::Machine::new(regs, 0, 1 << 40, memory);
     let exit = machine.run(&program);

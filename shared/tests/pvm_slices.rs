@@ -91,7 +91,7 @@ fn workload_machine(buffer: u32, size: u64, gas: i64) -> Machine {
     let rw = vec![0; buffer as usize];
     let memory = Memory::standard(&layout, &[], &rw, &[]).expect("memory");
     let mut regs = layout.initial_registers();
-    regs[7] = u64::from(layout.rw_start);
+    regs[7] = u64::from(layout.rw_start());
     regs[8] = size;
     Machine::new(regs, 0, gas, memory)
 }

@@ -605,7 +605,7 @@ fn reset_memory(
     old_memory: &Data,
     dirty: &[u32],
 ) -> bool {
-    let initial_top = layout.rw_start + layout.rw_mapped;
+    let initial_top = layout.rw_start() + layout.rw_mapped();
     if memory.heap_top() != Some(initial_top) || memory.storage_exhausted() {
         return false;
     }
@@ -618,12 +618,12 @@ fn reset_memory(
     let mut page = alloc::vec![0u8; PAGE_SIZE];
     for &addr in dirty {
         page.fill(0);
-        let in_rw = addr >= layout.rw_start && addr < layout.stack_start;
+        let in_rw = addr >= layout.rw_start() && addr < layout.stack_start();
         if in_rw {
             if committed {
                 continue;
             }
-            let offset = u64::from(addr - layout.rw_start);
+            let offset = u64::from(addr - layout.rw_start());
             let len = old_memory.len();
             if offset < len {
                 let n = (len - offset).min(u64::from(page_size)) as usize;
@@ -648,8 +648,8 @@ fn memory_after(
     memory: &Memory,
     layout: &StandardLayout,
 ) -> Result<Option<Data>, KernelError> {
-    let rw_start = layout.rw_start;
-    let rw_end = layout.stack_start;
+    let rw_start = layout.rw_start();
+    let rw_end = layout.stack_start();
     let mut new_memory: Option<Data> = None;
     for (addr, bytes) in memory.dirty_pages() {
         if addr < rw_start || addr >= rw_end {

@@ -34,31 +34,34 @@ fn zone_round(x: u64) -> u64 {
 }
 
 /// Addresses of every section of a standard program's memory, computed from
-/// section sizes alone (no data), so the kernel can use it directly.
+/// section sizes alone (no data), so the kernel can use it directly. Built
+/// only by [`StandardLayout::new`], which checks the Graypaper's bound, so
+/// every value satisfies it (the fields are private, read through the
+/// methods of the same names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StandardLayout {
     /// Start of read-only data (always `Z`).
-    pub ro_start: u32,
+    ro_start: u32,
     /// Length of read-only data.
-    pub ro_len: u32,
+    ro_len: u32,
     /// Mapped read-only length (`P(|o|)`).
-    pub ro_mapped: u32,
+    ro_mapped: u32,
     /// Start of read-write data, also the heap base `h`.
-    pub rw_start: u32,
+    rw_start: u32,
     /// Length of read-write data.
-    pub rw_len: u32,
+    rw_len: u32,
     /// Mapped writable length: `P(|w|) + z · Z_P`.
-    pub rw_mapped: u32,
+    rw_mapped: u32,
     /// Lowest stack address.
-    pub stack_start: u32,
+    stack_start: u32,
     /// One past the highest stack address (φ1's initial value).
-    pub stack_end: u32,
+    stack_end: u32,
     /// Start of the arguments (φ7's initial value).
-    pub args_start: u32,
+    args_start: u32,
     /// Length of the arguments (φ8's initial value).
-    pub args_len: u32,
+    args_len: u32,
     /// Mapped argument length (`P(|a|)`).
-    pub args_mapped: u32,
+    args_mapped: u32,
 }
 
 impl StandardLayout {
@@ -102,6 +105,61 @@ impl StandardLayout {
         })
     }
 
+    /// See the field `ro_start`.
+    pub fn ro_start(&self) -> u32 {
+        self.ro_start
+    }
+
+    /// See the field `ro_len`.
+    pub fn ro_len(&self) -> u32 {
+        self.ro_len
+    }
+
+    /// See the field `ro_mapped`.
+    pub fn ro_mapped(&self) -> u32 {
+        self.ro_mapped
+    }
+
+    /// See the field `rw_start`.
+    pub fn rw_start(&self) -> u32 {
+        self.rw_start
+    }
+
+    /// See the field `rw_len`.
+    pub fn rw_len(&self) -> u32 {
+        self.rw_len
+    }
+
+    /// See the field `rw_mapped`.
+    pub fn rw_mapped(&self) -> u32 {
+        self.rw_mapped
+    }
+
+    /// See the field `stack_start`.
+    pub fn stack_start(&self) -> u32 {
+        self.stack_start
+    }
+
+    /// See the field `stack_end`.
+    pub fn stack_end(&self) -> u32 {
+        self.stack_end
+    }
+
+    /// See the field `args_start`.
+    pub fn args_start(&self) -> u32 {
+        self.args_start
+    }
+
+    /// See the field `args_len`.
+    pub fn args_len(&self) -> u32 {
+        self.args_len
+    }
+
+    /// See the field `args_mapped`.
+    pub fn args_mapped(&self) -> u32 {
+        self.args_mapped
+    }
+
     /// Bytes the layout maps: read-only, read-write (with heap), stack and
     /// arguments.
     pub fn mapped_bytes(&self) -> u64 {
@@ -141,32 +199,32 @@ impl Memory {
         let mut memory = Memory::new();
         let sections = [
             (
-                layout.ro_start,
-                layout.ro_mapped,
+                layout.ro_start(),
+                layout.ro_mapped(),
                 Access::Read,
                 ro,
-                layout.ro_len,
+                layout.ro_len(),
             ),
             (
-                layout.rw_start,
-                layout.rw_mapped,
+                layout.rw_start(),
+                layout.rw_mapped(),
                 Access::Write,
                 rw,
-                layout.rw_len,
+                layout.rw_len(),
             ),
             (
-                layout.stack_start,
-                layout.stack_end - layout.stack_start,
+                layout.stack_start(),
+                layout.stack_end() - layout.stack_start(),
                 Access::Write,
                 &[][..],
                 0,
             ),
             (
-                layout.args_start,
-                layout.args_mapped,
+                layout.args_start(),
+                layout.args_mapped(),
                 Access::Read,
                 args,
-                layout.args_len,
+                layout.args_len(),
             ),
         ];
         for (start, mapped, access, data, declared_len) in sections {
@@ -178,8 +236,8 @@ impl Memory {
             memory.map(start, mapped, access)?;
             memory.initialize(start, data)?;
         }
-        let heap_top = layout.rw_start + layout.rw_mapped;
-        memory.set_heap(layout.rw_start, heap_top, layout.stack_start);
+        let heap_top = layout.rw_start() + layout.rw_mapped();
+        memory.set_heap(layout.rw_start(), heap_top, layout.stack_start());
         memory.clear_dirty();
         Ok(memory)
     }
