@@ -260,10 +260,12 @@ pub fn decode_operands(format: ArgFormat, code: &[u8], pc: u32, skip: u32) -> Op
                 y: sext(z.le(3 + lx, ly), ly),
             }
         }
+        // r_D from the low nibble of ζ_{ı+2} (departure 10 in `pvm`'s
+        // docs: PolkaVM and anan-as both do; the text has no `mod 16`).
         ArgFormat::ThreeRegs => Operands::ThreeRegs {
             ra: reg(low(1)),
             rb: reg(z.byte(1) >> 4),
-            rd: reg(z.byte(2)),
+            rd: reg(low(2)),
         },
     }
 }
@@ -302,5 +304,44 @@ impl Zeta<'_> {
         (0..n)
             .rev()
             .fold(0u64, |acc, i| (acc << 8) | u64::from(self.byte(offset + i)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `c6 33 90` (shlo_r_32): r_D is 0x90's low nibble, φ0 — as in PolkaVM
+    /// 0.37 and anan-as 1.2.0 — not min(12, 0x90) = φ12.
+    #[test]
+    fn three_register_destination_is_the_low_nibble() {
+        let ops = decode_operands(ArgFormat::ThreeRegs, &[0xc6, 0x33, 0x90], 0, 2);
+        assert_eq!(
+            ops,
+            Operands::ThreeRegs {
+                ra: 3,
+                rb: 3,
+                rd: 0
+            }
+        );
+        let ops = decode_operands(ArgFormat::ThreeRegs, &[0xc6, 0x33, 0x0d], 0, 2);
+        assert_eq!(
+            ops,
+            Operands::ThreeRegs {
+                ra: 3,
+                rb: 3,
+                rd: 12
+            }
+        );
+        // Past the code's end ζ reads zeros: φ0.
+        let ops = decode_operands(ArgFormat::ThreeRegs, &[0xc6, 0x33], 0, 1);
+        assert_eq!(
+            ops,
+            Operands::ThreeRegs {
+                ra: 3,
+                rb: 3,
+                rd: 0
+            }
+        );
     }
 }
