@@ -58,9 +58,9 @@
 //! 9. **Zero-width jump tables** (`z = 0`) may not list more entries than
 //!    the blob has octets (an allocation bound; the text allows any count).
 //! 10. **Three-register instructions** take r_D = min(12, ζ_{ı+2} mod 16),
-//!    the low nibble (the text reads min(12, ζ_{ı+2})), also when that
-//!    octet lies past the instruction's end: PolkaVM 0.37 and anan-as 1.2.0
-//!    both do (DESIGN §4: where the two agree, capbox agrees with them).
+//!     the low nibble (the text reads min(12, ζ_{ı+2})), also when that
+//!     octet lies past the instruction's end: PolkaVM 0.37 and anan-as
+//!     1.2.0 both do (DESIGN §4: where the two agree, capbox agrees).
 
 pub mod asm;
 pub mod blob;
