@@ -263,10 +263,15 @@ fn interpret<const STEP: bool>(
                 enter!(target as usize);
             }};
         }
+        // A conditional branch whose target is not a block start panics
+        // whether or not it is taken (departure 11 in `pvm`'s docs).
         macro_rules! branch {
             ($cond:expr) => {{
+                if op.y == INVALID_TARGET {
+                    exit!(Exit::Panic);
+                }
                 if $cond {
-                    jump!(op.y);
+                    enter!(op.y as usize);
                 }
                 enter!(idx + 1);
             }};

@@ -61,6 +61,10 @@
 //!     the low nibble (the text reads min(12, ζ_{ı+2})), also when that
 //!     octet lies past the instruction's end: PolkaVM 0.37 and anan-as
 //!     1.2.0 both do (DESIGN §4: where the two agree, capbox agrees).
+//! 11. **Conditional branches to a target that is not a block start** (or
+//!     outside the code) panic whether or not the branch would be taken;
+//!     the text only faults a taken jump. PolkaVM 0.37 and anan-as 1.2.0
+//!     both check the target first.
 
 pub mod asm;
 pub mod blob;

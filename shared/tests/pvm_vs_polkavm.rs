@@ -1,0 +1,85 @@
+//! Departures 10 and 11 (`capbox_shared::pvm` docs) checked against
+//! PolkaVM 0.37's interpreter on the same blobs: where the Graypaper text
+//! is literal about programs no assembler writes, capbox does what the
+//! reference implementations do.
+
+use capbox_shared::pvm::asm::{ProgramBuilder, Reg};
+use capbox_shared::pvm::layout::StandardLayout;
+use capbox_shared::pvm::{Exit, Machine, Memory, Program};
+use polkavm::{
+    BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig, ProgramBlob,
+    ProgramCounter, ProgramParts, Reg as PReg,
+};
+
+const GAS: i64 = 10_000;
+
+/// Ours: (panicked, pc, φ0..φ12).
+fn ours(blob: &[u8]) -> (bool, u32, [u64; 13]) {
+    let program = Program::from_blob(blob).unwrap();
+    let layout = StandardLayout::new(0, 4096, 0, 4096, 0).unwrap();
+    let memory = Memory::standard(&layout, &[], &[0; 4096], &[]).unwrap();
+    let mut machine = Machine::new([0; 13], 0, GAS, memory);
+    let exit = machine.run(&program);
+    (exit == Exit::Panic, machine.pc, machine.regs)
+}
+
+/// PolkaVM 0.37's interpreter: (trapped, pc, φ0..φ12).
+fn theirs(blob: &[u8]) -> (bool, u32, [u64; 13]) {
+    let mut config = Config::from_env().unwrap();
+    config.set_backend(Some(BackendKind::Interpreter));
+    let engine = Engine::new(&config).unwrap();
+    let mut parts = ProgramParts::empty(polkavm::program::InstructionSetKind::JamV1);
+    parts.rw_data_size = 4096;
+    parts.stack_size = 4096;
+    parts.code_and_jump_table = blob.to_vec().into();
+    let blob = ProgramBlob::from_parts(parts).unwrap();
+    let mut module_config = ModuleConfig::new();
+    module_config.set_gas_metering(Some(GasMeteringKind::Sync));
+    module_config.set_page_size(0x1000);
+    let module = Module::from_blob(&engine, &module_config, blob).unwrap();
+    let mut instance = module.instantiate().unwrap();
+    instance.set_next_program_counter(ProgramCounter(0));
+    for reg in PReg::ALL {
+        instance.set_reg(reg, 0);
+    }
+    instance.set_gas(GAS);
+    let exit = instance.run().unwrap();
+    let regs: [u64; 13] = core::array::from_fn(|i| instance.reg(PReg::ALL[i]));
+    let pc = instance.program_counter().map_or(u32::MAX, |pc| pc.0);
+    (matches!(exit, InterruptKind::Trap), pc, regs)
+}
+
+#[test]
+fn three_register_destination_is_the_low_nibble_as_in_polkavm() {
+    // φ3 = 0x40; shlo_r_32 with r_D octet 0x90: φ0 = 0x40 (low nibble 0),
+    // not φ12 (min(12, 0x90)); then trap.
+    let mut b = ProgramBuilder::new();
+    b.load_imm(Reg::R3, 0x40u32)
+        .raw_instruction(&[0xc6, 0x33, 0x90])
+        .trap();
+    let blob = b.build().unwrap();
+    let (ours, theirs) = (ours(&blob), theirs(&blob));
+    assert!(ours.0 && theirs.0);
+    assert_eq!(ours.2, theirs.2, "registers");
+    assert_eq!((ours.2[0], ours.2[12]), (0x40, 0));
+}
+
+#[test]
+fn an_untaken_branch_to_a_non_block_start_panics_as_in_polkavm() {
+    // φ2 = 1; branch_eq_imm φ2, 0 → a target inside a block (not taken);
+    // then φ3 = 7 and trap. Both panic at the branch, φ3 still 0.
+    let mut b = ProgramBuilder::new();
+    let inside = b.new_label();
+    b.load_imm(Reg::R2, 1u32);
+    b.bind(inside);
+    b.load_imm(Reg::R4, 9u32)
+        .branch_eq_imm(Reg::R2, 0u32, inside)
+        .load_imm(Reg::R3, 7u32)
+        .trap();
+    let blob = b.build().unwrap();
+    let (ours, theirs) = (ours(&blob), theirs(&blob));
+    assert_eq!(ours.0, theirs.0, "both panic");
+    assert_eq!(ours.2, theirs.2, "registers");
+    assert_eq!(ours.1, theirs.1, "pc");
+    assert_eq!(ours.2[3], 0, "the branch panicked before φ3 = 7");
+}
