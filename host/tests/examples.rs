@@ -60,19 +60,19 @@ fn every_example_does_what_it_says() {
             "output.pvmasm",
             &[],
             None,
-            &[("r7", 0.into()), ("output", "68656c6c6f".into())],
+            vec![("r7", 0.into()), ("output", "68656c6c6f".into())],
         ),
         (
             "echo.pvmasm",
             &[],
             Some(b"hi"),
-            &[("output", "6869".into())],
+            vec![("output", "6869".into())],
         ),
         (
             "caps.pvmasm",
             &[],
             None,
-            &[("r7", 0.into()), ("r8", 16.into())],
+            vec![("r7", 0.into()), ("r8", 16.into())],
         ),
     ];
     let count = cases.len();
