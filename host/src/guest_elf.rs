@@ -7,7 +7,42 @@ use goblin::elf::Elf;
 
 use crate::error::GuestElfError;
 
-/// The guest ELF to load: `$CAPBOX_GUEST` at run time, else the one
+/// The guest kernel `host/build.rs` built (or took from `CAPBOX_GUEST` at
+/// build time), inside this binary: an installed `capbox` needs neither the
+/// build tree nor a file next to it.
+pub static EMBEDDED_GUEST: &[u8] = include_bytes!(env!("CAPBOX_GUEST_ELF"));
+
+/// Which guest kernel a sandbox loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuestImage {
+    /// [`EMBEDDED_GUEST`].
+    Embedded,
+    /// An ELF file (e.g. from `CAPBOX_GUEST`).
+    File(PathBuf),
+}
+
+impl GuestImage {
+    /// `$CAPBOX_GUEST` when set at run time, else the embedded guest.
+    pub fn from_env() -> GuestImage {
+        match std::env::var_os("CAPBOX_GUEST") {
+            Some(p) if !p.is_empty() => GuestImage::File(PathBuf::from(p)),
+            _ => GuestImage::Embedded,
+        }
+    }
+
+    /// Its bytes, checked like [`load_checked`].
+    pub fn load_checked(&self) -> Result<Vec<u8>, GuestElfError> {
+        match self {
+            GuestImage::File(path) => load_checked(path),
+            GuestImage::Embedded => check(
+                EMBEDDED_GUEST.to_vec(),
+                Path::new("(embedded in this capbox binary)"),
+            ),
+        }
+    }
+}
+
+/// The guest ELF file: `$CAPBOX_GUEST` at run time, else the one
 /// `host/build.rs` built (or took from `CAPBOX_GUEST` at build time).
 pub fn default_guest_path() -> PathBuf {
     match std::env::var_os("CAPBOX_GUEST") {
@@ -23,6 +58,11 @@ pub fn load_checked(path: &Path) -> Result<Vec<u8>, GuestElfError> {
         path: path.to_path_buf(),
         source,
     })?;
+    check(bytes, path)
+}
+
+/// Checks the ABI note of `bytes` (named `path` in errors).
+fn check(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, GuestElfError> {
     let found = abi_version(&bytes).map_err(|reason| GuestElfError::BadElf {
         path: path.to_path_buf(),
         reason,
@@ -81,6 +121,9 @@ mod tests {
     fn the_built_guest_has_the_current_abi_note() {
         assert_eq!(abi_version(&built_guest()), Ok(Some(ABI_VERSION)));
         assert!(load_checked(&default_guest_path()).is_ok());
+        // The embedded copy is the same kernel.
+        assert_eq!(abi_version(EMBEDDED_GUEST), Ok(Some(ABI_VERSION)));
+        assert!(GuestImage::Embedded.load_checked().is_ok());
     }
 
     #[test]

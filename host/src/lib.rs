@@ -15,6 +15,7 @@ pub use backend::{
     Backend, BackendKind, HostServices, LocalBackend, SandboxBackend, SandboxConfig,
 };
 pub use error::{GuestElfError, KernelError};
+pub use guest_elf::GuestImage;
 pub use kernel::{BackendChoice, DEFAULT_TIMEOUT, Invocation, Kernel, escape_for_terminal};
 pub use store::{
     BlobInfo, PruneReport, SaveReport, Store, StoreError, StoreLock, StoreOptions, StoreStats,

@@ -1,6 +1,5 @@
 //! The sandbox backend: the guest kernel in a Hyperlight micro-VM.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use hyperlight_host::{Sandbox, SandboxBuilder};
 use super::clock::{ticks_at, tsc_hz};
 use super::{Backend, BackendKind, HostServices};
 use crate::error::KernelError;
-use crate::guest_elf;
+use crate::guest_elf::GuestImage;
 
 /// Size of one transport buffer between host and guest.
 const TRANSPORT_BUFFER: usize = 64 << 10;
@@ -25,8 +24,9 @@ pub fn hypervisor_present() -> bool {
 /// Memory sizes for the micro-VM.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
-    /// The guest ELF (checked for the ABI note before loading).
-    pub guest: PathBuf,
+    /// The guest kernel (checked for the ABI note before loading): the one
+    /// embedded in this binary unless `CAPBOX_GUEST` names a file.
+    pub guest: GuestImage,
     /// Guest heap: the directory, decoded programs and the page arena.
     pub heap_bytes: u64,
     /// Largest single message in either direction.
@@ -48,7 +48,7 @@ impl Default for SandboxConfig {
                 << 20
         };
         SandboxConfig {
-            guest: guest_elf::default_guest_path(),
+            guest: GuestImage::from_env(),
             heap_bytes: env_mib("CAPBOX_GUEST_HEAP_MIB", 128),
             message_bytes: usize::try_from(env_mib("CAPBOX_MESSAGE_MIB", 4)).unwrap_or(4 << 20),
             call_timeout: Duration::from_secs(
@@ -85,7 +85,7 @@ impl SandboxBackend {
         if !hypervisor_present() {
             return Err(KernelError::NoHypervisor);
         }
-        let elf = guest_elf::load_checked(&config.guest)?;
+        let elf = config.guest.load_checked()?;
         let mut sandbox = build(&elf, &config, services.clone())?;
         let fresh = sandbox
             .snapshot()
@@ -100,8 +100,8 @@ impl SandboxBackend {
         })
     }
 
-    /// The guest ELF in use.
-    pub fn guest_path(&self) -> &Path {
+    /// The guest kernel in use.
+    pub fn guest(&self) -> &GuestImage {
         &self.config.guest
     }
 
