@@ -255,7 +255,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Most invocations one `--per-call` request may chain.
+const MAX_PER_CALL: u32 = 10_000;
+
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.per_call == 0 || args.per_call > MAX_PER_CALL {
+        bail!(
+            "--per-call must be between 1 and {MAX_PER_CALL} (got {})",
+            args.per_call
+        );
+    }
+    if let Some(only) = &args.only
+        && !BENCHMARKS.iter().any(|(name, _)| name == only)
+    {
+        let names: Vec<&str> = BENCHMARKS.iter().map(|(name, _)| *name).collect();
+        bail!("no benchmark {only:?}; have: {}", names.join(", "));
+    }
     let mut kernel = Kernel::new(args.backend.into())?;
     if let Some(n) = args.calls {
         let instance = match args.call {
@@ -317,10 +332,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let r = kernel.bench(name, args.iters)?;
-        println!(
-            "{name:>18}: {:>12} cycles/iter  ({what})",
-            r.cycles / r.iters.max(1)
-        );
+        match r.cycles.checked_div(r.iters) {
+            Some(per_iter) => println!("{name:>18}: {per_iter:>12} cycles/iter  ({what})"),
+            // Start-up only (what scripts/measure-calls.sh subtracts).
+            None => println!("{name:>18}: 0 iterations (set-up only, no per-iteration figure)"),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
