@@ -83,6 +83,27 @@ pub struct Kernel {
     default_timeout: Duration,
 }
 
+/// Why auto mode fell back to the local backend, with what to do when the
+/// device is there but cannot be opened (a permission problem, not a
+/// missing hypervisor).
+fn no_hypervisor_reason() -> String {
+    let local = "using the local backend (same kernel, in-process)";
+    for device in ["/dev/kvm", "/dev/mshv"] {
+        if std::path::Path::new(device).exists()
+            && let Err(e) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(device)
+        {
+            return format!(
+                "{device} exists but cannot be opened ({e}); add your user to its group \
+                 (e.g. `sudo usermod -aG kvm $USER`, then log in again) to use the sandbox; {local}"
+            );
+        }
+    }
+    format!("no hypervisor found; {local}")
+}
+
 /// A program's bytes as text that is safe to print: control characters
 /// (escape sequences could retitle or clear a terminal) are shown escaped,
 /// invalid UTF-8 as U+FFFD.
@@ -151,9 +172,7 @@ impl Kernel {
             BackendChoice::Local => Box::new(LocalBackend::new(services)),
             BackendChoice::Sandbox => Box::new(SandboxBackend::new(config, services)?),
             BackendChoice::Auto if !hypervisor_present() => {
-                eprintln!(
-                    "capbox: no hypervisor found; using the local backend (same kernel, in-process)"
-                );
+                eprintln!("capbox: {}", no_hypervisor_reason());
                 Box::new(LocalBackend::new(services))
             }
             BackendChoice::Auto => match SandboxBackend::new(config, services.clone()) {
