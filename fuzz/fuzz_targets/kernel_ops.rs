@@ -35,16 +35,34 @@
 //! * determinism: for some invocations, a fresh kernel (fresh directory and
 //!   `ProgramCache`) given every blob the first one holds answers the same
 //!   request with the same bytes and the same logs.
+//! * the reply budget: every output is at most `MAX_OUTPUT_LEN`, a batch's
+//!   outputs total at most `MAX_BATCH_OUTPUT_BYTES`, and a call is refused
+//!   with `ReplyBudget` exactly when the outputs before it leave less than
+//!   `MAX_OUTPUT_LEN` (so the refused calls are a suffix of the batch);
+//! * a program over `MAX_INSTRUCTIONS` (instructions or jump-table entries)
+//!   never runs: `BadProgram`; one within the limit is never `BadProgram`;
+//! * `Timeout` only for a call with a deadline (the host's clock ticks once
+//!   per look).
+//!
+//! *Large mode* (a quarter of the inputs, chosen by the first octet): the
+//! program is padded after its code to around `MAX_INSTRUCTIONS`
+//! instructions (one-byte `fallthrough`s, or one huge basic block of
+//! `add_imm_64`, then a halt; the padding is another endpoint) or gets a
+//! jump table that long; rw data up to 1.5 MiB and heaps up to 4097 pages;
+//! steps that `set_output` (or `input_read`) around `MAX_OUTPUT_LEN`;
+//! batches of up to six calls with gas up to 2 000 000 and inputs up to
+//! `MAX_INPUT_LEN` + 1.
 #![no_main]
 
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
-use capbox_shared::abi::{self, CapBlobMsg, GuestFunction, InvocationMsg};
-use capbox_shared::kernel::ops::{MAX_LOG_LEN, MAX_OUTPUT_LEN, MAX_TRANSFER_LEN};
+use capbox_shared::abi::{self, CapBlobMsg, ErrorKind, GuestFunction, InvocationMsg};
+use capbox_shared::kernel::ops::{MAX_INPUT_LEN, MAX_LOG_LEN, MAX_OUTPUT_LEN, MAX_TRANSFER_LEN};
 use capbox_shared::kernel::{KernelHost, KernelOp, KernelState, LogSink, ProgramCache};
-use capbox_shared::kernel::{new_instance_with_slots, sample};
+use capbox_shared::kernel::{MAX_BATCH_OUTPUT_BYTES, NO_TIMEOUT, new_instance_with_slots, sample};
 use capbox_shared::pvm::asm::{Imm, ProgramBuilder, Reg};
+use capbox_shared::pvm::{MAX_INSTRUCTIONS, deblob, decode_natural, encode_natural};
 use capbox_shared::{CNode, CacheDirectory, Cap, CapHash, CapHashOrRef, Data, Image, TypeCap};
 use libfuzzer_sys::fuzz_target;
 
@@ -56,8 +74,23 @@ const MAX_INVOCATIONS: usize = 8;
 const GAS: [u64; 6] = [20_000, 3_000, 60_000, 500, 50, 0];
 /// Invocation inputs (most calls have none).
 const INPUTS: [&[u8]; 5] = [b"", b"", b"", b"abc", &[0xa5; 5000]];
-/// The page no layout maps.
+/// The page no layout maps (large mode: one far past its sections).
 const UNMAPPED: u64 = 0x10_0000;
+const UNMAPPED_LARGE: u64 = 0x7000_0000;
+/// Large mode: gas limits (a 1 MiB `set_output` costs ~33k, a run through
+/// 2^18 padding instructions ~2^18).
+const GAS_LARGE: [u64; 6] = [40_000, 300_000, 2_000_000, 20_000, 500, 0];
+/// Large mode: lengths for `set_output`, `input_read` and the like.
+const LENS_LARGE: [u64; 6] = [
+    MAX_OUTPUT_LEN,
+    MAX_OUTPUT_LEN,
+    MAX_OUTPUT_LEN - 1,
+    MAX_OUTPUT_LEN + 1,
+    1 << 19,
+    3 << 18,
+];
+/// Deadlines (ticks of `FuzzHost`'s clock, one per look): mostly none.
+const TIMEOUTS: [u64; 8] = [NO_TIMEOUT, NO_TIMEOUT, NO_TIMEOUT, NO_TIMEOUT, 0, 1, 3, 40];
 
 /// `KERNEL_OPS_DEBUG=1`: print the program, each request and each reply
 /// (to read a crash input: `cargo fuzz run kernel_ops <file>`).
@@ -116,6 +149,8 @@ struct Layout {
     ro_start: u64,
     rw_start: u64,
     rw_len: u64,
+    /// Large mode: big lengths and outputs.
+    large: bool,
 }
 
 /// A value for one argument register.
@@ -144,6 +179,7 @@ fn ptr_value(input: &mut Input<'_>, layout: Layout) -> Value {
         7 => Value::Imm(rw + layout.rw_len.saturating_sub(u64::from(input.u8() % 40))),
         8..=10 => Value::Stack(input.pick(&[8, 32, 64, 100, 4096, 4097, 0, -8])),
         11 => Value::Imm(layout.ro_start + u64::from(input.u8() % 64)),
+        12 if layout.large => Value::Imm(UNMAPPED_LARGE),
         12 => Value::Imm(UNMAPPED),
         13 => Value::Imm(input.pick(&[0, u64::MAX - 2, u64::MAX, 0xFFFF_FFF0, 1 << 32])),
         14 => Value::Keep,
@@ -151,7 +187,10 @@ fn ptr_value(input: &mut Input<'_>, layout: Layout) -> Value {
     }
 }
 
-fn len_value(input: &mut Input<'_>) -> Value {
+fn len_value(input: &mut Input<'_>, layout: Layout) -> Value {
+    if layout.large && input.u8().is_multiple_of(4) {
+        return Value::Imm(input.pick(&LENS_LARGE));
+    }
     match input.u8() % 16 {
         0..=7 => Value::Imm(u64::from(input.u8() % 65)),
         8 => Value::Imm(input.pick(&[4095, 4096, 4097, 8192, 5000])),
@@ -210,7 +249,7 @@ fn arg_value(name: &str, input: &mut Input<'_>, layout: Layout) -> Value {
     } else {
         match name {
             "ptr" => ptr_value(input, layout),
-            "len" => len_value(input),
+            "len" => len_value(input, layout),
             "offset" => offset_value(input),
             "endpoint_and_gas" => selector_value(input),
             _ => any_value(input),
@@ -247,7 +286,29 @@ enum Step {
     },
 }
 
+/// Large mode: a step that moves a lot of bytes (a big output, most
+/// often, or all of a big input into memory).
+fn big_step(input: &mut Input<'_>, layout: Layout) -> Step {
+    let rw = layout.rw_start;
+    let ptr = Value::Imm(input.pick(&[rw, rw, rw, rw + 4096, layout.ro_start]));
+    let len = Value::Imm(match input.u8() % 4 {
+        0 => layout.rw_len,
+        _ => input.pick(&LENS_LARGE),
+    });
+    let (op, args) = match input.u8() % 4 {
+        0 => (KernelOp::InputRead, vec![Value::Imm(0), ptr, len]),
+        _ => (KernelOp::SetOutput, vec![ptr, len]),
+    };
+    Step::Op {
+        number: op.number(),
+        args,
+    }
+}
+
 fn next_step(input: &mut Input<'_>, index: usize, layout: Layout) -> Step {
+    if layout.large && input.u8().is_multiple_of(4) {
+        return big_step(input, layout);
+    }
     match input.u8() % 32 {
         31 | 30 => Step::Store {
             reg: input.pick(&ARG_REGS),
@@ -354,15 +415,145 @@ fn build_program(steps: &[Step], entry_steps: &[usize]) -> (Vec<u8>, Vec<u32>) {
     (built.blob, endpoints)
 }
 
-fn fuzz_image(input: &mut Input<'_>) -> (Image, Layout) {
+/// The octets of the instructions `emit` pushes (no jump targets).
+fn instruction_bytes(emit: impl FnOnce(&mut ProgramBuilder)) -> Vec<u8> {
+    let mut b = ProgramBuilder::new();
+    emit(&mut b);
+    let blob = b.build().expect("a straight-line snippet builds");
+    deblob(&blob).expect("a built blob splits").code.to_vec()
+}
+
+/// Large mode's padding units (each one instruction): `fallthrough` (each
+/// its own basic block) or `add_imm_64 φ8, φ8, 1` (one huge basic block),
+/// and the tail after them, `jump_ind φ0` (halt).
+fn padding_units() -> &'static [Vec<u8>; 3] {
+    static UNITS: OnceLock<[Vec<u8>; 3]> = OnceLock::new();
+    UNITS.get_or_init(|| {
+        [
+            instruction_bytes(|b| {
+                b.fallthrough();
+            }),
+            instruction_bytes(|b| {
+                b.add_imm_64(Reg::R8, Reg::R8, 1);
+            }),
+            instruction_bytes(|b| {
+                b.jump_ind(Reg::R0, 0u32);
+            }),
+        ]
+    })
+}
+
+/// What large mode did to a program's size.
+#[derive(Clone, Copy, Debug, Default)]
+struct Size {
+    /// Instructions (bitmask bits) in the code.
+    instructions: u64,
+    /// Dynamic jump-table entries.
+    jump_entries: u64,
+    /// Zero-width jump-table entries outnumbering the blob's octets
+    /// (`deblob` refuses them: `ProgramError::TooLarge`).
+    zero_width_overflow: bool,
+}
+
+impl Size {
+    /// Whether the kernel must refuse the program (`ProgramError::OverLimit`
+    /// or, for zero-width entries, `TooLarge`).
+    fn over_limit(self) -> bool {
+        self.instructions > MAX_INSTRUCTIONS
+            || self.jump_entries > MAX_INSTRUCTIONS
+            || self.zero_width_overflow
+    }
+}
+
+/// Instruction (or jump-table) counts large mode pads a program to: just
+/// under, at and just over `MAX_INSTRUCTIONS`, or anything below.
+fn size_target(input: &mut Input<'_>) -> u64 {
+    match input.u8() % 8 {
+        0 => MAX_INSTRUCTIONS - 1,
+        1 | 2 => MAX_INSTRUCTIONS,
+        3 | 4 => MAX_INSTRUCTIONS + 1,
+        5 => MAX_INSTRUCTIONS + 1 + u64::from(input.u16()),
+        _ => u64::from(input.u32()) % MAX_INSTRUCTIONS,
+    }
+}
+
+/// Large mode: appends padding to the built program `blob` (after its code,
+/// so no pc moves) up to `instructions` instructions, ended by a halt; its
+/// start becomes another endpoint. Then pads the jump table (with entries
+/// of offset 0) to `jump_entries`. Returns the new blob and its size.
+fn pad_program(
+    blob: &[u8],
+    instructions: Option<(u64, usize)>,
+    jump_entries: Option<(u64, u8)>,
+    endpoints: &mut Vec<u32>,
+) -> (Vec<u8>, Size) {
+    let parts = deblob(blob).expect("a built blob splits");
+    let (_, at) = decode_natural(blob).expect("a built blob starts with |j|");
+    let mut entry_size = blob[at];
+    let mut code = parts.code.to_vec();
+    let mut starts: Vec<bool> = (0..code.len()).map(|i| parts.bitmask.is_set(i)).collect();
+    let have = starts.iter().filter(|&&s| s).count() as u64;
+    let mut push = |code: &mut Vec<u8>, bytes: &[u8]| {
+        code.extend_from_slice(bytes);
+        starts.push(true);
+        starts.extend(std::iter::repeat_n(false, bytes.len() - 1));
+    };
+    if let Some((target, unit)) = instructions {
+        let [fallthrough, add, halt] = padding_units();
+        let unit = if unit == 0 { fallthrough } else { add };
+        let count = target.saturating_sub(have + 1);
+        if count > 0 && endpoints.len() < 8 {
+            endpoints.push(code.len() as u32);
+        }
+        code.reserve(count as usize * unit.len() + halt.len());
+        for _ in 0..count {
+            push(&mut code, unit);
+        }
+        push(&mut code, halt);
+    }
+    let mut jump_table = parts.jump_table.clone();
+    if let Some((target, size)) = jump_entries {
+        if jump_table.is_empty() {
+            // Any width for a table of zeros (0: no octets per entry).
+            entry_size = size;
+        }
+        jump_table.resize(jump_table.len().max(target as usize), 0);
+    }
+    let mut out = Vec::with_capacity(code.len() * 2);
+    encode_natural(jump_table.len() as u64, &mut out);
+    out.push(entry_size);
+    encode_natural(code.len() as u64, &mut out);
+    for entry in &jump_table {
+        out.extend_from_slice(&u64::from(*entry).to_le_bytes()[..usize::from(entry_size)]);
+    }
+    out.extend_from_slice(&code);
+    let mut mask = vec![0u8; code.len().div_ceil(8)];
+    for (i, _) in starts.iter().enumerate().filter(|(_, s)| **s) {
+        mask[i / 8] |= 1 << (i % 8);
+    }
+    out.extend_from_slice(&mask);
+    let size = Size {
+        instructions: starts.iter().filter(|&&s| s).count() as u64,
+        jump_entries: jump_table.len() as u64,
+        zero_width_overflow: entry_size == 0 && jump_table.len() > out.len(),
+    };
+    (out, size)
+}
+
+fn fuzz_image(input: &mut Input<'_>, large: bool) -> (Image, Layout, Size) {
     let ro_len = input.pick(&[0usize, 0, 0, 16]);
-    let rw_len = input.pick(&[0usize, 16, 4096, 4096, 5000, 9000]);
+    let rw_len = if large {
+        input.pick(&[4096usize, 1 << 20, (1 << 20) + 5000, 3 << 19, 9000, 0])
+    } else {
+        input.pick(&[0usize, 16, 4096, 4096, 5000, 9000])
+    };
     let ro_start = 0x1_0000;
     let rw_start = if ro_len == 0 { 0x2_0000 } else { 0x3_0000 };
     let layout = Layout {
         ro_start,
         rw_start,
         rw_len: rw_len as u64,
+        large,
     };
     let step_count = 1 + usize::from(input.u8()) % MAX_STEPS;
     let steps: Vec<Step> = (0..step_count)
@@ -371,24 +562,55 @@ fn fuzz_image(input: &mut Input<'_>) -> (Image, Layout) {
     let entry_steps: Vec<usize> = std::iter::once(0)
         .chain((0..input.u8() % 4).map(|_| usize::from(input.u8()) % (step_count + 1)))
         .collect();
-    let (code, endpoints) = build_program(&steps, &entry_steps);
+    let (mut code, mut endpoints) = build_program(&steps, &entry_steps);
+    let mut size = Size::default();
+    if large {
+        let instructions = match input.u8() % 4 {
+            0 | 1 => None,
+            _ => Some((size_target(input), usize::from(input.u8() % 3 == 0))),
+        };
+        let jump_entries = match input.u8() % 8 {
+            0 => Some((size_target(input), input.pick(&[0, 1, 4]))),
+            _ => None,
+        };
+        (code, size) = pad_program(&code, instructions, jump_entries, &mut endpoints);
+    }
+    let heap_pages = if large {
+        // 256 pages: a 1 MiB output fits after small rw data; 8192: the
+        // layout maps more than MAX_MAPPED_BYTES (refused).
+        match input.u8() % 16 {
+            0 => 8192,
+            1..=4 => 0,
+            n => input.pick(&[1, 256, 257, 2048, 4096]) + u32::from(n % 2),
+        }
+    } else {
+        input.pick(&[0, 0, 1, 2])
+    };
+    let stack_size = if large {
+        input.pick(&[4096, 4096, 1 << 16, 1 << 20, 100])
+    } else {
+        input.pick(&[4096, 4096, 16384, 0, 100])
+    };
     let image = Image {
         code,
         ro_data: (0..ro_len).map(|i| i as u8 ^ 0x5a).collect(),
         rw_data: (0..rw_len).map(|i| i as u8).collect(),
-        heap_pages: input.pick(&[0, 0, 1, 2]),
-        stack_size: input.pick(&[4096, 4096, 16384, 0, 100]),
+        heap_pages,
+        stack_size,
         endpoints,
     };
-    (image, layout)
+    (image, layout, size)
 }
 
 /// Records the log lines one kernel produces and serves the blobs the input
 /// kept on the host side.
+/// Its clock ticks once per look, so a deadline of `n` ticks ends an
+/// invocation at its `n`th look (deterministic: counted from the start).
 #[derive(Default)]
 struct FuzzHost {
     blobs: HashMap<[u8; 32], Vec<u8>>,
     logs: Vec<Vec<u8>>,
+    ticks: u64,
 }
 
 impl LogSink for FuzzHost {
@@ -401,6 +623,32 @@ impl KernelHost for FuzzHost {
     fn fetch_blob(&mut self, hash: &CapHash) -> Option<Vec<u8>> {
         self.blobs.get(&hash.0).cloned()
     }
+    fn now(&mut self) -> Option<u64> {
+        self.ticks += 1;
+        Some(self.ticks)
+    }
+}
+
+/// Large mode's invocation inputs: none, a little, half and all of
+/// `MAX_INPUT_LEN`, and one octet more (refused: `BadMessage`). At most
+/// one big input per request (`*big`): encoding a request costs ~1 µs per
+/// input octet with the fuzzer's instrumentation.
+fn large_input(input: &mut Input<'_>, big_used: &mut bool) -> &'static [u8] {
+    static BIG: OnceLock<Vec<u8>> = OnceLock::new();
+    let big = BIG.get_or_init(|| {
+        (0..=MAX_INPUT_LEN as usize)
+            .map(|i| (i as u8) ^ (i >> 12) as u8)
+            .collect()
+    });
+    let len = match input.u8() % 8 {
+        4 if !*big_used => 1 << 19,
+        5 if !*big_used => MAX_INPUT_LEN as usize,
+        6 if !*big_used => MAX_INPUT_LEN as usize + 1,
+        3..=6 => 3,
+        _ => 0,
+    };
+    *big_used |= len > 3;
+    &big[..len]
 }
 
 /// The caps to publish and the root instances.
@@ -564,7 +812,7 @@ fn fresh_state_reply(
     }
     let mut host = FuzzHost {
         blobs: host_blobs.clone(),
-        logs: Vec::new(),
+        ..FuzzHost::default()
     };
     let state = KernelState {
         dir: &dir,
@@ -581,12 +829,19 @@ fn fresh_state_reply(
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Input::new(data);
-    let (image, _layout) = fuzz_image(&mut input);
+    // A quarter of the inputs: large mode.
+    let large = input.u8().is_multiple_of(4);
+    let (image, _layout, size) = fuzz_image(&mut input, large);
     let world = build_world(&mut input, &image);
     if debug() {
+        let listing = if image.code.len() > 4096 {
+            format!("{} octets of code", image.code.len())
+        } else {
+            capbox_shared::pvm::asm::disassemble(&image.code).unwrap_or_default()
+        };
         eprintln!(
-            "program:\n{}\nendpoints {:?}, rw {} bytes, ro {} bytes, heap {} pages, stack {}",
-            capbox_shared::pvm::asm::disassemble(&image.code).unwrap_or_default(),
+            "program{}:\n{listing}\n{size:?}, endpoints {:?}, rw {} bytes, ro {} bytes, heap {} pages, stack {}",
+            if large { " (large mode)" } else { "" },
             image.endpoints,
             image.rw_data.len(),
             image.ro_data.len(),
@@ -616,7 +871,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut host_b = FuzzHost {
         blobs: host_a.blobs.clone(),
-        logs: Vec::new(),
+        ..FuzzHost::default()
     };
 
     let put = put_request(&world.published);
@@ -630,9 +885,12 @@ fuzz_target!(|data: &[u8]| {
     let mut instances = world.roots.clone();
     for _ in 0..1 + usize::from(input.u8()) % MAX_INVOCATIONS {
         let count = match input.u8() % 8 {
+            // Large mode: mostly batches, for outputs past the reply budget.
+            n if large && n < 6 => 2 + usize::from(input.u8() % 5),
             0 => 2 + usize::from(input.u8() % 2),
             _ => 1,
         };
+        let mut big_used = false;
         let calls: Vec<InvocationMsg<'_>> = (0..count)
             .map(|i| {
                 let pick = input.u8();
@@ -655,8 +913,13 @@ fuzz_target!(|data: &[u8]| {
                         u64::from(input.u8()),
                         input.u64(),
                     ],
-                    gas: input.pick(&GAS),
-                    input: input.pick(&INPUTS),
+                    gas: input.pick(if large { &GAS_LARGE } else { &GAS }),
+                    input: if large {
+                        large_input(&mut input, &mut big_used)
+                    } else {
+                        input.pick(&INPUTS)
+                    },
+                    timeout: input.pick(&TIMEOUTS),
                 }
             })
             .collect();
@@ -688,9 +951,14 @@ fuzz_target!(|data: &[u8]| {
         );
         assert_eq!(dir_b.stats().instance_count, 0);
 
-        let results = abi::decode_invoke_reply(&reply_a)
-            .expect("invoke reply decodes")
-            .expect("the request is well formed");
+        let results = abi::decode_invoke_reply(&reply_a).expect("invoke reply decodes");
+        // An input over MAX_INPUT_LEN makes the whole request malformed.
+        if calls.iter().any(|c| c.input.len() as u64 > MAX_INPUT_LEN) {
+            let e = results.expect_err("a request with an over-long input is refused");
+            assert_eq!(e.kind, ErrorKind::BadMessage, "{e:?}");
+            continue;
+        }
+        let results = results.expect("the request is well formed");
         if debug() {
             for (call, result) in calls.iter().zip(&results) {
                 eprintln!(
@@ -709,12 +977,55 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(results.len(), calls.len());
         let mut previous: Option<CapHash> = None;
         let mut missing = false;
+        // Output octets of the batch's calls so far.
+        let mut outputs = 0u64;
         for (call, result) in calls.iter().zip(&results) {
             let given = if call.instance == [0; 32] {
                 previous
             } else {
                 Some(CapHash(call.instance))
             };
+            // The reply budget: a call runs only while MAX_OUTPUT_LEN of
+            // MAX_BATCH_OUTPUT_BYTES is left (the first always runs), so
+            // the refused calls are a suffix of the batch.
+            let over_budget = outputs > 0 && outputs + MAX_OUTPUT_LEN > MAX_BATCH_OUTPUT_BYTES;
+            let refused = matches!(result, Err(e) if e.kind == ErrorKind::ReplyBudget);
+            assert_eq!(
+                refused, over_budget,
+                "ReplyBudget after {outputs} output octets: {result:?}"
+            );
+            if let Ok(r) = result {
+                let len = r.output.len() as u64;
+                assert!(len <= MAX_OUTPUT_LEN, "an output of {len} octets");
+                outputs += len;
+                assert!(
+                    outputs <= MAX_BATCH_OUTPUT_BYTES,
+                    "a batch reply carries {outputs} output octets"
+                );
+                assert!(
+                    r.exit.kind != 4 || call.timeout != NO_TIMEOUT,
+                    "a timeout without a deadline"
+                );
+            }
+            // A program over MAX_INSTRUCTIONS never runs: refused as
+            // BadProgram once the instance and the endpoint are found.
+            let plain_call = given.is_some() && call.endpoint < image.endpoints.len() as u32;
+            match result {
+                Ok(r) => assert!(
+                    !size.over_limit(),
+                    "a program of {size:?} ran: {:?}",
+                    r.exit
+                ),
+                Err(e) if size.over_limit() && plain_call => assert_eq!(
+                    e.kind,
+                    ErrorKind::BadProgram,
+                    "a program of {size:?}: {e:?}"
+                ),
+                Err(e) => assert!(
+                    e.kind != ErrorKind::BadProgram || size.over_limit(),
+                    "a program of {size:?} refused: {e:?}"
+                ),
+            }
             match result {
                 Ok(r) => {
                     let given = given.expect("a chained call ran after a success");

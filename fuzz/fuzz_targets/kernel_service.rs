@@ -15,10 +15,12 @@
 #![no_main]
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use capbox_shared::abi::{self, CapBlobMsg, GuestFunction, InvocationMsg};
 use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache, new_instance, sample};
-use capbox_shared::pvm::encode_natural;
+use capbox_shared::pvm::asm::{ProgramBuilder, Reg};
+use capbox_shared::pvm::{MAX_INSTRUCTIONS, encode_natural};
 use capbox_shared::{
     CNode, CacheDirectory, Cap, CapHash, CapHashOrRef, Data, Image, InstanceCap, TypeCap,
 };
@@ -145,12 +147,33 @@ fn blob_from_code(code: &[u8], mask_src: &[u8]) -> Vec<u8> {
     blob
 }
 
+/// Programs of `MAX_INSTRUCTIONS` − 1, `MAX_INSTRUCTIONS` and one more
+/// instructions (`fallthrough`s, then a halt): the last is refused
+/// (`BadProgram`). Built once per process.
+fn big_program(which: u8) -> &'static [u8] {
+    static BIG: OnceLock<[Vec<u8>; 3]> = OnceLock::new();
+    let big = BIG.get_or_init(|| {
+        [0, 1, 2].map(|extra| {
+            let mut b = ProgramBuilder::new();
+            for _ in 0..MAX_INSTRUCTIONS - 2 + extra {
+                b.fallthrough();
+            }
+            b.jump_ind(Reg::R0, 0u32);
+            b.build().expect("fallthroughs build")
+        })
+    });
+    &big[usize::from(which % 3)]
+}
+
 fn fuzz_image(input: &mut Input<'_>) -> Image {
     let mode = input.u8();
     if mode.is_multiple_of(4) {
         return sample::sample_image();
     }
-    let code = if mode % 4 == 1 {
+    let code = if mode % 16 == 14 {
+        // Around MAX_INSTRUCTIONS (endpoint 0 is its first instruction).
+        big_program(input.u8()).to_vec()
+    } else if mode % 4 == 1 {
         // Raw octets as the whole blob: mostly rejected by deblob.
         input.short_bytes().to_vec()
     } else {
