@@ -59,10 +59,9 @@ impl SharedPage {
             alloc::alloc::handle_alloc_error(BLOCK_LAYOUT)
         };
         let block = raw.cast::<PageBlock>();
-        // SAFETY: `raw` is a fresh, exclusively owned allocation of
-        // `BLOCK_LAYOUT`, so every field may be written through raw
-        // places; the bytes are either zero already (`zeroed`) or copied in
-        // in full, so the block is initialised before the handle exists.
+        // SAFETY: `raw` is a fresh, exclusively owned `BLOCK_LAYOUT` block, so
+        // every field may be written through raw places; its bytes are zero
+        // (`zeroed`) or fully copied in before the handle exists.
         unsafe {
             let header = block.as_ptr();
             core::ptr::addr_of_mut!((*header).holders).write(AtomicUsize::new(1));
