@@ -2,12 +2,15 @@
 //! of 1, 7, 1000 gas and none, every program ends with the same exit,
 //! registers, pc, gas and memory as an unsliced run.
 
+mod pvm_support;
 #[path = "pvm_programs/workloads.rs"]
 mod workloads;
 
+use pvm_support::{raw_blob, register_value, test_memory};
+
 use capbox_shared::kernel::sample::{Endpoint, sample_image};
 use capbox_shared::pvm::layout::StandardLayout;
-use capbox_shared::pvm::{Exit, Machine, Memory, Program, encode_natural};
+use capbox_shared::pvm::{Exit, Machine, Memory, Program};
 use proptest::prelude::*;
 
 const SLICES: [u64; 4] = [1, 7, 1000, u64::MAX];
@@ -145,52 +148,6 @@ fn sample_endpoints_agree_with_every_slice() {
     }
 }
 
-/// A well-formed blob around arbitrary code, bitmask and jump table.
-fn blob(code: &[u8], mask_bits: &[bool], table: &[u32]) -> Vec<u8> {
-    let mut blob = Vec::new();
-    encode_natural(table.len() as u64, &mut blob);
-    blob.push(4);
-    encode_natural(code.len() as u64, &mut blob);
-    for entry in table {
-        blob.extend(entry.to_le_bytes());
-    }
-    blob.extend(code);
-    let mut packed = vec![0u8; code.len().div_ceil(8)];
-    for i in 0..code.len() {
-        if mask_bits.get(i).copied().unwrap_or(true) {
-            packed[i / 8] |= 1 << (i % 8);
-        }
-    }
-    blob.extend(packed);
-    blob
-}
-
-fn register() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        0u64..64,
-        0x20000u64..0x22010,
-        Just(0xFFFF_0000u64),
-        any::<u64>(),
-    ]
-}
-
-fn small_memory() -> Memory {
-    use capbox_shared::pvm::{Access, PageMapEntry};
-    Memory::from_page_map(&[
-        PageMapEntry {
-            address: 0x20000,
-            length: 0x1000,
-            access: Access::Write,
-        },
-        PageMapEntry {
-            address: 0x21000,
-            length: 0x1000,
-            access: Access::Read,
-        },
-    ])
-    .unwrap()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
@@ -199,13 +156,13 @@ proptest! {
         code in prop::collection::vec(any::<u8>(), 0..160),
         mask in prop::collection::vec(prop::bool::weighted(0.4), 0..160),
         table in prop::collection::vec(0u32..170, 0..6),
-        regs in prop::array::uniform13(register()),
+        regs in prop::array::uniform13(register_value()),
         pc in prop_oneof![Just(0u32), 0u32..170],
         gas in prop_oneof![-3i64..300, 0i64..20_000, Just(i64::MAX)],
     ) {
-        let program = Program::from_blob(&blob(&code, &mask, &table)).unwrap();
+        let program = Program::from_blob(&raw_blob(&code, &mask, &table)).unwrap();
         // Loops are common: i64::MAX gas would run for ever.
         let gas = gas.min(50_000);
-        all_agree(&program, || Machine::new(regs, pc, gas, small_memory()));
+        all_agree(&program, || Machine::new(regs, pc, gas, test_memory()));
     }
 }

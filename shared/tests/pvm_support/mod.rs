@@ -299,3 +299,35 @@ pub fn sort_program() -> Vec<Ins> {
         Op(reg_imm(jump_ind, 0, 0)),
     ])
 }
+
+/// A well-formed blob around arbitrary code, bitmask (missing bits set) and
+/// jump table (4-octet entries), for property tests.
+pub fn raw_blob(code: &[u8], mask_bits: &[bool], table: &[u32]) -> Vec<u8> {
+    let mut blob = Vec::new();
+    encode_natural(table.len() as u64, &mut blob);
+    blob.push(4);
+    encode_natural(code.len() as u64, &mut blob);
+    for entry in table {
+        blob.extend(entry.to_le_bytes());
+    }
+    blob.extend(code);
+    let mut packed = vec![0u8; code.len().div_ceil(8)];
+    for i in 0..code.len() {
+        if mask_bits.get(i).copied().unwrap_or(true) {
+            packed[i / 8] |= 1 << (i % 8);
+        }
+    }
+    blob.extend(packed);
+    blob
+}
+
+/// Register values biased towards interesting addresses and small values.
+pub fn register_value() -> impl proptest::strategy::Strategy<Value = u64> {
+    use proptest::prelude::*;
+    prop_oneof![
+        0u64..64,
+        0x20000u64..0x22010,
+        Just(0xFFFF_0000u64),
+        any::<u64>(),
+    ]
+}
