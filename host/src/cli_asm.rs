@@ -7,13 +7,42 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use capbox_shared::pvm::Program;
-use capbox_shared::pvm::asm::{assemble, disassemble};
+use capbox_shared::pvm::asm::{assemble_with_notes, disassemble};
 use clap::Args;
 
 /// File extensions read as assembly text rather than a `deblob` blob.
 const TEXT_EXTENSIONS: &[&str] = &["pvmasm", "asm", "s"];
 
+/// `capbox asm --help`'s closing text: a whole program and the rules a
+/// first program runs into.
+const ASM_HELP: &str = "\
+Example (examples/loop.pvmasm style): sum 5+4+3+2+1 into r7, then halt
+    r7 = 5
+    r8 = 0
+    @loop:                       // a jump target
+        r8 = r8 + r7
+        r7 = r7 - 1              // sugar for r7 = r7 + -1
+        jump @loop if r7 != 0
+    r7 = r8
+    halt                         // sugar for jump [r0 + 0]: r0 holds the halt address
+
+    capbox asm sum.pvmasm -o sum.blob && capbox run --program sum.blob
+
+Rules:
+  * A jump target must start a basic block (follow a jump, branch, trap,
+    fallthrough or ecalli); the assembler inserts `fallthrough` before a
+    label that is jumped to and does not, and prints a note.
+    `.auto_fallthrough off` keeps the text exactly as written.
+  * Running off the end of the code panics: end with `halt`, `trap` or a jump.
+  * Memory: read-write data and the heap start at 0x20000 plus the
+    read-only data's size rounded to 64 KiB (one zeroed page by default
+    for `run --program`); the stack ends just below 0xfefe0000 (r1).
+  * Kernel ops: `ecalli N`, arguments in r7.., result in r7
+    (see docs/kernel.md, `Kernel ops`).
+  * Other sugar: `ret` (= halt), `jump [rA]`, `u8 [rA] = rB` (no offset).";
+
 #[derive(Args, Debug)]
+#[command(after_help = ASM_HELP)]
 pub struct AsmArgs {
     /// Assembly source (the disassembly syntax of the w3f TESTCASES.md,
     /// e.g. `r9 = r7 + r8`, `jump @loop`); `-` reads standard input.
@@ -44,7 +73,18 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn assemble_text(bytes: &[u8], origin: &Path) -> anyhow::Result<Vec<u8>> {
     let source = std::str::from_utf8(bytes)
         .with_context(|| format!("{} is not UTF-8 text", origin.display()))?;
-    assemble(source).with_context(|| format!("assembling {}", origin.display()))
+    let assembled =
+        assemble_with_notes(source).with_context(|| format!("assembling {}", origin.display()))?;
+    if assembled.program.item_pcs.len() <= 1 {
+        anyhow::bail!(
+            "{} has no instructions: an empty program panics at its first step",
+            origin.display()
+        );
+    }
+    for note in &assembled.notes {
+        eprintln!("note: {}: {note}", origin.display());
+    }
+    Ok(assembled.program.blob)
 }
 
 /// `capbox asm SOURCE [-o OUT]`.

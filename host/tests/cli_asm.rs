@@ -121,3 +121,37 @@ fn a_huge_sbrk_is_refused_not_allocated() {
     let stdout = run_local_json(&src, &[]);
     assert!(stdout.contains("\"r7\":0"), "{stdout}");
 }
+
+/// The loop a new user writes first (a label right after a non-terminator)
+/// runs and halts: the assembler starts a basic block there and says so.
+/// An empty file is refused with a reason.
+#[test]
+fn first_programs_run_as_written_and_empty_ones_are_refused() {
+    let src = scratch("countdown.pvmasm");
+    std::fs::write(
+        &src,
+        "r7 = 5\nr8 = 0\n@loop:\nr8 = r8 + r7\nr7 = r7 - 1\njump @loop if r7 != 0\nr7 = r8\nhalt\n",
+    )
+    .unwrap();
+    let mut all = vec!["run", "--backend", "local", "--json", "--program"];
+    all.push(src.to_str().unwrap());
+    let out = capbox(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("inserted `fallthrough` before @loop"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("\"exit\":\"Halt\""), "{stdout}");
+    assert!(stdout.contains("\"r7\":15"), "{stdout}");
+
+    for (name, text) in [("empty.pvmasm", ""), ("comments.pvmasm", "// nothing\n\n")] {
+        let src = scratch(name);
+        std::fs::write(&src, text).unwrap();
+        let out = capbox(&["asm", src.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains("has no instructions"), "{stderr}");
+    }
+}

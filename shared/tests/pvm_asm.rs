@@ -3,7 +3,7 @@
 
 use capbox_shared::pvm::asm::{
     Args, AsmErrorKind, BuildError, Imm, Insn, ProgramBuilder, Reg, Target, assemble,
-    assemble_program, disassemble,
+    assemble_program, assemble_with_notes, disassemble,
 };
 use capbox_shared::pvm::decode::decode_instruction;
 use capbox_shared::pvm::{ALL_OPCODES, ArgFormat, Opcode, deblob};
@@ -273,17 +273,18 @@ fn labels_resolve_forward_and_backward() {
     ";
     let built = assemble_program(source).expect("assembles");
     let parts = deblob(&built.blob).unwrap();
-    // r7 = 0 (2 octets: a zero immediate takes none), r7 = r7 + 1 (3),
-    // branch (4), r8 = 2 (3), jump (2), trap (1)
-    assert_eq!(built.item_pcs, vec![0, 2, 5, 9, 12, 14, 15]);
-    assert_eq!(parts.jump_table, vec![14]);
-    let branch = decode_instruction(parts.code, &parts.bitmask, 5);
+    // r7 = 0 (2 octets: a zero immediate takes none), the fallthrough the
+    // assembler puts before @loop so that it starts a basic block (1),
+    // r7 = r7 + 1 (3), branch (4), r8 = 2 (3), jump (2), trap (1)
+    assert_eq!(built.item_pcs, vec![0, 2, 3, 6, 10, 13, 15, 16]);
+    assert_eq!(parts.jump_table, vec![15]);
+    let branch = decode_instruction(parts.code, &parts.bitmask, 6);
     assert_eq!(
         Args::from_operands(&branch.operands),
         Some(Args::OneRegImmOffset {
             a: R7,
             x: 3,
-            t: Target::Absolute(2)
+            t: Target::Absolute(3)
         })
     );
 }
@@ -645,4 +646,75 @@ fn disassembly_text_is_stable() {
 
 fn halt(b: &mut ProgramBuilder) {
     b.jump_ind(R0, 0);
+}
+
+/// A label that is jumped to right after an instruction that does not end
+/// a basic block gets a `fallthrough` (else the jump panics), with a note;
+/// a label nobody jumps to, or one after a terminator, gets none; and
+/// `.auto_fallthrough off` keeps the text exact.
+#[test]
+fn jumped_to_labels_start_basic_blocks() {
+    let looping = "r7 = 3\n@loop:\nr7 = r7 - 1\njump @loop if r7 != 0\nhalt\n";
+    let assembled = assemble_with_notes(looping).expect("assembles");
+    assert_eq!(assembled.notes.len(), 1, "{:?}", assembled.notes);
+    assert_eq!(assembled.notes[0].line, 2);
+    assert_eq!(assembled.notes[0].label, "loop");
+    let program = capbox_shared::pvm::Program::from_blob(&assembled.program.blob).unwrap();
+    let loop_pc = assembled.program.item_pcs[2];
+    assert!(program.is_basic_block_start(loop_pc));
+
+    // Unused label, and a label after a terminator: nothing inserted.
+    for text in [
+        "r7 = 3\n@unused:\nr7 = r7 - 1\nhalt\n",
+        "jump @next\n@next:\nhalt\n",
+    ] {
+        let assembled = assemble_with_notes(text).expect(text);
+        assert!(assembled.notes.is_empty(), "{text}: {:?}", assembled.notes);
+    }
+    // A forward use counts too, and the jump table.
+    let forward = "jump @a if r7 == 0\nr8 = 1\n@a:\nhalt\n";
+    assert_eq!(assemble_with_notes(forward).unwrap().notes.len(), 1);
+    let table = ".jump_table @b\nr8 = 1\n@b:\nhalt\n";
+    assert_eq!(assemble_with_notes(table).unwrap().notes.len(), 1);
+
+    let exact = format!(".auto_fallthrough off\n{looping}");
+    let assembled = assemble_with_notes(&exact).expect("assembles");
+    assert!(assembled.notes.is_empty());
+    let program = capbox_shared::pvm::Program::from_blob(&assembled.program.blob).unwrap();
+    assert!(!program.is_basic_block_start(assembled.program.item_pcs[1]));
+    // The disassembler marks such a label and its text assembles back
+    // octet for octet.
+    let text = disassemble(&assembled.program.blob).unwrap();
+    assert!(text.starts_with(".auto_fallthrough off"), "{text}");
+    assert!(text.contains("not a basic-block start"), "{text}");
+    assert_eq!(assemble(&text).unwrap(), assembled.program.blob);
+    assert!(assemble(".auto_fallthrough maybe\ntrap").is_err());
+}
+
+/// `halt`/`ret` jump to r0 (the halt address an endpoint starts with),
+/// `jump [rA]` has no displacement, `rA = rB - n` adds -n.
+#[test]
+fn sugar_people_try_first() {
+    let same = [
+        ("halt", "jump [r0 + 0]"),
+        ("ret", "jump [r0 + 0]"),
+        ("jump [r0]", "jump [r0 + 0]"),
+        ("r7 = u8 [r8]", "r7 = u8 [r8 + 0]"),
+        ("u32 [r8] = r7", "u32 [r8 + 0] = r7"),
+        ("r7 = r7 - 1", "r7 = r7 + -1"),
+        ("r7 = r8 - -5", "r7 = r8 + 5"),
+        ("i32 r7 = r7 - 1", "i32 r7 = r7 + -1"),
+        ("i32 r7 = r7 - -0x80000000", "i32 r7 = r7 + -0x80000000"),
+    ];
+    for (sugar, plain) in same {
+        assert_eq!(
+            assemble(sugar).unwrap_or_else(|e| panic!("{sugar}: {e}")),
+            assemble(plain).unwrap_or_else(|e| panic!("{plain}: {e}")),
+            "{sugar} vs {plain}"
+        );
+    }
+    // 2^31 cannot be added to a 64-bit register as an immediate.
+    assert!(assemble("r7 = r7 - 0x7fffffff").is_ok());
+    assert!(assemble("r7 = r7 - -0x80000000").is_err());
+    assert!(assemble("r7 = r7 - 0x80000001").is_err());
 }

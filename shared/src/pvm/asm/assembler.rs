@@ -11,15 +11,26 @@
 //!     add_64 r9, r7, r8           // any instruction by its Graypaper name
 //!     .insn 33 07 f6 ff           // raw octets, first one an instruction start
 //!     .bytes 00 00                // raw octets that are not instruction starts
+//!     jump [r0]                   // `jump [r0 + 0]`; also `ret` and `halt`
+//!     r7 = r7 - 1                 // `r7 = r7 + -1` (add_imm_64)
 //! ```
+//!
+//! **Labels start basic blocks.** A jump to an instruction that does not
+//! start a basic block (one right after an instruction that is not a
+//! terminator) panics at run time, so a label that is jumped to (by a jump,
+//! a branch or the jump table) and follows such an instruction gets a
+//! `fallthrough` inserted before it, and the assembler reports it as an
+//! [`AsmNote`]. `.auto_fallthrough off` turns that off for the rest of the
+//! text (the disassembler writes it when a program jumps into the middle of
+//! a block, so that its text assembles back to the same octets).
 //!
 //! ```
 //! let blob = capbox_shared::pvm::asm::assemble("r7 = 1\nr8 = r7 + 2\ntrap").unwrap();
 //! assert!(capbox_shared::pvm::Program::from_blob(&blob).is_ok());
 //! ```
 
-use alloc::collections::BTreeMap;
-use alloc::string::ToString;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use super::builder::{BuiltProgram, ProgramBuilder};
@@ -35,7 +46,52 @@ pub fn assemble(source: &str) -> Result<Vec<u8>, AsmError> {
 
 /// Assembles `source`, also reporting where each line's item landed.
 pub fn assemble_program(source: &str) -> Result<BuiltProgram, AsmError> {
-    Assembler::new().run(source)
+    Ok(assemble_with_notes(source)?.program)
+}
+
+/// A program and what the assembler did beyond the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assembled {
+    /// The program.
+    pub program: BuiltProgram,
+    /// Changes made to keep the program runnable, in source order.
+    pub notes: Vec<AsmNote>,
+}
+
+/// Something the assembler added to the program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AsmNote {
+    /// 1-based line of the label concerned.
+    pub line: usize,
+    /// The label's name (without `@`).
+    pub label: String,
+}
+
+impl core::fmt::Display for AsmNote {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "line {}: inserted `fallthrough` before @{}: it is a jump target after an \
+             instruction that does not end a basic block (a jump there would panic)",
+            self.line, self.label
+        )
+    }
+}
+
+/// [`assemble_program`] with the notes on what was inserted.
+pub fn assemble_with_notes(source: &str) -> Result<Assembled, AsmError> {
+    // First pass: which labels are jumped to (uses may come after the
+    // definition).
+    let mut scan = Assembler::new(None);
+    scan.parse(source)?;
+    let jumped_to: BTreeSet<&str> = scan.first_use.keys().copied().collect();
+    let mut assembler = Assembler::new(Some(jumped_to));
+    assembler.parse(source)?;
+    let notes = core::mem::take(&mut assembler.notes);
+    Ok(Assembled {
+        program: assembler.build()?,
+        notes,
+    })
 }
 
 struct Assembler<'a> {
@@ -47,15 +103,33 @@ struct Assembler<'a> {
     /// Source line of each builder item and of each jump-table entry.
     item_lines: Vec<usize>,
     entry_lines: Vec<usize>,
+    /// Labels that are jumped to (`None`: not known yet, insert nothing).
+    jumped_to: Option<BTreeSet<&'a str>>,
+    /// Whether to insert `fallthrough` before such labels.
+    auto_fallthrough: bool,
+    notes: Vec<AsmNote>,
 }
+
+/// `jump [r0 + 0]`, what `halt` and `ret` stand for.
+const JUMP_R0: [Tok<'static>; 6] = [
+    Tok::Ident("jump"),
+    Tok::Punct("["),
+    Tok::Ident("r0"),
+    Tok::Punct("+"),
+    Tok::Num(0),
+    Tok::Punct("]"),
+];
 
 fn at(line: usize) -> impl Fn(AsmErrorKind) -> AsmError {
     move |kind| AsmError { line, kind }
 }
 
 impl<'a> Assembler<'a> {
-    fn new() -> Assembler<'a> {
+    fn new(jumped_to: Option<BTreeSet<&'a str>>) -> Assembler<'a> {
         Assembler {
+            jumped_to,
+            auto_fallthrough: true,
+            notes: Vec::new(),
             forms: Forms::new(),
             builder: ProgramBuilder::new(),
             labels: BTreeMap::new(),
@@ -66,12 +140,17 @@ impl<'a> Assembler<'a> {
         }
     }
 
-    fn run(mut self, source: &'a str) -> Result<BuiltProgram, AsmError> {
+    /// Reads every line into the builder.
+    fn parse(&mut self, source: &'a str) -> Result<(), AsmError> {
         for (index, raw) in source.lines().enumerate() {
             let line = index + 1;
             let text = strip_comment(raw).trim();
             self.line(text, line).map_err(at(line))?;
         }
+        Ok(())
+    }
+
+    fn build(self) -> Result<BuiltProgram, AsmError> {
         if let Some((name, &line)) = self
             .first_use
             .iter()
@@ -114,12 +193,27 @@ impl<'a> Assembler<'a> {
                     return Err(AsmErrorKind::DuplicateLabel(name.to_string()));
                 }
                 let label = self.label(name, None);
+                if self.auto_fallthrough
+                    && self.builder.in_open_block()
+                    && self.jumped_to.as_ref().is_some_and(|j| j.contains(name))
+                {
+                    self.builder.fallthrough();
+                    self.item_lines.push(line);
+                    self.notes.push(AsmNote {
+                        line,
+                        label: name.to_string(),
+                    });
+                }
                 self.builder.bind(label);
                 return self.line(after.trim_start_matches(':').trim(), line);
             }
         }
         let tokens = tokenize(text, false)?;
-        let parsed = self.forms.parse(&tokens)?;
+        let parsed = match tokens[..] {
+            // Sugar: the halt address is in r0 when an endpoint starts.
+            [Tok::Ident("halt" | "ret")] => self.forms.parse(&JUMP_R0)?,
+            _ => self.forms.parse(&tokens)?,
+        };
         let insn = match parsed.target {
             Some(TextTarget::Label(name)) => parsed
                 .insn
@@ -152,6 +246,11 @@ impl<'a> Assembler<'a> {
                     self.entry_lines.push(line);
                 }
             }
+            "auto_fallthrough" => match rest.trim() {
+                "on" => self.auto_fallthrough = true,
+                "off" => self.auto_fallthrough = false,
+                _ => return Err(bad("expects `on` or `off`")),
+            },
             "jump_entry_size" => {
                 let size = rest
                     .trim()

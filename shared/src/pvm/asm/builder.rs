@@ -177,6 +177,13 @@ impl ProgramBuilder {
         self.items.is_empty()
     }
 
+    /// Whether the last item is an instruction that does not end a basic
+    /// block, so that a label bound now would not start one (a jump there
+    /// panics). Raw octets count as ending one: they are the caller's.
+    pub fn in_open_block(&self) -> bool {
+        matches!(self.items.last(), Some(Item::Insn(insn)) if !insn.opcode().is_terminator())
+    }
+
     /// Lays out the code and encodes the blob.
     pub fn build(&self) -> Result<Vec<u8>, BuildError> {
         Ok(self.build_program()?.blob)

@@ -199,7 +199,20 @@ fn render_program(
             .unwrap_or_else(|| target.to_string())
     };
 
+    // Jump targets that do not start a basic block (a jump there panics):
+    // marked, and the assembler told not to "fix" them.
+    let mid_block: BTreeSet<u32> = labelled
+        .iter()
+        .copied()
+        .filter(|&pc| !program.is_basic_block_start(pc))
+        .collect();
     let mut out = String::new();
+    if !mid_block.is_empty() {
+        let _ = writeln!(
+            out,
+            ".auto_fallthrough off   // some jump targets do not start a basic block"
+        );
+    }
     if !jump_table.is_empty() {
         let entries: Vec<String> = jump_table
             .iter()
@@ -220,7 +233,14 @@ fn render_program(
     }
     for unit in units {
         if let Some(name) = names.get(&unit.pc).filter(|_| unit.start) {
-            let _ = writeln!(out, "{name}:");
+            if mid_block.contains(&unit.pc) {
+                let _ = writeln!(
+                    out,
+                    "{name}:   // not a basic-block start: a jump here panics"
+                );
+            } else {
+                let _ = writeln!(out, "{name}:");
+            }
         }
         let text = match unit.insn {
             Some(insn) => render_checked(&insn, forms, &name_of),

@@ -36,7 +36,7 @@ mod insn;
 mod syntax;
 mod text;
 
-pub use assembler::{assemble, assemble_program};
+pub use assembler::{AsmNote, Assembled, assemble, assemble_program, assemble_with_notes};
 pub use builder::{BuiltProgram, ProgramBuilder};
 pub use disassembler::disassemble;
 pub use error::{AsmError, AsmErrorKind, BuildError};

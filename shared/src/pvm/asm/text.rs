@@ -195,6 +195,14 @@ fn match_form<'a>(
             let sign = match line.get(at) {
                 Some(Tok::Punct("+")) => false,
                 Some(Tok::Punct("-")) => true,
+                // `[r7]`: no displacement is `+ 0`.
+                Some(Tok::Punct("]")) => {
+                    match field {
+                        'y' => caps.y = Some(0),
+                        _ => caps.x = Some(0),
+                    }
+                    continue;
+                }
                 _ => return Ok(None),
             };
             at += 1;
@@ -361,9 +369,19 @@ impl Forms {
                     continue;
                 }
             }
-            let Some(args) = args_from(*op, &caps) else {
+            let Some(mut args) = args_from(*op, &caps) else {
                 continue;
             };
+            if is_subtract_form(*op, *index) {
+                // `rA = rB - n` is `rA = rB + (-n)`.
+                if let Args::TwoRegsOneImm { x, .. } = &mut args {
+                    *x = x.wrapping_neg();
+                    if *op == Opcode::add_imm_32 {
+                        // The 32-bit form's immediate is still sign-extended.
+                        *x = u64::from(*x as u32) as i32 as i64 as u64;
+                    }
+                }
+            }
             return match Insn::new(*op, args) {
                 Ok(insn) => Ok(Parsed {
                     insn,
@@ -380,6 +398,12 @@ impl Forms {
             None => AsmErrorKind::UnknownInstruction(render_tokens(line)),
         })
     }
+}
+
+/// Whether form `index` of `op` is the subtraction sugar for adding a
+/// negated immediate (the assembler negates what it read).
+pub(crate) fn is_subtract_form(op: Opcode, index: usize) -> bool {
+    matches!(op, Opcode::add_imm_64 | Opcode::add_imm_32) && index == 1
 }
 
 fn render_tokens(line: &[Tok<'_>]) -> String {
@@ -535,7 +559,20 @@ mod tests {
                 let text = render(&insn, index, "0");
                 let line = tokenize(&text, false).expect(&text);
                 let parsed = forms.parse(&line).expect(&text);
-                assert_eq!(parsed.insn, insn, "{op}: `{text}`");
+                let expected = match args {
+                    // `rA = rB - 3` reads as adding -3.
+                    Args::TwoRegsOneImm { a, b, x } if is_subtract_form(op, index) => Insn::new(
+                        op,
+                        Args::TwoRegsOneImm {
+                            a,
+                            b,
+                            x: x.wrapping_neg(),
+                        },
+                    )
+                    .expect("-3 fits"),
+                    _ => insn,
+                };
+                assert_eq!(parsed.insn, expected, "{op}: `{text}`");
             }
         }
     }
