@@ -45,3 +45,7 @@ bench-kernel:
 # Fuzz one target (needs nightly and cargo-fuzz): just fuzz run_blob 600
 fuzz target="run_blob" secs="600":
     cd fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{secs}}
+
+# The host crate compiles for Windows (x86_64-pc-windows-gnu; installs mingw-w64 when root).
+check-windows:
+    scripts/check-windows.sh

@@ -5,7 +5,8 @@
 //!   guest the host's TSC rate, so the host measures that rate once per
 //!   process (~10 ms against `Instant`) and converts with it.
 //! * The local backend reads the TSC too when the CPU says it is constant
-//!   (`constant_tsc` in /proc/cpuinfo): ~2 ns a read, where
+//!   (`constant_tsc` in /proc/cpuinfo on Linux, CPUID's invariant-TSC bit
+//!   elsewhere): ~2 ns a read, where
 //!   `Instant::now` costs ~28 ns here, which was ~30 % of an empty
 //!   invocation's kernel time (the clock is read once per invocation).
 //!   Otherwise it uses `Instant`, in nanoseconds.
@@ -32,6 +33,33 @@ pub(crate) fn rdtsc() -> u64 {
     monotonic_ns()
 }
 
+/// Whether the TSC ticks at a constant rate: Linux's `constant_tsc` flag
+/// (which also covers CPUs that do not advertise it through CPUID), else
+/// CPUID's invariant-TSC bit (leaf 0x8000_0007, EDX bit 8), which is what
+/// other systems (Windows) have to go by.
+fn tsc_is_constant() -> bool {
+    if !cfg!(target_arch = "x86_64") {
+        return false;
+    }
+    if cfg!(target_os = "linux") {
+        return std::fs::read_to_string("/proc/cpuinfo")
+            .is_ok_and(|info| info.split_whitespace().any(|flag| flag == "constant_tsc"));
+    }
+    cpuid_invariant_tsc()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn cpuid_invariant_tsc() -> bool {
+    use core::arch::x86_64::__cpuid;
+    // Leaf 0x8000_0000 reports the highest extended leaf.
+    __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn cpuid_invariant_tsc() -> bool {
+    false
+}
+
 struct Tsc {
     hz: u64,
     constant: bool,
@@ -40,9 +68,7 @@ struct Tsc {
 fn tsc() -> &'static Tsc {
     static TSC: OnceLock<Tsc> = OnceLock::new();
     TSC.get_or_init(|| {
-        let constant = cfg!(target_arch = "x86_64")
-            && std::fs::read_to_string("/proc/cpuinfo")
-                .is_ok_and(|info| info.split_whitespace().any(|flag| flag == "constant_tsc"));
+        let constant = tsc_is_constant();
         let (t0, c0) = (Instant::now(), rdtsc());
         std::thread::sleep(Duration::from_millis(10));
         let (c1, t1) = (rdtsc(), Instant::now());
@@ -65,7 +91,7 @@ pub(crate) fn tsc_hz() -> u64 {
         static WARNED: OnceLock<()> = OnceLock::new();
         WARNED.get_or_init(|| {
             eprintln!(
-                "capbox: no constant_tsc in /proc/cpuinfo; sandbox deadlines may be inaccurate"
+                "capbox: the CPU does not report a constant-rate TSC; sandbox deadlines may be inaccurate"
             );
         });
     }
