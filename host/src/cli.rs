@@ -8,10 +8,10 @@ use anyhow::bail;
 use capbox::Store;
 use capbox::shared::cap::{Cap, CapHashOrRef, Image};
 use capbox::shared::hash::CapHash;
-use capbox::shared::kernel::Outcome;
 use capbox::shared::kernel::bench::BENCHMARKS;
 use capbox::shared::kernel::new_instance;
 use capbox::shared::kernel::sample::{Endpoint, sample_image};
+use capbox::shared::kernel::{ExitReason, Outcome};
 use capbox::{BackendChoice, Invocation, Kernel};
 use clap::{Args, ValueEnum};
 
@@ -41,8 +41,8 @@ pub struct RunArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
-    /// Gas limit per invocation.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Gas limit per invocation: 0 … 2^64-1 (decimal, 0x hex, or `max`).
+    #[arg(long, default_value = "1000000", allow_hyphen_values = true, value_parser = parse_gas)]
     gas: u64,
     /// Endpoint index (the sample's: 0 increment, 1 read, 2 add, 3 output,
     /// 4 loop, 5 trap, 6 fault, 7 unknown op, 8 stack only, 9 gas, 10 empty,
@@ -72,8 +72,45 @@ pub struct RunArgs {
     /// Print outcomes as JSON lines.
     #[arg(long)]
     json: bool,
-    /// Up to four arguments (φ7..φ10).
+    /// Up to four arguments (φ7..φ10): decimal, 0x hex, or negative
+    /// (two's complement, e.g. -1 = 0xffffffffffffffff).
+    #[arg(allow_negative_numbers = true, value_parser = parse_register)]
     args: Vec<u64>,
+}
+
+/// `--gas`: an unsigned 64-bit number, or `max`.
+pub(crate) fn parse_gas(text: &str) -> Result<u64, String> {
+    if text == "max" {
+        return Ok(u64::MAX);
+    }
+    if text.starts_with('-') {
+        return Err(format!(
+            "gas cannot be negative ({text}); the largest limit is `max` (18446744073709551615)"
+        ));
+    }
+    parse_u64(text).ok_or_else(|| {
+        format!("`{text}` is not a gas amount: expected 0 … 18446744073709551615, 0x hex, or `max`")
+    })
+}
+
+/// A register argument: unsigned, 0x hex, or negative (two's complement).
+pub(crate) fn parse_register(text: &str) -> Result<u64, String> {
+    let value = match text.strip_prefix('-') {
+        Some(magnitude) => parse_u64(magnitude)
+            .filter(|&m| m <= 1 << 63)
+            .map(u64::wrapping_neg),
+        None => parse_u64(text),
+    };
+    value.ok_or_else(|| {
+        format!("`{text}` is not a 64-bit register value (decimal, 0x hex, or -2^63 … -1)")
+    })
+}
+
+fn parse_u64(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
 }
 
 /// `--timeout SECS`: a non-negative number of seconds.
@@ -156,6 +193,9 @@ pub struct DemoArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     backend: BackendArg,
+    /// Store directory [default: $CAPBOX_STORE, else ./.capbox/store].
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
 }
 
 fn exit_text(o: &Outcome) -> String {
@@ -208,6 +248,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => image_from_program(path)?,
         None => sample_image(),
     };
+    // A program that can run off the end of its code panics there: said
+    // next to a panic outcome, since nothing else shows where it stopped.
+    let off_end = args
+        .program
+        .as_ref()
+        .and_then(|_| crate::cli_asm::last_instruction_falls_off_end(&image.code));
     let mut kernel = Kernel::new(args.backend.into())?;
     let mut instance = kernel.create_instance(&image)?;
     if !args.json {
@@ -240,6 +286,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 hex(&o.output),
                 o.instance
             );
+            if let (ExitReason::Panic, Some(pc)) = (o.exit, off_end) {
+                println!(
+                    "  note: the last instruction (code offset {pc}) can continue past the end \
+                     of the code, which panics; end the program with `halt` (jump [r0]), \
+                     `trap` or a jump"
+                );
+            }
         }
         for message in kernel.take_logs() {
             // A program's bytes never reach the terminal raw.
@@ -395,7 +448,8 @@ pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Resu
     let mut kernel = Kernel::new(args.backend.into())?;
     println!("capbox demo: a counter program kept in its instance memory");
     println!("backend: {}", kernel.backend());
-    let store = match Store::open_with(Store::default_path(), store_options) {
+    let store_path = args.store.clone().unwrap_or_else(Store::default_path);
+    let store = match Store::open_with(&store_path, store_options) {
         Ok(store) => Some(store),
         Err(e) => {
             eprintln!(

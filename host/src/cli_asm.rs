@@ -131,3 +131,27 @@ pub fn load_program(path: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("{} is not a valid PVM program", path.display()))?;
     Ok(blob)
 }
+
+/// The code offset of the program's last instruction when execution can
+/// continue past it, off the end of the code (which panics): the last
+/// instruction is not a jump or `trap`. `None` when it cannot, or for a
+/// blob that does not decode.
+pub fn last_instruction_falls_off_end(blob: &[u8]) -> Option<u32> {
+    use capbox_shared::pvm::{Opcode, deblob, decode_instruction};
+    let parts = deblob(blob).ok()?;
+    let last = (0..parts.code.len())
+        .rev()
+        .find(|&i| parts.bitmask.is_set(i))?;
+    let insn = decode_instruction(parts.code, &parts.bitmask, last as u32);
+    let stops = matches!(
+        insn.opcode,
+        None | Some(
+            Opcode::trap
+                | Opcode::jump
+                | Opcode::jump_ind
+                | Opcode::load_imm_jump
+                | Opcode::load_imm_jump_ind
+        )
+    );
+    (!stops).then_some(last as u32)
+}

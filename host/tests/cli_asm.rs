@@ -155,3 +155,82 @@ fn first_programs_run_as_written_and_empty_ones_are_refused() {
         assert!(stderr.contains("has no instructions"), "{stderr}");
     }
 }
+
+/// `--gas -1` gets a reason (not clap's `-- -1` tip, which then fails),
+/// `--gas max` works, register arguments may be negative or hex, and a
+/// program that runs off the end of its code is called out.
+#[test]
+fn numbers_as_people_write_them_and_running_off_the_end() {
+    let out = capbox(&["run", "--backend", "local", "--gas", "-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("gas cannot be negative"), "{stderr}");
+    assert!(!stderr.contains("'-- -1'"), "{stderr}");
+
+    let src = scratch("regs.pvmasm");
+    std::fs::write(&src, "r7 = r7 + r8\nhalt\n").unwrap();
+    let mut all = vec!["run", "--backend", "local", "--json", "--gas", "max"];
+    all.extend(["--program", src.to_str().unwrap(), "-1", "0x10"]);
+    let out = capbox(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"r7\":15,"), "{stdout}");
+
+    let src = scratch("off_end.pvmasm");
+    std::fs::write(&src, "r7 = 1\n").unwrap();
+    let out = capbox(&[
+        "run",
+        "--backend",
+        "local",
+        "--program",
+        src.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("exit Panic"), "{stdout}");
+    assert!(
+        stdout.contains("continue past the end of the code"),
+        "{stdout}"
+    );
+    // A program that ends properly gets no such note.
+    std::fs::write(&src, "r7 = 1\ntrap\n").unwrap();
+    let out = capbox(&[
+        "run",
+        "--backend",
+        "local",
+        "--program",
+        src.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("exit Panic") && !stdout.contains("past the end"),
+        "{stdout}"
+    );
+}
+
+/// `capbox demo --store DIR` keeps the demo's state there.
+#[test]
+fn demo_takes_a_store_directory() {
+    let dir = scratch("demo-store-dir");
+    let out = capbox(&[
+        "demo",
+        "--backend",
+        "local",
+        "--store",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("heads").join("demo").exists(), "{}", dir.display());
+}
