@@ -4,12 +4,15 @@
 //! # Layout
 //!
 //! ```text
-//! <root>/FORMAT            "capbox-store 2": the format version; others are refused
+//! <root>/FORMAT            "capbox-store 3": the format version. Format 2 (no head
+//!                          history) is migrated in place on open; others are refused
 //!                          (2: CNodes hash as a Merkle tree; a format-1 store holds
 //!                          CNode blobs under their old hashes)
 //! <root>/blobs/ab/ab12…    one blob per file: the canonical encoding (`Cap::encode`),
 //!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir
-//! <root>/heads/<name>      one head per file: "<64 hex>\n"
+//! <root>/heads/<name>      one head per file: "<64 hex>\n", then "history <n>\n" when
+//!                          n > 0: the head's move number (its last history record)
+//! <root>/history/<name>    the head's history: one record line per move (below)
 //! <root>/tmp/*.tmp         temp files being written; never read as blobs or heads
 //!                          (<pid>-<ns clock hex>-<counter>-<64 random bits hex>.tmp)
 //! <root>/lock              advisory lock file (flock); while held exclusively it
@@ -98,12 +101,14 @@ mod error;
 mod fsio;
 mod graph;
 mod heads;
+mod history;
 mod prune;
 mod verify;
 
 pub use blobs::{BlobInfo, StoreStats};
 pub use error::StoreError;
 pub use heads::{MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
+pub use history::{HeadChange, HistoryEntry, MAX_RECORD_TEXT};
 pub use prune::PruneReport;
 pub use verify::{VerifyProblem, VerifyReport};
 
@@ -118,7 +123,9 @@ use error::IoContext;
 use fsio::LockMode;
 
 /// The format line in `<root>/FORMAT`.
-pub const STORE_FORMAT: &str = "capbox-store 2";
+pub const STORE_FORMAT: &str = "capbox-store 3";
+/// The format before head history; [`Store::open`] migrates it in place.
+const PREVIOUS_FORMAT: &str = "capbox-store 2";
 /// Environment variable naming the default store directory.
 pub const STORE_ENV: &str = "CAPBOX_STORE";
 /// The default store directory when [`STORE_ENV`] is unset (relative to the
@@ -130,7 +137,15 @@ const BLOBS_DIR: &str = "blobs";
 const HEADS_DIR: &str = "heads";
 const TMP_DIR: &str = "tmp";
 const LOCK_FILE: &str = "lock";
-const KNOWN_ENTRIES: [&str; 5] = [FORMAT_FILE, BLOBS_DIR, HEADS_DIR, TMP_DIR, LOCK_FILE];
+const HISTORY_DIR: &str = "history";
+const KNOWN_ENTRIES: [&str; 6] = [
+    FORMAT_FILE,
+    BLOBS_DIR,
+    HEADS_DIR,
+    TMP_DIR,
+    LOCK_FILE,
+    HISTORY_DIR,
+];
 
 /// How a [`Store`] waits for its lock (see "Concurrency" in the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +182,7 @@ pub struct Store {
     root: PathBuf,
     blobs: PathBuf,
     heads: PathBuf,
+    history: PathBuf,
     tmp: PathBuf,
     lock: PathBuf,
     options: StoreOptions,
@@ -203,13 +219,14 @@ impl Store {
         let store = Store {
             blobs: root.join(BLOBS_DIR),
             heads: root.join(HEADS_DIR),
+            history: root.join(HISTORY_DIR),
             tmp: root.join(TMP_DIR),
             lock: root.join(LOCK_FILE),
             root,
             options,
         };
         store.check_or_write_format()?;
-        for dir in [&store.blobs, &store.heads] {
+        for dir in [&store.blobs, &store.heads, &store.history] {
             fsio::ensure_dir(dir)?;
         }
         if let Some(_alone) = fsio::try_lock_exclusive(&store.lock)? {
@@ -252,6 +269,8 @@ impl Store {
                 if found == STORE_FORMAT {
                     fsio::ensure_dir(&self.tmp)?;
                     Ok(())
+                } else if found == PREVIOUS_FORMAT {
+                    self.migrate_from_format_2(&format_path)
                 } else {
                     Err(StoreError::UnsupportedFormat {
                         path: format_path,
@@ -278,6 +297,24 @@ impl Store {
             }
             Err(e) => Err(StoreError::io("read", format_path, e)),
         }
+    }
+
+    /// Format 2 → 3: format 3 adds `history/` and the head file's optional
+    /// `history <n>` line; a format-2 head (one line) reads as a head with
+    /// move number 0 and no history, so only the FORMAT file changes.
+    /// Under the exclusive lock, after reading FORMAT again (another
+    /// process may have migrated meanwhile).
+    fn migrate_from_format_2(&self, format_path: &Path) -> Result<(), StoreError> {
+        fsio::ensure_dir(&self.tmp)?;
+        let _alone = self.lock(LockMode::Exclusive)?;
+        let text = fs::read_to_string(format_path).at("read", format_path)?;
+        let found = text.lines().next().unwrap_or("").trim();
+        if found == PREVIOUS_FORMAT {
+            fsio::ensure_dir(&self.history)?;
+            let line = format!("{STORE_FORMAT}\n");
+            fsio::write_atomically(&self.tmp, format_path, line.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// A store is only ever created in an empty directory (or one holding
