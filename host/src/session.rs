@@ -328,8 +328,9 @@ impl<K: BorrowMut<Kernel>> Session<K> {
 
     /// Runs `call` on the session's state (`call.instance` is ignored) and,
     /// in durable mode, commits it (see the module docs). On `Err` nothing
-    /// was committed and the session's state is unchanged (unless a lost
-    /// race moved it to the head's new state).
+    /// was committed; the session stays on its state, except that after a
+    /// lost race a session on a head moves to the head's new state (so the
+    /// next invocation starts there).
     pub fn invoke(&mut self, call: &Invocation) -> Result<Committed, SessionError> {
         let max_attempts = match (self.options.on_conflict, self.follows_head) {
             (OnConflict::Retry { max_attempts }, true) => max_attempts.max(1),
@@ -375,6 +376,11 @@ impl<K: BorrowMut<Kernel>> Session<K> {
                     pause_after_lost_race(attempts);
                 }
                 Err(SessionError::Conflict { name, found, .. }) => {
+                    if self.follows_head {
+                        // The next invocation starts from the head's state.
+                        self.state = found;
+                        self.base = Some(found);
+                    }
                     return Err(SessionError::Conflict {
                         name,
                         attempts,
