@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use capbox::shared::kernel::sample::{Endpoint, sample_image};
-use capbox::{Invocation, Kernel, OnConflict, Session, SessionError, SessionOptions, Store};
+use capbox::{Invocation, OnConflict, Session, SessionError, SessionOptions, Store};
 use capbox_tests::backend_tests;
 
 /// A fresh store directory, removed on drop.
