@@ -28,14 +28,15 @@
 //! bits; should a name exist anyway, another is drawn. A blob is therefore durable
 //! before [`Store::set_head`] can see it, and `set_head` refuses any graph
 //! that is not fully present, so a crash at any point leaves every head
-//! pointing at a complete graph. A crash can only leave temp files behind;
-//! they are never visible as blobs, and are removed by [`Store::open`] (when
-//! no other process holds the lock) and by every prune.
+//! pointing at a complete graph. A crash can only leave temp files behind
+//! (and a history record past the head, see "Head history"); they are
+//! never visible as blobs, and are removed by [`Store::open`] (when no other
+//! process holds the lock) and by every prune.
 //!
 //! # Concurrency
 //!
-//! Blob writes take the lock shared; head updates and prune take it
-//! exclusive, so a prune never deletes a blob while it is being written and
+//! Blob writes and history reads take the lock shared; head updates (with
+//! their history appends) and prune take it exclusive, so a prune never deletes a blob while it is being written and
 //! never races a head update. Reads take no lock. Blob files are immutable
 //! and equal for equal names, so two writers of the same blob are harmless.
 //! A graph written by one process can still be pruned (as unreachable) by
@@ -60,6 +61,61 @@
 //! lock file and empties it before releasing; shared holders (blob writers,
 //! many at once) record nothing. The CLI's global `--lock-timeout SECS`
 //! sets the timeout.
+//!
+//! # Head history
+//!
+//! Every head move appends to `history/<name>` first, then rewrites the head
+//! file; both under the exclusive lock. One record per move, one text line:
+//!
+//! ```text
+//! h1 <seq> <unix ms> <prev hash | -> <new hash> <action> <endpoint | -> <gas | -> <outcome | -> <fnv64>
+//! ```
+//!
+//! `seq` is the head's move number (1 for its first recorded move); the
+//! head file's second line `history <seq>` names the record that put it
+//! there. `action` is `new`, `invoke` ([`crate::Session`]), `set`
+//! ([`Store::set_head`], `capbox store set-head`), `save` ([`Store::save_graph`]:
+//! the demo, `capbox kv`); `outcome` a summary such as
+//! `exit=Halt,r7=1,r8=0,out=0` (both stored as tokens: no spaces); the last
+//! field is an FNV-1a checksum of the rest of the line in hex.
+//!
+//! Why the head and the history never disagree:
+//!
+//! * The records are fsynced before the head moves, so a head at move `n`
+//!   always has its records 1..=n on disk.
+//! * A crash between the append and the head write leaves a record numbered
+//!   past the head's: readers ([`Store::history`]) take only records up to
+//!   the head's number. A crash inside an append leaves a line without its
+//!   newline (or failing its checksum): not a record.
+//! * Before every append the writer cuts the log back to the end of the
+//!   head's own record (`repair_tail`, reading only the log's last 64 KiB),
+//!   so leftovers are always at the end and never mix with later records;
+//!   older records are never rewritten.
+//! * A move number, not a hash, tells an orphan from the chain, so even an
+//!   invocation that left the state unchanged (prev = new) is told apart.
+//! * [`Store::remove_head`] removes the head, then its log; a log left by a
+//!   crash in between belongs to no head (move number 0): the next move of a
+//!   head of that name cuts it, and prune/gc remove it.
+//!
+//! [`Store::history`] checks the chain (records 1..=n, each starting where
+//! the previous ended, the last at the head) and fails with
+//! [`StoreError::CorruptHistory`] otherwise; [`Store::verify`] reports it as
+//! [`VerifyProblem::BadHistory`]. Only damage (not a crash) causes that.
+//!
+//! Compare-and-swap: [`Store::set_head_if`] and [`Store::save_graph_if`]
+//! move a head only if it is what the caller expects (checked under the
+//! exclusive lock), else [`StoreError::HeadMoved`], changing nothing.
+//!
+//! History does not pin: prune and gc keep only what heads reach, so a
+//! record may name a state that was pruned since (`capbox log` marks it
+//! "state pruned"). Pinning every state a head ever had would make a busy
+//! head's store grow without bound; a head that must keep a state can be
+//! forked to it (`capbox invoke HASH --head NAME` or `store set-head`).
+//!
+//! Format 3 added the history; [`Store::open`] migrates a format-2 store in
+//! place (under the exclusive lock it rewrites `FORMAT`: a one-line format-2
+//! head reads as move number 0 with an empty history). A format-2 build
+//! refuses a format-3 store by its FORMAT line.
 //!
 //! # Access tracking
 //!
