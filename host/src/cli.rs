@@ -114,7 +114,7 @@ fn parse_u64(text: &str) -> Option<u64> {
 }
 
 /// `--timeout SECS`: a non-negative number of seconds.
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|e| format!("not a number of seconds: {e}"))?;
@@ -126,7 +126,7 @@ const MAX_INPUT: u64 = capbox::shared::kernel::ops::MAX_INPUT_LEN;
 
 /// Reads `--input`: a file, or standard input for `-`; refuses more than
 /// [`MAX_INPUT`] bytes without reading past that.
-fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     use std::io::Read;
     let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
@@ -202,7 +202,7 @@ fn exit_text(o: &Outcome) -> String {
     format!("{:?}", o.exit)
 }
 
-fn outcome_json(i: u32, o: &Outcome) -> String {
+pub(crate) fn outcome_json(i: u32, o: &Outcome) -> String {
     format!(
         "{{\"call\":{i},\"exit\":\"{}\",\"r7\":{},\"r8\":{},\"gas_used\":{},\"output\":\"{}\",\"instance\":\"{}\"}}",
         exit_text(o),
@@ -214,11 +214,37 @@ fn outcome_json(i: u32, o: &Outcome) -> String {
     )
 }
 
+/// An outcome as `run` prints it: `call I: exit … state HASH`.
+pub(crate) fn outcome_text(i: u32, o: &Outcome) -> String {
+    format!(
+        "call {i}: exit {} r7={} r8={} gas_used={} output={} state {}",
+        exit_text(o),
+        o.r7,
+        o.r8,
+        o.gas_used,
+        hex(&o.output),
+        o.instance
+    )
+}
+
+/// A call's program log messages, as `run` prints them.
+pub(crate) fn print_logs(i: u32, logs: &[Vec<u8>], json: bool) {
+    for message in logs {
+        // A program's bytes never reach the terminal raw.
+        if json {
+            let text = serde_json::Value::from(String::from_utf8_lossy(message));
+            println!("{{\"call\":{i},\"log\":{text}}}");
+        } else {
+            println!("  log: {}", capbox::escape_for_terminal(message));
+        }
+    }
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
+pub(crate) fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
     let code = crate::cli_asm::load_program(path)?;
     Ok(Image {
         code,
@@ -277,15 +303,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             println!("{}", outcome_json(i, &o));
         } else {
-            println!(
-                "call {i}: exit {} r7={} r8={} gas_used={} output={} state {}",
-                exit_text(&o),
-                o.r7,
-                o.r8,
-                o.gas_used,
-                hex(&o.output),
-                o.instance
-            );
+            println!("{}", outcome_text(i, &o));
             if let (ExitReason::Panic, Some(pc)) = (o.exit, off_end) {
                 println!(
                     "  note: the last instruction (code offset {pc}) can continue past the end \
@@ -294,15 +312,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        for message in kernel.take_logs() {
-            // A program's bytes never reach the terminal raw.
-            if args.json {
-                let text = serde_json::Value::from(String::from_utf8_lossy(&message));
-                println!("{{\"call\":{i},\"log\":{text}}}");
-            } else {
-                println!("  log: {}", capbox::escape_for_terminal(&message));
-            }
-        }
+        print_logs(i, &kernel.take_logs(), args.json);
         instance = o.instance;
     }
     Ok(ExitCode::SUCCESS)

@@ -426,6 +426,9 @@ fn print_verify(report: &VerifyReport, json: bool) {
                 VerifyProblem::BadHead { head, reason } => {
                     json!({ "kind": "bad_head", "head": head, "reason": reason })
                 }
+                VerifyProblem::BadHistory { head, reason } => {
+                    json!({ "kind": "bad_history", "head": head, "reason": reason })
+                }
             })
             .collect();
         print_json(&json!({

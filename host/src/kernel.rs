@@ -73,7 +73,14 @@ struct HostBlobs {
     published: HashSet<CapHash>,
     /// Caps sent with `put_cap` so far (a re-send would show here).
     sent: u64,
+    /// Where `fetch_blob` looks for a blob the host's copy lacks
+    /// ([`Kernel::set_blob_fallback`]).
+    fallback: Option<BlobFallback>,
 }
+
+/// A second source for the kernel's `fetch_blob` (e.g. a store): the
+/// canonical encoding of the blob named by the hash, if it has it.
+pub type BlobFallback = Arc<dyn Fn(&CapHash) -> Option<Vec<u8>> + Send + Sync>;
 
 /// A kernel, sandboxed or local, behind one API.
 pub struct Kernel {
@@ -144,10 +151,19 @@ impl Kernel {
         let source: BlobSource = {
             let blobs = blobs.clone();
             Arc::new(move |hash: &[u8; 32]| {
-                let mut b = lock(&blobs);
-                let bytes = b.bytes.get(&CapHash(*hash)).cloned()?;
-                b.published.insert(CapHash(*hash));
-                Some(bytes.to_vec())
+                let hash = CapHash(*hash);
+                let fallback = {
+                    let mut b = lock(&blobs);
+                    if let Some(bytes) = b.bytes.get(&hash).cloned() {
+                        b.published.insert(hash);
+                        return Some(bytes.to_vec());
+                    }
+                    b.fallback.clone()?
+                };
+                // Not under the lock: the fallback may read files.
+                let bytes = fallback(&hash)?;
+                lock(&blobs).published.insert(hash);
+                Some(bytes)
             })
         };
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -331,6 +347,14 @@ impl Kernel {
                 Ok(hash)
             })
             .collect()
+    }
+
+    /// Serves the kernel's `fetch_blob` from `fallback` for blobs the
+    /// host's copy lacks (`None`: no second source), so state can be
+    /// invoked without loading it up front. Its blobs are not copied into
+    /// the host's copy.
+    pub fn set_blob_fallback(&mut self, fallback: Option<BlobFallback>) {
+        lock(&self.blobs).fallback = fallback;
     }
 
     /// How many caps `put_cap(s)` has sent to the kernel so far.

@@ -9,6 +9,7 @@ mod error;
 mod export;
 pub mod guest_elf;
 mod kernel;
+pub mod session;
 pub mod store;
 
 pub use backend::{
@@ -16,8 +17,11 @@ pub use backend::{
 };
 pub use error::{GuestElfError, KernelError};
 pub use guest_elf::GuestImage;
-pub use kernel::{BackendChoice, DEFAULT_TIMEOUT, Invocation, Kernel, escape_for_terminal};
+pub use kernel::{
+    BackendChoice, BlobFallback, DEFAULT_TIMEOUT, Invocation, Kernel, escape_for_terminal,
+};
+pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};
 pub use store::{
-    BlobInfo, PruneReport, SaveReport, Store, StoreError, StoreLock, StoreOptions, StoreStats,
-    VerifyProblem, VerifyReport,
+    BlobInfo, HeadChange, HistoryEntry, PruneReport, SaveReport, Store, StoreError, StoreLock,
+    StoreOptions, StoreStats, VerifyProblem, VerifyReport,
 };

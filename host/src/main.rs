@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod cli_apps;
 mod cli_asm;
+mod cli_heads;
 mod cli_store;
 
 #[derive(Parser)]
@@ -56,6 +57,15 @@ enum Command {
     Disasm(cli_asm::DisasmArgs),
     /// The kv service on a head in the store: put, get, delete, len.
     Kv(cli_apps::KvArgs),
+    /// Creates a head on a fresh instance of a program.
+    New(cli_heads::NewArgs),
+    /// Runs invocations on a stored head (or instance) and commits each:
+    /// stores the new state, advances the head, records it in the history.
+    Invoke(cli_heads::InvokeArgs),
+    /// Lists the heads with their number of moves.
+    Heads(cli_heads::HeadsArgs),
+    /// Prints a head's history.
+    Log(cli_heads::LogArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +105,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Asm(args)) => cli_asm::run_asm(&args),
         Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
         Some(Command::Kv(args)) => cli_apps::run_kv(args, store_options),
+        Some(Command::New(args)) => cli_heads::run_new(&args, store_options),
+        Some(Command::Invoke(args)) => cli_heads::run_invoke(&args, store_options),
+        Some(Command::Heads(args)) => cli_heads::run_heads(&args, store_options),
+        Some(Command::Log(args)) => cli_heads::run_log(&args, store_options),
         None => cli::demo(cli::DemoArgs::default(), store_options),
     }
 }

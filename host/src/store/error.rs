@@ -141,6 +141,38 @@ pub enum StoreError {
         /// Who held it, as its holder recorded ("pid N (command)"), if known.
         holder: Option<String>,
     },
+    /// A compare-and-swap head move lost: the head is not what the caller
+    /// expected (another process moved it). Nothing was changed.
+    #[error(
+        "head {name:?} moved: expected {}, found {}",
+        head_text(.expected),
+        head_text(.found)
+    )]
+    HeadMoved {
+        /// The head.
+        name: String,
+        /// What the caller expected (`None`: no such head).
+        expected: Option<CapHash>,
+        /// What it is (`None`: no such head).
+        found: Option<CapHash>,
+    },
+    /// A head's history log does not agree with the head (a damaged or
+    /// missing record; a crash never causes this).
+    #[error("history of head {name:?} at {path} is damaged: {reason}")]
+    CorruptHistory {
+        /// The head.
+        name: String,
+        /// The log file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A head move was asked for with no history record to write.
+    #[error("moving head {name:?} needs at least one history record")]
+    NoChange {
+        /// The head.
+        name: String,
+    },
     /// A link in a cap graph points at a cap of the wrong kind.
     #[error(
         "malformed graph: {parent} links {child} as its {field}, expected {expected}, found {found}"
@@ -157,6 +189,13 @@ pub enum StoreError {
         /// The kind found.
         found: CapKind,
     },
+}
+
+fn head_text(head: &Option<CapHash>) -> String {
+    match head {
+        Some(hash) => hash.to_string(),
+        None => "no head".to_owned(),
+    }
 }
 
 fn holder_suffix(holder: &Option<String>) -> String {

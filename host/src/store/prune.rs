@@ -56,6 +56,10 @@ impl Store {
     /// hold. If the pinned blobs alone exceed a limit, every candidate is
     /// removed and [`PruneReport::limits_met`] is false.
     ///
+    /// History does not pin: a history record may name a state that was
+    /// pruned since (`capbox log` says which). Logs of heads that no longer
+    /// exist (a crash between removing a head and its log) are removed.
+    ///
     /// Holds the store's exclusive lock, so no blob write or head update runs
     /// meanwhile. A corrupt CNode or Instance reachable from a head is an
     /// error (its links are unknown), and then nothing is removed.
@@ -65,6 +69,7 @@ impl Store {
             removed_temp_files: fsio::remove_temp_files(&self.tmp)?,
             ..PruneReport::default()
         };
+        self.remove_stale_histories()?;
         let pinned = self.pinned_set(&mut report.missing)?;
 
         let mut candidates = Vec::new();
