@@ -30,7 +30,7 @@ pub struct DisasmArgs {
     pub blob: PathBuf,
 }
 
-fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
@@ -76,8 +76,9 @@ pub fn run_disasm(args: &DisasmArgs) -> anyhow::Result<ExitCode> {
 /// extension says so (`.pvmasm`, `.asm`, `.s`), else a blob. Either way the
 /// blob is decoded here first, so a bad program is reported before any
 /// backend starts.
-pub fn load_program(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = read_input(path)?;
+/// (`path` names the file for the extension and messages; the bytes were
+/// read with [`read_input`].)
+pub fn load_program_bytes(bytes: Vec<u8>, path: &Path) -> anyhow::Result<Vec<u8>> {
     let is_text = path
         .extension()
         .and_then(|e| e.to_str())

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod cli_apps;
 mod cli_asm;
+mod cli_import;
 mod cli_store;
 
 #[derive(Parser)]
@@ -54,6 +55,9 @@ enum Command {
     Asm(cli_asm::AsmArgs),
     /// Prints a PVM program blob as assembly text.
     Disasm(cli_asm::DisasmArgs),
+    /// Turns a PolkaVM (JamV1) program blob into an Image: prints its
+    /// endpoints and hash, writes its encoding with -o.
+    Import(cli_import::ImportArgs),
     /// The kv service on a head in the store: put, get, delete, len.
     Kv(cli_apps::KvArgs),
 }
@@ -94,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Inspect(args)) => cli_store::run_inspect(&args, store_options),
         Some(Command::Asm(args)) => cli_asm::run_asm(&args),
         Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
+        Some(Command::Import(args)) => cli_import::run_import(&args),
         Some(Command::Kv(args)) => cli_apps::run_kv(args, store_options),
         None => cli::demo(cli::DemoArgs::default(), store_options),
     }
