@@ -45,3 +45,11 @@ bench-kernel:
 # Fuzz one target (needs nightly and cargo-fuzz): just fuzz run_blob 600
 fuzz target="run_blob" secs="600":
     cd fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{secs}}
+
+# Rebuild the example Rust programs (programs/*.polkavm) with the SDK and the PolkaVM toolchain.
+build-programs:
+    scripts/build-programs.sh
+
+# capbox vs PolkaVM 0.37's interpreter on the example Rust programs (criterion).
+bench-programs:
+    cargo bench -p capbox --bench programs

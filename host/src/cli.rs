@@ -55,7 +55,9 @@ pub struct RunArgs {
     /// A PVM program to run instead of the sample: a code blob (`deblob`
     /// format), or assembly text when the file ends in `.pvmasm`, `.asm` or
     /// `.s` (see `capbox asm`). Its single endpoint is pc 0, with one page of
-    /// read-write data. A PolkaVM JamV1 program blob (`.polkavm`, see
+    /// read-write data, unless assembly text says otherwise with image
+    /// directives (`.endpoint`, `.ro_data`, `.rw_data`, `.heap_pages`,
+    /// `.stack`). A PolkaVM JamV1 program blob (`.polkavm`, see
     /// `capbox import`) or an Image encoding (`.image`) brings its own data
     /// sections and endpoints.
     #[arg(long)]
@@ -183,9 +185,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// The one place the CLI turns a program file into an [`Image`]: a PolkaVM
 /// program blob (its magic, whatever the name) is imported with its data,
 /// stack and named endpoints (`capbox::import`); an Image cap encoding
-/// (`.image`, as `capbox import -o` writes) is decoded; anything else is a
-/// code blob or assembly text (`cli_asm::load_program`) with one endpoint
-/// at pc 0 and one page of read-write data.
+/// (`.image`, as `capbox import -o` and `capbox asm --image` write) is
+/// decoded; anything else is a code blob or assembly text
+/// (`cli_asm::load_image_bytes`: assembly's image directives, else one
+/// endpoint at pc 0 and one page of read-write data).
 pub(crate) fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
     use anyhow::Context;
     let bytes = crate::cli_asm::read_input(path)?;
@@ -206,16 +209,7 @@ pub(crate) fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image
             ),
         };
     }
-    let code = crate::cli_asm::load_program_bytes(bytes, path)?;
-    Ok(Image {
-        code,
-        ro_data: Vec::new(),
-        rw_data: vec![0; 4096],
-        heap_pages: 0,
-        stack_size: 64 << 10,
-        endpoint_names: Vec::new(),
-        endpoints: vec![0],
-    })
+    crate::cli_asm::load_image_bytes(bytes, path)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -36,7 +36,7 @@ mod insn;
 mod syntax;
 mod text;
 
-pub use assembler::{assemble, assemble_program};
+pub use assembler::{DEFAULT_STACK, assemble, assemble_image, assemble_program};
 pub use builder::{BuiltProgram, ProgramBuilder};
 pub use disassembler::disassemble;
 pub use error::{AsmError, AsmErrorKind, BuildError};
