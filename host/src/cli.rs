@@ -47,8 +47,10 @@ pub struct RunArgs {
     /// Endpoint index (the sample's: 0 increment, 1 read, 2 add, 3 output,
     /// 4 loop, 5 trap, 6 fault, 7 unknown op, 8 stack only, 9 gas, 10 empty,
     /// 11 write then trap, 12 read stack, 13 log).
-    #[arg(long, default_value_t = 0)]
-    endpoint: u32,
+    /// A program with named endpoints (`.polkavm`, `.image`, assembly with
+    /// `.endpoint`) also takes the name.
+    #[arg(long, default_value = "0")]
+    endpoint: String,
     /// How many times to invoke (each on the state the previous left).
     #[arg(long, default_value_t = 1)]
     times: u32,
@@ -182,6 +184,26 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `--endpoint`: a number, or the name of one of `image`'s endpoints.
+fn endpoint_number(image: &Image, endpoint: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = endpoint.parse::<u32>() {
+        return Ok(n);
+    }
+    image.endpoint_by_name(endpoint).ok_or_else(|| {
+        let names: Vec<&str> = (0..image.endpoints.len() as u32)
+            .filter_map(|i| image.endpoint_name(i))
+            .collect();
+        anyhow::anyhow!(
+            "no endpoint named `{endpoint}` (the program's names: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
+    })
+}
+
 /// The one place the CLI turns a program file into an [`Image`]: a PolkaVM
 /// program blob (its magic, whatever the name) is imported with its data,
 /// stack and named endpoints (`capbox::import`); an Image cap encoding
@@ -241,7 +263,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut call = Invocation {
         instance: Some(instance),
-        endpoint: args.endpoint,
+        endpoint: endpoint_number(&image, &args.endpoint)?,
         args: regs,
         gas: args.gas,
         input,

@@ -48,8 +48,8 @@ fn import_writes_an_image_that_publish_and_run_take() {
     let o = capbox(&["publish", out.to_str().unwrap()], dir.path());
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(&hash), "{}", text(&o.stdout));
-    // `run --program` takes the blob and the encoding alike: increment(5)
-    // twice from a fresh instance.
+    // `run --program` takes the blob and the encoding alike, and the
+    // endpoint by name or number: increment(5) twice from a fresh instance.
     let increment = stdout
         .lines()
         .find_map(|l| {
@@ -59,7 +59,10 @@ fn import_writes_an_image_that_publish_and_run_take() {
         .and_then(|l| l.split(':').next())
         .unwrap()
         .to_string();
-    for file in [counter.to_str().unwrap(), out.to_str().unwrap()] {
+    for (file, endpoint) in [
+        (counter.to_str().unwrap(), "increment"),
+        (out.to_str().unwrap(), increment.as_str()),
+    ] {
         let o = capbox(
             &[
                 "run",
@@ -68,7 +71,7 @@ fn import_writes_an_image_that_publish_and_run_take() {
                 "--program",
                 file,
                 "--endpoint",
-                &increment,
+                endpoint,
                 "--times",
                 "2",
                 "5",
@@ -79,6 +82,25 @@ fn import_writes_an_image_that_publish_and_run_take() {
         assert!(o.status.success(), "{}", text(&o.stderr));
         assert!(stdout.contains("call 1: exit Halt r7=10 "), "{stdout}");
     }
+    // An unknown name lists the program's names.
+    let o = capbox(
+        &[
+            "run",
+            "--backend",
+            "local",
+            "--program",
+            counter.to_str().unwrap(),
+            "--endpoint",
+            "decrement",
+        ],
+        dir.path(),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = text(&o.stderr);
+    assert!(
+        stderr.contains("no endpoint named `decrement`") && stderr.contains("increment"),
+        "{stderr}"
+    );
 }
 
 #[test]
