@@ -48,6 +48,7 @@ fn image(code: Vec<u8>, entry: u32) -> Image {
         heap_pages: HEAP_PAGES,
         stack_size: 4096,
         endpoints: vec![entry],
+        endpoint_names: Vec::new(),
     }
 }
 

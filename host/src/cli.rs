@@ -47,15 +47,21 @@ pub struct RunArgs {
     /// Endpoint index (the sample's: 0 increment, 1 read, 2 add, 3 output,
     /// 4 loop, 5 trap, 6 fault, 7 unknown op, 8 stack only, 9 gas, 10 empty,
     /// 11 write then trap, 12 read stack, 13 log).
-    #[arg(long, default_value_t = 0)]
-    endpoint: u32,
+    /// A program with named endpoints (`.polkavm`, `.image`, assembly with
+    /// `.endpoint`) also takes the name.
+    #[arg(long, default_value = "0")]
+    endpoint: String,
     /// How many times to invoke (each on the state the previous left).
     #[arg(long, default_value_t = 1)]
     times: u32,
     /// A PVM program to run instead of the sample: a code blob (`deblob`
     /// format), or assembly text when the file ends in `.pvmasm`, `.asm` or
     /// `.s` (see `capbox asm`). Its single endpoint is pc 0, with one page of
-    /// read-write data.
+    /// read-write data, unless assembly text says otherwise with image
+    /// directives (`.endpoint`, `.ro_data`, `.rw_data`, `.heap_pages`,
+    /// `.stack`). A PolkaVM JamV1 program blob (`.polkavm`, see
+    /// `capbox import`) or an Image encoding (`.image`) brings its own data
+    /// sections and endpoints.
     #[arg(long)]
     program: Option<PathBuf>,
     /// The invocation's input: the bytes of FILE (`-`: standard input),
@@ -244,16 +250,54 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(crate) fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
-    let code = crate::cli_asm::load_program(path)?;
-    Ok(Image {
-        code,
-        ro_data: Vec::new(),
-        rw_data: vec![0; 4096],
-        heap_pages: 0,
-        stack_size: 64 << 10,
-        endpoints: vec![0],
+/// `--endpoint`: a number, or the name of one of `image`'s endpoints.
+pub(crate) fn endpoint_number(image: &Image, endpoint: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = endpoint.parse::<u32>() {
+        return Ok(n);
+    }
+    image.endpoint_by_name(endpoint).ok_or_else(|| {
+        let names: Vec<&str> = (0..image.endpoints.len() as u32)
+            .filter_map(|i| image.endpoint_name(i))
+            .collect();
+        anyhow::anyhow!(
+            "no endpoint named `{endpoint}` (the program's names: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
     })
+}
+
+/// The one place the CLI turns a program file into an [`Image`]: a PolkaVM
+/// program blob (its magic, whatever the name) is imported with its data,
+/// stack and named endpoints (`capbox::import`); an Image cap encoding
+/// (`.image`, as `capbox import -o` and `capbox asm --image` write) is
+/// decoded; anything else is a code blob or assembly text
+/// (`cli_asm::load_image_bytes`: assembly's image directives, else one
+/// endpoint at pc 0 and one page of read-write data).
+pub(crate) fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
+    use anyhow::Context;
+    let bytes = crate::cli_asm::read_input(path)?;
+    if capbox::import::is_polkavm(&bytes) {
+        let imported = capbox::import::image_from_polkavm(&bytes)
+            .with_context(|| format!("cannot import {}", path.display()))?;
+        return Ok(imported.image);
+    }
+    if path.extension().is_some_and(|e| e == "image") {
+        return match Cap::decode(&bytes)
+            .with_context(|| format!("{} is not a cap encoding", path.display()))?
+        {
+            Cap::Image(image) => Ok(image),
+            other => bail!(
+                "{} holds a {:?} cap, not an Image",
+                path.display(),
+                other.kind()
+            ),
+        };
+    }
+    crate::cli_asm::load_image_bytes(bytes, path)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -291,7 +335,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut call = Invocation {
         instance: Some(instance),
-        endpoint: args.endpoint,
+        endpoint: endpoint_number(&image, &args.endpoint)?,
         args: regs,
         gas: args.gas,
         input,

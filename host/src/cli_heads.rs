@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use capbox::session::DEFAULT_MAX_ATTEMPTS;
+use capbox::shared::cap::Cap;
 use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::sample::sample_image;
 use capbox::{
@@ -77,9 +78,10 @@ pub struct InvokeArgs {
     /// A head name, or a stored Instance's 64-hex hash (always read as a
     /// hash).
     target: String,
-    /// The endpoint (index).
-    #[arg(long, default_value = "0", value_parser = parse_endpoint)]
-    endpoint: u32,
+    /// The endpoint: its index, or its name when the image names its
+    /// endpoints (imported PolkaVM programs, `.endpoint` in assembly).
+    #[arg(long, default_value = "0")]
+    endpoint: String,
     /// Up to four arguments (φ7..φ10): decimal, 0x hex, or negative
     /// (two's complement).
     #[arg(allow_negative_numbers = true, value_parser = crate::cli::parse_register)]
@@ -141,11 +143,22 @@ pub struct LogArgs {
     store: StoreArg,
 }
 
-/// `--endpoint`: an endpoint index. (Endpoint names of imported images
-/// will be resolved here too.)
-pub fn parse_endpoint(text: &str) -> Result<u32, String> {
-    text.parse()
-        .map_err(|e| format!("not an endpoint index (0..{}): {e}", u32::MAX))
+/// `--endpoint` on the stored instance `state`: an index, or a name of
+/// its image's endpoints.
+fn resolve_endpoint(store: &Store, state: &CapHash, endpoint: &str) -> anyhow::Result<u32> {
+    if let Ok(index) = endpoint.parse::<u32>() {
+        return Ok(index);
+    }
+    let Some(Cap::Instance(instance)) = store.get(state)? else {
+        bail!("{state} is not a stored instance");
+    };
+    let Some(Cap::Image(image)) = store.get(&instance.image)? else {
+        bail!(
+            "the image {} of {state} is not in the store",
+            instance.image
+        );
+    };
+    crate::cli::endpoint_number(&image, endpoint)
 }
 
 /// A 64-hex target is a hash; anything else names a head.
@@ -213,9 +226,10 @@ pub fn run_invoke(args: &InvokeArgs, options: StoreOptions) -> anyhow::Result<Ex
         println!("backend: {}", session.kernel_mut().backend());
         println!("instance: {}", session.state());
     }
+    let endpoint = resolve_endpoint(session.store(), &session.state(), &args.endpoint)?;
     let call = Invocation {
         instance: None,
-        endpoint: args.endpoint,
+        endpoint,
         args: regs,
         gas: args.gas,
         input,
@@ -396,8 +410,5 @@ mod tests {
         assert!(parse_target(&hex).is_some());
         assert!(parse_target("counter").is_none());
         assert!(parse_target(&"zz".repeat(32)).is_none());
-        assert_eq!(parse_endpoint("7"), Ok(7));
-        assert!(parse_endpoint("-1").is_err());
-        assert!(parse_endpoint("inc").is_err());
     }
 }

@@ -8,6 +8,7 @@ pub mod conformance;
 mod error;
 mod export;
 pub mod guest_elf;
+pub mod import;
 mod kernel;
 pub mod session;
 pub mod store;

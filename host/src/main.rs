@@ -8,6 +8,7 @@ mod cli;
 mod cli_apps;
 mod cli_asm;
 mod cli_heads;
+mod cli_import;
 mod cli_store;
 
 #[derive(Parser)]
@@ -55,6 +56,9 @@ enum Command {
     Asm(cli_asm::AsmArgs),
     /// Prints a PVM program blob as assembly text.
     Disasm(cli_asm::DisasmArgs),
+    /// Turns a PolkaVM (JamV1) program blob into an Image: prints its
+    /// endpoints and hash, writes its encoding with -o.
+    Import(cli_import::ImportArgs),
     /// The kv service on a head in the store: put, get, delete, len.
     Kv(cli_apps::KvArgs),
     /// Creates a head on a fresh instance of a program.
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Inspect(args)) => cli_store::run_inspect(&args, store_options),
         Some(Command::Asm(args)) => cli_asm::run_asm(&args),
         Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
+        Some(Command::Import(args)) => cli_import::run_import(&args),
         Some(Command::Kv(args)) => cli_apps::run_kv(args, store_options),
         Some(Command::New(args)) => cli_heads::run_new(&args, store_options),
         Some(Command::Invoke(args)) => cli_heads::run_invoke(&args, store_options),
