@@ -16,7 +16,10 @@ pub use backend::{
 };
 pub use error::{GuestElfError, KernelError};
 pub use guest_elf::GuestImage;
-pub use kernel::{BackendChoice, DEFAULT_TIMEOUT, Invocation, Kernel, escape_for_terminal};
+pub use kernel::{
+    BackendChoice, DEFAULT_BATCH_REPORTS, DEFAULT_TIMEOUT, Invocation, Kernel,
+    MAX_REPORTED_BLOB_BYTES, ReportMode, escape_for_terminal,
+};
 pub use store::{
     BlobInfo, PruneReport, SaveReport, Store, StoreError, StoreLock, StoreOptions, StoreStats,
     VerifyProblem, VerifyReport,

@@ -158,6 +158,13 @@ fn build(
                 Ok(())
             }
         })
+        .host_function(HostFunction::ReportProgress.name(), {
+            let progress = services.progress;
+            move |report: Vec<u8>| {
+                progress(&report);
+                Ok(())
+            }
+        })
         .build()
         .map_err(create)
 }
