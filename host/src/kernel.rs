@@ -81,7 +81,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// ([`Kernel::set_batch_reports`], or `CAPBOX_BATCH_REPORTS` = `off`,
 /// `outcomes` or `state` for a new kernel); see docs/kernel.md "Partial
 /// batches".
-pub const DEFAULT_BATCH_REPORTS: ReportMode = ReportMode::OutcomesAndState;
+pub const DEFAULT_BATCH_REPORTS: ReportMode = ReportMode::Off;
 
 /// The batch reports a new kernel uses: `CAPBOX_BATCH_REPORTS` if it
 /// names a mode, else [`DEFAULT_BATCH_REPORTS`].
@@ -328,8 +328,9 @@ impl Kernel {
 
     /// Sets the deadline of invocations that name none (`invoke`,
     /// `invoke_with_input`, an [`Invocation`] with `timeout: None`).
-    /// `Duration::MAX` means none (the sandbox's watchdog, which then
-    /// waits for ever, is the only limit besides gas).
+    /// `Duration::MAX` means none: the kernel does not end such an
+    /// invocation, and on the sandbox only the watchdog
+    /// (`SandboxConfig::call_timeout`) bounds it, as a guest fault.
     pub fn set_default_timeout(&mut self, timeout: Duration) {
         self.default_timeout = timeout;
     }
@@ -575,8 +576,8 @@ impl Kernel {
     /// Runs invocations in order in one kernel call. The outer error is
     /// for the call as a whole; each inner result is one invocation's.
     ///
-    /// With batch reports on ([`Self::set_batch_reports`], on by
-    /// default) a guest fault in the middle of the batch is not the
+    /// With batch reports on ([`Self::set_batch_reports`]; off by
+    /// default, for their cost) a guest fault in the middle of the batch is not the
     /// batch's error: the invocations that completed keep their outcomes
     /// (and, with `OutcomesAndState`, their states survive the rebuild),
     /// the one that was running is [`KernelError::BatchFault`] and every

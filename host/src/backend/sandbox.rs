@@ -34,7 +34,8 @@ pub struct SandboxConfig {
     /// A guest call running longer than this is killed (a guest fault:
     /// the sandbox is rebuilt). A call whose invocations carry longer
     /// deadlines gets a watchdog longer than those (the deadlines end
-    /// them as outcomes; the watchdog is the last resort).
+    /// them as outcomes; the watchdog is the last resort); invocations
+    /// without a deadline add nothing, so this bounds them.
     pub call_timeout: Duration,
 }
 

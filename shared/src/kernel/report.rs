@@ -21,8 +21,9 @@ pub const REPORT_CHUNK_BYTES: usize = 512 << 10;
 /// (the new instance, its memory and root CNode if they changed, and
 /// under a changed CNode every slot whose cap changed, nested instances
 /// included). Whatever is equal to its counterpart in `old` is skipped
-/// with everything under it, so this costs the changed part of the graph
-/// (plus a CNode's slots when it changed), not the whole graph. A blob the
+/// with everything under it, and a changed CNode is compared with its old
+/// version subtree by subtree ([`crate::cap::CNode::changed_slots`]), so
+/// this costs the changed part of the graph, not the whole graph. A blob the
 /// directory does not hold (it never does for a graph it just committed)
 /// is left out.
 pub fn committed_blobs<S: BuildHasher>(
@@ -72,9 +73,21 @@ pub fn committed_blobs<S: BuildHasher>(
                     Some(Cap::CNode(o)) => Some(o),
                     _ => None,
                 };
-                for (slot, target) in now.iter() {
-                    if let Some(n) = link(target) {
-                        stack.push((n, old.and_then(|o| o.get(slot)).and_then(link)));
+                match old {
+                    // Only the slots that changed: O(changes), not O(slots).
+                    Some(old) => {
+                        for (slot, target) in now.changed_slots(old) {
+                            if let Some(n) = link(target) {
+                                stack.push((n, old.get(slot).and_then(link)));
+                            }
+                        }
+                    }
+                    None => {
+                        for (_, target) in now.iter() {
+                            if let Some(n) = link(target) {
+                                stack.push((n, None));
+                            }
+                        }
                     }
                 }
             }
