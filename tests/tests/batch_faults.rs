@@ -195,3 +195,49 @@ fn check_partial(
     }
     results[28].as_ref().unwrap().instance
 }
+
+/// With reports on, a batch past the reply budget still arrives whole:
+/// the kernel refuses the tail unreported (`ReplyBudget`), the host sends
+/// it again, and the reports of each request match its reply.
+#[test]
+fn reports_and_the_reply_budget_work_together() {
+    use capbox::shared::cap::Image;
+    use capbox::shared::kernel::KernelOp;
+    use capbox::shared::pvm::asm::{ProgramBuilder, Reg};
+    // Outputs 1 MiB (`MAX_OUTPUT_LEN`) of its memory.
+    let mut b = ProgramBuilder::new();
+    b.load_imm(Reg::R7, 0x2_0000u32)
+        .load_imm(Reg::R8, 1u32 << 20)
+        .ecalli(KernelOp::SetOutput.number())
+        .jump_ind(Reg::R0, 0u32);
+    let image = Image {
+        code: b.build().unwrap(),
+        ro_data: vec![],
+        rw_data: (0..4096u32).map(|i| (i % 251) as u8).collect(),
+        heap_pages: 256,
+        stack_size: 4096,
+        endpoints: vec![0],
+    };
+    for mode in [ReportMode::Outcomes, ReportMode::OutcomesAndState] {
+        let mut kernel = capbox_tests::local_kernel();
+        kernel.set_batch_reports(mode);
+        let start = kernel.create_instance(&image).unwrap();
+        let calls: Vec<Invocation> = (0..7)
+            .map(|i| Invocation {
+                instance: (i == 0).then_some(start),
+                endpoint: 0,
+                gas: 1_000_000,
+                ..Default::default()
+            })
+            .collect();
+        let results = kernel.invoke_batch(&calls).unwrap();
+        assert_eq!(results.len(), 7, "{mode:?}");
+        for r in results {
+            let o = r.unwrap();
+            assert_eq!(
+                (o.exit, o.instance, o.output.len()),
+                (ExitReason::Halt, start, 1 << 20)
+            );
+        }
+    }
+}

@@ -107,3 +107,57 @@ pub fn decode_progress_report(bytes: &[u8]) -> Result<ProgressReportMsg<'_>, Abi
 pub(super) fn report_mode_of(req: &wire::InvokeRequest<'_>) -> ReportMode {
     ReportMode::from_wire(req.report())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::{InvocationMsg, InvokeRequestView, encode_invoke_request_reporting};
+
+    #[test]
+    fn the_report_mode_travels_in_the_request() {
+        let call = InvocationMsg {
+            instance: [1; 32],
+            endpoint: 2,
+            args: [3; 4],
+            gas: 4,
+            input: b"in",
+            timeout: 5,
+        };
+        for mode in [
+            ReportMode::Off,
+            ReportMode::Outcomes,
+            ReportMode::OutcomesAndState,
+        ] {
+            let bytes = encode_invoke_request_reporting(&[], &[call, call], mode);
+            let view = InvokeRequestView::new(&bytes).unwrap();
+            assert_eq!(view.report(), mode);
+            assert_eq!(view.calls().collect::<Vec<_>>(), [call, call]);
+        }
+        // A value this kernel does not know means no reports.
+        assert_eq!(ReportMode::from_wire(wire::ReportMode(9)), ReportMode::Off);
+    }
+
+    #[test]
+    fn reports_round_trip_and_empty_ones_are_refused() {
+        let blob = CapBlobMsg {
+            hash: Some([7; 32]),
+            bytes: b"bytes",
+        };
+        let bytes = encode_progress_report(3, Some(b"result"), &[blob]);
+        let msg = decode_progress_report(&bytes).unwrap();
+        assert_eq!(
+            msg,
+            ProgressReportMsg {
+                call: 3,
+                result: Some(&b"result"[..]),
+                blobs: alloc::vec![blob],
+            }
+        );
+        let only_blobs = encode_progress_report(0, None, &[blob]);
+        assert_eq!(decode_progress_report(&only_blobs).unwrap().result, None);
+        assert!(decode_progress_report(&encode_progress_report(0, None, &[])).is_err());
+        let no_hash = CapBlobMsg { hash: None, ..blob };
+        assert!(decode_progress_report(&encode_progress_report(0, None, &[no_hash])).is_err());
+        assert!(decode_progress_report(b"\x01\x02").is_err());
+    }
+}
