@@ -19,7 +19,8 @@ pub use backend::{
 pub use error::{GuestElfError, KernelError};
 pub use guest_elf::GuestImage;
 pub use kernel::{
-    BackendChoice, BlobFallback, DEFAULT_TIMEOUT, Invocation, Kernel, escape_for_terminal,
+    BackendChoice, BlobFallback, DEFAULT_BATCH_REPORTS, DEFAULT_TIMEOUT, Invocation, Kernel,
+    MAX_REPORTED_BLOB_BYTES, ReportMode, escape_for_terminal,
 };
 pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};
 pub use store::{

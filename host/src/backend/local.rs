@@ -50,6 +50,10 @@ impl KernelHost for LocalHost<'_> {
     fn now(&mut self) -> Option<u64> {
         Some(local_now())
     }
+
+    fn report_progress(&mut self, report: Vec<u8>) {
+        (self.services.progress)(&report);
+    }
 }
 
 impl Backend for LocalBackend {

@@ -39,6 +39,10 @@ pub type BlobSource = std::sync::Arc<dyn Fn(&[u8; 32]) -> Option<Vec<u8>> + Send
 /// Receives programs' `log` messages.
 pub type LogTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
 
+/// Receives the progress reports of a batch (`report_progress`: encoded
+/// `ProgressReport` messages, unchecked).
+pub type ProgressTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+
 /// What the host provides to a kernel (the guest's host functions).
 #[derive(Clone)]
 pub struct HostServices {
@@ -46,6 +50,8 @@ pub struct HostServices {
     pub blobs: BlobSource,
     /// Answers `log`.
     pub log: LogTarget,
+    /// Answers `report_progress`.
+    pub progress: ProgressTarget,
 }
 
 /// One kernel backend: runs a guest function on a request message.

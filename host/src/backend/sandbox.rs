@@ -34,7 +34,8 @@ pub struct SandboxConfig {
     /// A guest call running longer than this is killed (a guest fault:
     /// the sandbox is rebuilt). A call whose invocations carry longer
     /// deadlines gets a watchdog longer than those (the deadlines end
-    /// them as outcomes; the watchdog is the last resort).
+    /// them as outcomes; the watchdog is the last resort); invocations
+    /// without a deadline add nothing, so this bounds them.
     pub call_timeout: Duration,
 }
 
@@ -155,6 +156,13 @@ fn build(
             let log = services.log;
             move |message: Vec<u8>| {
                 log(&message);
+                Ok(())
+            }
+        })
+        .host_function(HostFunction::ReportProgress.name(), {
+            let progress = services.progress;
+            move |report: Vec<u8>| {
+                progress(&report);
                 Ok(())
             }
         })

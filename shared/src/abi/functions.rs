@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 7;
+pub const ABI_VERSION: u32 = 8;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -78,17 +78,25 @@ pub enum HostFunction {
     FetchBlob = 1,
     /// `log(message: Vec<u8>)`: one message from a program's `log` op.
     Log = 2,
+    /// `report_progress(report: Vec<u8>)`: one `ProgressReport` of a
+    /// running `invoke` batch that asked for reports (its `report` field).
+    ReportProgress = 3,
 }
 
 impl HostFunction {
     /// Every host function, in number order.
-    pub const ALL: [HostFunction; 2] = [HostFunction::FetchBlob, HostFunction::Log];
+    pub const ALL: [HostFunction; 3] = [
+        HostFunction::FetchBlob,
+        HostFunction::Log,
+        HostFunction::ReportProgress,
+    ];
 
     /// The name the host registers the function under.
     pub const fn name(self) -> &'static str {
         match self {
             HostFunction::FetchBlob => "fetch_blob",
             HostFunction::Log => "log",
+            HostFunction::ReportProgress => "report_progress",
         }
     }
 }
