@@ -147,7 +147,6 @@ pub fn save_graph(
 /// empty kv).
 pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let path = args.store.clone().unwrap_or_else(Store::default_path);
-    let store = Store::open_with(&path, options)?;
     let mut kernel = Kernel::new(args.backend.into())?;
     let (op, endpoint, key, input) = match &args.command {
         KvCommand::Put { key, value, input } => {
@@ -175,12 +174,23 @@ pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
         KvCommand::Put { .. } | KvCommand::Delete { .. }
     );
     let (o, saved) = if writes {
+        let store = Store::open_with(&path, options)?;
         let mut session = open_or_create_kv(&mut kernel, store, &args.head)?;
         (session.invoke(&call)?.outcome, true)
     } else {
-        let state = match store.head(&args.head)? {
-            Some(head) => {
-                kernel.stage_caps(&load_graph(&store, &head)?)?;
+        // Reading creates nothing: no store (or no head) reads as empty.
+        let store = match Store::open_existing(&path, options) {
+            Ok(store) => Some(store),
+            Err(capbox::StoreError::NoStore { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let head = match &store {
+            Some(store) => store.head(&args.head)?.map(|h| (store, h)),
+            None => None,
+        };
+        let state = match head {
+            Some((store, head)) => {
+                kernel.stage_caps(&load_graph(store, &head)?)?;
                 head
             }
             None => kernel.create_instance(&kv::kv_image())?,

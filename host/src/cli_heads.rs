@@ -32,6 +32,12 @@ impl StoreArg {
         let path = self.store.clone().unwrap_or_else(Store::default_path);
         Ok(Store::open_with(path, options)?)
     }
+
+    /// For commands that only read: creates and writes nothing.
+    fn open_read(&self, options: StoreOptions) -> anyhow::Result<Store> {
+        let path = self.store.clone().unwrap_or_else(Store::default_path);
+        Ok(Store::open_existing(path, options)?)
+    }
 }
 
 /// `capbox new`
@@ -265,7 +271,7 @@ pub fn run_invoke(args: &InvokeArgs, options: StoreOptions) -> anyhow::Result<Ex
 }
 
 pub fn run_heads(args: &HeadsArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
-    let store = args.store.open(options)?;
+    let store = args.store.open_read(options)?;
     let mut rows = Vec::new();
     for (name, _) in store.heads()? {
         // Removed since listed: skip.
@@ -291,7 +297,7 @@ pub fn run_heads(args: &HeadsArgs, options: StoreOptions) -> anyhow::Result<Exit
 }
 
 pub fn run_log(args: &LogArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
-    let store = args.store.open(options)?;
+    let store = args.store.open_read(options)?;
     let Some((hash, seq)) = store.head_state(&args.head)? else {
         bail!("no head {:?} in {}", args.head, store.path().display());
     };

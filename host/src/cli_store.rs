@@ -25,6 +25,12 @@ impl StoreLocation {
         // StoreError messages name the path; main prints the cause chain.
         Ok(Store::open_with(&path, options)?)
     }
+
+    /// For commands that only read: creates and writes nothing.
+    fn open_read(&self, options: StoreOptions) -> anyhow::Result<Store> {
+        let path = self.store.clone().unwrap_or_else(Store::default_path);
+        Ok(Store::open_existing(&path, options)?)
+    }
 }
 
 /// Parses `--lock-timeout SECS`: a non-negative number of seconds.
@@ -127,7 +133,18 @@ pub fn run_store(
     command: StoreCommand,
     options: StoreOptions,
 ) -> anyhow::Result<ExitCode> {
-    let store = location.open(options)?;
+    let reads_only = matches!(
+        command,
+        StoreCommand::Stats { .. }
+            | StoreCommand::List { .. }
+            | StoreCommand::Heads { .. }
+            | StoreCommand::Verify { .. }
+    );
+    let store = if reads_only {
+        location.open_read(options)?
+    } else {
+        location.open(options)?
+    };
     match command {
         StoreCommand::Stats { json } => {
             let stats = store.stats()?;
@@ -220,7 +237,7 @@ pub fn run_publish(args: &PublishArgs, options: StoreOptions) -> anyhow::Result<
 /// Runs `capbox inspect`: prints a stored cap's kind and fields.
 pub fn run_inspect(args: &InspectArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let hash = parse_hash(&args.hash)?;
-    let store = args.location.open(options)?;
+    let store = args.location.open_read(options)?;
     let Some(bytes) = store.get_encoded(&hash)? else {
         bail!(
             "cap {hash} is not in the store at {}",

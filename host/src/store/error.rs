@@ -43,6 +43,27 @@ pub enum StoreError {
         /// The format line this build writes and reads.
         expected: &'static str,
     },
+    /// A read-only open of a directory that holds no store.
+    #[error(
+        "no capbox store at {path} (nothing to read; a command that writes, e.g. `capbox new`, creates one)"
+    )]
+    NoStore {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A read-only open of a store in an older format (migrated only by a
+    /// writing open).
+    #[error(
+        "the store at {path} is in format {found:?}; a command that writes (e.g. `capbox store gc`) migrates it to {expected:?}"
+    )]
+    NeedsMigration {
+        /// The store.
+        path: PathBuf,
+        /// Its format line.
+        found: String,
+        /// The current format.
+        expected: &'static str,
+    },
     /// The directory exists, is not empty, and has no format file.
     #[error("{path} is not a capbox store (non-empty directory without a FORMAT file)")]
     NotAStore {

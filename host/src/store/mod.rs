@@ -49,6 +49,13 @@
 //! so the save cannot lose that race (no retry loop is needed). The CLI's
 //! demo, `capbox kv` and `capbox publish --head` save this way.
 //!
+//! **Reading only**: [`Store::open_existing`] opens a store without
+//! creating, migrating or cleaning anything, so the CLI's read-only
+//! commands (`store stats|list|heads|verify`, `inspect`, `heads`, `log`,
+//! `kv get|len`) create no store where there is none and work on a store
+//! the user can only read (the lock file is then opened read-only; a
+//! shared lock on it still keeps writers out).
+//!
 //! ## Waiting for the lock
 //!
 //! The lock is taken with a non-blocking attempt first. If somebody holds
@@ -291,6 +298,54 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens the existing store at `path` for reading: creates, migrates,
+    /// cleans and writes nothing, so it works on a store the user can only
+    /// read ([`StoreError::NoStore`] when there is none,
+    /// [`StoreError::NeedsMigration`] for an older format). Writing through
+    /// the handle fails as the file system says.
+    pub fn open_existing(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let root = path.as_ref().to_path_buf();
+        let format_path = root.join(FORMAT_FILE);
+        let found = match fs::read_to_string(&format_path) {
+            Ok(text) => text.lines().next().unwrap_or("").trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if root.is_dir() && !dir_is_empty(&root)? {
+                    StoreError::NotAStore { path: root }
+                } else {
+                    StoreError::NoStore { path: root }
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => "(not UTF-8 text)".to_owned(),
+            Err(e) => return Err(StoreError::io("read", format_path, e)),
+        };
+        if found == PREVIOUS_FORMAT {
+            return Err(StoreError::NeedsMigration {
+                path: root,
+                found,
+                expected: STORE_FORMAT,
+            });
+        }
+        if found != STORE_FORMAT {
+            return Err(StoreError::UnsupportedFormat {
+                path: format_path,
+                found: found.chars().take(80).collect(),
+                expected: STORE_FORMAT,
+            });
+        }
+        Ok(Store {
+            blobs: root.join(BLOBS_DIR),
+            heads: root.join(HEADS_DIR),
+            history: root.join(HISTORY_DIR),
+            tmp: root.join(TMP_DIR),
+            lock: root.join(LOCK_FILE),
+            root,
+            options,
+        })
+    }
+
     /// The options this handle waits for the lock with.
     pub fn options(&self) -> StoreOptions {
         self.options
@@ -396,4 +451,9 @@ impl Store {
     fn lock(&self, mode: LockMode) -> Result<fsio::LockGuard, StoreError> {
         fsio::lock(&self.lock, mode, &self.options)
     }
+}
+
+/// Whether `dir` has no entries.
+fn dir_is_empty(dir: &Path) -> Result<bool, StoreError> {
+    Ok(fs::read_dir(dir).at("list", dir)?.next().is_none())
 }
