@@ -259,14 +259,19 @@ pub(crate) fn endpoint_number(image: &Image, endpoint: &str) -> anyhow::Result<u
         let names: Vec<&str> = (0..image.endpoints.len() as u32)
             .filter_map(|i| image.endpoint_name(i))
             .collect();
-        anyhow::anyhow!(
-            "no endpoint named `{endpoint}` (the program's names: {})",
-            if names.is_empty() {
-                "none".to_string()
-            } else {
+        if names.is_empty() {
+            anyhow::anyhow!(
+                "no endpoint named `{endpoint}`: this program's {} endpoint(s) have no names; \
+                 give an index (0..{})",
+                image.endpoints.len(),
+                image.endpoints.len()
+            )
+        } else {
+            anyhow::anyhow!(
+                "no endpoint named `{endpoint}` (the program's names: {})",
                 names.join(", ")
-            }
-        )
+            )
+        }
     })
 }
 
@@ -455,8 +460,22 @@ const DEMO_HEAD: &str = "demo";
 /// (its caps are staged, so the kernel fetches them when needed), or a
 /// fresh instance of the sample.
 fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(CapHash, bool)> {
+    // A corrupt demo head is reported and replaced by a fresh counter (the
+    // demo's state is not worth refusing to run over).
+    let head = match store.map(|s| s.head(DEMO_HEAD)) {
+        Some(Ok(head)) => head,
+        Some(Err(e @ capbox::StoreError::CorruptHead { .. })) => {
+            eprintln!("warning: {e}; removing it and starting a fresh counter");
+            if let Some(store) = store {
+                store.remove_head(DEMO_HEAD)?;
+            }
+            None
+        }
+        Some(Err(e)) => return Err(e.into()),
+        None => None,
+    };
     if let Some(store) = store
-        && let Some(head) = store.head(DEMO_HEAD)?
+        && let Some(head) = head
         && let Some(Cap::Instance(inst)) = store.get(&head)?
     {
         let mut caps = vec![Cap::Instance(inst.clone())];

@@ -228,11 +228,11 @@ pub fn run_invoke(args: &InvokeArgs, options: StoreOptions) -> anyhow::Result<Ex
         Some(hash) => Session::at(kernel, store, hash, args.head.as_deref(), session_options)?,
         None => Session::open(kernel, store, &args.target, session_options)?,
     };
+    let endpoint = resolve_endpoint(session.store(), &session.state(), &args.endpoint)?;
     if !args.json {
         println!("backend: {}", session.kernel_mut().backend());
         println!("instance: {}", session.state());
     }
-    let endpoint = resolve_endpoint(session.store(), &session.state(), &args.endpoint)?;
     let call = Invocation {
         instance: None,
         endpoint,
@@ -273,7 +273,8 @@ pub fn run_invoke(args: &InvokeArgs, options: StoreOptions) -> anyhow::Result<Ex
 pub fn run_heads(args: &HeadsArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let store = args.store.open_read(options)?;
     let mut rows = Vec::new();
-    for (name, _) in store.heads()? {
+    let (heads, corrupt) = store.heads_and_corrupt()?;
+    for (name, _) in heads {
         // Removed since listed: skip.
         let Some((hash, seq)) = store.head_state(&name)? else {
             continue;
@@ -285,15 +286,20 @@ pub fn run_heads(args: &HeadsArgs, options: StoreOptions) -> anyhow::Result<Exit
             .iter()
             .map(|(name, hash, seq)| json!({ "name": name, "instance": hash.to_hex(), "moves": seq }))
             .collect();
-        println!("{}", json!({ "heads": heads }));
-    } else if rows.is_empty() {
+        let corrupt_rows = crate::cli_store::corrupt_rows(&corrupt);
+        println!("{}", json!({ "heads": heads, "corrupt": corrupt_rows }));
+    } else if rows.is_empty() && corrupt.is_empty() {
         println!("no heads");
     } else {
         for (name, hash, seq) in rows {
             println!("{name}  {hash}  {seq} moves");
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if crate::cli_store::report_corrupt_heads(&corrupt) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub fn run_log(args: &LogArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {

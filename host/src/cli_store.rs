@@ -164,17 +164,21 @@ pub fn run_store(
         }
         StoreCommand::List { json } => print_list(&store.list()?, json),
         StoreCommand::Heads { json } => {
-            let heads = store.heads()?;
+            let (heads, corrupt) = store.heads_and_corrupt()?;
             if json {
-                let rows: Vec<Value> = heads
+                let mut rows: Vec<Value> = heads
                     .iter()
                     .map(|(name, hash)| json!({ "name": name, "hash": hash.to_hex() }))
                     .collect();
+                rows.extend(corrupt_rows(&corrupt));
                 print_json(&Value::Array(rows));
             } else {
                 for (name, hash) in heads {
                     println!("{hash} {name}");
                 }
+            }
+            if report_corrupt_heads(&corrupt) {
+                return Ok(ExitCode::FAILURE);
             }
         }
         StoreCommand::Prune {
@@ -209,10 +213,18 @@ pub fn run_store(
             store.set_head(&name, &hash)?;
             println!("{hash} {name}");
         }
-        StoreCommand::RemoveHead { name } => match store.remove_head(&name)? {
-            Some(previous) => println!("removed {name} (was {previous})"),
-            None => bail!("no head named {name:?}"),
-        },
+        StoreCommand::RemoveHead { name } => {
+            // A corrupt head file is removed too (and said so).
+            let corrupt = match store.head(&name) {
+                Err(e @ capbox::StoreError::CorruptHead { .. }) => Some(e),
+                _ => None,
+            };
+            match (store.remove_head(&name)?, corrupt) {
+                (Some(previous), _) => println!("removed {name} (was {previous})"),
+                (None, Some(e)) => println!("removed {name} ({e})"),
+                (None, None) => bail!("no head named {name:?}"),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -408,6 +420,7 @@ fn print_prune(report: &PruneReport, json: bool) {
             "limits_met": report.limits_met,
             "removed_temp_files": report.removed_temp_files,
             "missing": missing,
+            "corrupt_heads": report.corrupt_heads,
         }));
         return;
     }
@@ -420,6 +433,11 @@ fn print_prune(report: &PruneReport, json: bool) {
         report.pinned_entries,
         report.pinned_bytes
     );
+    for name in &report.corrupt_heads {
+        eprintln!(
+            "warning: head {name:?} is corrupt; kept every state its history names (repair it with `capbox store set-head` or drop it with `capbox store remove-head`)"
+        );
+    }
     if report.removed_temp_files > 0 {
         println!("removed {} leftover temp files", report.removed_temp_files);
     }
@@ -480,4 +498,27 @@ fn unix_ms(time: SystemTime) -> u128 {
 
 fn print_json(value: &Value) {
     println!("{value:#}");
+}
+
+/// JSON rows for corrupt heads: `{"name": …, "error": …}`.
+pub(crate) fn corrupt_rows(corrupt: &[capbox::StoreError]) -> Vec<Value> {
+    corrupt
+        .iter()
+        .map(|e| match e {
+            capbox::StoreError::CorruptHead { name, .. } => {
+                json!({ "name": name, "error": e.to_string() })
+            }
+            other => json!({ "error": other.to_string() }),
+        })
+        .collect()
+}
+
+/// Names each corrupt head on stderr with what to do; whether there were any.
+pub(crate) fn report_corrupt_heads(corrupt: &[capbox::StoreError]) -> bool {
+    for e in corrupt {
+        eprintln!(
+            "warning: {e} (`capbox store set-head NAME HASH` repairs it, `capbox store remove-head NAME` drops it)"
+        );
+    }
+    !corrupt.is_empty()
 }

@@ -166,7 +166,7 @@ fn bad_requests_are_one_clear_error_each() {
             &["invoke", "c", "1", "2", "3", "4", "5", "--backend", "local"],
             "at most 4 arguments",
         ),
-        (&["invoke", "c", "--endpoint", "x"], "not an endpoint index"),
+        (&["invoke", "c", "--endpoint", "x"], "no endpoint named `x`"),
         (&["log", "nope"], "no head \"nope\""),
     ];
     for (args, message) in cases {

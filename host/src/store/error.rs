@@ -43,6 +43,16 @@ pub enum StoreError {
         /// The format line this build writes and reads.
         expected: &'static str,
     },
+    /// A prune or gc found a corrupt head without a history, so what it
+    /// pins is unknown: nothing was removed.
+    #[error(
+        "{corrupt}; it has no history to tell what it pointed at, so nothing was removed \
+         (`capbox store set-head NAME HASH` repairs it, `capbox store remove-head NAME` drops it)"
+    )]
+    CorruptHeadBlocksPrune {
+        /// What is wrong with the head (its `CorruptHead` message).
+        corrupt: String,
+    },
     /// A read-only open of a directory that holds no store.
     #[error(
         "no capbox store at {path} (nothing to read; a command that writes, e.g. `capbox new`, creates one)"

@@ -335,23 +335,57 @@ impl Store {
     /// Every head, sorted by name. Files in `heads/` whose names are not
     /// valid head names were not written by a store and are skipped.
     pub fn heads(&self) -> Result<Vec<(String, CapHash)>, StoreError> {
-        let mut out = Vec::new();
+        let (heads, mut corrupt) = self.heads_and_corrupt()?;
+        match corrupt.pop() {
+            Some(error) => Err(error),
+            None => Ok(heads),
+        }
+    }
+
+    /// Every readable head, and a [`StoreError::CorruptHead`] for each head
+    /// file that cannot be read as one (so a listing can show the others
+    /// and name the broken ones).
+    pub fn heads_and_corrupt(
+        &self,
+    ) -> Result<(Vec<(String, CapHash)>, Vec<StoreError>), StoreError> {
+        let mut heads = Vec::new();
+        let mut corrupt = Vec::new();
         for name in self.head_names()? {
-            // Removed since we listed it: not a head any more.
-            if let Some(hash) = self.head(&name)? {
-                out.push((name, hash));
+            match self.head(&name) {
+                Ok(Some(hash)) => heads.push((name, hash)),
+                // Removed since we listed it: not a head any more.
+                Ok(None) => {}
+                Err(e @ StoreError::CorruptHead { .. }) => corrupt.push(e),
+                Err(e) => return Err(e),
             }
         }
-        Ok(out)
+        Ok((heads, corrupt))
+    }
+
+    /// Every hash the history of head `name` names (before and after each
+    /// move), whatever the head file says: what a corrupt head may have
+    /// pointed at.
+    pub(super) fn hashes_in_history(&self, name: &str) -> Result<Vec<CapHash>, StoreError> {
+        let log = history::read_all(&self.history.join(name))?;
+        Ok(log
+            .iter()
+            .flat_map(|entry| entry.prev.into_iter().chain([entry.new]))
+            .collect())
     }
 
     /// Removes head `name`; returns what it pointed at (`None` if there was
-    /// no such head). Its graph is no longer pinned.
+    /// no such head, or its file was corrupt: it is removed then too). Its
+    /// graph is no longer pinned.
     pub fn remove_head(&self, name: &str) -> Result<Option<CapHash>, StoreError> {
         validate_head_name(name)?;
         let _alone = self.lock(LockMode::Exclusive)?;
-        let Some(previous) = self.head(name)? else {
-            return Ok(None);
+        // A corrupt head file is removed all the same (it pinned nothing
+        // anyone can name); the caller learns that from `head` beforehand.
+        let previous = match self.head(name) {
+            Ok(Some(hash)) => Some(hash),
+            Ok(None) => return Ok(None),
+            Err(StoreError::CorruptHead { .. }) => None,
+            Err(e) => return Err(e),
         };
         let path = self.heads.join(name);
         fs::remove_file(&path).at("remove head", &path)?;
@@ -364,7 +398,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(StoreError::io("remove history", log, e)),
         }
-        Ok(Some(previous))
+        Ok(previous)
     }
 
     /// Removes every history log whose head does not exist (the caller

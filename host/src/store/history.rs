@@ -268,6 +268,21 @@ pub(super) fn append(path: &Path, entries: &[HistoryEntry]) -> Result<(), StoreE
     Ok(())
 }
 
+/// Every readable record of the log at `path` (none if it is missing),
+/// whatever head it belongs to.
+pub(super) fn read_all(path: &Path) -> Result<Vec<HistoryEntry>, StoreError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(StoreError::io("read history", path, e)),
+    };
+    Ok(parse(&bytes, 0)
+        .records
+        .into_iter()
+        .map(|(entry, _)| entry)
+        .collect())
+}
+
 /// What [`read`] found.
 pub(super) struct ReadLog {
     /// The records numbered 1..=head_seq, in order (the head's chain).

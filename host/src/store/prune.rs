@@ -36,6 +36,9 @@ pub struct PruneReport {
     pub missing: Vec<(String, CapHash)>,
     /// Temp files left by crashed writers, removed.
     pub removed_temp_files: u64,
+    /// Heads whose files are corrupt: every state their histories name was
+    /// kept instead (repair them with `set_head` or remove them).
+    pub corrupt_heads: Vec<String>,
 }
 
 struct Candidate {
@@ -70,7 +73,7 @@ impl Store {
             ..PruneReport::default()
         };
         self.remove_stale_histories()?;
-        let pinned = self.pinned_set(&mut report.missing)?;
+        let pinned = self.pinned_set(&mut report.missing, &mut report.corrupt_heads)?;
 
         let mut candidates = Vec::new();
         let (mut entries, mut bytes) = (0u64, 0u64);
@@ -134,9 +137,27 @@ impl Store {
     fn pinned_set(
         &self,
         missing: &mut Vec<(String, CapHash)>,
+        corrupt_heads: &mut Vec<String>,
     ) -> Result<HashSet<CapHash>, StoreError> {
         let mut pinned = HashSet::new();
-        for (name, root) in self.heads()? {
+        let (heads, corrupt) = self.heads_and_corrupt()?;
+        let mut roots: Vec<(String, CapHash)> = heads;
+        for error in corrupt {
+            // What a corrupt head pointed at is unknown: every state its
+            // history names stays; with no history, nothing is removed.
+            let StoreError::CorruptHead { name, .. } = &error else {
+                return Err(error);
+            };
+            let named = self.hashes_in_history(name)?;
+            if named.is_empty() {
+                return Err(StoreError::CorruptHeadBlocksPrune {
+                    corrupt: error.to_string(),
+                });
+            }
+            corrupt_heads.push(name.clone());
+            roots.extend(named.into_iter().map(|hash| (name.clone(), hash)));
+        }
+        for (name, root) in roots {
             let mut head_missing = Vec::new();
             graph::pin_graph(self, &root, &mut pinned, &mut head_missing)?;
             missing.extend(head_missing.into_iter().map(|hash| (name.clone(), hash)));
