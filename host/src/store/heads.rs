@@ -347,7 +347,7 @@ impl Store {
     /// and name the broken ones).
     pub fn heads_and_corrupt(
         &self,
-    ) -> Result<(Vec<(String, CapHash)>, Vec<StoreError>), StoreError> {
+    ) -> Result<HeadsListing, StoreError> {
         let mut heads = Vec::new();
         let mut corrupt = Vec::new();
         for name in self.head_names()? {
@@ -441,3 +441,7 @@ impl Store {
         Ok(names)
     }
 }
+
+/// [`Store::heads_and_corrupt`]: the readable heads (name, hash) and an
+/// error for each corrupt one.
+pub type HeadsListing = (Vec<(String, CapHash)>, Vec<StoreError>);
