@@ -37,6 +37,17 @@ impl From<BackendArg> for BackendChoice {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox run --json 3 4                          # the sample's endpoint 0 on a fresh instance
+  capbox run --endpoint 4 --gas max --timeout 2  # a long loop ended by its deadline
+  capbox run --program examples/add.pvmasm 30 12 # your own program (assembly, blob, .polkavm, .image)
+  capbox run --program programs/counter.polkavm --endpoint increment 5
+  capbox run --program p.pvmasm --input data.bin # the program reads it with input_len/input_read
+
+Memory: read-write data starts at 0x20000 (after read-only data, rounded to
+64 KiB); r0 holds the halt address (`jump [r0]` halts), r1 the stack top,
+r7..r10 the arguments. Kernel ops: `ecalli N` (table in docs/kernel.md;
+`capbox asm --help` shows a whole program).")]
 pub struct RunArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -156,6 +167,10 @@ pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox bench --guest --backend local           # every in-kernel micro-benchmark
+  capbox bench --guest --only hash_page --iters 100   # one of them
+  perf stat -e kvm:kvm_emulate_insn -- capbox bench --backend sandbox --calls 100 --call ping")]
 pub struct BenchArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -195,6 +210,9 @@ pub enum CallKind {
 }
 
 #[derive(Args, Debug, Default)]
+#[command(after_help = "Examples:
+  capbox                                  # the same as `capbox demo`
+  capbox demo --backend local --store /tmp/demo-store")]
 pub struct DemoArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]

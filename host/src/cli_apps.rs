@@ -22,6 +22,11 @@ const APP_GAS: u64 = 10_000_000;
 
 /// `capbox kv …`
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox kv put 7 --value hello           # stored on head `kv`; concurrent puts all land
+  capbox kv get 7 --json
+  capbox kv put 8 --input photo.jpg --head pictures
+  capbox kv len; capbox kv delete 7")]
 pub struct KvArgs {
     /// The head holding the kv instance (created fresh when absent).
     #[arg(long, default_value = "kv", global = true)]

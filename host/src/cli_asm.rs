@@ -62,6 +62,8 @@ pub struct AsmArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:
+  capbox asm examples/loop.pvmasm -o loop.blob && capbox disasm loop.blob")]
 pub struct DisasmArgs {
     /// A program blob (`deblob` format: jump table, code, opcode bitmask);
     /// `-` reads standard input.

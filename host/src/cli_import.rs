@@ -8,6 +8,10 @@ use capbox::shared::cap::Cap;
 use clap::Args;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox import programs/counter.polkavm                   # summary: endpoints, imports, rewrites
+  capbox import programs/counter.polkavm -o counter.image  # an Image cap for `capbox publish`
+  capbox new programs/counter.polkavm --head c && capbox invoke c --endpoint increment 5")]
 pub struct ImportArgs {
     /// A PolkaVM 0.37 program blob of the JamV1 instruction set (`-`:
     /// standard input), as scripts/build-programs.sh links them.

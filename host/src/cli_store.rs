@@ -105,6 +105,10 @@ pub enum StoreCommand {
 
 /// `capbox publish FILE`
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox asm --image examples/counter.pvmasm -o counter.image
+  capbox publish counter.image                 # prints the cap's hash
+  capbox publish counter.image --head program  # and points a head at it")]
 pub struct PublishArgs {
     /// A file holding one canonical cap encoding ("-" reads stdin).
     file: PathBuf,
@@ -117,6 +121,9 @@ pub struct PublishArgs {
 
 /// `capbox inspect HASH`
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox inspect $(capbox store heads --json | jq -r '.[0].hash')
+  capbox inspect 3f…(64 hex digits) --json")]
 pub struct InspectArgs {
     /// The cap's hash (64 hex digits).
     hash: String,
@@ -240,7 +247,9 @@ pub fn run_publish(args: &PublishArgs, options: StoreOptions) -> anyhow::Result<
         // The published cap is ours to re-put if a concurrent gc removes it
         // before the head pins it; the rest of its graph must be stored.
         let cap = Cap::decode(&bytes).ok();
-        store.save_graph(name, &hash, |h| cap.clone().filter(|_| *h == hash))?;
+        store
+            .save_graph(name, &hash, |h| cap.clone().filter(|_| *h == hash))
+            .with_context(|| format!("stored {hash}, but head {name:?} was not set to it"))?;
     }
     println!("{hash}");
     Ok(ExitCode::SUCCESS)

@@ -75,7 +75,10 @@ pub enum KernelError {
         detail: String,
     },
     /// A request is larger than the sandbox's message limit.
-    #[error("`{function}` request of {len} bytes exceeds the {limit}-byte message limit")]
+    #[error(
+        "`{function}` request of {len} bytes exceeds the {limit}-byte message limit \
+         (raise it with CAPBOX_MESSAGE_MIB=N, or SandboxConfig::message_bytes)"
+    )]
     MessageTooLarge {
         /// The guest function.
         function: &'static str,

@@ -30,6 +30,9 @@ struct Cli {
 enum Command {
     /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails, 2 on
     /// an unreadable directory or file.
+    #[command(
+        after_help = "Example:\n  capbox conformance ../shared/pvm-vectors/programs   # the w3f PVM vectors (jamtestvectors, PVM v0.4)"
+    )]
     Conformance {
         /// Directory of w3f PVM test vectors.
         dir: PathBuf,
@@ -42,6 +45,9 @@ enum Command {
     /// The demo (also what `capbox` with no arguments does).
     Demo(cli::DemoArgs),
     /// Store administration: stats, list, heads, verify, prune, gc, set-head, remove-head.
+    #[command(
+        after_help = "Examples:\n  capbox store stats --json\n  capbox store verify            # re-hash every blob, check every head\n  capbox store prune --max-bytes 100000000\n  capbox --lock-timeout 5 store gc"
+    )]
     Store {
         #[command(flatten)]
         location: cli_store::StoreLocation,

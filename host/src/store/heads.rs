@@ -345,9 +345,7 @@ impl Store {
     /// Every readable head, and a [`StoreError::CorruptHead`] for each head
     /// file that cannot be read as one (so a listing can show the others
     /// and name the broken ones).
-    pub fn heads_and_corrupt(
-        &self,
-    ) -> Result<HeadsListing, StoreError> {
+    pub fn heads_and_corrupt(&self) -> Result<HeadsListing, StoreError> {
         let mut heads = Vec::new();
         let mut corrupt = Vec::new();
         for name in self.head_names()? {
