@@ -181,9 +181,10 @@ pub struct BenchArgs {
     /// Only this micro-benchmark.
     #[arg(long)]
     only: Option<String>,
-    /// Iterations per micro-benchmark.
-    #[arg(long, default_value_t = 1000)]
-    iters: u64,
+    /// Iterations per micro-benchmark [default: as many as fit about one
+    /// second each, at most 1000, found by a 3-iteration probe].
+    #[arg(long)]
+    iters: Option<u64>,
     /// Instead: make this many kernel calls of `--call` (for
     /// `perf stat -e kvm:kvm_emulate_insn`; 0 measures start-up alone).
     #[arg(long)]
@@ -452,16 +453,23 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.guest {
         bail!("say what to measure: --guest (in-kernel micro-benchmarks) or --calls N");
     }
-    println!(
-        "{} backend, {} iterations each (rdtsc cycles)",
-        kernel.backend(),
-        args.iters
-    );
+    match args.iters {
+        Some(n) => println!("{} backend, {n} iterations each (rdtsc cycles)", kernel.backend()),
+        None => println!(
+            "{} backend, iterations chosen per benchmark to take about {} s (rdtsc cycles)",
+            kernel.backend(),
+            BENCH_TARGET.as_secs()
+        ),
+    }
     for (name, what) in BENCHMARKS {
         if args.only.as_deref().is_some_and(|only| only != name) {
             continue;
         }
-        let r = kernel.bench(name, args.iters)?;
+        let iters = match args.iters {
+            Some(n) => n,
+            None => calibrated_iters(&mut kernel, name)?,
+        };
+        let r = kernel.bench(name, iters)?;
         match r.cycles.checked_div(r.iters) {
             Some(per_iter) => println!("{name:>18}: {per_iter:>12} cycles/iter  ({what})"),
             // Start-up only (what scripts/measure-calls.sh subtracts).
@@ -469,6 +477,24 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long each micro-benchmark should run when `--iters` is not given.
+const BENCH_TARGET: Duration = Duration::from_secs(1);
+/// The most iterations a calibrated micro-benchmark runs.
+const BENCH_MAX_ITERS: u64 = 1000;
+/// Iterations of the probe that times a micro-benchmark.
+const BENCH_PROBE_ITERS: u64 = 3;
+
+/// Iterations of `name` that take about [`BENCH_TARGET`] on this kernel
+/// (the sandbox on nested KVM is ~1000× slower than the local backend, so
+/// a fixed count is either noise or minutes).
+fn calibrated_iters(kernel: &mut Kernel, name: &str) -> anyhow::Result<u64> {
+    let start = Instant::now();
+    kernel.bench(name, BENCH_PROBE_ITERS)?;
+    let per_iter = start.elapsed().as_secs_f64() / BENCH_PROBE_ITERS as f64;
+    let fit = (BENCH_TARGET.as_secs_f64() / per_iter.max(1e-9)) as u64;
+    Ok(fit.clamp(BENCH_PROBE_ITERS, BENCH_MAX_ITERS))
 }
 
 /// The demo's head in the store: the counter instance it continues from.
