@@ -454,7 +454,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("say what to measure: --guest (in-kernel micro-benchmarks) or --calls N");
     }
     match args.iters {
-        Some(n) => println!("{} backend, {n} iterations each (rdtsc cycles)", kernel.backend()),
+        Some(n) => println!(
+            "{} backend, {n} iterations each (rdtsc cycles)",
+            kernel.backend()
+        ),
         None => println!(
             "{} backend, iterations chosen per benchmark to take about {} s (rdtsc cycles)",
             kernel.backend(),

@@ -51,5 +51,8 @@ fn iterations_are_chosen_by_time_without_iters() {
     let (code, out, err) = bench(&["--guest", "--only", "hash_page"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("iterations chosen per benchmark"), "{out}");
-    assert!(out.contains("hash_page:") && out.contains("cycles/iter"), "{out}");
+    assert!(
+        out.contains("hash_page:") && out.contains("cycles/iter"),
+        "{out}"
+    );
 }
