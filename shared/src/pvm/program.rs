@@ -209,6 +209,13 @@ impl Program {
             .is_some_and(|i| self.block_starts.get(i).copied().unwrap_or(false))
     }
 
+    /// Code offset of the instruction (or synthesised `trap`) just before
+    /// the one at `pc`, e.g. the `ecalli` a host-call exit left behind.
+    pub fn instruction_before(&self, pc: u32) -> Option<u32> {
+        let i = self.index_of(pc)?.checked_sub(1)?;
+        self.pcs.get(i).copied()
+    }
+
     /// Index into `ops` of the instruction at `pc`.
     #[inline]
     pub(crate) fn index_of(&self, pc: u32) -> Option<usize> {
