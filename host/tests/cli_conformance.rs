@@ -58,7 +58,8 @@ fn mixed_dir() -> PathBuf {
     write(
         &dir,
         "d_host.json",
-        &vector("host", ECALLI, 10, "host", 0, 9),
+        // ecalli + trap: one block, charged in full on entry (departure 12).
+        &vector("host", ECALLI, 10, "host", 0, 8),
     );
     write(
         &dir,

@@ -163,12 +163,13 @@ impl Program {
         };
 
         let mut ops: Vec<Op> = raw.iter().map(|r| lower(r, &resolve)).collect();
-        // Gas blocks end at terminators, `ecalli` and synthesised traps.
+        // Gas blocks end at terminators and synthesised traps; an `ecalli`
+        // does not end one (departure 12).
         let mut remaining = 0u32;
         for i in (0..ops.len()).rev() {
             let ends = match raw[i].entry {
                 Entry::Synthetic => true,
-                Entry::Valid(op) => op.is_terminator() || op == Opcode::ecalli,
+                Entry::Valid(op) => op.is_terminator(),
                 Entry::Invalid => false,
             } || block_start.get(i + 1).copied().unwrap_or(true);
             let own = ops[i].opcode.gas();
