@@ -44,9 +44,10 @@ fn write(dir: &Path, file: &str, text: &str) {
     std::fs::write(dir.join(file), text).unwrap();
 }
 
-/// A directory of good and bad vectors.
-fn mixed_dir() -> PathBuf {
-    let dir = scratch("mixed");
+/// A directory of good and bad vectors (`tag`: one per test, as tests
+/// run in parallel).
+fn mixed_dir(tag: &str) -> PathBuf {
+    let dir = scratch(tag);
     let pass = vector("pass", TRAP, 10, "panic", 0, 9);
     write(&dir, "a_pass.json", &pass);
     write(&dir, "b_gas.json", &vector("gas", TRAP, 10, "panic", 0, 5));
@@ -83,7 +84,7 @@ fn mixed_dir() -> PathBuf {
 
 #[test]
 fn bad_vectors_are_failures_with_reasons_and_the_run_goes_on() {
-    let dir = mixed_dir();
+    let dir = mixed_dir("bad");
     let out = capbox(&["conformance", dir.to_str().unwrap()]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{stdout}");
@@ -125,7 +126,7 @@ fn a_missing_field_is_named() {
 
 #[test]
 fn json_is_one_object_per_vector_then_a_summary() {
-    let dir = mixed_dir();
+    let dir = mixed_dir("json");
     let out = capbox(&["conformance", "--json", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
@@ -162,7 +163,7 @@ fn json_is_one_object_per_vector_then_a_summary() {
 
 #[test]
 fn time_reports_each_vector_and_the_total() {
-    let dir = mixed_dir();
+    let dir = mixed_dir("time");
     let out = capbox(&["conformance", "--time", dir.to_str().unwrap()]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     let timed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("TIME ")).collect();
