@@ -92,7 +92,11 @@ struct State {
     memory: Vec<u8>,
 }
 
-fn theirs(engine: &Engine, blob: &[u8], regs: [u64; 13]) -> Option<(Vec<State>, Vec<PageMapEntry>)> {
+fn theirs(
+    engine: &Engine,
+    blob: &[u8],
+    regs: [u64; 13],
+) -> Option<(Vec<State>, Vec<PageMapEntry>)> {
     let mut parts = ProgramParts::empty(polkavm::program::InstructionSetKind::JamV1);
     parts.rw_data_size = BUFFER;
     parts.stack_size = STACK;
@@ -138,7 +142,11 @@ fn theirs(engine: &Engine, blob: &[u8], regs: [u64; 13]) -> Option<(Vec<State>, 
             InterruptKind::Step => return None,
         };
         let mut memory = instance.read_memory(rw.start, rw.end - rw.start).ok()?;
-        memory.extend(instance.read_memory(stack.start, stack.end - stack.start).ok()?);
+        memory.extend(
+            instance
+                .read_memory(stack.start, stack.end - stack.start)
+                .ok()?,
+        );
         states.push(State {
             stop,
             pc: instance.program_counter().map_or(u32::MAX, |pc| pc.0),
@@ -156,7 +164,10 @@ fn theirs(engine: &Engine, blob: &[u8], regs: [u64; 13]) -> Option<(Vec<State>, 
 fn ours(blob: &[u8], regs: [u64; 13], regions: &[PageMapEntry]) -> Option<Vec<State>> {
     let program = Program::from_blob(blob).ok()?;
     let memory = Memory::from_page_map(regions).ok()?;
-    let writable: Vec<&PageMapEntry> = regions.iter().filter(|r| r.access == Access::Write).collect();
+    let writable: Vec<&PageMapEntry> = regions
+        .iter()
+        .filter(|r| r.access == Access::Write)
+        .collect();
     let mut machine = Machine::new(regs, 0, GAS, memory);
     let mut states = Vec::new();
     while states.len() < MAX_EXITS {
@@ -230,7 +241,11 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(m.regs, t.regs, "exit {i} ({:?}): registers\n{text}", m.stop);
         assert_eq!(m.gas, t.gas, "exit {i} ({:?}): gas\n{text}", m.stop);
-        assert!(m.memory == t.memory, "exit {i} ({:?}): memory\n{text}", m.stop);
+        assert!(
+            m.memory == t.memory,
+            "exit {i} ({:?}): memory\n{text}",
+            m.stop
+        );
     }
     assert_eq!(mine.len(), other.len(), "number of exits\n{text}");
 });
