@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use capbox_shared::pvm::{Access, Exit, Machine, Memory, PageMapEntry, Program};
+use capbox_shared::pvm::{Access, Exit, Machine, Memory, MemoryError, PageMapEntry, Program};
 use serde::Deserialize;
 
 /// One test vector, as in the vectors' `schema.json`.
@@ -125,9 +125,9 @@ pub enum VectorError {
     /// unknown `expected-status`, …).
     #[error("invalid vector: {0}")]
     InvalidJson(#[source] serde_json::Error),
-    /// The vector's initial memory cannot be set up.
+    /// The vector's initial page map or memory cannot be set up.
     #[error("invalid initial state: {0}")]
-    InvalidState(String),
+    InvalidState(#[source] MemoryError),
 }
 
 /// The outcome of one vector file.
@@ -274,8 +274,8 @@ pub fn run_file(file: &Path, options: &RunOptions) -> VectorResult {
     result.name.clone_from(&vector.name);
     match run_vector_sliced(&vector, options.slice) {
         Ok(mismatches) => result.mismatches = mismatches,
-        Err(reason) => {
-            result.error = Some(VectorError::InvalidState(reason));
+        Err(error) => {
+            result.error = Some(VectorError::InvalidState(error));
             return result;
         }
     }
@@ -312,7 +312,7 @@ fn run_to_end(machine: &mut Machine, program: &Program, slice: u64) -> Exit {
     }
 }
 
-fn initial_machine(vector: &Vector) -> Result<Machine, String> {
+fn initial_machine(vector: &Vector) -> Result<Machine, MemoryError> {
     let entries: Vec<PageMapEntry> = vector
         .initial_page_map
         .iter()
@@ -326,11 +326,9 @@ fn initial_machine(vector: &Vector) -> Result<Machine, String> {
             },
         })
         .collect();
-    let mut memory = Memory::from_page_map(&entries).map_err(|e| e.to_string())?;
+    let mut memory = Memory::from_page_map(&entries)?;
     for chunk in &vector.initial_memory {
-        memory
-            .initialize(chunk.address, &chunk.contents)
-            .map_err(|e| e.to_string())?;
+        memory.initialize(chunk.address, &chunk.contents)?;
     }
     Ok(Machine::new(
         vector.initial_regs,
@@ -342,12 +340,12 @@ fn initial_machine(vector: &Vector) -> Result<Machine, String> {
 
 /// Runs one vector; returns the differences, or why its initial state is
 /// invalid.
-pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, String> {
+pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, MemoryError> {
     run_vector_sliced(vector, u64::MAX)
 }
 
 /// [`run_vector`], run in slices of `slice` gas.
-pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, String> {
+pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, MemoryError> {
     let mut machine = initial_machine(vector)?;
     // The Graypaper's Ψ panics without running when `deblob` fails.
     let program = Program::from_blob(&vector.program).ok();

@@ -125,6 +125,27 @@ fn a_missing_field_is_named() {
 }
 
 #[test]
+fn an_initial_state_that_cannot_be_set_up_is_a_failure() {
+    let dir = scratch("state");
+    let pass = vector("pass", TRAP, 10, "panic", 0, 9);
+    let bad = pass.replace(
+        r#""initial-memory": []"#,
+        r#""initial-memory": [{"address": 131072, "contents": [1]}]"#,
+    );
+    assert_ne!(bad, pass);
+    write(&dir, "s.json", &bad);
+    let out = capbox(&["conformance", dir.to_str().unwrap()]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.starts_with("FAIL s.json: invalid initial state: "),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("0 passed, 1 failed\n"), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn json_is_one_object_per_vector_then_a_summary() {
     let dir = mixed_dir("json");
     let out = capbox(&["conformance", "--json", dir.to_str().unwrap()]);
