@@ -4,7 +4,10 @@
 //! exact rules); inside a block the loop only dispatches. When the
 //! remaining gas cannot pay for the whole block, the same loop is run in a
 //! second, stepping instantiation that stops at the first instruction that
-//! cannot be paid, so the out-of-gas state is the Graypaper's.
+//! cannot be paid, so the out-of-gas state is the Graypaper's. A gas block
+//! runs through its `ecalli`s: a host call from a block paid in full
+//! leaves `Machine::prepaid_at` set, and the run that resumes there starts
+//! with nothing to charge (departure 12).
 //!
 //! **Slices.** [`Machine::run_sliced`] lets the caller regain control every
 //! so many gas units without changing anything else: the run's gas is split
