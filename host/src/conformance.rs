@@ -1,11 +1,19 @@
-//! Runs the w3f PVM test vectors (JSON, schema v0.4) against the
-//! interpreter and reports every difference.
+//! Runs the w3f PVM test vectors (JSON, schema v0.4, plus the `out-of-gas`
+//! and `host` statuses of newer sets) against the interpreter and reports
+//! every difference.
+//!
+//! A vector that cannot be read, parsed or set up is a failure with its
+//! reason ([`VectorError`]); only a directory that cannot be listed (or
+//! holds no `*.json`) stops a run ([`ConformanceError`]). `--time` measures
+//! the interpretation alone ([`time_vector`]): the JSON is parsed, the blob
+//! decoded and each run's memory built before the clock starts.
 
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use capbox_shared::pvm::{Access, Exit, Machine, Memory, PageMapEntry, Program};
+use capbox_shared::pvm::{Access, Exit, Machine, Memory, MemoryError, PageMapEntry, Program};
 use serde::Deserialize;
 
 /// One test vector, as in the vectors' `schema.json`.
@@ -63,16 +71,25 @@ pub struct MemoryChunk {
     pub contents: Vec<u8>,
 }
 
-/// A vector's expected exit status.
+/// A vector's expected exit status. The v0.4 set uses the first three;
+/// newer sets add `out-of-gas` and `host` (an `ecalli`), and v0.3 called a
+/// panic `trap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Panic (`trap`, invalid jump, …).
+    #[serde(alias = "trap")]
     Panic,
     /// Regular halt.
     Halt,
     /// Page fault.
     PageFault,
+    /// The gas ran out ([`Exit::OutOfGas`]).
+    OutOfGas,
+    /// A host call (`ecalli`, [`Exit::HostCall`]); the expected `pc` is the
+    /// `ecalli`'s own, as in the Graypaper's `Ψ` (capbox's `run` returns
+    /// with `pc` past it, departure 5: the tool compares the `ecalli`'s).
+    Host,
 }
 
 impl fmt::Display for Status {
@@ -81,6 +98,8 @@ impl fmt::Display for Status {
             Status::Panic => "panic",
             Status::Halt => "halt",
             Status::PageFault => "page-fault",
+            Status::OutOfGas => "out-of-gas",
+            Status::Host => "host",
         })
     }
 }
@@ -96,17 +115,45 @@ pub struct Mismatch {
     pub got: String,
 }
 
-/// The outcome of one vector.
-#[derive(Clone, Debug)]
+/// Why one vector could not be run: counted as a failure, the run goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum VectorError {
+    /// The file cannot be read.
+    #[error("cannot read: {0}")]
+    ReadFile(#[source] std::io::Error),
+    /// Not valid JSON for the schema (truncated, a missing field, an
+    /// unknown `expected-status`, …).
+    #[error("invalid vector: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// The vector's initial page map or memory cannot be set up.
+    #[error("invalid initial state: {0}")]
+    InvalidState(#[source] MemoryError),
+}
+
+/// The outcome of one vector file.
+#[derive(Debug)]
 pub struct VectorResult {
-    /// The vector's name.
+    /// The vector file.
+    pub file: PathBuf,
+    /// The vector's name (the file stem when it could not be read).
     pub name: String,
-    /// Empty when the vector passed.
+    /// Why the vector could not be run (a failure), if so.
+    pub error: Option<VectorError>,
+    /// The fields that differ (empty when it passed or could not be run).
     pub mismatches: Vec<Mismatch>,
+    /// With [`RunOptions::timing_runs`]: the median interpretation time.
+    pub time: Option<Duration>,
+}
+
+impl VectorResult {
+    /// Whether the vector was run and matched.
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.mismatches.is_empty()
+    }
 }
 
 /// The outcome of a whole directory.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Report {
     /// One entry per vector, in file-name order.
     pub results: Vec<VectorResult>,
@@ -115,19 +162,16 @@ pub struct Report {
 impl Report {
     /// Vectors that passed.
     pub fn passed(&self) -> usize {
-        self.results
-            .iter()
-            .filter(|r| r.mismatches.is_empty())
-            .count()
+        self.results.iter().filter(|r| r.passed()).count()
     }
 
-    /// Vectors that failed.
+    /// Vectors that failed (mismatched or could not be run).
     pub fn failed(&self) -> usize {
         self.results.len() - self.passed()
     }
 }
 
-/// Why vectors could not be run at all.
+/// Why no vector could be run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ConformanceError {
     /// The directory does not exist or cannot be listed.
@@ -141,41 +185,30 @@ pub enum ConformanceError {
     /// The directory holds no `*.json` file.
     #[error("test-vector directory {0} contains no .json files")]
     Empty(PathBuf),
-    /// A vector file cannot be read.
-    #[error("cannot read test vector {path}: {source}")]
-    ReadFile {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// A vector file is not valid JSON for the schema.
-    #[error("invalid test vector {path}: {source}")]
-    InvalidJson {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        source: serde_json::Error,
-    },
-    /// A vector's initial memory cannot be set up.
-    #[error("invalid test vector {path}: {reason}")]
-    InvalidVector {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
 }
 
-/// Runs every `*.json` vector in `dir` (sorted by file name).
-pub fn run_dir(dir: &Path) -> Result<Report, ConformanceError> {
-    run_dir_sliced(dir, u64::MAX)
+/// How to run each vector.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// Run in slices of this much gas ([`Machine::run_sliced`], resumed
+    /// after each [`Exit::Slice`]); `u64::MAX`: unsliced.
+    pub slice: u64,
+    /// When non-zero, also time the interpretation this many times and
+    /// report the median ([`VectorResult::time`]).
+    pub timing_runs: u32,
 }
 
-/// [`run_dir`] with every run sliced into `slice`-gas pieces
-/// ([`Machine::run_sliced`], resumed after each [`Exit::Slice`]): the
-/// results must be the same as unsliced.
-pub fn run_dir_sliced(dir: &Path, slice: u64) -> Result<Report, ConformanceError> {
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            slice: u64::MAX,
+            timing_runs: 0,
+        }
+    }
+}
+
+/// The `*.json` files in `dir`, sorted by name.
+pub fn list_vectors(dir: &Path) -> Result<Vec<PathBuf>, ConformanceError> {
     let read_dir = |source| ConformanceError::ReadDir {
         path: dir.to_path_buf(),
         source,
@@ -191,35 +224,95 @@ pub fn run_dir_sliced(dir: &Path, slice: u64) -> Result<Report, ConformanceError
         return Err(ConformanceError::Empty(dir.to_path_buf()));
     }
     files.sort();
-    let mut report = Report::default();
-    for path in files {
-        let text = fs::read_to_string(&path).map_err(|source| ConformanceError::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
-        let vector: Vector =
-            serde_json::from_str(&text).map_err(|source| ConformanceError::InvalidJson {
-                path: path.clone(),
-                source,
-            })?;
-        let mismatches = run_vector_sliced(&vector, slice)
-            .map_err(|reason| ConformanceError::InvalidVector { path, reason })?;
-        report.results.push(VectorResult {
-            name: vector.name,
-            mismatches,
-        });
+    Ok(files)
+}
+
+/// Runs every `*.json` vector in `dir` (sorted by file name).
+pub fn run_dir(dir: &Path) -> Result<Report, ConformanceError> {
+    run_dir_sliced(dir, u64::MAX)
+}
+
+/// [`run_dir`] with every run sliced into `slice`-gas pieces: the results
+/// must be the same as unsliced.
+pub fn run_dir_sliced(dir: &Path, slice: u64) -> Result<Report, ConformanceError> {
+    let options = RunOptions {
+        slice,
+        ..RunOptions::default()
+    };
+    let results = list_vectors(dir)?
+        .into_iter()
+        .map(|file| run_file(&file, &options))
+        .collect();
+    Ok(Report { results })
+}
+
+/// Reads and parses one vector file.
+pub fn load_vector(file: &Path) -> Result<Vector, VectorError> {
+    let text = fs::read_to_string(file).map_err(VectorError::ReadFile)?;
+    serde_json::from_str(&text).map_err(VectorError::InvalidJson)
+}
+
+/// Runs one vector file; a file that cannot be read or parsed is a failed
+/// result with its reason, never an error.
+pub fn run_file(file: &Path, options: &RunOptions) -> VectorResult {
+    let mut result = VectorResult {
+        file: file.to_path_buf(),
+        name: file
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+        error: None,
+        mismatches: Vec::new(),
+        time: None,
+    };
+    let vector = match load_vector(file) {
+        Ok(vector) => vector,
+        Err(error) => {
+            result.error = Some(error);
+            return result;
+        }
+    };
+    result.name.clone_from(&vector.name);
+    match run_vector_sliced(&vector, options.slice) {
+        Ok(mismatches) => result.mismatches = mismatches,
+        Err(error) => {
+            result.error = Some(VectorError::InvalidState(error));
+            return result;
+        }
     }
-    Ok(report)
+    if options.timing_runs > 0 {
+        result.time = time_vector(&vector, options.slice, options.timing_runs);
+    }
+    result
 }
 
-/// Runs one vector; returns the differences, or why its initial state is
-/// invalid.
-pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, String> {
-    run_vector_sliced(vector, u64::MAX)
+/// The median of `runs` timings of the interpretation alone: the blob is
+/// decoded and each run's memory built before its clock starts. `None`
+/// when the initial state is invalid.
+pub fn time_vector(vector: &Vector, slice: u64, runs: u32) -> Option<Duration> {
+    let program = Program::from_blob(&vector.program).ok();
+    let mut times = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        let mut machine = initial_machine(vector).ok()?;
+        let start = Instant::now();
+        if let Some(program) = &program {
+            std::hint::black_box(run_to_end(&mut machine, program, slice));
+        }
+        times.push(start.elapsed());
+    }
+    times.sort();
+    times.get(times.len() / 2).copied()
 }
 
-/// [`run_vector`], run in slices of `slice` gas.
-pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, String> {
+fn run_to_end(machine: &mut Machine, program: &Program, slice: u64) -> Exit {
+    loop {
+        match machine.run_sliced(program, slice) {
+            Exit::Slice => continue,
+            exit => break exit,
+        }
+    }
+}
+
+fn initial_machine(vector: &Vector) -> Result<Machine, MemoryError> {
     let entries: Vec<PageMapEntry> = vector
         .initial_page_map
         .iter()
@@ -233,27 +326,39 @@ pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, S
             },
         })
         .collect();
-    let mut memory = Memory::from_page_map(&entries).map_err(|e| e.to_string())?;
+    let mut memory = Memory::from_page_map(&entries)?;
     for chunk in &vector.initial_memory {
-        memory
-            .initialize(chunk.address, &chunk.contents)
-            .map_err(|e| e.to_string())?;
+        memory.initialize(chunk.address, &chunk.contents)?;
     }
-    let mut machine = Machine::new(
+    Ok(Machine::new(
         vector.initial_regs,
         vector.initial_pc,
         vector.initial_gas,
         memory,
-    );
+    ))
+}
+
+/// Runs one vector; returns the differences, or why its initial state is
+/// invalid.
+pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, MemoryError> {
+    run_vector_sliced(vector, u64::MAX)
+}
+
+/// [`run_vector`], run in slices of `slice` gas.
+pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, MemoryError> {
+    let mut machine = initial_machine(vector)?;
     // The Graypaper's Ψ panics without running when `deblob` fails.
-    let exit = match Program::from_blob(&vector.program) {
-        Ok(program) => loop {
-            match machine.run_sliced(&program, slice) {
-                Exit::Slice => continue,
-                exit => break exit,
-            }
-        },
-        Err(_) => Exit::Panic,
+    let program = Program::from_blob(&vector.program).ok();
+    let exit = match &program {
+        Some(program) => run_to_end(&mut machine, program, slice),
+        None => Exit::Panic,
+    };
+    // `Ψ` leaves `pc` on the `ecalli`; `run` returns past it.
+    let pc = match (exit, &program) {
+        (Exit::HostCall(_), Some(program)) => {
+            program.instruction_before(machine.pc).unwrap_or(machine.pc)
+        }
+        _ => machine.pc,
     };
 
     let mut mismatches = Vec::new();
@@ -267,12 +372,12 @@ pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, S
         }
     };
     let (status, fault) = match exit {
-        Exit::Halt => ("halt".to_owned(), None),
-        Exit::Panic => ("panic".to_owned(), None),
-        Exit::PageFault(page) => ("page-fault".to_owned(), Some(page)),
-        Exit::OutOfGas => ("out-of-gas".to_owned(), None),
-        Exit::HostCall(n) => (format!("host-call {n}"), None),
-        // Resumed above: never the final exit.
+        Exit::Halt => (Status::Halt.to_string(), None),
+        Exit::Panic => (Status::Panic.to_string(), None),
+        Exit::PageFault(page) => (Status::PageFault.to_string(), Some(page)),
+        Exit::OutOfGas => (Status::OutOfGas.to_string(), None),
+        Exit::HostCall(_) => (Status::Host.to_string(), None),
+        // Resumed in `run_to_end`: never the final exit.
         Exit::Slice => ("slice".to_owned(), None),
     };
     check("status", vector.expected_status.to_string(), status);
@@ -283,7 +388,7 @@ pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, S
             hex_opt(fault),
         );
     }
-    check("pc", vector.expected_pc.to_string(), machine.pc.to_string());
+    check("pc", vector.expected_pc.to_string(), pc.to_string());
     check(
         "gas",
         vector.expected_gas.to_string(),
@@ -340,14 +445,30 @@ fn compare_memory(memory: &Memory, expected: &[MemoryChunk]) -> Vec<Mismatch> {
     mismatches
 }
 
+/// One result as human-readable `FAIL` lines (none when it passed).
+pub fn failure_lines(result: &VectorResult) -> Vec<String> {
+    let file = result
+        .file
+        .file_name()
+        .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+    let mut lines = Vec::new();
+    if let Some(error) = &result.error {
+        lines.push(format!("FAIL {file}: {error}"));
+    }
+    for m in &result.mismatches {
+        lines.push(format!(
+            "FAIL {}: {}: expected {}, got {}",
+            result.name, m.field, m.expected, m.got
+        ));
+    }
+    lines
+}
+
 /// Prints each failure and a summary line; returns whether all passed.
 pub fn print_report(report: &Report) -> bool {
     for result in &report.results {
-        for m in &result.mismatches {
-            println!(
-                "FAIL {}: {}: expected {}, got {}",
-                result.name, m.field, m.expected, m.got
-            );
+        for line in failure_lines(result) {
+            println!("{line}");
         }
     }
     println!("{} passed, {} failed", report.passed(), report.failed());

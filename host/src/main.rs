@@ -1,5 +1,4 @@
 //! The `capbox` command line.
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -7,6 +6,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod cli_apps;
 mod cli_asm;
+mod cli_conformance;
 mod cli_heads;
 mod cli_import;
 mod cli_store;
@@ -28,15 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails, 2 on
-    /// an unreadable directory or file.
-    #[command(
-        after_help = "Example:\n  capbox conformance ../shared/pvm-vectors/programs   # the w3f PVM vectors (jamtestvectors, PVM v0.4)"
-    )]
-    Conformance {
-        /// Directory of w3f PVM test vectors.
-        dir: PathBuf,
-    },
+    /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails
+    /// (an unreadable vector is a failure), 2 on an unreadable directory.
+    Conformance(cli_conformance::ConformanceArgs),
     /// Runs invocations of the sample program (or a program file) on a
     /// fresh instance.
     Run(cli::RunArgs),
@@ -95,15 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ..capbox::StoreOptions::default()
     };
     match cli.command {
-        Some(Command::Conformance { dir }) => {
-            let report = capbox::conformance::run_dir(&dir)?;
-            let all_passed = capbox::conformance::print_report(&report);
-            Ok(if all_passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Some(Command::Conformance(args)) => cli_conformance::run_conformance(&args),
         Some(Command::Run(args)) => cli::run(args),
         Some(Command::Bench(args)) => cli::bench(args),
         Some(Command::Demo(args)) => cli::demo(args, store_options),

@@ -90,10 +90,52 @@ fn host_call_resumes_after_ecalli_without_double_charging() {
     let mut m = Machine::new([0; 13], 0, 100, test_memory());
     assert_eq!(m.run(&program), Exit::HostCall(42));
     assert_eq!(m.pc, 6 + 5, "pc is past the ecalli");
-    assert_eq!(m.gas, 98, "load_imm + ecalli");
+    // The whole block, through the ecalli, is charged on entry (departure
+    // 12), as PolkaVM does; resuming charges nothing.
+    assert_eq!(m.gas, 96, "the whole block: load_imm, ecalli, add, trap");
     m.regs[7] = 10; // the host's reply
     assert_eq!(m.run(&program), Exit::Panic);
     assert_eq!((m.regs[7], m.gas), (11, 96));
+}
+
+#[test]
+fn the_rest_of_a_paid_block_runs_after_the_host_used_up_the_gas() {
+    let code = vec![
+        ecalli(1),
+        two_regs_imm(Opcode::add_imm_64, 7, 7, 1),
+        no_args(Opcode::trap),
+    ];
+    let program = program(&code);
+    let mut m = Machine::new([0; 13], 0, 3, test_memory());
+    assert_eq!(m.run(&program), Exit::HostCall(1));
+    assert_eq!(m.gas, 0);
+    // Already paid: no out-of-gas although nothing is left.
+    assert_eq!(m.run(&program), Exit::Panic);
+    assert_eq!((m.regs[7], m.gas, m.pc), (1, 0, 11), "at the trap");
+}
+
+#[test]
+fn moving_pc_after_a_host_call_charges_as_usual() {
+    let code = vec![
+        ecalli(1),
+        two_regs_imm(Opcode::add_imm_64, 7, 7, 1),
+        no_args(Opcode::trap),
+    ];
+    let program = program(&code);
+    let mut m = Machine::new([0; 13], 0, 10, test_memory());
+    assert_eq!(m.run(&program), Exit::HostCall(1));
+    assert_eq!(m.gas, 7);
+    // Restarting at the ecalli pays for its block again.
+    m.pc = 0;
+    assert_eq!(m.run(&program), Exit::HostCall(1));
+    assert_eq!(m.gas, 4);
+    // A stepping (unpayable) block is not prepaid: with 1 gas the ecalli
+    // runs, then the add cannot be paid.
+    let mut m = Machine::new([0; 13], 0, 1, test_memory());
+    assert_eq!(m.run(&program), Exit::HostCall(1));
+    assert_eq!(m.gas, 0);
+    assert_eq!(m.run(&program), Exit::OutOfGas);
+    assert_eq!((m.gas, m.regs[7]), (-1, 0));
 }
 
 #[test]

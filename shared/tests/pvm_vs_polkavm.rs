@@ -83,3 +83,18 @@ fn an_untaken_branch_to_a_non_block_start_panics_as_in_polkavm() {
     assert_eq!(ours.1, theirs.1, "pc");
     assert_eq!(ours.2[3], 0, "the branch panicked before φ3 = 7");
 }
+
+#[test]
+fn opcode_2_is_invalid_here_and_polkavms_unlikely_hint_there() {
+    // A documented difference the raw differential fuzzer (fuzz/diff_raw)
+    // skips: PolkaVM's JamV1 runs opcode 2 as `unlikely`, a no-op hint the
+    // Graypaper does not have; capbox (the text) traps on it.
+    let blob = [0, 0, 2, 2, 0, 0b11];
+    let (ours, theirs) = (ours(&blob), theirs(&blob));
+    assert!(ours.0 && theirs.0, "both end in a trap");
+    assert_eq!(
+        (ours.1, theirs.1),
+        (0, 1),
+        "pc: ours at the 2, theirs past it"
+    );
+}

@@ -4,7 +4,10 @@
 //! exact rules); inside a block the loop only dispatches. When the
 //! remaining gas cannot pay for the whole block, the same loop is run in a
 //! second, stepping instantiation that stops at the first instruction that
-//! cannot be paid, so the out-of-gas state is the Graypaper's.
+//! cannot be paid, so the out-of-gas state is the Graypaper's. A gas block
+//! runs through its `ecalli`s: a host call from a block paid in full
+//! leaves `Machine::prepaid_at` set, and the run that resumes there starts
+//! with nothing to charge (departure 12).
 //!
 //! **Slices.** [`Machine::run_sliced`] lets the caller regain control every
 //! so many gas units without changing anything else: the run's gas is split
@@ -54,6 +57,12 @@ pub struct Machine {
     pub gas: i64,
     /// The memory.
     pub memory: Memory,
+    /// After a [`Exit::HostCall`] from a block that was charged in full on
+    /// entry: the `pc` the run resumes at, whose rest of the block is
+    /// already paid (departure 12). Any run clears it; it only applies
+    /// when that run starts at this `pc`, so a caller that moves `pc`
+    /// (or starts afresh) is charged as usual.
+    prepaid_at: Option<u32>,
 }
 
 /// How the inner loop left.
@@ -72,6 +81,7 @@ impl Machine {
             pc,
             gas,
             memory,
+            prepaid_at: None,
         }
     }
 
@@ -103,8 +113,9 @@ impl Machine {
         // memset on every run and every resume after a kernel op).
         let mut regs = [0u64; 16];
         regs[..13].copy_from_slice(&self.regs);
+        let prepaid = self.prepaid_at.take() == Some(self.pc);
         let exit = match start {
-            Some(start) => self.execute(program, &mut regs, start, slice),
+            Some(start) => self.execute(program, &mut regs, start, slice, prepaid),
             // Not an instruction start: the opcode reads as `trap`.
             None => {
                 self.gas = self.gas.saturating_sub(1);
@@ -125,29 +136,39 @@ impl Machine {
         regs: &mut [u64; 16],
         mut idx: usize,
         slice: u64,
+        prepaid: bool,
     ) -> Exit {
         let cost_at = |idx: usize| program.ops.get(idx).map_or(1, |op| i64::from(op.gas));
+        // Resuming after a host call in a block paid in full: the rest of
+        // it costs nothing now (departure 12).
+        let mut first_cost = Some(if prepaid { 0 } else { cost_at(idx) });
         // The gas this run may use before a slice stop (`gas`, kept in a
         // local so the hot loop does not go through `self`) and the rest
         // (`reserve`). At least the first block's cost, so every run makes
         // progress.
-        let slice = i64::try_from(slice).unwrap_or(i64::MAX).max(cost_at(idx));
+        let slice = i64::try_from(slice)
+            .unwrap_or(i64::MAX)
+            .max(first_cost.unwrap_or(0));
         let (mut gas, mut reserve) = if self.gas > slice {
             (slice, self.gas - slice)
         } else {
             (self.gas, 0)
         };
         let memory = &mut self.memory;
+        // Whether the block the machine is in was paid in full on entry.
+        let mut paid = true;
         let (exit, at) = loop {
-            let cost = cost_at(idx);
+            let cost = first_cost.take().unwrap_or_else(|| cost_at(idx));
             let flow = if gas >= cost {
                 gas -= cost;
+                paid = true;
                 interpret::<false>(program, regs, memory, &mut gas, idx, usize::MAX)
             } else if gas + reserve >= cost {
                 // Payable, but not from the slice: stop before the block.
                 break (Exit::Slice, idx);
             } else {
                 // Not payable at all: step with all the gas there is.
+                paid = false;
                 gas += reserve;
                 reserve = 0;
                 let start = idx;
@@ -175,6 +196,9 @@ impl Machine {
             _ => at,
         };
         self.pc = program.pcs.get(resume_at).copied().unwrap_or(self.pc);
+        if paid && matches!(exit, Exit::HostCall(_)) {
+            self.prepaid_at = Some(self.pc);
+        }
         exit
     }
 }

@@ -19,10 +19,8 @@
 //!    per instruction up to the block's end, before any of them runs. So an
 //!    instruction that faults or panics mid-block has already paid for the
 //!    rest of its block: `store` + implicit `trap` page-faulting costs 2, not
-//!    the text's 0. Blocks for charging ("gas blocks") are the Graypaper's
-//!    basic blocks, additionally cut after each `ecalli` so a resumed host
-//!    call never pays twice (PolkaVM charges past the `ecalli` up front and
-//!    does not charge on resumption; totals agree once the block ends).
+//!    the text's 0. Blocks for charging are the Graypaper's basic blocks,
+//!    `ecalli` included (departure 12).
 //! 2. **Out of gas** follows the text: when the remaining gas cannot pay
 //!    for the whole block, its instructions are charged one at a time; the
 //!    first one that cannot be paid is not executed, `pc` points at it and
@@ -65,6 +63,22 @@
 //!     outside the code) panic whether or not the branch would be taken;
 //!     the text only faults a taken jump. PolkaVM 0.37 and anan-as 1.2.0
 //!     both check the target first.
+//! 12. **Gas precharge across `ecalli`**: an `ecalli` does not end a block
+//!     for gas; the block is charged in full on entry, through every
+//!     `ecalli` in it, and resuming after the host call (`run` again at the
+//!     `pc` it returned, departure 5) charges nothing for the rest of it,
+//!     even when the host has used up the gas meanwhile. A fault before the
+//!     `ecalli` has therefore paid for the whole block (PolkaVM 0.37, which
+//!     does not end blocks at `ecalli` and, on resumption, does not charge;
+//!     issue 12 reports anan-as 1.2.0 doing the same, not re-run here). The
+//!     machine remembers the resumption `pc` of a host call from a block it
+//!     charged in full; a run starting anywhere else (the caller moved `pc`)
+//!     charges as usual. A block too expensive to pay in full is stepped as
+//!     in departure 2, one instruction at a time, so an `ecalli` inside its
+//!     affordable part is still made (PolkaVM stops at the block's start)
+//!     and, as nothing beyond it was paid, the rest is charged on
+//!     resumption. Checked against PolkaVM in
+//!     `shared/tests/pvm_vs_polkavm_ecalli.rs`.
 
 pub mod asm;
 pub mod blob;

@@ -163,12 +163,13 @@ impl Program {
         };
 
         let mut ops: Vec<Op> = raw.iter().map(|r| lower(r, &resolve)).collect();
-        // Gas blocks end at terminators, `ecalli` and synthesised traps.
+        // Gas blocks end at terminators and synthesised traps; an `ecalli`
+        // does not end one (departure 12).
         let mut remaining = 0u32;
         for i in (0..ops.len()).rev() {
             let ends = match raw[i].entry {
                 Entry::Synthetic => true,
-                Entry::Valid(op) => op.is_terminator() || op == Opcode::ecalli,
+                Entry::Valid(op) => op.is_terminator(),
                 Entry::Invalid => false,
             } || block_start.get(i + 1).copied().unwrap_or(true);
             let own = ops[i].opcode.gas();
@@ -207,6 +208,13 @@ impl Program {
     pub fn is_basic_block_start(&self, pc: u32) -> bool {
         self.index_of(pc)
             .is_some_and(|i| self.block_starts.get(i).copied().unwrap_or(false))
+    }
+
+    /// Code offset of the instruction (or synthesised `trap`) just before
+    /// the one at `pc`, e.g. the `ecalli` a host-call exit left behind.
+    pub fn instruction_before(&self, pc: u32) -> Option<u32> {
+        let i = self.index_of(pc)?.checked_sub(1)?;
+        self.pcs.get(i).copied()
     }
 
     /// Index into `ops` of the instruction at `pc`.
