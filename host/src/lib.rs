@@ -9,6 +9,7 @@ mod error;
 mod export;
 pub mod guest_elf;
 mod kernel;
+pub mod spill;
 pub mod store;
 
 pub use backend::{

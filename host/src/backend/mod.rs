@@ -7,6 +7,7 @@ mod local;
 mod sandbox;
 
 pub use local::LocalBackend;
+
 pub use sandbox::{SandboxBackend, SandboxConfig, hypervisor_present};
 
 use std::time::Duration;
@@ -39,6 +40,11 @@ pub type BlobSource = std::sync::Arc<dyn Fn(&[u8; 32]) -> Option<Vec<u8>> + Send
 /// Receives programs' `log` messages.
 pub type LogTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
 
+/// Takes blobs the kernel spills before evicting them (`spill_blobs`: an
+/// unchecked `PutCapRequest` message); returns how many it kept (all or
+/// none).
+pub type SpillTarget = std::sync::Arc<dyn Fn(&[u8]) -> u64 + Send + Sync>;
+
 /// What the host provides to a kernel (the guest's host functions).
 #[derive(Clone)]
 pub struct HostServices {
@@ -46,6 +52,8 @@ pub struct HostServices {
     pub blobs: BlobSource,
     /// Answers `log`.
     pub log: LogTarget,
+    /// Answers `spill_blobs`.
+    pub spill: SpillTarget,
 }
 
 /// One kernel backend: runs a guest function on a request message.

@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod bench;
 mod error;
+mod evict;
 mod instance;
 mod invoke;
 pub mod ops;
@@ -19,6 +20,7 @@ mod service;
 mod transaction;
 
 pub use error::KernelError;
+pub use evict::SPILL_BATCH_BYTES;
 pub use instance::{NewInstance, new_instance, new_instance_with_slots};
 pub use invoke::{
     Call, ExitReason, LogSink, MAX_MAPPED_BYTES, NO_TIMEOUT, NoLog, Outcome, SLICE_GAS, invoke,
