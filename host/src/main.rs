@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod cli_apps;
 mod cli_asm;
+mod cli_soak;
 mod cli_store;
 
 #[derive(Parser)]
@@ -56,6 +57,9 @@ enum Command {
     Disasm(cli_asm::DisasmArgs),
     /// The kv service on a head in the store: put, get, delete, len.
     Kv(cli_apps::KvArgs),
+    /// State-changing invocations for a while, printing the kernel's
+    /// directory, evictions, spills and the host's RSS every interval.
+    Soak(cli_soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,6 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Asm(args)) => cli_asm::run_asm(&args),
         Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
         Some(Command::Kv(args)) => cli_apps::run_kv(args, store_options),
+        Some(Command::Soak(args)) => cli_soak::soak(args),
         None => cli::demo(cli::DemoArgs::default(), store_options),
     }
 }

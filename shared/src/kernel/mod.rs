@@ -41,3 +41,7 @@ mod invoke_tests;
 #[cfg(test)]
 #[path = "deadline_tests.rs"]
 mod deadline_tests;
+
+#[cfg(test)]
+#[path = "evict_tests.rs"]
+mod evict_tests;
