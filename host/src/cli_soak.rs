@@ -23,6 +23,10 @@ pub struct SoakArgs {
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// Stop after this many invocations (whole kernel calls of
+    /// `--per-call`), whichever of this and `--seconds` comes first.
+    #[arg(long)]
+    count: Option<u64>,
     /// Seconds between two reports.
     #[arg(long, default_value_t = 10)]
     interval: u64,
@@ -90,7 +94,7 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
             report(&mut kernel, start, done)?;
             next_report += Duration::from_secs(args.interval);
         }
-        if now >= end {
+        if now >= end || args.count.is_some_and(|count| done >= count) {
             break;
         }
         let calls: Vec<Invocation> = (0..args.per_call)

@@ -237,9 +237,15 @@ impl<S: BuildHasher> CacheDirectory<S> {
     /// holds (strong count 1: the directory's own `Arc`). Empty when within
     /// the budget. May fall short when too many blobs are held.
     pub fn plan_eviction(&self) -> Vec<EvictionCandidate> {
+        self.plan_eviction_checked().0
+    }
+
+    /// [`Self::plan_eviction`], and whether the plan reaches the low water
+    /// (false: held blobs are in the way).
+    pub fn plan_eviction_checked(&self) -> (Vec<EvictionCandidate>, bool) {
         let inner = self.inner.lock();
         if !inner.over_budget() {
-            return Vec::new();
+            return (Vec::new(), true);
         }
         let target = inner.budget.low_water();
         let mut free: Vec<(u64, CapHash, usize, bool)> = inner
@@ -268,7 +274,7 @@ impl<S: BuildHasher> CacheDirectory<S> {
             bytes = bytes.saturating_sub(size as u64);
             plan.push(EvictionCandidate { hash, host_known });
         }
-        plan
+        (plan, target.fits(count, bytes))
     }
 
     /// Evicts `hash` if the host has it and nothing but the directory

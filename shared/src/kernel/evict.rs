@@ -29,18 +29,15 @@ impl<S: BuildHasher> KernelState<'_, S> {
         if !self.dir.over_budget() {
             return;
         }
-        self.evict_pass(host);
-        if self.dir.over_budget() {
+        let (mut plan, enough) = self.dir.plan_eviction_checked();
+        if !enough {
             // Prepared instances hold their instance, image, memory and
             // root blobs: let go of them (they are rebuilt on the next
-            // call) and try once more.
+            // call) before planning, so that the plan stays least recently
+            // used first instead of taking only the newest, unheld blobs.
             self.programs.clear_prepared();
-            self.evict_pass(host);
+            plan = self.dir.plan_eviction();
         }
-    }
-
-    fn evict_pass(&self, host: &mut dyn KernelHost) {
-        let plan = self.dir.plan_eviction();
         if plan.is_empty() {
             return;
         }
