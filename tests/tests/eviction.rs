@@ -121,6 +121,8 @@ fn local_tiny_budget_increments_match_an_unbounded_kernel() {
     eprintln!("{stats:?}");
     // Two new blobs (instance, memory) per increment: nearly all evicted.
     assert!(stats.evictions > LOCAL_INCREMENTS, "{stats:?}");
+    // Least recently used first: a chain never needs back what it evicted.
+    assert_eq!(stats.refetched, 0, "{stats:?}");
     let huge_stats = huge.stats().unwrap();
     assert_eq!(huge_stats.evictions, 0);
     assert!(huge_stats.blobs > 2 * LOCAL_INCREMENTS, "{huge_stats:?}");
