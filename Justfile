@@ -49,3 +49,11 @@ fuzz target="run_blob" secs="600":
 # The host crate compiles for Windows (x86_64-pc-windows-gnu; installs mingw-w64 when root).
 check-windows:
     scripts/check-windows.sh
+
+# Rebuild the example Rust programs (programs/*.polkavm) with the SDK and the PolkaVM toolchain.
+build-programs:
+    scripts/build-programs.sh
+
+# capbox vs PolkaVM 0.37's interpreter on the example Rust programs (criterion).
+bench-programs:
+    cargo bench -p capbox --bench programs

@@ -202,6 +202,7 @@ fn fuzz_image(input: &mut Input<'_>) -> Image {
         rw_data,
         heap_pages,
         stack_size,
+        endpoint_names: Vec::new(),
         endpoints,
     }
 }

@@ -48,6 +48,12 @@ impl KernelHost for GuestHost {
         // SAFETY: rdtsc has no preconditions; it only reads the counter.
         Some(unsafe { core::arch::x86_64::_rdtsc() })
     }
+
+    fn report_progress(&mut self, report: Vec<u8>) {
+        // A report the host did not take only costs the host its copy: the
+        // reply still carries every result.
+        let _: Result<(), _> = call_host(HostFunction::ReportProgress.name(), (report,));
+    }
 }
 
 /// Owned requests: a one-call `invoke`/`invoke_one` reply is written into

@@ -90,6 +90,7 @@ fn one_endpoint_image(body: impl FnOnce(&mut ProgramBuilder)) -> Image {
         rw_data: vec![0xa5; 8],
         heap_pages: 0,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: vec![built.pc(entry).expect("own label")],
     }
 }

@@ -37,6 +37,17 @@ impl From<BackendArg> for BackendChoice {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox run --json 3 4                          # the sample's endpoint 0 on a fresh instance
+  capbox run --endpoint 4 --gas max --timeout 2  # a long loop ended by its deadline
+  capbox run --program examples/add.pvmasm 30 12 # your own program (assembly, blob, .polkavm, .image)
+  capbox run --program programs/counter.polkavm --endpoint increment 5
+  capbox run --program p.pvmasm --input data.bin # the program reads it with input_len/input_read
+
+Memory: read-write data starts at 0x20000 (after read-only data, rounded to
+64 KiB); r0 holds the halt address (`jump [r0]` halts), r1 the stack top,
+r7..r10 the arguments. Kernel ops: `ecalli N` (table in docs/kernel.md;
+`capbox asm --help` shows a whole program).")]
 pub struct RunArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -47,15 +58,21 @@ pub struct RunArgs {
     /// Endpoint index (the sample's: 0 increment, 1 read, 2 add, 3 output,
     /// 4 loop, 5 trap, 6 fault, 7 unknown op, 8 stack only, 9 gas, 10 empty,
     /// 11 write then trap, 12 read stack, 13 log).
-    #[arg(long, default_value_t = 0)]
-    endpoint: u32,
+    /// A program with named endpoints (`.polkavm`, `.image`, assembly with
+    /// `.endpoint`) also takes the name.
+    #[arg(long, default_value = "0")]
+    endpoint: String,
     /// How many times to invoke (each on the state the previous left).
     #[arg(long, default_value_t = 1)]
     times: u32,
     /// A PVM program to run instead of the sample: a code blob (`deblob`
     /// format), or assembly text when the file ends in `.pvmasm`, `.asm` or
     /// `.s` (see `capbox asm`). Its single endpoint is pc 0, with one page of
-    /// read-write data.
+    /// read-write data, unless assembly text says otherwise with image
+    /// directives (`.endpoint`, `.ro_data`, `.rw_data`, `.heap_pages`,
+    /// `.stack`). A PolkaVM JamV1 program blob (`.polkavm`, see
+    /// `capbox import`) or an Image encoding (`.image`) brings its own data
+    /// sections and endpoints.
     #[arg(long)]
     program: Option<PathBuf>,
     /// The invocation's input: the bytes of FILE (`-`: standard input),
@@ -114,7 +131,7 @@ fn parse_u64(text: &str) -> Option<u64> {
 }
 
 /// `--timeout SECS`: a non-negative number of seconds.
-fn parse_timeout(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|e| format!("not a number of seconds: {e}"))?;
@@ -126,7 +143,7 @@ const MAX_INPUT: u64 = capbox::shared::kernel::ops::MAX_INPUT_LEN;
 
 /// Reads `--input`: a file, or standard input for `-`; refuses more than
 /// [`MAX_INPUT`] bytes without reading past that.
-fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     use std::io::Read;
     let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
@@ -150,6 +167,10 @@ fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox bench --guest --backend local           # every in-kernel micro-benchmark
+  capbox bench --guest --only hash_page --iters 100   # one of them
+  perf stat -e kvm:kvm_emulate_insn -- capbox bench --backend sandbox --calls 100 --call ping")]
 pub struct BenchArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -160,9 +181,10 @@ pub struct BenchArgs {
     /// Only this micro-benchmark.
     #[arg(long)]
     only: Option<String>,
-    /// Iterations per micro-benchmark.
-    #[arg(long, default_value_t = 1000)]
-    iters: u64,
+    /// Iterations per micro-benchmark [default: as many as fit about one
+    /// second each, at most 1000, found by a 3-iteration probe].
+    #[arg(long)]
+    iters: Option<u64>,
     /// Instead: make this many kernel calls of `--call` (for
     /// `perf stat -e kvm:kvm_emulate_insn`; 0 measures start-up alone).
     #[arg(long)]
@@ -189,6 +211,9 @@ pub enum CallKind {
 }
 
 #[derive(Args, Debug, Default)]
+#[command(after_help = "Examples:
+  capbox                                  # the same as `capbox demo`
+  capbox demo --backend local --store /tmp/demo-store")]
 pub struct DemoArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -202,7 +227,7 @@ fn exit_text(o: &Outcome) -> String {
     format!("{:?}", o.exit)
 }
 
-fn outcome_json(i: u32, o: &Outcome) -> String {
+pub(crate) fn outcome_json(i: u32, o: &Outcome) -> String {
     format!(
         "{{\"call\":{i},\"exit\":\"{}\",\"r7\":{},\"r8\":{},\"gas_used\":{},\"output\":\"{}\",\"instance\":\"{}\"}}",
         exit_text(o),
@@ -214,20 +239,89 @@ fn outcome_json(i: u32, o: &Outcome) -> String {
     )
 }
 
+/// An outcome as `run` prints it: `call I: exit … state HASH`.
+pub(crate) fn outcome_text(i: u32, o: &Outcome) -> String {
+    format!(
+        "call {i}: exit {} r7={} r8={} gas_used={} output={} state {}",
+        exit_text(o),
+        o.r7,
+        o.r8,
+        o.gas_used,
+        hex(&o.output),
+        o.instance
+    )
+}
+
+/// A call's program log messages, as `run` prints them.
+pub(crate) fn print_logs(i: u32, logs: &[Vec<u8>], json: bool) {
+    for message in logs {
+        // A program's bytes never reach the terminal raw.
+        if json {
+            let text = serde_json::Value::from(String::from_utf8_lossy(message));
+            println!("{{\"call\":{i},\"log\":{text}}}");
+        } else {
+            println!("  log: {}", capbox::escape_for_terminal(message));
+        }
+    }
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
-    let code = crate::cli_asm::load_program(path)?;
-    Ok(Image {
-        code,
-        ro_data: Vec::new(),
-        rw_data: vec![0; 4096],
-        heap_pages: 0,
-        stack_size: 64 << 10,
-        endpoints: vec![0],
+/// `--endpoint`: a number, or the name of one of `image`'s endpoints.
+pub(crate) fn endpoint_number(image: &Image, endpoint: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = endpoint.parse::<u32>() {
+        return Ok(n);
+    }
+    image.endpoint_by_name(endpoint).ok_or_else(|| {
+        let names: Vec<&str> = (0..image.endpoints.len() as u32)
+            .filter_map(|i| image.endpoint_name(i))
+            .collect();
+        if names.is_empty() {
+            anyhow::anyhow!(
+                "no endpoint named `{endpoint}`: this program's {} endpoint(s) have no names; \
+                 give an index (0..{})",
+                image.endpoints.len(),
+                image.endpoints.len()
+            )
+        } else {
+            anyhow::anyhow!(
+                "no endpoint named `{endpoint}` (the program's names: {})",
+                names.join(", ")
+            )
+        }
     })
+}
+
+/// The one place the CLI turns a program file into an [`Image`]: a PolkaVM
+/// program blob (its magic, whatever the name) is imported with its data,
+/// stack and named endpoints (`capbox::import`); an Image cap encoding
+/// (`.image`, as `capbox import -o` and `capbox asm --image` write) is
+/// decoded; anything else is a code blob or assembly text
+/// (`cli_asm::load_image_bytes`: assembly's image directives, else one
+/// endpoint at pc 0 and one page of read-write data).
+pub(crate) fn image_from_program(path: &std::path::Path) -> anyhow::Result<Image> {
+    use anyhow::Context;
+    let bytes = crate::cli_asm::read_input(path)?;
+    if capbox::import::is_polkavm(&bytes) {
+        let imported = capbox::import::image_from_polkavm(&bytes)
+            .with_context(|| format!("cannot import {}", path.display()))?;
+        return Ok(imported.image);
+    }
+    if path.extension().is_some_and(|e| e == "image") {
+        return match Cap::decode(&bytes)
+            .with_context(|| format!("{} is not a cap encoding", path.display()))?
+        {
+            Cap::Image(image) => Ok(image),
+            other => bail!(
+                "{} holds a {:?} cap, not an Image",
+                path.display(),
+                other.kind()
+            ),
+        };
+    }
+    crate::cli_asm::load_image_bytes(bytes, path)
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -265,7 +359,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let mut call = Invocation {
         instance: Some(instance),
-        endpoint: args.endpoint,
+        endpoint: endpoint_number(&image, &args.endpoint)?,
         args: regs,
         gas: args.gas,
         input,
@@ -277,15 +371,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             println!("{}", outcome_json(i, &o));
         } else {
-            println!(
-                "call {i}: exit {} r7={} r8={} gas_used={} output={} state {}",
-                exit_text(&o),
-                o.r7,
-                o.r8,
-                o.gas_used,
-                hex(&o.output),
-                o.instance
-            );
+            println!("{}", outcome_text(i, &o));
             if let (ExitReason::Panic, Some(pc)) = (o.exit, off_end) {
                 println!(
                     "  note: the last instruction (code offset {pc}) can continue past the end \
@@ -294,15 +380,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        for message in kernel.take_logs() {
-            // A program's bytes never reach the terminal raw.
-            if args.json {
-                let text = serde_json::Value::from(String::from_utf8_lossy(&message));
-                println!("{{\"call\":{i},\"log\":{text}}}");
-            } else {
-                println!("  log: {}", capbox::escape_for_terminal(&message));
-            }
-        }
+        print_logs(i, &kernel.take_logs(), args.json);
         instance = o.instance;
     }
     Ok(ExitCode::SUCCESS)
@@ -375,16 +453,26 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.guest {
         bail!("say what to measure: --guest (in-kernel micro-benchmarks) or --calls N");
     }
-    println!(
-        "{} backend, {} iterations each (rdtsc cycles)",
-        kernel.backend(),
-        args.iters
-    );
+    match args.iters {
+        Some(n) => println!(
+            "{} backend, {n} iterations each (rdtsc cycles)",
+            kernel.backend()
+        ),
+        None => println!(
+            "{} backend, iterations chosen per benchmark to take about {} s (rdtsc cycles)",
+            kernel.backend(),
+            BENCH_TARGET.as_secs()
+        ),
+    }
     for (name, what) in BENCHMARKS {
         if args.only.as_deref().is_some_and(|only| only != name) {
             continue;
         }
-        let r = kernel.bench(name, args.iters)?;
+        let iters = match args.iters {
+            Some(n) => n,
+            None => calibrated_iters(&mut kernel, name)?,
+        };
+        let r = kernel.bench(name, iters)?;
         match r.cycles.checked_div(r.iters) {
             Some(per_iter) => println!("{name:>18}: {per_iter:>12} cycles/iter  ({what})"),
             // Start-up only (what scripts/measure-calls.sh subtracts).
@@ -394,6 +482,24 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long each micro-benchmark should run when `--iters` is not given.
+const BENCH_TARGET: Duration = Duration::from_secs(1);
+/// The most iterations a calibrated micro-benchmark runs.
+const BENCH_MAX_ITERS: u64 = 1000;
+/// Iterations of the probe that times a micro-benchmark.
+const BENCH_PROBE_ITERS: u64 = 3;
+
+/// Iterations of `name` that take about [`BENCH_TARGET`] on this kernel
+/// (the sandbox on nested KVM is ~1000× slower than the local backend, so
+/// a fixed count is either noise or minutes).
+fn calibrated_iters(kernel: &mut Kernel, name: &str) -> anyhow::Result<u64> {
+    let start = Instant::now();
+    kernel.bench(name, BENCH_PROBE_ITERS)?;
+    let per_iter = start.elapsed().as_secs_f64() / BENCH_PROBE_ITERS as f64;
+    let fit = (BENCH_TARGET.as_secs_f64() / per_iter.max(1e-9)) as u64;
+    Ok(fit.clamp(BENCH_PROBE_ITERS, BENCH_MAX_ITERS))
+}
+
 /// The demo's head in the store: the counter instance it continues from.
 const DEMO_HEAD: &str = "demo";
 
@@ -401,8 +507,22 @@ const DEMO_HEAD: &str = "demo";
 /// (its caps are staged, so the kernel fetches them when needed), or a
 /// fresh instance of the sample.
 fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(CapHash, bool)> {
+    // A corrupt demo head is reported and replaced by a fresh counter (the
+    // demo's state is not worth refusing to run over).
+    let head = match store.map(|s| s.head(DEMO_HEAD)) {
+        Some(Ok(head)) => head,
+        Some(Err(e @ capbox::StoreError::CorruptHead { .. })) => {
+            eprintln!("warning: {e}; removing it and starting a fresh counter");
+            if let Some(store) = store {
+                store.remove_head(DEMO_HEAD)?;
+            }
+            None
+        }
+        Some(Err(e)) => return Err(e.into()),
+        None => None,
+    };
     if let Some(store) = store
-        && let Some(head) = store.head(DEMO_HEAD)?
+        && let Some(head) = head
         && let Some(Cap::Instance(inst)) = store.get(&head)?
     {
         let mut caps = vec![Cap::Instance(inst.clone())];

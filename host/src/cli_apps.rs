@@ -11,7 +11,7 @@ use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::Outcome;
 use capbox::shared::kernel::apps::{self, kv, users};
 use capbox::shared::kernel::ops;
-use capbox::{Kernel, Store, StoreOptions};
+use capbox::{Invocation, Kernel, Session, SessionError, SessionOptions, Store, StoreOptions};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -22,6 +22,11 @@ const APP_GAS: u64 = 10_000_000;
 
 /// `capbox kv …`
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox kv put 7 --value hello           # stored on head `kv`; concurrent puts all land
+  capbox kv get 7 --json
+  capbox kv put 8 --input photo.jpg --head pictures
+  capbox kv len; capbox kv delete 7")]
 pub struct KvArgs {
     /// The head holding the kv instance (created fresh when absent).
     #[arg(long, default_value = "kv", global = true)]
@@ -139,18 +144,15 @@ pub fn save_graph(
     Ok(())
 }
 
-/// Runs `capbox kv …`.
+/// Runs `capbox kv …`. `put` and `delete` run in a durable [`Session`]
+/// on the head (created on first use): the new state is stored, then the
+/// head moves by compare-and-swap, re-running on the newer state after a
+/// lost race, so concurrent writers never lose an update. `get` and `len`
+/// only read: they store nothing (on a missing head they read a fresh,
+/// empty kv).
 pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let path = args.store.clone().unwrap_or_else(Store::default_path);
-    let store = Store::open_with(&path, options)?;
     let mut kernel = Kernel::new(args.backend.into())?;
-    let (state, existed) = match store.head(&args.head)? {
-        Some(head) => {
-            kernel.stage_caps(&load_graph(&store, &head)?)?;
-            (head, true)
-        }
-        None => (kernel.create_instance(&kv::kv_image())?, false),
-    };
     let (op, endpoint, key, input) = match &args.command {
         KvCommand::Put { key, value, input } => {
             let bytes = match (value, input) {
@@ -164,22 +166,72 @@ pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
         KvCommand::Delete { key } => ("delete", kv::Endpoint::Delete, Some(*key), Vec::new()),
         KvCommand::Len => ("len", kv::Endpoint::Len, None, Vec::new()),
     };
-    let arg = u64::from(key.unwrap_or(0));
-    let o = kernel.invoke_with_input(&state, endpoint.index(), [arg, 0, 0, 0], APP_GAS, &input)?;
+    let call = Invocation {
+        instance: None,
+        endpoint: endpoint.index(),
+        args: [u64::from(key.unwrap_or(0)), 0, 0, 0],
+        gas: APP_GAS,
+        input,
+        timeout: None,
+    };
+    let writes = matches!(
+        args.command,
+        KvCommand::Put { .. } | KvCommand::Delete { .. }
+    );
+    let (o, saved) = if writes {
+        let store = Store::open_with(&path, options)?;
+        let mut session = open_or_create_kv(&mut kernel, store, &args.head)?;
+        (session.invoke(&call)?.outcome, true)
+    } else {
+        // Reading creates nothing: no store (or no head) reads as empty.
+        let store = match Store::open_existing(&path, options) {
+            Ok(store) => Some(store),
+            Err(capbox::StoreError::NoStore { .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let head = match &store {
+            Some(store) => store.head(&args.head)?.map(|h| (store, h)),
+            None => None,
+        };
+        let state = match head {
+            Some((store, head)) => {
+                kernel.stage_caps(&load_graph(store, &head)?)?;
+                head
+            }
+            None => kernel.create_instance(&kv::kv_image())?,
+        };
+        let call = Invocation {
+            instance: Some(state),
+            ..call
+        };
+        (kernel.invoke_one(&call)?, false)
+    };
     if o.exit != capbox::shared::kernel::ExitReason::Halt {
         bail!("the kv service did not halt: {:?}", o.exit);
     }
-    let saved = if !existed || o.instance != state {
-        save_graph(&mut kernel, &store, &args.head, &o.instance)?;
-        true
-    } else {
-        false
-    };
     print_kv(&args, op, key, &o, saved);
     Ok(match code_name(o.r7) {
         Some(_) => ExitCode::FAILURE,
         None => ExitCode::SUCCESS,
     })
+}
+
+/// A durable session on the kv head, creating it (a fresh kv instance)
+/// when absent; a concurrent creator wins and is then followed.
+fn open_or_create_kv<'k>(
+    kernel: &'k mut Kernel,
+    store: Store,
+    head: &str,
+) -> anyhow::Result<Session<&'k mut Kernel>> {
+    let options = SessionOptions::default();
+    if store.head(head)?.is_none() {
+        // Created (then reopened below, like a head someone else created).
+        match Session::create(&mut *kernel, store.clone(), head, &kv::kv_image(), options) {
+            Ok(_) | Err(SessionError::HeadExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Session::open(kernel, store, head, options)?)
 }
 
 fn print_kv(args: &KvArgs, op: &str, key: Option<u32>, o: &Outcome, saved: bool) {

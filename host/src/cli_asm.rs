@@ -6,8 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use capbox_shared::cap::{Cap, Image};
 use capbox_shared::pvm::Program;
-use capbox_shared::pvm::asm::{assemble_with_notes, disassemble};
+use capbox_shared::pvm::asm::{
+    AsmNote, DEFAULT_STACK, assemble_image_with_notes, assemble_with_notes, disassemble,
+};
 use clap::Args;
 
 /// File extensions read as assembly text rather than a `deblob` blob.
@@ -50,16 +53,24 @@ pub struct AsmArgs {
     /// Where to write the program blob; without it, hex goes to stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Write the whole Image's cap encoding instead of the code blob: the
+    /// code plus the image directives (`.endpoint NAME @label`, `.ro_data`,
+    /// `.rw_data`, `.heap_pages`, `.stack`), for `capbox publish` and
+    /// `capbox run --program X.image`.
+    #[arg(long)]
+    pub image: bool,
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Example:
+  capbox asm examples/loop.pvmasm -o loop.blob && capbox disasm loop.blob")]
 pub struct DisasmArgs {
     /// A program blob (`deblob` format: jump table, code, opcode bitmask);
     /// `-` reads standard input.
     pub blob: PathBuf,
 }
 
-fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
@@ -75,21 +86,43 @@ fn assemble_text(bytes: &[u8], origin: &Path) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("{} is not UTF-8 text", origin.display()))?;
     let assembled =
         assemble_with_notes(source).with_context(|| format!("assembling {}", origin.display()))?;
-    if assembled.program.item_pcs.len() <= 1 {
+    checked_assembly(&assembled.program.blob, &assembled.notes, origin)?;
+    Ok(assembled.program.blob)
+}
+
+/// Assembly text as a whole Image (its image directives applied).
+fn assemble_text_image(bytes: &[u8], origin: &Path) -> anyhow::Result<Image> {
+    let source = std::str::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", origin.display()))?;
+    let (image, notes) = assemble_image_with_notes(source)
+        .with_context(|| format!("assembling {}", origin.display()))?;
+    checked_assembly(&image.code, &notes, origin)?;
+    Ok(image)
+}
+
+/// Refuses a program without instructions and prints what the assembler
+/// inserted.
+fn checked_assembly(blob: &[u8], notes: &[AsmNote], origin: &Path) -> anyhow::Result<()> {
+    if capbox_shared::pvm::deblob(blob).is_ok_and(|parts| parts.code.is_empty()) {
         anyhow::bail!(
             "{} has no instructions: an empty program panics at its first step",
             origin.display()
         );
     }
-    for note in &assembled.notes {
+    for note in notes {
         eprintln!("note: {}: {note}", origin.display());
     }
-    Ok(assembled.program.blob)
+    Ok(())
 }
 
 /// `capbox asm SOURCE [-o OUT]`.
 pub fn run_asm(args: &AsmArgs) -> anyhow::Result<ExitCode> {
-    let blob = assemble_text(&read_input(&args.source)?, &args.source)?;
+    let blob = if args.image {
+        let image = assemble_text_image(&read_input(&args.source)?, &args.source)?;
+        Cap::Image(image).encode()?
+    } else {
+        assemble_text(&read_input(&args.source)?, &args.source)?
+    };
     match &args.output {
         Some(out) => {
             std::fs::write(out, &blob).with_context(|| format!("writing {}", out.display()))?;
@@ -112,24 +145,35 @@ pub fn run_disasm(args: &DisasmArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads a program for `capbox run --program`: assembly text when the
-/// extension says so (`.pvmasm`, `.asm`, `.s`), else a blob. Either way the
-/// blob is decoded here first, so a bad program is reported before any
-/// backend starts.
-pub fn load_program(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = read_input(path)?;
+/// The image `capbox run --program` runs for a code file: assembly text
+/// when the extension says so (`.pvmasm`, `.asm`, `.s`; its image
+/// directives give data sections, stack and named endpoints, see
+/// `assemble_image`), else a `deblob` blob with the same defaults (one
+/// endpoint at pc 0, one page of read-write data, a 64 KiB stack). Either
+/// way the code is decoded here first, so a bad program is reported before
+/// any backend starts. (`path` names the file for the extension and
+/// messages; the bytes were read with [`read_input`].)
+pub fn load_image_bytes(bytes: Vec<u8>, path: &Path) -> anyhow::Result<Image> {
     let is_text = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| TEXT_EXTENSIONS.contains(&e));
-    let blob = if is_text {
-        assemble_text(&bytes, path)?
+    let image = if is_text {
+        assemble_text_image(&bytes, path)?
     } else {
-        bytes
+        Image {
+            code: bytes,
+            ro_data: Vec::new(),
+            rw_data: vec![0; 4096],
+            heap_pages: 0,
+            stack_size: DEFAULT_STACK,
+            endpoints: vec![0],
+            endpoint_names: Vec::new(),
+        }
     };
-    Program::from_blob(&blob)
+    Program::from_blob(&image.code)
         .with_context(|| format!("{} is not a valid PVM program", path.display()))?;
-    Ok(blob)
+    Ok(image)
 }
 
 /// The code offset of the program's last instruction when execution can

@@ -25,6 +25,12 @@ impl StoreLocation {
         // StoreError messages name the path; main prints the cause chain.
         Ok(Store::open_with(&path, options)?)
     }
+
+    /// For commands that only read: creates and writes nothing.
+    fn open_read(&self, options: StoreOptions) -> anyhow::Result<Store> {
+        let path = self.store.clone().unwrap_or_else(Store::default_path);
+        Ok(Store::open_existing(&path, options)?)
+    }
 }
 
 /// Parses `--lock-timeout SECS`: a non-negative number of seconds.
@@ -99,6 +105,10 @@ pub enum StoreCommand {
 
 /// `capbox publish FILE`
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox asm --image examples/counter.pvmasm -o counter.image
+  capbox publish counter.image                 # prints the cap's hash
+  capbox publish counter.image --head program  # and points a head at it")]
 pub struct PublishArgs {
     /// A file holding one canonical cap encoding ("-" reads stdin).
     file: PathBuf,
@@ -111,6 +121,9 @@ pub struct PublishArgs {
 
 /// `capbox inspect HASH`
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  capbox inspect $(capbox store heads --json | jq -r '.[0].hash')
+  capbox inspect 3f…(64 hex digits) --json")]
 pub struct InspectArgs {
     /// The cap's hash (64 hex digits).
     hash: String,
@@ -127,7 +140,18 @@ pub fn run_store(
     command: StoreCommand,
     options: StoreOptions,
 ) -> anyhow::Result<ExitCode> {
-    let store = location.open(options)?;
+    let reads_only = matches!(
+        command,
+        StoreCommand::Stats { .. }
+            | StoreCommand::List { .. }
+            | StoreCommand::Heads { .. }
+            | StoreCommand::Verify { .. }
+    );
+    let store = if reads_only {
+        location.open_read(options)?
+    } else {
+        location.open(options)?
+    };
     match command {
         StoreCommand::Stats { json } => {
             let stats = store.stats()?;
@@ -147,17 +171,21 @@ pub fn run_store(
         }
         StoreCommand::List { json } => print_list(&store.list()?, json),
         StoreCommand::Heads { json } => {
-            let heads = store.heads()?;
+            let (heads, corrupt) = store.heads_and_corrupt()?;
             if json {
-                let rows: Vec<Value> = heads
+                let mut rows: Vec<Value> = heads
                     .iter()
                     .map(|(name, hash)| json!({ "name": name, "hash": hash.to_hex() }))
                     .collect();
+                rows.extend(corrupt_rows(&corrupt));
                 print_json(&Value::Array(rows));
             } else {
                 for (name, hash) in heads {
                     println!("{hash} {name}");
                 }
+            }
+            if report_corrupt_heads(&corrupt) {
+                return Ok(ExitCode::FAILURE);
             }
         }
         StoreCommand::Prune {
@@ -192,10 +220,18 @@ pub fn run_store(
             store.set_head(&name, &hash)?;
             println!("{hash} {name}");
         }
-        StoreCommand::RemoveHead { name } => match store.remove_head(&name)? {
-            Some(previous) => println!("removed {name} (was {previous})"),
-            None => bail!("no head named {name:?}"),
-        },
+        StoreCommand::RemoveHead { name } => {
+            // A corrupt head file is removed too (and said so).
+            let corrupt = match store.head(&name) {
+                Err(e @ capbox::StoreError::CorruptHead { .. }) => Some(e),
+                _ => None,
+            };
+            match (store.remove_head(&name)?, corrupt) {
+                (Some(previous), _) => println!("removed {name} (was {previous})"),
+                (None, Some(e)) => println!("removed {name} ({e})"),
+                (None, None) => bail!("no head named {name:?}"),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -211,7 +247,9 @@ pub fn run_publish(args: &PublishArgs, options: StoreOptions) -> anyhow::Result<
         // The published cap is ours to re-put if a concurrent gc removes it
         // before the head pins it; the rest of its graph must be stored.
         let cap = Cap::decode(&bytes).ok();
-        store.save_graph(name, &hash, |h| cap.clone().filter(|_| *h == hash))?;
+        store
+            .save_graph(name, &hash, |h| cap.clone().filter(|_| *h == hash))
+            .with_context(|| format!("stored {hash}, but head {name:?} was not set to it"))?;
     }
     println!("{hash}");
     Ok(ExitCode::SUCCESS)
@@ -220,7 +258,7 @@ pub fn run_publish(args: &PublishArgs, options: StoreOptions) -> anyhow::Result<
 /// Runs `capbox inspect`: prints a stored cap's kind and fields.
 pub fn run_inspect(args: &InspectArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let hash = parse_hash(&args.hash)?;
-    let store = args.location.open(options)?;
+    let store = args.location.open_read(options)?;
     let Some(bytes) = store.get_encoded(&hash)? else {
         bail!(
             "cap {hash} is not in the store at {}",
@@ -391,6 +429,7 @@ fn print_prune(report: &PruneReport, json: bool) {
             "limits_met": report.limits_met,
             "removed_temp_files": report.removed_temp_files,
             "missing": missing,
+            "corrupt_heads": report.corrupt_heads,
         }));
         return;
     }
@@ -403,6 +442,11 @@ fn print_prune(report: &PruneReport, json: bool) {
         report.pinned_entries,
         report.pinned_bytes
     );
+    for name in &report.corrupt_heads {
+        eprintln!(
+            "warning: head {name:?} is corrupt; kept every state its history names (repair it with `capbox store set-head` or drop it with `capbox store remove-head`)"
+        );
+    }
     if report.removed_temp_files > 0 {
         println!("removed {} leftover temp files", report.removed_temp_files);
     }
@@ -425,6 +469,9 @@ fn print_verify(report: &VerifyReport, json: bool) {
                 }
                 VerifyProblem::BadHead { head, reason } => {
                     json!({ "kind": "bad_head", "head": head, "reason": reason })
+                }
+                VerifyProblem::BadHistory { head, reason } => {
+                    json!({ "kind": "bad_history", "head": head, "reason": reason })
                 }
             })
             .collect();
@@ -460,4 +507,27 @@ fn unix_ms(time: SystemTime) -> u128 {
 
 fn print_json(value: &Value) {
     println!("{value:#}");
+}
+
+/// JSON rows for corrupt heads: `{"name": …, "error": …}`.
+pub(crate) fn corrupt_rows(corrupt: &[capbox::StoreError]) -> Vec<Value> {
+    corrupt
+        .iter()
+        .map(|e| match e {
+            capbox::StoreError::CorruptHead { name, .. } => {
+                json!({ "name": name, "error": e.to_string() })
+            }
+            other => json!({ "error": other.to_string() }),
+        })
+        .collect()
+}
+
+/// Names each corrupt head on stderr with what to do; whether there were any.
+pub(crate) fn report_corrupt_heads(corrupt: &[capbox::StoreError]) -> bool {
+    for e in corrupt {
+        eprintln!(
+            "warning: {e} (`capbox store set-head NAME HASH` repairs it, `capbox store remove-head NAME` drops it)"
+        );
+    }
+    !corrupt.is_empty()
 }

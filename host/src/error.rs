@@ -75,7 +75,10 @@ pub enum KernelError {
         detail: String,
     },
     /// A request is larger than the sandbox's message limit.
-    #[error("`{function}` request of {len} bytes exceeds the {limit}-byte message limit")]
+    #[error(
+        "`{function}` request of {len} bytes exceeds the {limit}-byte message limit \
+         (raise it with CAPBOX_MESSAGE_MIB=N, or SandboxConfig::message_bytes)"
+    )]
     MessageTooLarge {
         /// The guest function.
         function: &'static str,
@@ -108,4 +111,31 @@ pub enum KernelError {
     /// The reply did not match the request.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// Invocation `index` of a batch was running when the guest faulted:
+    /// it committed nothing (the sandbox was rebuilt); nothing was re-run.
+    #[error(
+        "invocation {index} of the batch was running when the guest faulted (nothing of it committed, not re-run): {fault}"
+    )]
+    BatchFault {
+        /// Its index in the batch.
+        index: usize,
+        /// The fault ([`KernelError::GuestFault`] or
+        /// [`KernelError::RebuildFailed`]).
+        fault: Box<KernelError>,
+    },
+    /// Invocation `index` of a batch did not run: the guest faulted during
+    /// an earlier one (`faulted`) and the rest of the batch was not run.
+    #[error(
+        "invocation {index} of the batch did not run: the guest faulted during invocation {faulted}"
+    )]
+    BatchNotRun {
+        /// Its index in the batch.
+        index: usize,
+        /// The invocation during which the guest faulted.
+        faulted: usize,
+    },
+    /// A progress report of a batch was malformed or inconsistent (a
+    /// compromised or broken guest); the batch's results are not trusted.
+    #[error("bad progress report from the kernel: {0}")]
+    BadReport(String),
 }

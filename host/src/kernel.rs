@@ -11,17 +11,29 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use capbox_shared::abi::{self, BenchReplyMsg, CapBlobMsg, GuestFunction, InvocationMsg, StatsMsg};
+pub use capbox_shared::abi::ReportMode;
+use capbox_shared::abi::{
+    self, BenchReplyMsg, CapBlobMsg, GuestFunction, InvocationMsg, InvokeResultMsg, RemoteError,
+    StatsMsg,
+};
 use capbox_shared::cap::{Cap, CapHashOrRef, Image};
 use capbox_shared::hash::CapHash;
 use capbox_shared::kernel::ops::MAX_LOG_LEN;
-use capbox_shared::kernel::{ExitReason, Outcome, new_instance, new_instance_with_slots};
+use capbox_shared::kernel::{
+    ExitReason, NO_TIMEOUT, Outcome, new_instance, new_instance_with_slots,
+};
 
 use crate::backend::{
     Backend, BackendKind, BlobSource, HostServices, LocalBackend, LogTarget, SandboxBackend,
     SandboxConfig, SpillTarget, hypervisor_present,
 };
 use crate::error::KernelError;
+
+#[path = "kernel_progress.rs"]
+mod progress;
+
+pub use progress::MAX_REPORTED_BLOB_BYTES;
+use progress::{Progress, after_fault};
 
 /// Caps per `put_cap` call are batched up to about this many bytes.
 const PUT_BATCH_BYTES: usize = 1 << 20;
@@ -65,6 +77,23 @@ pub struct Invocation {
 /// ([`Kernel::set_default_timeout`] changes it).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// What a batch reports while it runs unless changed
+/// ([`Kernel::set_batch_reports`], or `CAPBOX_BATCH_REPORTS` = `off`,
+/// `outcomes` or `state` for a new kernel); see docs/kernel.md "Partial
+/// batches".
+pub const DEFAULT_BATCH_REPORTS: ReportMode = ReportMode::Off;
+
+/// The batch reports a new kernel uses: `CAPBOX_BATCH_REPORTS` if it
+/// names a mode, else [`DEFAULT_BATCH_REPORTS`].
+fn batch_reports_from_env() -> ReportMode {
+    match std::env::var("CAPBOX_BATCH_REPORTS").as_deref() {
+        Ok("off") => ReportMode::Off,
+        Ok("outcomes") => ReportMode::Outcomes,
+        Ok("state") => ReportMode::OutcomesAndState,
+        _ => DEFAULT_BATCH_REPORTS,
+    }
+}
+
 #[derive(Default)]
 struct HostBlobs {
     /// Every blob the host knows: hash → canonical encoding.
@@ -73,11 +102,18 @@ struct HostBlobs {
     published: HashSet<CapHash>,
     /// Caps sent with `put_cap` so far (a re-send would show here).
     sent: u64,
+    /// Where `fetch_blob` looks for a blob the host's copy lacks
+    /// ([`Kernel::set_blob_fallback`]).
+    fallback: Option<BlobFallback>,
     /// Spill messages refused (a blob did not match its hash: a kernel
     /// bug or a compromised guest), and why the last one was.
     spills_refused: u64,
     last_spill_error: Option<String>,
 }
+
+/// A second source for the kernel's `fetch_blob` (e.g. a store): the
+/// canonical encoding of the blob named by the hash, if it has it.
+pub type BlobFallback = Arc<dyn Fn(&CapHash) -> Option<Vec<u8>> + Send + Sync>;
 
 /// A kernel, sandboxed or local, behind one API.
 pub struct Kernel {
@@ -85,6 +121,8 @@ pub struct Kernel {
     blobs: Arc<Mutex<HostBlobs>>,
     logs: Arc<Mutex<Vec<Vec<u8>>>>,
     default_timeout: Duration,
+    progress: Arc<Mutex<Progress>>,
+    batch_reports: ReportMode,
 }
 
 /// Why auto mode fell back to the local backend, with what to do when the
@@ -129,6 +167,59 @@ pub fn escape_for_terminal(bytes: &[u8]) -> String {
 /// dropped beyond this.
 const MAX_KEPT_LOGS: usize = 1024;
 
+fn lock_progress(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
+    // Progress is reset at the start of every request.
+    progress.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a round of a batch failed.
+enum RoundError {
+    /// The guest faulted; `reported` are the results reported before.
+    Fault {
+        reported: Vec<Result<Outcome, KernelError>>,
+        fault: KernelError,
+    },
+    /// Anything else: the batch's error.
+    Other(KernelError),
+}
+
+impl From<KernelError> for RoundError {
+    fn from(e: KernelError) -> Self {
+        RoundError::Other(e)
+    }
+}
+
+/// The outcome a wire result describes.
+fn outcome_of(msg: InvokeResultMsg) -> Result<Outcome, KernelError> {
+    let exit = ExitReason::from_wire(msg.exit.kind, msg.exit.arg)
+        .ok_or_else(|| KernelError::Protocol(format!("unknown exit kind {}", msg.exit.kind)))?;
+    Ok(Outcome {
+        exit,
+        r7: msg.r7,
+        r8: msg.r8,
+        output: msg.output,
+        gas_used: msg.gas_used,
+        instance: CapHash(msg.instance),
+    })
+}
+
+/// Whether a reported result says what the reply says.
+fn same_result(
+    reported: &Result<InvokeResultMsg, RemoteError>,
+    replied: &Result<Outcome, KernelError>,
+) -> bool {
+    match (reported, replied) {
+        (Ok(r), Ok(o)) => {
+            ExitReason::from_wire(r.exit.kind, r.exit.arg) == Some(o.exit)
+                && (r.r7, r.r8, r.gas_used) == (o.r7, o.r8, o.gas_used)
+                && r.output == o.output
+                && r.instance == o.instance.0
+        }
+        (Err(r), Err(KernelError::Refused(e))) => r == e,
+        _ => false,
+    }
+}
+
 fn lock(blobs: &Mutex<HostBlobs>) -> MutexGuard<'_, HostBlobs> {
     // A panic elsewhere cannot leave HostBlobs half-updated in a way that
     // matters (it is a cache of immutable blobs), so poisoning is ignored.
@@ -171,10 +262,19 @@ impl Kernel {
         let source: BlobSource = {
             let blobs = blobs.clone();
             Arc::new(move |hash: &[u8; 32]| {
-                let mut b = lock(&blobs);
-                let bytes = b.bytes.get(&CapHash(*hash)).cloned()?;
-                b.published.insert(CapHash(*hash));
-                Some(bytes.to_vec())
+                let hash = CapHash(*hash);
+                let fallback = {
+                    let mut b = lock(&blobs);
+                    if let Some(bytes) = b.bytes.get(&hash).cloned() {
+                        b.published.insert(hash);
+                        return Some(bytes.to_vec());
+                    }
+                    b.fallback.clone()?
+                };
+                // Not under the lock: the fallback may read files.
+                let bytes = fallback(&hash)?;
+                lock(&blobs).published.insert(hash);
+                Some(bytes)
             })
         };
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -194,6 +294,18 @@ impl Kernel {
                 logs.push(message.to_vec());
             })
         };
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let report: crate::backend::ProgressTarget = {
+            let progress = progress.clone();
+            let blobs = blobs.clone();
+            Arc::new(move |report: &[u8]| {
+                lock_progress(&progress).accept(report, &mut |hash, bytes| {
+                    let mut b = lock(&blobs);
+                    b.bytes.entry(hash).or_insert(bytes);
+                    b.published.insert(hash);
+                });
+            })
+        };
         let spill: SpillTarget = {
             let blobs = blobs.clone();
             let limit = config.message_bytes;
@@ -202,6 +314,7 @@ impl Kernel {
         let services = HostServices {
             blobs: source,
             log,
+            progress: report,
             spill,
         };
         let budget = config.blob_budget();
@@ -226,7 +339,35 @@ impl Kernel {
             blobs,
             logs,
             default_timeout: DEFAULT_TIMEOUT,
+            progress,
+            batch_reports: batch_reports_from_env(),
         })
+    }
+
+    /// What batches report while they run ([`DEFAULT_BATCH_REPORTS`]
+    /// unless changed).
+    pub fn batch_reports(&self) -> ReportMode {
+        self.batch_reports
+    }
+
+    /// Sets what [`Self::invoke_batch`] asks the kernel to report while a
+    /// batch runs: `Off` (a guest fault fails the whole batch),
+    /// `Outcomes` (a fault keeps the completed invocations' outcomes) or
+    /// `OutcomesAndState` (and the blobs they committed, so their states
+    /// survive the sandbox's rebuild). Each report costs one host call
+    /// per invocation.
+    pub fn set_batch_reports(&mut self, mode: ReportMode) {
+        self.batch_reports = mode;
+    }
+
+    /// The watchdog time an invocation's deadline adds to its call (none
+    /// when it has no deadline: the sandbox's `call_timeout` bounds it).
+    fn watchdog_share(&self, timeout: Duration) -> Duration {
+        if self.backend.clock_ticks(timeout) == NO_TIMEOUT {
+            Duration::ZERO
+        } else {
+            timeout
+        }
     }
 
     /// The deadline of invocations that name none ([`DEFAULT_TIMEOUT`]
@@ -237,8 +378,9 @@ impl Kernel {
 
     /// Sets the deadline of invocations that name none (`invoke`,
     /// `invoke_with_input`, an [`Invocation`] with `timeout: None`).
-    /// `Duration::MAX` means none (the sandbox's watchdog, which then
-    /// waits for ever, is the only limit besides gas).
+    /// `Duration::MAX` means none: the kernel does not end such an
+    /// invocation, and on the sandbox only the watchdog
+    /// (`SandboxConfig::call_timeout`) bounds it, as a guest fault.
     pub fn set_default_timeout(&mut self, timeout: Duration) {
         self.default_timeout = timeout;
     }
@@ -370,6 +512,14 @@ impl Kernel {
             .collect()
     }
 
+    /// Serves the kernel's `fetch_blob` from `fallback` for blobs the
+    /// host's copy lacks (`None`: no second source), so state can be
+    /// invoked without loading it up front. Its blobs are not copied into
+    /// the host's copy.
+    pub fn set_blob_fallback(&mut self, fallback: Option<BlobFallback>) {
+        lock(&self.blobs).fallback = fallback;
+    }
+
     /// Spill messages the host refused so far, and why the last one was
     /// (none in a healthy kernel).
     pub fn spills_refused(&self) -> (u64, Option<String>) {
@@ -461,7 +611,8 @@ impl Kernel {
             input: &call.input,
             timeout: self.backend.clock_ticks(timeout),
         };
-        self.invoke_msgs(&[msg], true, timeout)?
+        let deadlines = self.watchdog_share(timeout);
+        self.invoke_msgs(&[msg], true, deadlines, ReportMode::Off)?
             .pop()
             .ok_or_else(|| KernelError::Protocol("invoke returned no result".into()))?
     }
@@ -487,23 +638,32 @@ impl Kernel {
             input,
             timeout: self.backend.clock_ticks(timeout),
         };
-        self.invoke_msgs(&[call], true, timeout)?
+        let deadlines = self.watchdog_share(timeout);
+        self.invoke_msgs(&[call], true, deadlines, ReportMode::Off)?
             .pop()
             .ok_or_else(|| KernelError::Protocol("invoke returned no result".into()))?
     }
 
     /// Runs invocations in order in one kernel call. The outer error is
     /// for the call as a whole; each inner result is one invocation's.
+    ///
+    /// With batch reports on ([`Self::set_batch_reports`]; off by
+    /// default, for their cost) a guest fault in the middle of the batch is not the
+    /// batch's error: the invocations that completed keep their outcomes
+    /// (and, with `OutcomesAndState`, their states survive the rebuild),
+    /// the one that was running is [`KernelError::BatchFault`] and every
+    /// later one [`KernelError::BatchNotRun`]. Nothing is re-run.
     pub fn invoke_batch(
         &mut self,
         calls: &[Invocation],
     ) -> Result<Vec<Result<Outcome, KernelError>>, KernelError> {
+        let report = self.batch_reports;
         let mut deadlines = Duration::ZERO;
         let msgs: Vec<InvocationMsg<'_>> = calls
             .iter()
             .map(|c| {
                 let timeout = c.timeout.unwrap_or(self.default_timeout);
-                deadlines = deadlines.saturating_add(timeout);
+                deadlines = deadlines.saturating_add(self.watchdog_share(timeout));
                 InvocationMsg {
                     instance: c.instance.map(|h| h.0).unwrap_or([0; 32]),
                     endpoint: c.endpoint,
@@ -514,6 +674,11 @@ impl Kernel {
                 }
             })
             .collect();
+        if report.reports_state()
+            && let Some(first) = msgs.first().filter(|m| m.instance != [0; 32])
+        {
+            self.keep_starting_state(&CapHash(first.instance));
+        }
         // The kernel runs a batch's calls while its reply budget lasts
         // and refuses the rest (`ReplyBudget`, not run): send those again,
         // the first named by the state its predecessor left.
@@ -521,7 +686,17 @@ impl Kernel {
         let mut rest = msgs;
         loop {
             let named = rest.first().is_some_and(|m| m.instance != [0; 32]);
-            let results = self.invoke_msgs(&rest, named, deadlines)?;
+            let results = match self.invoke_round(&rest, named, deadlines, report) {
+                Ok(results) => results,
+                Err(RoundError::Fault { reported, fault }) => {
+                    let first = out.len();
+                    let ran = reported.len();
+                    out.extend(reported);
+                    out.extend(after_fault(first, rest.len(), ran, fault));
+                    return Ok(out);
+                }
+                Err(RoundError::Other(e)) => return Err(e),
+            };
             let ran = results
                 .iter()
                 .position(|r| {
@@ -550,21 +725,81 @@ impl Kernel {
         }
     }
 
+    /// Makes sure the host's copy holds the state a reporting batch starts
+    /// from (the instance, its memory and root CNode), so the states the
+    /// batch reports on top of it are complete after a rebuild. Best
+    /// effort: an instance the kernel does not have fails the batch's
+    /// first invocation anyway.
+    fn keep_starting_state(&mut self, instance: &CapHash) {
+        if !lock(&self.blobs).bytes.contains_key(instance) {
+            let _ = self.export_instance(instance);
+        }
+    }
+
+    /// One kernel call of a batch, taking its progress reports when
+    /// `report` asks for them; a guest fault comes back with the results
+    /// reported before it.
+    fn invoke_round(
+        &mut self,
+        msgs: &[InvocationMsg<'_>],
+        first_named: bool,
+        deadlines: Duration,
+        report: ReportMode,
+    ) -> Result<Vec<Result<Outcome, KernelError>>, RoundError> {
+        if !report.reports() {
+            return Ok(self.invoke_msgs(msgs, first_named, deadlines, report)?);
+        }
+        lock_progress(&self.progress).start(msgs.len());
+        let result = self.invoke_msgs(msgs, first_named, deadlines, report);
+        let progress = lock_progress(&self.progress).finish();
+        if let Some(problem) = progress.violation {
+            return Err(RoundError::Other(KernelError::BadReport(problem)));
+        }
+        match result {
+            Ok(results) => {
+                // The reply is authoritative; the reports must agree.
+                for (i, reported) in progress.results.iter().enumerate() {
+                    if !results.get(i).is_some_and(|r| same_result(reported, r)) {
+                        return Err(RoundError::Other(KernelError::BadReport(format!(
+                            "the report of call {i} differs from the reply"
+                        ))));
+                    }
+                }
+                Ok(results)
+            }
+            Err(fault @ (KernelError::GuestFault { .. } | KernelError::RebuildFailed { .. })) => {
+                let reported = progress
+                    .results
+                    .into_iter()
+                    .map(|r| r.map_err(KernelError::Refused).and_then(outcome_of))
+                    .collect();
+                Err(RoundError::Fault { reported, fault })
+            }
+            Err(e) => Err(RoundError::Other(e)),
+        }
+    }
+
     /// Sends `msgs` (`first_named`: the first names its instance; their
-    /// deadlines add up to `deadlines`) and reads the results.
+    /// deadlines add up to `deadlines`; `report`: what the kernel reports
+    /// while they run) and reads the results.
     fn invoke_msgs(
         &mut self,
         msgs: &[InvocationMsg<'_>],
         first_named: bool,
         deadlines: Duration,
+        report: ReportMode,
     ) -> Result<Vec<Result<Outcome, KernelError>>, KernelError> {
-        // One call on a named instance: the cheaper `invoke_one`.
+        // One call on a named instance: the cheaper `invoke_one` (a fault
+        // there can only be that call's, so it needs no report).
         let (function, request) = match msgs {
             [one] if first_named => (
                 GuestFunction::InvokeOne,
                 abi::encode_invoke_one_request(one),
             ),
-            _ => (GuestFunction::Invoke, abi::encode_invoke_request(&[], msgs)),
+            _ => (
+                GuestFunction::Invoke,
+                abi::encode_invoke_request_reporting(&[], msgs, report),
+            ),
         };
         let reply = self.call_timed(function, &request, deadlines)?;
         let results =
@@ -581,20 +816,9 @@ impl Kernel {
         for r in results {
             out.push(match r {
                 Ok(msg) => {
-                    let exit =
-                        ExitReason::from_wire(msg.exit.kind, msg.exit.arg).ok_or_else(|| {
-                            KernelError::Protocol(format!("unknown exit kind {}", msg.exit.kind))
-                        })?;
-                    let instance = CapHash(msg.instance);
-                    b.published.insert(instance);
-                    Ok(Outcome {
-                        exit,
-                        r7: msg.r7,
-                        r8: msg.r8,
-                        output: msg.output,
-                        gas_used: msg.gas_used,
-                        instance,
-                    })
+                    let outcome = outcome_of(msg)?;
+                    b.published.insert(outcome.instance);
+                    Ok(outcome)
                 }
                 Err(e) => Err(KernelError::Refused(e)),
             });

@@ -8,7 +8,9 @@ pub mod conformance;
 mod error;
 mod export;
 pub mod guest_elf;
+pub mod import;
 mod kernel;
+pub mod session;
 pub mod spill;
 pub mod store;
 
@@ -17,8 +19,12 @@ pub use backend::{
 };
 pub use error::{GuestElfError, KernelError};
 pub use guest_elf::GuestImage;
-pub use kernel::{BackendChoice, DEFAULT_TIMEOUT, Invocation, Kernel, escape_for_terminal};
+pub use kernel::{
+    BackendChoice, BlobFallback, DEFAULT_BATCH_REPORTS, DEFAULT_TIMEOUT, Invocation, Kernel,
+    MAX_REPORTED_BLOB_BYTES, ReportMode, escape_for_terminal,
+};
+pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};
 pub use store::{
-    BlobInfo, PruneReport, SaveReport, Store, StoreError, StoreLock, StoreOptions, StoreStats,
-    VerifyProblem, VerifyReport,
+    BlobInfo, HeadChange, HistoryEntry, PruneReport, SaveReport, Store, StoreError, StoreLock,
+    StoreOptions, StoreStats, VerifyProblem, VerifyReport,
 };

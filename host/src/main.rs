@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod cli_apps;
 mod cli_asm;
+mod cli_heads;
+mod cli_import;
 mod cli_soak;
 mod cli_store;
 
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Runs every PVM test vector (*.json) in DIR; exits 1 if any fails, 2 on
     /// an unreadable directory or file.
+    #[command(
+        after_help = "Example:\n  capbox conformance ../shared/pvm-vectors/programs   # the w3f PVM vectors (jamtestvectors, PVM v0.4)"
+    )]
     Conformance {
         /// Directory of w3f PVM test vectors.
         dir: PathBuf,
@@ -41,6 +46,9 @@ enum Command {
     /// The demo (also what `capbox` with no arguments does).
     Demo(cli::DemoArgs),
     /// Store administration: stats, list, heads, verify, prune, gc, set-head, remove-head.
+    #[command(
+        after_help = "Examples:\n  capbox store stats --json\n  capbox store verify            # re-hash every blob, check every head\n  capbox store prune --max-bytes 100000000\n  capbox --lock-timeout 5 store gc"
+    )]
     Store {
         #[command(flatten)]
         location: cli_store::StoreLocation,
@@ -55,8 +63,20 @@ enum Command {
     Asm(cli_asm::AsmArgs),
     /// Prints a PVM program blob as assembly text.
     Disasm(cli_asm::DisasmArgs),
+    /// Turns a PolkaVM (JamV1) program blob into an Image: prints its
+    /// endpoints and hash, writes its encoding with -o.
+    Import(cli_import::ImportArgs),
     /// The kv service on a head in the store: put, get, delete, len.
     Kv(cli_apps::KvArgs),
+    /// Creates a head on a fresh instance of a program.
+    New(cli_heads::NewArgs),
+    /// Runs invocations on a stored head (or instance) and commits each:
+    /// stores the new state, advances the head, records it in the history.
+    Invoke(cli_heads::InvokeArgs),
+    /// Lists the heads with their number of moves.
+    Heads(cli_heads::HeadsArgs),
+    /// Prints a head's history.
+    Log(cli_heads::LogArgs),
     /// State-changing invocations for a while, printing the kernel's
     /// directory, evictions, spills and the host's RSS every interval.
     Soak(cli_soak::SoakArgs),
@@ -98,7 +118,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Inspect(args)) => cli_store::run_inspect(&args, store_options),
         Some(Command::Asm(args)) => cli_asm::run_asm(&args),
         Some(Command::Disasm(args)) => cli_asm::run_disasm(&args),
+        Some(Command::Import(args)) => cli_import::run_import(&args),
         Some(Command::Kv(args)) => cli_apps::run_kv(args, store_options),
+        Some(Command::New(args)) => cli_heads::run_new(&args, store_options),
+        Some(Command::Invoke(args)) => cli_heads::run_invoke(&args, store_options),
+        Some(Command::Heads(args)) => cli_heads::run_heads(&args, store_options),
+        Some(Command::Log(args)) => cli_heads::run_log(&args, store_options),
         Some(Command::Soak(args)) => cli_soak::soak(args),
         None => cli::demo(cli::DemoArgs::default(), store_options),
     }

@@ -42,3 +42,17 @@ fn bad_bench_arguments_are_clear_errors() {
     assert!(out.contains("noop: 0 iterations (set-up only"), "{out}");
     assert!(!out.contains("cycles/iter"), "{out}");
 }
+
+/// Without `--iters` each micro-benchmark gets as many iterations as fit
+/// its time target (so the sandbox on an emulating host takes seconds, not
+/// minutes), and says so.
+#[test]
+fn iterations_are_chosen_by_time_without_iters() {
+    let (code, out, err) = bench(&["--guest", "--only", "hash_page"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("iterations chosen per benchmark"), "{out}");
+    assert!(
+        out.contains("hash_page:") && out.contains("cycles/iter"),
+        "{out}"
+    );
+}

@@ -74,6 +74,8 @@ fn every_example_does_what_it_says() {
             None,
             vec![("r7", 0.into()), ("r8", 16.into())],
         ),
+        // Endpoint 0 (increment) by default; the rest in cli_asm_image.rs.
+        ("counter.pvmasm", &["5"], None, vec![("r7", 5.into())]),
     ];
     let count = cases.len();
     for (name, args, input, expected) in cases {

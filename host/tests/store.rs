@@ -210,14 +210,14 @@ fn format_file_is_written_and_checked() {
     let root = dir.path().join("s");
     Store::open(&root).unwrap();
     let format = root.join("FORMAT");
-    assert_eq!(fs::read_to_string(&format).unwrap(), "capbox-store 2\n");
+    assert_eq!(fs::read_to_string(&format).unwrap(), "capbox-store 3\n");
     Store::open(&root).unwrap();
 
-    fs::write(&format, "capbox-store 3\n").unwrap();
+    fs::write(&format, "capbox-store 4\n").unwrap();
     match Store::open(&root) {
         Err(StoreError::UnsupportedFormat { path, found, .. }) => {
             assert_eq!(path, format);
-            assert_eq!(found, "capbox-store 3");
+            assert_eq!(found, "capbox-store 4");
         }
         other => panic!("expected UnsupportedFormat, got {other:?}"),
     }

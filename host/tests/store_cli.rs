@@ -176,8 +176,16 @@ fn the_default_store_is_dot_capbox_in_the_working_directory() {
     let store = Store::open(dir.path().join(".capbox/store")).unwrap();
     let hash = capbox::shared::CapHash::from_hex(hash.trim()).unwrap();
     assert!(store.contains(&hash).unwrap());
-    // --store overrides both.
+    // --store overrides both (a writing command creates the store there;
+    // reading ones never create one).
     let other = dir.path().join("elsewhere");
+    let created = Command::new(env!("CARGO_BIN_EXE_capbox"))
+        .args(["store", "gc", "--store"])
+        .arg(&other)
+        .env("CAPBOX_STORE", dir.path().join("ignored"))
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
     let output = Command::new(env!("CARGO_BIN_EXE_capbox"))
         .args(["store", "stats", "--json", "--store"])
         .arg(&other)

@@ -104,11 +104,11 @@ fn a_store_half_created_by_a_crash_opens() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("s");
     fs::create_dir_all(root.join("tmp")).unwrap();
-    fs::write(root.join("tmp").join("1-0.tmp"), "capbox-store 2\n").unwrap();
+    fs::write(root.join("tmp").join("1-0.tmp"), "capbox-store 3\n").unwrap();
     let store = Store::open(&root).unwrap();
     assert_eq!(
         fs::read_to_string(root.join("FORMAT")).unwrap(),
-        "capbox-store 2\n"
+        "capbox-store 3\n"
     );
     assert!(temp_files(&store).is_empty());
     store.put(&data(b"ok")).unwrap();

@@ -30,6 +30,7 @@ fn sample_caps() -> Vec<Cap> {
             rw_data: vec![5; 7],
             heap_pages: 3,
             stack_size: 4096,
+            endpoint_names: Vec::new(),
             endpoints: vec![0, 5, 9],
         }),
         Cap::Instance(InstanceCap {
@@ -199,6 +200,7 @@ fn decode_rejects_non_canonical_data() {
 #[test]
 fn image_limits_are_enforced() {
     let too_many = Image {
+        endpoint_names: Vec::new(),
         endpoints: vec![0; MAX_ENDPOINTS as usize + 1],
         ..Image::default()
     };

@@ -14,6 +14,7 @@ fn data(bytes: &[u8]) -> Cap {
 fn image() -> Cap {
     Cap::Image(Image {
         code: vec![0, 0, 1, 0],
+        endpoint_names: Vec::new(),
         endpoints: vec![0],
         ..Image::default()
     })

@@ -259,3 +259,26 @@ fn layout_bound_is_enforced() {
             .contains("do not fit")
     );
 }
+
+/// A jump table longer than the instruction limit is refused from the
+/// header alone, before `deblob` would allocate the table (zero-width
+/// entries cost no octets, so the blob's own size bounds nothing here).
+#[test]
+fn jump_table_over_the_limit_is_refused_before_allocating() {
+    let entries = capbox_shared::pvm::MAX_INSTRUCTIONS + 1;
+    let mut blob = natural(entries);
+    blob.push(0); // entry size 0
+    blob.extend(natural(1));
+    blob.extend([0, 1]); // trap, its bitmask
+    assert!(matches!(
+        capbox_shared::pvm::Program::from_blob(&blob),
+        Err(ProgramError::OverLimit { what: "jump-table entries", value, .. }) if value == entries
+    ));
+    // Claimed far beyond the blob: still the limit that is named.
+    let mut blob = natural(1 << 40);
+    blob.extend([1, 1, 0, 1]);
+    assert!(matches!(
+        capbox_shared::pvm::Program::from_blob(&blob),
+        Err(ProgramError::OverLimit { .. })
+    ));
+}

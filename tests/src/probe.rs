@@ -192,6 +192,7 @@ pub fn probe_image() -> Image {
         rw_data,
         heap_pages: 0,
         stack_size: 16 * 1024,
+        endpoint_names: Vec::new(),
         endpoints: entries.iter().map(|&l| built.pc(l).unwrap()).collect(),
     }
 }

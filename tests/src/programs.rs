@@ -141,6 +141,7 @@ pub fn random_image(rng: &mut Rng) -> Image {
         rw_data: (0..64).map(|_| rng.next_u64() as u8).collect(),
         heap_pages: rng.below(3) as u32,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: entries.iter().map(|&i| starts[i]).collect(),
     }
 }

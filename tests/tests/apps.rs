@@ -235,6 +235,7 @@ fn called_child_has_no_input() {
             rw_data: vec![],
             heap_pages: 0,
             stack_size: 4096,
+            endpoint_names: Vec::new(),
             endpoints: vec![0],
         }
     };

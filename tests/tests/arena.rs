@@ -101,6 +101,7 @@ fn sbrk_14_mib() -> capbox::shared::cap::Image {
         rw_data: vec![],
         heap_pages: 0,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: vec![0],
     }
 }

@@ -106,6 +106,7 @@ fn input_image() -> Image {
         rw_data: vec![0; 8],
         heap_pages: 0,
         stack_size: BUF_LEN + 0x1000,
+        endpoint_names: Vec::new(),
         endpoints: entries
             .iter()
             .map(|&l| built.pc(l).expect("labels of this builder"))

@@ -27,6 +27,7 @@ fn fallthroughs(count: u64) -> Image {
         rw_data: vec![],
         heap_pages: 0,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: vec![built.pc(end).unwrap()],
     }
 }
@@ -116,6 +117,7 @@ fn big_output() -> Image {
         rw_data: (0..4096u32).map(|i| (i % 251) as u8).collect(),
         heap_pages: 256,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: vec![0],
     }
 }

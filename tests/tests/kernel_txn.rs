@@ -246,6 +246,7 @@ fn page_writer() -> Image {
         rw_data: vec![1; 16],
         heap_pages: 0,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: vec![0],
     }
 }

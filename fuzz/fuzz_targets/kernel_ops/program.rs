@@ -502,6 +502,7 @@ pub(super) fn fuzz_image(input: &mut Input<'_>, large: bool) -> (Image, Layout, 
         rw_data: (0..rw_len).map(|i| i as u8).collect(),
         heap_pages,
         stack_size,
+        endpoint_names: Vec::new(),
         endpoints,
     };
     (image, layout, size)

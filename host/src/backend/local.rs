@@ -61,6 +61,10 @@ impl KernelHost for LocalHost<'_> {
         Some(local_now())
     }
 
+    fn report_progress(&mut self, report: Vec<u8>) {
+        (self.services.progress)(&report);
+    }
+
     fn spill_blobs(&mut self, message: Vec<u8>) -> u64 {
         (self.services.spill)(&message)
     }

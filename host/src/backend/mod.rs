@@ -40,6 +40,9 @@ pub type BlobSource = std::sync::Arc<dyn Fn(&[u8; 32]) -> Option<Vec<u8>> + Send
 /// Receives programs' `log` messages.
 pub type LogTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
 
+/// Receives the progress reports of a batch (`report_progress`: encoded
+/// `ProgressReport` messages, unchecked).
+pub type ProgressTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
 /// Takes blobs the kernel spills before evicting them (`spill_blobs`: an
 /// unchecked `PutCapRequest` message); returns how many it kept (all or
 /// none).
@@ -52,6 +55,8 @@ pub struct HostServices {
     pub blobs: BlobSource,
     /// Answers `log`.
     pub log: LogTarget,
+    /// Answers `report_progress`.
+    pub progress: ProgressTarget,
     /// Answers `spill_blobs`.
     pub spill: SpillTarget,
 }

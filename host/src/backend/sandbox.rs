@@ -35,7 +35,8 @@ pub struct SandboxConfig {
     /// A guest call running longer than this is killed (a guest fault:
     /// the sandbox is rebuilt). A call whose invocations carry longer
     /// deadlines gets a watchdog longer than those (the deadlines end
-    /// them as outcomes; the watchdog is the last resort).
+    /// them as outcomes; the watchdog is the last resort); invocations
+    /// without a deadline add nothing, so this bounds them.
     pub call_timeout: Duration,
     /// The guest directory's blob budget; `None`: a share of the page
     /// arena ([`BlobBudget::share_of_arena`] of 75 % of `heap_bytes`).
@@ -214,6 +215,13 @@ fn build(
             let log = services.log;
             move |message: Vec<u8>| {
                 log(&message);
+                Ok(())
+            }
+        })
+        .host_function(HostFunction::ReportProgress.name(), {
+            let progress = services.progress;
+            move |report: Vec<u8>| {
+                progress(&report);
                 Ok(())
             }
         })

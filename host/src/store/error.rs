@@ -43,6 +43,37 @@ pub enum StoreError {
         /// The format line this build writes and reads.
         expected: &'static str,
     },
+    /// A prune or gc found a corrupt head without a history, so what it
+    /// pins is unknown: nothing was removed.
+    #[error(
+        "{corrupt}; it has no history to tell what it pointed at, so nothing was removed \
+         (`capbox store set-head NAME HASH` repairs it, `capbox store remove-head NAME` drops it)"
+    )]
+    CorruptHeadBlocksPrune {
+        /// What is wrong with the head (its `CorruptHead` message).
+        corrupt: String,
+    },
+    /// A read-only open of a directory that holds no store.
+    #[error(
+        "no capbox store at {path} (nothing to read; a command that writes, e.g. `capbox new`, creates one)"
+    )]
+    NoStore {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A read-only open of a store in an older format (migrated only by a
+    /// writing open).
+    #[error(
+        "the store at {path} is in format {found:?}; a command that writes (e.g. `capbox store gc`) migrates it to {expected:?}"
+    )]
+    NeedsMigration {
+        /// The store.
+        path: PathBuf,
+        /// Its format line.
+        found: String,
+        /// The current format.
+        expected: &'static str,
+    },
     /// The directory exists, is not empty, and has no format file.
     #[error("{path} is not a capbox store (non-empty directory without a FORMAT file)")]
     NotAStore {
@@ -141,6 +172,38 @@ pub enum StoreError {
         /// Who held it, as its holder recorded ("pid N (command)"), if known.
         holder: Option<String>,
     },
+    /// A compare-and-swap head move lost: the head is not what the caller
+    /// expected (another process moved it). Nothing was changed.
+    #[error(
+        "head {name:?} moved: expected {}, found {}",
+        head_text(.expected),
+        head_text(.found)
+    )]
+    HeadMoved {
+        /// The head.
+        name: String,
+        /// What the caller expected (`None`: no such head).
+        expected: Option<CapHash>,
+        /// What it is (`None`: no such head).
+        found: Option<CapHash>,
+    },
+    /// A head's history log does not agree with the head (a damaged or
+    /// missing record; a crash never causes this).
+    #[error("history of head {name:?} at {path} is damaged: {reason}")]
+    CorruptHistory {
+        /// The head.
+        name: String,
+        /// The log file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A head move was asked for with no history record to write.
+    #[error("moving head {name:?} needs at least one history record")]
+    NoChange {
+        /// The head.
+        name: String,
+    },
     /// A link in a cap graph points at a cap of the wrong kind.
     #[error(
         "malformed graph: {parent} links {child} as its {field}, expected {expected}, found {found}"
@@ -157,6 +220,13 @@ pub enum StoreError {
         /// The kind found.
         found: CapKind,
     },
+}
+
+fn head_text(head: &Option<CapHash>) -> String {
+    match head {
+        Some(hash) => hash.to_string(),
+        None => "no head".to_owned(),
+    }
 }
 
 fn holder_suffix(holder: &Option<String>) -> String {

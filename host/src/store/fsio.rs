@@ -174,13 +174,26 @@ pub(crate) const LOCK_NOTICE_DELAY: Duration = Duration::from_millis(300);
 const LOCK_POLL_MAX: Duration = Duration::from_millis(10);
 
 fn open_lock_file(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
+    let writable = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path)
-        .at("open lock file", path)
+        .open(path);
+    match writable {
+        Ok(file) => Ok(file),
+        // A store this user may only read: a lock taken on a read-only
+        // handle still excludes writers (and a write would fail anyway).
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            File::open(path).at("open lock file", path)
+        }
+        Err(e) => Err(StoreError::io("open lock file", path, e)),
+    }
 }
 
 /// One non-blocking attempt: `Ok(false)` when somebody else holds the lock.

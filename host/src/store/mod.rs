@@ -4,12 +4,15 @@
 //! # Layout
 //!
 //! ```text
-//! <root>/FORMAT            "capbox-store 2": the format version; others are refused
+//! <root>/FORMAT            "capbox-store 3": the format version. Format 2 (no head
+//!                          history) is migrated in place on open; others are refused
 //!                          (2: CNodes hash as a Merkle tree; a format-1 store holds
 //!                          CNode blobs under their old hashes)
 //! <root>/blobs/ab/ab12…    one blob per file: the canonical encoding (`Cap::encode`),
 //!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir
-//! <root>/heads/<name>      one head per file: "<64 hex>\n"
+//! <root>/heads/<name>      one head per file: "<64 hex>\n", then "history <n>\n" when
+//!                          n > 0: the head's move number (its last history record)
+//! <root>/history/<name>    the head's history: one record line per move (below)
 //! <root>/tmp/*.tmp         temp files being written; never read as blobs or heads
 //!                          (<pid>-<ns clock hex>-<counter>-<64 random bits hex>.tmp)
 //! <root>/lock              advisory lock file (flock); while held exclusively it
@@ -25,14 +28,15 @@
 //! bits; should a name exist anyway, another is drawn. A blob is therefore durable
 //! before [`Store::set_head`] can see it, and `set_head` refuses any graph
 //! that is not fully present, so a crash at any point leaves every head
-//! pointing at a complete graph. A crash can only leave temp files behind;
-//! they are never visible as blobs, and are removed by [`Store::open`] (when
-//! no other process holds the lock) and by every prune.
+//! pointing at a complete graph. A crash can only leave temp files behind
+//! (and a history record past the head, see "Head history"); they are
+//! never visible as blobs, and are removed by [`Store::open`] (when no other
+//! process holds the lock) and by every prune.
 //!
 //! # Concurrency
 //!
-//! Blob writes take the lock shared; head updates and prune take it
-//! exclusive, so a prune never deletes a blob while it is being written and
+//! Blob writes and history reads take the lock shared; head updates (with
+//! their history appends) and prune take it exclusive, so a prune never deletes a blob while it is being written and
 //! never races a head update. Reads take no lock. Blob files are immutable
 //! and equal for equal names, so two writers of the same blob are harmless.
 //! A graph written by one process can still be pruned (as unreachable) by
@@ -44,6 +48,13 @@
 //! and only then moves the head. Nothing can remove a blob under that lock,
 //! so the save cannot lose that race (no retry loop is needed). The CLI's
 //! demo, `capbox kv` and `capbox publish --head` save this way.
+//!
+//! **Reading only**: [`Store::open_existing`] opens a store without
+//! creating, migrating or cleaning anything, so the CLI's read-only
+//! commands (`store stats|list|heads|verify`, `inspect`, `heads`, `log`,
+//! `kv get|len`) create no store where there is none and work on a store
+//! the user can only read (the lock file is then opened read-only; a
+//! shared lock on it still keeps writers out).
 //!
 //! ## Waiting for the lock
 //!
@@ -57,6 +68,61 @@
 //! lock file and empties it before releasing; shared holders (blob writers,
 //! many at once) record nothing. The CLI's global `--lock-timeout SECS`
 //! sets the timeout.
+//!
+//! # Head history
+//!
+//! Every head move appends to `history/<name>` first, then rewrites the head
+//! file; both under the exclusive lock. One record per move, one text line:
+//!
+//! ```text
+//! h1 <seq> <unix ms> <prev hash | -> <new hash> <action> <endpoint | -> <gas | -> <outcome | -> <fnv64>
+//! ```
+//!
+//! `seq` is the head's move number (1 for its first recorded move); the
+//! head file's second line `history <seq>` names the record that put it
+//! there. `action` is `new`, `invoke` ([`crate::Session`]), `set`
+//! ([`Store::set_head`], `capbox store set-head`), `save` ([`Store::save_graph`]:
+//! the demo, `capbox kv`); `outcome` a summary such as
+//! `exit=Halt,r7=1,r8=0,out=0` (both stored as tokens: no spaces); the last
+//! field is an FNV-1a checksum of the rest of the line in hex.
+//!
+//! Why the head and the history never disagree:
+//!
+//! * The records are fsynced before the head moves, so a head at move `n`
+//!   always has its records 1..=n on disk.
+//! * A crash between the append and the head write leaves a record numbered
+//!   past the head's: readers ([`Store::history`]) take only records up to
+//!   the head's number. A crash inside an append leaves a line without its
+//!   newline (or failing its checksum): not a record.
+//! * Before every append the writer cuts the log back to the end of the
+//!   head's own record (`repair_tail`, reading only the log's last 64 KiB),
+//!   so leftovers are always at the end and never mix with later records;
+//!   older records are never rewritten.
+//! * A move number, not a hash, tells an orphan from the chain, so even an
+//!   invocation that left the state unchanged (prev = new) is told apart.
+//! * [`Store::remove_head`] removes the head, then its log; a log left by a
+//!   crash in between belongs to no head (move number 0): the next move of a
+//!   head of that name cuts it, and prune/gc remove it.
+//!
+//! [`Store::history`] checks the chain (records 1..=n, each starting where
+//! the previous ended, the last at the head) and fails with
+//! [`StoreError::CorruptHistory`] otherwise; [`Store::verify`] reports it as
+//! [`VerifyProblem::BadHistory`]. Only damage (not a crash) causes that.
+//!
+//! Compare-and-swap: [`Store::set_head_if`] and [`Store::save_graph_if`]
+//! move a head only if it is what the caller expects (checked under the
+//! exclusive lock), else [`StoreError::HeadMoved`], changing nothing.
+//!
+//! History does not pin: prune and gc keep only what heads reach, so a
+//! record may name a state that was pruned since (`capbox log` marks it
+//! "state pruned"). Pinning every state a head ever had would make a busy
+//! head's store grow without bound; a head that must keep a state can be
+//! forked to it (`capbox invoke HASH --head NAME` or `store set-head`).
+//!
+//! Format 3 added the history; [`Store::open`] migrates a format-2 store in
+//! place (under the exclusive lock it rewrites `FORMAT`: a one-line format-2
+//! head reads as move number 0 with an empty history). A format-2 build
+//! refuses a format-3 store by its FORMAT line.
 //!
 //! # Access tracking
 //!
@@ -98,12 +164,14 @@ mod error;
 mod fsio;
 mod graph;
 mod heads;
+mod history;
 mod prune;
 mod verify;
 
 pub use blobs::{BlobInfo, StoreStats};
 pub use error::StoreError;
 pub use heads::{MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
+pub use history::{HeadChange, HistoryEntry, MAX_RECORD_TEXT};
 pub use prune::PruneReport;
 pub use verify::{VerifyProblem, VerifyReport};
 
@@ -118,7 +186,9 @@ use error::IoContext;
 use fsio::LockMode;
 
 /// The format line in `<root>/FORMAT`.
-pub const STORE_FORMAT: &str = "capbox-store 2";
+pub const STORE_FORMAT: &str = "capbox-store 3";
+/// The format before head history; [`Store::open`] migrates it in place.
+const PREVIOUS_FORMAT: &str = "capbox-store 2";
 /// Environment variable naming the default store directory.
 pub const STORE_ENV: &str = "CAPBOX_STORE";
 /// The default store directory when [`STORE_ENV`] is unset (relative to the
@@ -130,7 +200,15 @@ const BLOBS_DIR: &str = "blobs";
 const HEADS_DIR: &str = "heads";
 const TMP_DIR: &str = "tmp";
 const LOCK_FILE: &str = "lock";
-const KNOWN_ENTRIES: [&str; 5] = [FORMAT_FILE, BLOBS_DIR, HEADS_DIR, TMP_DIR, LOCK_FILE];
+const HISTORY_DIR: &str = "history";
+const KNOWN_ENTRIES: [&str; 6] = [
+    FORMAT_FILE,
+    BLOBS_DIR,
+    HEADS_DIR,
+    TMP_DIR,
+    LOCK_FILE,
+    HISTORY_DIR,
+];
 
 /// How a [`Store`] waits for its lock (see "Concurrency" in the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +245,7 @@ pub struct Store {
     root: PathBuf,
     blobs: PathBuf,
     heads: PathBuf,
+    history: PathBuf,
     tmp: PathBuf,
     lock: PathBuf,
     options: StoreOptions,
@@ -203,19 +282,68 @@ impl Store {
         let store = Store {
             blobs: root.join(BLOBS_DIR),
             heads: root.join(HEADS_DIR),
+            history: root.join(HISTORY_DIR),
             tmp: root.join(TMP_DIR),
             lock: root.join(LOCK_FILE),
             root,
             options,
         };
         store.check_or_write_format()?;
-        for dir in [&store.blobs, &store.heads] {
+        for dir in [&store.blobs, &store.heads, &store.history] {
             fsio::ensure_dir(dir)?;
         }
         if let Some(_alone) = fsio::try_lock_exclusive(&store.lock)? {
             fsio::remove_temp_files(&store.tmp)?;
         }
         Ok(store)
+    }
+
+    /// Opens the existing store at `path` for reading: creates, migrates,
+    /// cleans and writes nothing, so it works on a store the user can only
+    /// read ([`StoreError::NoStore`] when there is none,
+    /// [`StoreError::NeedsMigration`] for an older format). Writing through
+    /// the handle fails as the file system says.
+    pub fn open_existing(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let root = path.as_ref().to_path_buf();
+        let format_path = root.join(FORMAT_FILE);
+        let found = match fs::read_to_string(&format_path) {
+            Ok(text) => text.lines().next().unwrap_or("").trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if root.is_dir() && !dir_is_empty(&root)? {
+                    StoreError::NotAStore { path: root }
+                } else {
+                    StoreError::NoStore { path: root }
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => "(not UTF-8 text)".to_owned(),
+            Err(e) => return Err(StoreError::io("read", format_path, e)),
+        };
+        if found == PREVIOUS_FORMAT {
+            return Err(StoreError::NeedsMigration {
+                path: root,
+                found,
+                expected: STORE_FORMAT,
+            });
+        }
+        if found != STORE_FORMAT {
+            return Err(StoreError::UnsupportedFormat {
+                path: format_path,
+                found: found.chars().take(80).collect(),
+                expected: STORE_FORMAT,
+            });
+        }
+        Ok(Store {
+            blobs: root.join(BLOBS_DIR),
+            heads: root.join(HEADS_DIR),
+            history: root.join(HISTORY_DIR),
+            tmp: root.join(TMP_DIR),
+            lock: root.join(LOCK_FILE),
+            root,
+            options,
+        })
     }
 
     /// The options this handle waits for the lock with.
@@ -252,6 +380,8 @@ impl Store {
                 if found == STORE_FORMAT {
                     fsio::ensure_dir(&self.tmp)?;
                     Ok(())
+                } else if found == PREVIOUS_FORMAT {
+                    self.migrate_from_format_2(&format_path)
                 } else {
                     Err(StoreError::UnsupportedFormat {
                         path: format_path,
@@ -280,6 +410,24 @@ impl Store {
         }
     }
 
+    /// Format 2 → 3: format 3 adds `history/` and the head file's optional
+    /// `history <n>` line; a format-2 head (one line) reads as a head with
+    /// move number 0 and no history, so only the FORMAT file changes.
+    /// Under the exclusive lock, after reading FORMAT again (another
+    /// process may have migrated meanwhile).
+    fn migrate_from_format_2(&self, format_path: &Path) -> Result<(), StoreError> {
+        fsio::ensure_dir(&self.tmp)?;
+        let _alone = self.lock(LockMode::Exclusive)?;
+        let text = fs::read_to_string(format_path).at("read", format_path)?;
+        let found = text.lines().next().unwrap_or("").trim();
+        if found == PREVIOUS_FORMAT {
+            fsio::ensure_dir(&self.history)?;
+            let line = format!("{STORE_FORMAT}\n");
+            fsio::write_atomically(&self.tmp, format_path, line.as_bytes())?;
+        }
+        Ok(())
+    }
+
     /// A store is only ever created in an empty directory (or one holding
     /// what a crashed creation of a store left).
     fn refuse_foreign_directory(&self) -> Result<(), StoreError> {
@@ -303,4 +451,9 @@ impl Store {
     fn lock(&self, mode: LockMode) -> Result<fsio::LockGuard, StoreError> {
         fsio::lock(&self.lock, mode, &self.options)
     }
+}
+
+/// Whether `dir` has no entries.
+fn dir_is_empty(dir: &Path) -> Result<bool, StoreError> {
+    Ok(fs::read_dir(dir).at("list", dir)?.next().is_none())
 }

@@ -36,6 +36,9 @@ pub struct PruneReport {
     pub missing: Vec<(String, CapHash)>,
     /// Temp files left by crashed writers, removed.
     pub removed_temp_files: u64,
+    /// Heads whose files are corrupt: every state their histories name was
+    /// kept instead (repair them with `set_head` or remove them).
+    pub corrupt_heads: Vec<String>,
 }
 
 struct Candidate {
@@ -56,6 +59,10 @@ impl Store {
     /// hold. If the pinned blobs alone exceed a limit, every candidate is
     /// removed and [`PruneReport::limits_met`] is false.
     ///
+    /// History does not pin: a history record may name a state that was
+    /// pruned since (`capbox log` says which). Logs of heads that no longer
+    /// exist (a crash between removing a head and its log) are removed.
+    ///
     /// Holds the store's exclusive lock, so no blob write or head update runs
     /// meanwhile. A corrupt CNode or Instance reachable from a head is an
     /// error (its links are unknown), and then nothing is removed.
@@ -65,7 +72,8 @@ impl Store {
             removed_temp_files: fsio::remove_temp_files(&self.tmp)?,
             ..PruneReport::default()
         };
-        let pinned = self.pinned_set(&mut report.missing)?;
+        self.remove_stale_histories()?;
+        let pinned = self.pinned_set(&mut report.missing, &mut report.corrupt_heads)?;
 
         let mut candidates = Vec::new();
         let (mut entries, mut bytes) = (0u64, 0u64);
@@ -129,9 +137,27 @@ impl Store {
     fn pinned_set(
         &self,
         missing: &mut Vec<(String, CapHash)>,
+        corrupt_heads: &mut Vec<String>,
     ) -> Result<HashSet<CapHash>, StoreError> {
         let mut pinned = HashSet::new();
-        for (name, root) in self.heads()? {
+        let (heads, corrupt) = self.heads_and_corrupt()?;
+        let mut roots: Vec<(String, CapHash)> = heads;
+        for error in corrupt {
+            // What a corrupt head pointed at is unknown: every state its
+            // history names stays; with no history, nothing is removed.
+            let StoreError::CorruptHead { name, .. } = &error else {
+                return Err(error);
+            };
+            let named = self.hashes_in_history(name)?;
+            if named.is_empty() {
+                return Err(StoreError::CorruptHeadBlocksPrune {
+                    corrupt: error.to_string(),
+                });
+            }
+            corrupt_heads.push(name.clone());
+            roots.extend(named.into_iter().map(|hash| (name.clone(), hash)));
+        }
+        for (name, root) in roots {
             let mut head_missing = Vec::new();
             graph::pin_graph(self, &root, &mut pinned, &mut head_missing)?;
             missing.extend(head_missing.into_iter().map(|hash| (name.clone(), hash)));

@@ -55,6 +55,14 @@ pub enum VerifyProblem {
         /// What is wrong.
         reason: String,
     },
+    /// A head's history does not agree with the head (a damaged or
+    /// missing record).
+    BadHistory {
+        /// The head.
+        head: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl fmt::Display for VerifyProblem {
@@ -67,6 +75,9 @@ impl fmt::Display for VerifyProblem {
                 write!(f, "head {head:?}: blob {hash} of its graph is missing")
             }
             VerifyProblem::BadHead { head, reason } => write!(f, "head {head:?}: {reason}"),
+            VerifyProblem::BadHistory { head, reason } => {
+                write!(f, "history of head {head:?}: {reason}")
+            }
         }
     }
 }
@@ -84,7 +95,8 @@ fn chain(error: &StoreError) -> String {
 }
 
 impl Store {
-    /// Reads and re-hashes every blob (decoding it), and walks every head's
+    /// Reads and re-hashes every blob (decoding it), checks that every
+    /// head's history agrees with it, and walks every head's
     /// graph checking that each reachable blob is stored and of the kind
     /// its link requires. Problems are reported, not returned as errors:
     /// `Err` means the store could not be read at all (e.g. `blobs/` is
@@ -145,6 +157,17 @@ impl Store {
                 }
                 // Missing or corrupt: the walk below reports it.
                 _ => {}
+            }
+            match self.history_problem(&name) {
+                Ok(None) => {}
+                Ok(Some(reason)) => report.problems.push(VerifyProblem::BadHistory {
+                    head: name.clone(),
+                    reason,
+                }),
+                Err(e) => report.problems.push(VerifyProblem::BadHistory {
+                    head: name.clone(),
+                    reason: chain(&e),
+                }),
             }
             let (mut missing, mut wrong_kinds) = (Vec::new(), Vec::new());
             let walked = graph::audit_graph(self, &root, &mut missing, &mut wrong_kinds);

@@ -26,6 +26,7 @@ pub fn image(seed: u8) -> Cap {
         rw_data: vec![seed ^ 0xff; 5],
         heap_pages: 1,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: vec![0, 1],
     })
 }

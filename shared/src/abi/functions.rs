@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -83,18 +83,22 @@ pub enum HostFunction {
     FetchBlob = 1,
     /// `log(message: Vec<u8>)`: one message from a program's `log` op.
     Log = 2,
+    /// `report_progress(report: Vec<u8>)`: one `ProgressReport` of a
+    /// running `invoke` batch that asked for reports (its `report` field).
+    ReportProgress = 3,
     /// `spill_blobs(message: Vec<u8>) -> u64`: blobs the guest is about to
     /// evict that the host lacks (a `PutCapRequest`, every blob with its
     /// hash); the host checks each hash, keeps them for `fetch_blob` and
     /// returns how many it took (all of them, or 0 when it refuses).
-    SpillBlobs = 3,
+    SpillBlobs = 4,
 }
 
 impl HostFunction {
     /// Every host function, in number order.
-    pub const ALL: [HostFunction; 3] = [
+    pub const ALL: [HostFunction; 4] = [
         HostFunction::FetchBlob,
         HostFunction::Log,
+        HostFunction::ReportProgress,
         HostFunction::SpillBlobs,
     ];
 
@@ -103,6 +107,7 @@ impl HostFunction {
         match self {
             HostFunction::FetchBlob => "fetch_blob",
             HostFunction::Log => "log",
+            HostFunction::ReportProgress => "report_progress",
             HostFunction::SpillBlobs => "spill_blobs",
         }
     }

@@ -18,6 +18,7 @@ use super::messages::{
     AbiError, CapBlobMsg, InvocationMsg, InvokeResultMsg, RemoteError, build_message, check_input,
     encode_invoke_reply, hash_from_wire, malformed, read_cap, root,
 };
+use super::progress::{ReportMode, report_mode_of};
 use super::wire;
 
 /// A verified `invoke` request, read in place.
@@ -28,6 +29,7 @@ pub struct InvokeRequestView<'b> {
     /// Checked: in increasing call order, each naming an existing call,
     /// none too long.
     inputs: Option<Vector<'b, ForwardsUOffset<wire::CallInput<'b>>>>,
+    report: ReportMode,
 }
 
 impl<'b> InvokeRequestView<'b> {
@@ -60,6 +62,7 @@ impl<'b> InvokeRequestView<'b> {
             caps: req.caps(),
             calls,
             inputs,
+            report: report_mode_of(&req),
         })
     }
 
@@ -71,6 +74,11 @@ impl<'b> InvokeRequestView<'b> {
     /// The caps to publish first.
     pub fn caps(&self) -> impl Iterator<Item = CapBlobMsg<'b>> + 'b {
         self.caps.into_iter().flatten().map(read_cap)
+    }
+
+    /// The progress reports the host asked for.
+    pub fn report(&self) -> ReportMode {
+        self.report
     }
 
     /// How many calls.

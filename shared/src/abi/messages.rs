@@ -10,6 +10,7 @@ use core::fmt;
 
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
+use super::progress::ReportMode;
 use super::wire;
 use crate::directory::BlobBudget;
 
@@ -306,7 +307,7 @@ where
     flatbuffers::root::<T>(bytes).map_err(|e| malformed(name, e))
 }
 
-fn add_caps<'a>(
+pub(super) fn add_caps<'a>(
     fbb: &mut FlatBufferBuilder<'a>,
     caps: &[CapBlobMsg<'_>],
 ) -> WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<wire::CapBlob<'a>>>> {
@@ -394,6 +395,15 @@ pub fn decode_put_cap_reply(bytes: &[u8]) -> Result<Result<Vec<[u8; 32]>, Remote
 /// No caps: the field is left out (the guest's verifier then skips it);
 /// likewise the inputs side table when no call has input.
 pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg<'_>]) -> Vec<u8> {
+    encode_invoke_request_reporting(caps, calls, ReportMode::Off)
+}
+
+/// [`encode_invoke_request`] asking for progress reports (`report`).
+pub fn encode_invoke_request_reporting(
+    caps: &[CapBlobMsg<'_>],
+    calls: &[InvocationMsg<'_>],
+    report: ReportMode,
+) -> Vec<u8> {
     build_message(|fbb| {
         let caps = (!caps.is_empty()).then(|| add_caps(fbb, caps));
         let mut inputs = Vec::new();
@@ -418,6 +428,7 @@ pub fn encode_invoke_request(caps: &[CapBlobMsg<'_>], calls: &[InvocationMsg<'_>
                 caps,
                 calls: Some(calls),
                 inputs,
+                report: report.to_wire(),
             },
         );
         fbb.finish(req, None);

@@ -343,6 +343,7 @@ fn request_with_inputs(calls: usize, inputs: &[u32]) -> alloc::vec::Vec<u8> {
             caps: None,
             calls,
             inputs,
+            report: wire::ReportMode::Off,
         },
     );
     fbb.finish(req, None);

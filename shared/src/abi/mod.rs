@@ -21,6 +21,7 @@ mod generated;
 mod invoke_codec;
 mod messages;
 mod note;
+mod progress;
 
 pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
 pub use generated::capbox_abi as wire;
@@ -34,7 +35,8 @@ pub use messages::{
     decode_get_cap_request, decode_invoke_reply, decode_invoke_reply_for, decode_put_cap_reply,
     decode_put_cap_request, decode_set_budget_request, decode_stats_reply, encode_bench_reply,
     encode_bench_request, encode_get_cap_reply, encode_get_cap_request, encode_invoke_reply,
-    encode_invoke_request, encode_put_cap_reply, encode_put_cap_request, encode_set_budget_request,
-    encode_stats_error, encode_stats_reply,
+    encode_invoke_request, encode_invoke_request_reporting, encode_put_cap_reply,
+    encode_put_cap_request, encode_set_budget_request, encode_stats_error, encode_stats_reply,
 };
 pub use note::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, AbiNote};
+pub use progress::{ProgressReportMsg, ReportMode, decode_progress_report, encode_progress_report};

@@ -119,6 +119,19 @@ impl CNode {
         self.slots.iter()
     }
 
+    /// The occupied slots whose link may differ from `old`'s in the same
+    /// slot (changed or newly occupied; emptied slots are not listed), in
+    /// no particular order. Skips every part of the table the two versions
+    /// share, so a table changed in k slots costs O(k · log slots), however
+    /// many slots it has. (May list a slot whose link is in fact equal,
+    /// e.g. set back to its old value; never leaves out a changed one.)
+    pub fn changed_slots<'a>(
+        &'a self,
+        old: &'a CNode,
+    ) -> impl Iterator<Item = (u32, &'a CapHashOrRef)> + 'a {
+        self.slots.changed_leaves(&old.slots).into_iter()
+    }
+
     /// Number of occupied slots.
     pub fn len(&self) -> usize {
         self.slots.len()

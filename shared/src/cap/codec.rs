@@ -1,5 +1,6 @@
 //! Canonical encoding and strict decoding of caps (format in `Cap::encode`).
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::data::{MAX_DATA_LEN, PAGE_SIZE, Page};
@@ -7,7 +8,7 @@ use super::image::check;
 use super::page::SharedPage;
 use super::{
     CNode, Cap, CapError, CapHashOrRef, CapKind, Data, Image, InstanceCap, MAX_CNODE_SLOTS,
-    MAX_ENDPOINTS, MAX_IMAGE_SECTION_LEN, TypeCap,
+    MAX_ENDPOINT_NAME_LEN, MAX_ENDPOINTS, MAX_IMAGE_SECTION_LEN, TypeCap,
 };
 use crate::hash::{CapHash, HASH_LEN};
 
@@ -52,6 +53,12 @@ pub(super) fn encode_image(image: &Image, out: &mut Vec<u8>) -> Result<(), CapEr
     put_u32(out, image.endpoints.len() as u32);
     for &pc in &image.endpoints {
         put_u32(out, pc);
+    }
+    // Names: a trailing section only when set (`check_limits` checked them),
+    // so an image without names encodes (and hashes) as before names existed.
+    for name in &image.endpoint_names {
+        put_u32(out, name.len() as u32);
+        out.extend_from_slice(name.as_bytes());
     }
     Ok(())
 }
@@ -215,6 +222,23 @@ fn decode_image(reader: &mut Reader<'_>) -> Result<Image, CapError> {
     for _ in 0..count {
         endpoints.push(reader.u32("Image endpoint")?);
     }
+    // The optional names section: one length-prefixed UTF-8 name per
+    // endpoint, present only if any name is set (`check_limits` below).
+    let mut endpoint_names = Vec::new();
+    if !reader.rest.is_empty() {
+        for _ in 0..count {
+            let len = reader.u32("Image endpoint name length")?;
+            check(
+                "Image endpoint name length",
+                len.into(),
+                MAX_ENDPOINT_NAME_LEN.into(),
+            )?;
+            let bytes = reader.take(len as usize, "Image endpoint name")?;
+            let name = core::str::from_utf8(bytes)
+                .map_err(|_| CapError::NonCanonical("Image endpoint name is not UTF-8"))?;
+            endpoint_names.push(String::from(name));
+        }
+    }
     let image = Image {
         code,
         ro_data,
@@ -222,6 +246,7 @@ fn decode_image(reader: &mut Reader<'_>) -> Result<Image, CapError> {
         heap_pages,
         stack_size,
         endpoints,
+        endpoint_names,
     };
     image.check_limits()?;
     Ok(image)

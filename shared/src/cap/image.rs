@@ -1,5 +1,6 @@
 //! `Image`: a PVM program as published (the cap layer checks only bounds).
 
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::CapError;
@@ -10,6 +11,8 @@ pub const MAX_IMAGE_SECTION_LEN: u32 = 64 << 20;
 pub const MAX_ENDPOINTS: u32 = 4096;
 /// Largest heap size in pages (the whole 4 GiB address space).
 pub const MAX_HEAP_PAGES: u32 = 1 << 20;
+/// Longest endpoint name, in bytes of UTF-8.
+pub const MAX_ENDPOINT_NAME_LEN: u32 = 255;
 
 /// A PVM program: a Graypaper `deblob` code blob (jump table, code, opcode
 /// bitmask), its read-only and initial read-write data, heap pages, stack
@@ -28,6 +31,11 @@ pub struct Image {
     pub stack_size: u32,
     /// Entry program counters, indexed by endpoint number.
     pub endpoints: Vec<u32>,
+    /// Endpoint names: empty (no names: the encoding is exactly that of an
+    /// image without them), or one per endpoint, where `""` leaves that
+    /// endpoint unnamed. Set names are 1..=[`MAX_ENDPOINT_NAME_LEN`] bytes
+    /// and unique, and at least one is set (so an image has one encoding).
+    pub endpoint_names: Vec<String>,
 }
 
 impl Image {
@@ -50,7 +58,56 @@ impl Image {
             "Image endpoint count",
             self.endpoints.len() as u64,
             MAX_ENDPOINTS.into(),
-        )
+        )?;
+        self.check_names()
+    }
+
+    /// Checks [`Self::endpoint_names`]: none, or one per endpoint, each at
+    /// most [`MAX_ENDPOINT_NAME_LEN`] bytes, the set ones unique, at least
+    /// one set.
+    pub fn check_names(&self) -> Result<(), CapError> {
+        let names = &self.endpoint_names;
+        if names.is_empty() {
+            return Ok(());
+        }
+        if names.len() != self.endpoints.len() {
+            return Err(CapError::NonCanonical(
+                "Image endpoint names: not one per endpoint",
+            ));
+        }
+        if names.iter().all(String::is_empty) {
+            return Err(CapError::NonCanonical(
+                "Image endpoint names: present but none set",
+            ));
+        }
+        for (i, name) in names.iter().enumerate() {
+            check(
+                "Image endpoint name length",
+                name.len() as u64,
+                MAX_ENDPOINT_NAME_LEN.into(),
+            )?;
+            if !name.is_empty() && names[..i].contains(name) {
+                return Err(CapError::NonCanonical(
+                    "Image endpoint names: a name is used twice",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The endpoint number named `name`, if any.
+    pub fn endpoint_by_name(&self, name: &str) -> Option<u32> {
+        if name.is_empty() {
+            return None;
+        }
+        let index = self.endpoint_names.iter().position(|n| n == name)?;
+        u32::try_from(index).ok()
+    }
+
+    /// The name of endpoint `index`, if it has one.
+    pub fn endpoint_name(&self, index: u32) -> Option<&str> {
+        let name = self.endpoint_names.get(index as usize)?;
+        (!name.is_empty()).then_some(name.as_str())
     }
 }
 

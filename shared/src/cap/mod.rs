@@ -25,7 +25,9 @@ pub use capref::{CapHashOrRef, CapRef};
 pub use cnode::{CNode, MAX_CNODE_SLOTS};
 pub use data::{Data, MAX_DATA_LEN, MAX_DATA_PAGES, PAGE_SIZE, Page};
 pub use error::CapError;
-pub use image::{Image, MAX_ENDPOINTS, MAX_HEAP_PAGES, MAX_IMAGE_SECTION_LEN};
+pub use image::{
+    Image, MAX_ENDPOINT_NAME_LEN, MAX_ENDPOINTS, MAX_HEAP_PAGES, MAX_IMAGE_SECTION_LEN,
+};
 pub use instance::{InstanceCap, TypeCap};
 pub use page::SharedPage;
 
@@ -119,7 +121,10 @@ impl Cap {
     /// bytes)` (only non-zero pages, ascending); `CNode` = `count: u32, count ×
     /// (slot: u32, hash: 32 bytes)` (ascending); `Image` = `code, ro_data,
     /// rw_data` (each `len: u32` + bytes), `heap_pages: u32, stack_size: u32,
-    /// count: u32, count × endpoint: u32`; `Instance` = `image, memory,
+    /// count: u32, count × endpoint: u32`, then only if any endpoint is
+    /// named, `count × (len: u32, UTF-8 name)` (`""` for an unnamed one;
+    /// an image without names encodes as before names existed);
+    /// `Instance` = `image, memory,
     /// root_cnode, image_hash_chain` (4 × 32 bytes); `Type` = 32 bytes.
     ///
     /// Fails with [`CapError::UnsettledRef`] if the cap still holds a `Ref`,

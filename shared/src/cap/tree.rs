@@ -243,6 +243,57 @@ impl<S: Scheme> Tree<S> {
         child_digest::<S>(&self.root, self.depth)
     }
 
+    /// The present leaves of `self` that may differ from `old`'s at the
+    /// same index (changed or new), in no particular order: a walk of both
+    /// trees that skips every subtree they share (the same node, or both
+    /// hashed to the same digest), so two versions that differ in k leaves
+    /// cost O(k · depth), not O(leaves). Leaves removed in `self` are not
+    /// listed. Trees of different depths are not compared: every present
+    /// leaf of `self` is listed.
+    pub(crate) fn changed_leaves<'a>(&'a self, old: &'a Self) -> Vec<(u32, &'a S::Leaf)> {
+        let mut out = Vec::new();
+        let Some(root) = &self.root else {
+            return out;
+        };
+        let old_root = if old.depth == self.depth {
+            old.root.as_deref()
+        } else {
+            None
+        };
+        // (node of self, node of old at the same place, height, first index)
+        type Pair<'n, L> = (&'n Node<L>, Option<&'n Node<L>>, u8, u32);
+        let mut stack: Vec<Pair<'_, S::Leaf>> = alloc::vec![(&**root, old_root, self.depth, 0)];
+        while let Some((node, before, height, base)) = stack.pop() {
+            if let Some(before) = before {
+                let same_digest = match (node.digest.get(), before.digest.get()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => false,
+                };
+                if core::ptr::eq(node, before) || same_digest {
+                    continue;
+                }
+            }
+            match &node.body {
+                Body::Leaf(leaf) => out.push((base, leaf)),
+                Body::Inner(children) => {
+                    let below = height.saturating_sub(1);
+                    let old_children = match before.map(|b| &b.body) {
+                        Some(Body::Inner(c)) => Some(c),
+                        _ => None,
+                    };
+                    for (bit, child) in children.iter().enumerate() {
+                        if let Some(child) = child {
+                            let old_child = old_children.and_then(|c| c[bit].as_deref());
+                            let index = if bit == 1 { base | (1 << below) } else { base };
+                            stack.push((child, old_child, below, index));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Present leaves in ascending index order.
     pub(crate) fn iter(&self) -> Iter<'_, S::Leaf> {
         let mut stack = Vec::new();

@@ -176,6 +176,7 @@ fn caller_image() -> Image {
         rw_data: vec![0; 8],
         heap_pages: 0,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: vec![0],
     }
 }

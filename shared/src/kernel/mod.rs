@@ -15,6 +15,7 @@ mod instance;
 mod invoke;
 pub mod ops;
 mod programs;
+mod report;
 pub mod sample;
 mod service;
 mod transaction;
@@ -28,6 +29,7 @@ pub use invoke::{
 };
 pub use ops::KernelOp;
 pub use programs::{MAX_CACHED_PROGRAM_BYTES, MAX_CACHED_PROGRAMS, ProgramCache};
+pub use report::{REPORT_CHUNK_BYTES, committed_blobs};
 pub use service::{
     KernelHost, KernelState, MAX_BATCH_OUTPUT_BYTES, MAX_FETCHES_PER_CALL, kernel_error_to_remote,
     outcome_to_wire,
@@ -41,6 +43,10 @@ mod invoke_tests;
 #[cfg(test)]
 #[path = "deadline_tests.rs"]
 mod deadline_tests;
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod report_tests;
 
 #[cfg(test)]
 #[path = "evict_tests.rs"]

@@ -173,6 +173,7 @@ pub fn sample_image() -> Image {
         rw_data: vec![0; 8],
         heap_pages: 0,
         stack_size: 4096,
+        endpoint_names: Vec::new(),
         endpoints: entries
             .iter()
             .map(|&l| built.pc(l).expect("labels of this builder"))

@@ -13,7 +13,10 @@ use super::error::KernelError;
 use super::invoke::{Call, LogSink, Outcome, invoke_call};
 use super::ops::MAX_OUTPUT_LEN;
 use super::programs::{ProgramCache, same_hash};
-use crate::abi::{self, CapBlobMsg, ErrorKind, GuestFunction, InvokeResultMsg, RemoteError};
+use super::report;
+use crate::abi::{
+    self, CapBlobMsg, ErrorKind, GuestFunction, InvokeResultMsg, RemoteError, ReportMode,
+};
 use crate::cap::Cap;
 use crate::hash::CapHash;
 use crate::{CacheDirectory, CacheError};
@@ -45,6 +48,11 @@ pub trait KernelHost: LogSink {
     fn now(&mut self) -> Option<u64> {
         None
     }
+
+    /// Takes one progress report (an encoded `ProgressReport`) of an
+    /// `invoke` batch that asked for them (`report_progress`); the
+    /// default drops it.
+    fn report_progress(&mut self, _report: Vec<u8>) {}
 
     /// Takes blobs the kernel is about to evict (`spill_blobs`: encoded
     /// like a `put_cap` request, every blob with its hash) into the host's
@@ -274,7 +282,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
             }
         }
         let mut reply = abi::InvokeReplyWriter::with_capacity(request.call_count());
-        self.run_calls(host, request.calls(), &mut reply);
+        self.run_calls(host, request.calls(), request.report(), &mut reply);
         reply.finish()
     }
 
@@ -300,7 +308,11 @@ impl<S: BuildHasher> KernelState<'_, S> {
             },
             GuestFunction::Invoke => {
                 let single = match abi::InvokeRequestView::new(&request) {
-                    Ok(view) if !view.has_caps() && view.call_count() == 1 => {
+                    Ok(view)
+                        if !view.has_caps()
+                            && view.call_count() == 1
+                            && !view.report().reports() =>
+                    {
                         view.calls().next().as_ref().and_then(without_input)
                     }
                     _ => None,
@@ -329,21 +341,25 @@ impl<S: BuildHasher> KernelState<'_, S> {
         buffer: Vec<u8>,
     ) -> Vec<u8> {
         let mut reply = abi::InvokeReplyWriter::in_buffer(buffer, 1);
-        self.run_calls(host, core::iter::once(call), &mut reply);
+        self.run_calls(host, core::iter::once(call), ReportMode::Off, &mut reply);
         reply.finish()
     }
 
     /// Runs `calls` in order, each result into `reply`. A call whose
     /// instance hash is all zero runs on what the previous call produced.
+    /// With `report` on, each call's result (and with `OutcomesAndState`
+    /// the blobs it committed) also goes to the host as soon as the call
+    /// ends (calls refused for the reply budget are not reported).
     fn run_calls<'b>(
         &self,
         host: &mut dyn KernelHost,
         calls: impl Iterator<Item = abi::InvocationMsg<'b>>,
+        report: ReportMode,
         reply: &mut abi::InvokeReplyWriter,
     ) {
         let mut previous: Option<CapHash> = None;
         let mut output_bytes = 0u64;
-        for call in calls {
+        for (index, call) in (0u32..).zip(calls) {
             // Each call may set up to MAX_OUTPUT_LEN of output: once the
             // outputs so far leave less room than that, the rest of the
             // batch does not run (the host sends it again).
@@ -363,11 +379,15 @@ impl<S: BuildHasher> KernelState<'_, S> {
             };
             let Some(instance) = instance else {
                 previous = None;
-                reply.push_error(remote(
+                let error = remote(
                     ErrorKind::BadMessage,
                     "a chained call (zero instance hash) follows no successful call",
                     None,
-                ));
+                );
+                if report.reports() {
+                    report_error(host, index, &error);
+                }
+                reply.push_error(error);
                 continue;
             };
             let call = Call {
@@ -387,6 +407,17 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 Ok(o) => {
                     previous = Some(o.instance);
                     output_bytes += o.output.len() as u64;
+                    if report.reports() {
+                        let blobs = if report.reports_state() && !same_hash(&o.instance, &instance)
+                        {
+                            report::committed_blobs(self.dir, &instance, &o.instance)
+                        } else {
+                            Vec::new()
+                        };
+                        let mut one = abi::InvokeReplyWriter::with_capacity(1);
+                        one.push(Ok(outcome_to_wire(&o)));
+                        report::send_reports(host, index, &one.finish(), &blobs);
+                    }
                     let (kind, arg) = o.exit.to_wire();
                     reply.push_outcome(
                         &o.instance.0,
@@ -397,7 +428,11 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 }
                 Err(e) => {
                     previous = None;
-                    reply.push_error(kernel_error_to_remote(&e));
+                    let error = kernel_error_to_remote(&e);
+                    if report.reports() {
+                        report_error(host, index, &error);
+                    }
+                    reply.push_error(error);
                 }
             }
             // Between calls nothing is in flight: a safe point to evict.
@@ -428,6 +463,13 @@ impl<S: BuildHasher> KernelState<'_, S> {
             }
         }
     }
+}
+
+/// Reports call `index` as refused with `error`.
+fn report_error(host: &mut dyn KernelHost, index: u32, error: &RemoteError) {
+    let mut one = abi::InvokeReplyWriter::with_capacity(1);
+    one.push(Err(error.clone()));
+    report::send_reports(host, index, &one.finish(), &[]);
 }
 
 /// `call` without a borrow of the request it came from, when it has no

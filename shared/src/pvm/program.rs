@@ -9,7 +9,7 @@
 
 use alloc::vec::Vec;
 
-use super::blob::{ProgramParts, deblob};
+use super::blob::{ProgramParts, deblob, decode_natural};
 use super::decode::{Operands, decode_instruction};
 use super::error::ProgramError;
 use super::instructions::Opcode;
@@ -85,6 +85,17 @@ impl Program {
     /// than [`MAX_INSTRUCTIONS`] instructions (or jump-table entries) is
     /// [`ProgramError::OverLimit`].
     pub fn from_blob(blob: &[u8]) -> Result<Program, ProgramError> {
+        // The jump table's length comes first: refused before `deblob`
+        // allocates its table (up to 4 bytes per blob byte otherwise).
+        if let Ok((entries, _)) = decode_natural(blob)
+            && entries > MAX_INSTRUCTIONS
+        {
+            return Err(ProgramError::OverLimit {
+                what: "jump-table entries",
+                value: entries,
+                max: MAX_INSTRUCTIONS,
+            });
+        }
         let parts = deblob(blob)?;
         let instructions = (0..parts.code.len())
             .filter(|&pc| parts.bitmask.is_set(pc))

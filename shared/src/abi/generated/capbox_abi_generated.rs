@@ -141,6 +141,100 @@ impl<'a> ::flatbuffers::Verifiable for ErrorCode {
 
 impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_REPORT_MODE: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_REPORT_MODE: u8 = 2;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_REPORT_MODE: [ReportMode; 3] = [
+  ReportMode::Off,
+  ReportMode::Outcomes,
+  ReportMode::OutcomesAndState,
+];
+
+/// What the kernel reports to the host (host function `report_progress`)
+/// while an `invoke` batch runs, so that a guest fault mid-batch loses at
+/// most the call in flight.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ReportMode(pub u8);
+#[allow(non_upper_case_globals)]
+impl ReportMode {
+  /// Nothing: the reply is the only result.
+  pub const Off: Self = Self(0);
+  /// Each call's result as it completes.
+  pub const Outcomes: Self = Self(1);
+  /// Each call's result and the blobs it committed.
+  pub const OutcomesAndState: Self = Self(2);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Off,
+    Self::Outcomes,
+    Self::OutcomesAndState,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Off => Some("Off"),
+      Self::Outcomes => Some("Outcomes"),
+      Self::OutcomesAndState => Some("OutcomesAndState"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ReportMode {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ReportMode {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ReportMode {
+    type Output = ReportMode;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ReportMode {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ReportMode {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ReportMode {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_EXIT_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MAX_EXIT_KIND: u8 = 4;
@@ -1354,6 +1448,7 @@ impl<'a> InvokeRequest<'a> {
   pub const VT_CAPS: ::flatbuffers::VOffsetT = 4;
   pub const VT_CALLS: ::flatbuffers::VOffsetT = 6;
   pub const VT_INPUTS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_REPORT: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1368,6 +1463,7 @@ impl<'a> InvokeRequest<'a> {
     if let Some(x) = args.inputs { builder.add_inputs(x); }
     if let Some(x) = args.calls { builder.add_calls(x); }
     if let Some(x) = args.caps { builder.add_caps(x); }
+    builder.add_report(args.report);
     builder.finish()
   }
 
@@ -1394,6 +1490,14 @@ impl<'a> InvokeRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallInput>>>>(InvokeRequest::VT_INPUTS, None)}
   }
+  /// Progress reports while the calls run (unknown values: Off).
+  #[inline]
+  pub fn report(&self) -> ReportMode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ReportMode>(InvokeRequest::VT_REPORT, Some(ReportMode::Off)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for InvokeRequest<'_> {
@@ -1405,6 +1509,7 @@ impl ::flatbuffers::Verifiable for InvokeRequest<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CapBlob>>>>("caps", Self::VT_CAPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Invocation>>>("calls", Self::VT_CALLS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CallInput>>>>("inputs", Self::VT_INPUTS, false)?
+     .visit_field::<ReportMode>("report", Self::VT_REPORT, false)?
      .finish();
     Ok(())
   }
@@ -1413,6 +1518,7 @@ pub struct InvokeRequestArgs<'a> {
     pub caps: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CapBlob<'a>>>>>,
     pub calls: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Invocation>>>,
     pub inputs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CallInput<'a>>>>>,
+    pub report: ReportMode,
 }
 impl<'a> Default for InvokeRequestArgs<'a> {
   #[inline]
@@ -1421,6 +1527,7 @@ impl<'a> Default for InvokeRequestArgs<'a> {
       caps: None,
       calls: None,
       inputs: None,
+      report: ReportMode::Off,
     }
   }
 }
@@ -1443,6 +1550,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> InvokeRequestBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(InvokeRequest::VT_INPUTS, inputs);
   }
   #[inline]
+  pub fn add_report(&mut self, report: ReportMode) {
+    self.fbb_.push_slot::<ReportMode>(InvokeRequest::VT_REPORT, report, ReportMode::Off);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> InvokeRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     InvokeRequestBuilder {
@@ -1463,6 +1574,145 @@ impl ::core::fmt::Debug for InvokeRequest<'_> {
       ds.field("caps", &self.caps());
       ds.field("calls", &self.calls());
       ds.field("inputs", &self.inputs());
+      ds.field("report", &self.report());
+      ds.finish()
+  }
+}
+pub enum ProgressReportOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The argument of the `report_progress` host function: progress of call
+/// number `call` of the running `invoke` batch. A call's reports come in
+/// call order, after every report of the calls before it; the last one
+/// for a call carries its `result`, earlier ones (if any) only blobs.
+pub struct ProgressReport<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ProgressReport<'a> {
+  type Inner = ProgressReport<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ProgressReport<'a> {
+  pub const VT_CALL: ::flatbuffers::VOffsetT = 4;
+  pub const VT_RESULT: ::flatbuffers::VOffsetT = 6;
+  pub const VT_BLOBS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ProgressReport { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ProgressReportArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ProgressReport<'bldr>> {
+    let mut builder = ProgressReportBuilder::new(_fbb);
+    if let Some(x) = args.blobs { builder.add_blobs(x); }
+    if let Some(x) = args.result { builder.add_result(x); }
+    builder.add_call(args.call);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn call(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ProgressReport::VT_CALL, Some(0)).unwrap()}
+  }
+  /// The call's result: an `InvokeReply` message of exactly one call
+  /// (absent: more reports for this call follow).
+  #[inline]
+  pub fn result(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ProgressReport::VT_RESULT, None)}
+  }
+  /// Blobs the call committed (ReportMode.OutcomesAndState), each with
+  /// its hash.
+  #[inline]
+  pub fn blobs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CapBlob<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CapBlob>>>>(ProgressReport::VT_BLOBS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ProgressReport<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("call", Self::VT_CALL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("result", Self::VT_RESULT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CapBlob>>>>("blobs", Self::VT_BLOBS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ProgressReportArgs<'a> {
+    pub call: u32,
+    pub result: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub blobs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CapBlob<'a>>>>>,
+}
+impl<'a> Default for ProgressReportArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ProgressReportArgs {
+      call: 0,
+      result: None,
+      blobs: None,
+    }
+  }
+}
+
+pub struct ProgressReportBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ProgressReportBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_call(&mut self, call: u32) {
+    self.fbb_.push_slot::<u32>(ProgressReport::VT_CALL, call, 0);
+  }
+  #[inline]
+  pub fn add_result(&mut self, result: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ProgressReport::VT_RESULT, result);
+  }
+  #[inline]
+  pub fn add_blobs(&mut self, blobs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CapBlob<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ProgressReport::VT_BLOBS, blobs);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ProgressReportBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ProgressReportBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ProgressReport<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ProgressReport<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ProgressReport");
+      ds.field("call", &self.call());
+      ds.field("result", &self.result());
+      ds.field("blobs", &self.blobs());
       ds.finish()
   }
 }

@@ -218,6 +218,7 @@ pub fn kv_image() -> Image {
         rw_data: alloc::vec![0; 8],
         heap_pages: 0,
         stack_size: STACK_SIZE,
+        endpoint_names: Vec::new(),
         endpoints,
     }
 }

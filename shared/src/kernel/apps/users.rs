@@ -266,6 +266,7 @@ pub fn users_image() -> Image {
         rw_data: Vec::new(),
         heap_pages: 0,
         stack_size: STACK_SIZE,
+        endpoint_names: Vec::new(),
         endpoints,
     }
 }

@@ -36,23 +36,23 @@ use crate::pvm::Machine;
 macro_rules! with_kernel_ops {
     ($m:ident) => {
         $m! {
-            Gas = 0, "gas", [], "remaining gas (after this op's charge)", 1, 0;
-            Log = 1, "log", [ptr, len], "OK; ERR_MEMORY, ERR_TOO_LONG (len > 4096)", 10, 128;
+            Gas = 0, "gas", [], "remaining gas (after this op's charge)", 2, 0;
+            Log = 1, "log", [ptr, len], "OK; ERR_MEMORY, ERR_TOO_LONG (len > 4096)", 10, 256;
             SetOutput = 2, "set_output", [ptr, len], "OK; ERR_MEMORY, ERR_TOO_LONG (len > 1 MiB)", 10, 128;
             InputLen = 3, "input_len", [], "the invocation's input length", 1, 0;
             InputRead = 4, "input_read", [offset, ptr, len], "bytes copied (min(len, input_len − offset)); ERR_OFFSET, ERR_MEMORY, ERR_TOO_LONG", 10, 128;
-            CapInfo = 5, "cap_info", [slot], "kind tag (0 Data, 1 CNode, 2 Image, 3 Instance, 4 Type) or INFO_EMPTY; φ8 = size (Data length, CNode slot count, Image code length, else 0); ERR_SLOT", 5, 0;
+            CapInfo = 5, "cap_info", [slot], "kind tag (0 Data, 1 CNode, 2 Image, 3 Instance, 4 Type) or INFO_EMPTY; φ8 = size (Data length, CNode slot count, Image code length, else 0); ERR_SLOT", 15, 0;
             DataNew = 6, "data_new", [dst_slot, ptr, len], "OK; ERR_SLOT, ERR_OCCUPIED, ERR_MEMORY, ERR_TOO_LONG, ERR_LIMIT", 20, 2048;
             DataRead = 7, "data_read", [slot, offset, ptr, len], "bytes copied (min(len, data_len − offset)); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_OFFSET, ERR_MEMORY, ERR_TOO_LONG", 10, 128;
             DataWrite = 8, "data_write", [slot, offset, ptr, len], "OK (the Data grows to offset + len if shorter); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_MEMORY, ERR_TOO_LONG, ERR_LIMIT", 20, 2048;
-            SlotMove = 9, "slot_move", [src_slot, dst_slot], "OK; ERR_SLOT, ERR_EMPTY, ERR_OCCUPIED", 5, 0;
-            SlotCopy = 10, "slot_copy", [src_slot, dst_slot], "OK; ERR_SLOT, ERR_EMPTY, ERR_OCCUPIED", 10, 0;
-            SlotDrop = 11, "slot_drop", [slot], "OK (also for an empty slot); ERR_SLOT", 5, 0;
+            SlotMove = 9, "slot_move", [src_slot, dst_slot], "OK; ERR_SLOT, ERR_EMPTY, ERR_OCCUPIED", 50, 0;
+            SlotCopy = 10, "slot_copy", [src_slot, dst_slot], "OK; ERR_SLOT, ERR_EMPTY, ERR_OCCUPIED", 50, 0;
+            SlotDrop = 11, "slot_drop", [slot], "OK (also for an empty slot); ERR_SLOT", 30, 0;
             HashOf = 12, "hash_of", [slot, ptr], "OK, 32 bytes at ptr; ERR_SLOT, ERR_EMPTY, ERR_MEMORY", 20, 0;
             TypeOf = 13, "type_of", [slot, ptr], "OK, 32 bytes at ptr (an Instance's type chain, or a Type cap's); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_MEMORY", 10, 0;
             Spawn = 14, "spawn", [image_slot, dst_slot], "OK (a new child Instance in dst_slot); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_OCCUPIED, ERR_LIMIT", 100, 2048;
-            Give = 15, "give", [child_slot, src_slot, child_dst_slot], "OK (moves src into the child's root CNode); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_OCCUPIED", 20, 0;
-            Take = 16, "take", [child_slot, child_src_slot, dst_slot], "OK (moves out of the child's root CNode); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_OCCUPIED", 20, 0;
+            Give = 15, "give", [child_slot, src_slot, child_dst_slot], "OK (moves src into the child's root CNode); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_OCCUPIED", 60, 0;
+            Take = 16, "take", [child_slot, child_src_slot, dst_slot], "OK (moves out of the child's root CNode); ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_OCCUPIED", 60, 0;
             Call = 17, "call", [child_slot, endpoint_and_gas, a0, a1, a2, a3], "the child's exit (CALL_HALT, CALL_PANIC, CALL_OUT_OF_GAS, CALL_PAGE_FAULT); φ8 = its φ7 (or the fault address), φ9 = its φ8, φ10 = its output length; ERR_SLOT, ERR_EMPTY, ERR_KIND, ERR_ENDPOINT, ERR_CHILD, ERR_DEPTH, ERR_LIMIT", 100, 0;
             OutputRead = 18, "output_read", [offset, ptr, len], "bytes copied of the last call's output; ERR_OFFSET, ERR_MEMORY, ERR_TOO_LONG", 10, 128;
         }

@@ -24,6 +24,16 @@
 //! text (the disassembler writes it when a program jumps into the middle of
 //! a block, so that its text assembles back to the same octets).
 //!
+//! Image directives ([`assemble_image`]; the blob alone ignores them):
+//!
+//! ```text
+//! .endpoint increment @inc       // a named endpoint at a label (in order)
+//! .ro_data 68 69                 // read-only data octets (appended)
+//! .rw_data 00 00 00 00 00 00 00 00   // initial read-write data (appended)
+//! .heap_pages 2                  // zeroed pages after the rw data
+//! .stack 8192                    // stack size in bytes
+//! ```
+//!
 //! ```
 //! let blob = capbox_shared::pvm::asm::assemble("r7 = 1\nr8 = r7 + 2\ntrap").unwrap();
 //! assert!(capbox_shared::pvm::Program::from_blob(&blob).is_ok());
@@ -31,6 +41,7 @@
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
+use alloc::vec;
 use alloc::vec::Vec;
 
 use super::builder::{BuiltProgram, ProgramBuilder};
@@ -80,6 +91,11 @@ impl core::fmt::Display for AsmNote {
 
 /// [`assemble_program`] with the notes on what was inserted.
 pub fn assemble_with_notes(source: &str) -> Result<Assembled, AsmError> {
+    Ok(assemble_parts(source)?.0)
+}
+
+/// The program, the notes and what the image directives said.
+fn assemble_parts(source: &str) -> Result<(Assembled, ImageDirectives), AsmError> {
     // First pass: which labels are jumped to (uses may come after the
     // definition).
     let mut scan = Assembler::new(None);
@@ -88,10 +104,73 @@ pub fn assemble_with_notes(source: &str) -> Result<Assembled, AsmError> {
     let mut assembler = Assembler::new(Some(jumped_to));
     assembler.parse(source)?;
     let notes = core::mem::take(&mut assembler.notes);
-    Ok(Assembled {
-        program: assembler.build()?,
-        notes,
-    })
+    let (program, image) = assembler.build()?;
+    Ok((Assembled { program, notes }, image))
+}
+
+/// Stack size of an assembled image without `.stack`.
+pub const DEFAULT_STACK: u32 = 64 << 10;
+
+/// Assembles `source` into a whole [`Image`](crate::cap::Image): the code,
+/// plus what the image directives say. Defaults (what `capbox run
+/// --program` always used for text): without `.endpoint`, one unnamed
+/// endpoint at pc 0; without `.rw_data` and `.heap_pages`, one zeroed page
+/// of read-write data; without `.stack`, [`DEFAULT_STACK`]. Endpoint names
+/// are checked as the Image requires (unique, at most 255 bytes).
+pub fn assemble_image(source: &str) -> Result<crate::cap::Image, AsmError> {
+    Ok(assemble_image_with_notes(source)?.0)
+}
+
+/// [`assemble_image`] with the notes on what the assembler inserted.
+pub fn assemble_image_with_notes(
+    source: &str,
+) -> Result<(crate::cap::Image, Vec<AsmNote>), AsmError> {
+    let (assembled, directives) = assemble_parts(source)?;
+    let notes = assembled.notes;
+    let built = assembled.program;
+    let mut endpoints = Vec::new();
+    let mut endpoint_names = Vec::new();
+    for (name, label, line) in &directives.endpoints {
+        // Every label was checked to be defined.
+        let pc = built.pc(*label).ok_or(AsmError {
+            line: *line,
+            kind: AsmErrorKind::UndefinedLabel(name.clone()),
+        })?;
+        endpoints.push(pc);
+        endpoint_names.push(name.clone());
+    }
+    if endpoints.is_empty() {
+        endpoints.push(0);
+    }
+    let rw_data = match (&directives.rw_data, directives.heap_pages) {
+        (None, None) => vec![0; 4096],
+        (rw, _) => rw.clone().unwrap_or_default(),
+    };
+    let image = crate::cap::Image {
+        code: built.blob,
+        ro_data: directives.ro_data,
+        rw_data,
+        heap_pages: directives.heap_pages.unwrap_or(0),
+        stack_size: directives.stack.unwrap_or(DEFAULT_STACK),
+        endpoints,
+        endpoint_names,
+    };
+    image.check_limits().map_err(|e| AsmError {
+        line: directives.endpoints.first().map_or(0, |e| e.2),
+        kind: AsmErrorKind::BadDirective(alloc::format!("the image: {e}")),
+    })?;
+    Ok((image, notes))
+}
+
+/// What the image directives said.
+#[derive(Default)]
+struct ImageDirectives {
+    /// Name, label and line of each `.endpoint`.
+    endpoints: Vec<(String, Label, usize)>,
+    ro_data: Vec<u8>,
+    rw_data: Option<Vec<u8>>,
+    heap_pages: Option<u32>,
+    stack: Option<u32>,
 }
 
 struct Assembler<'a> {
@@ -108,6 +187,7 @@ struct Assembler<'a> {
     /// Whether to insert `fallthrough` before such labels.
     auto_fallthrough: bool,
     notes: Vec<AsmNote>,
+    image: ImageDirectives,
 }
 
 /// `jump [r0 + 0]`, what `halt` and `ret` stand for.
@@ -137,6 +217,7 @@ impl<'a> Assembler<'a> {
             first_use: BTreeMap::new(),
             item_lines: Vec::new(),
             entry_lines: Vec::new(),
+            image: ImageDirectives::default(),
         }
     }
 
@@ -150,7 +231,7 @@ impl<'a> Assembler<'a> {
         Ok(())
     }
 
-    fn build(self) -> Result<BuiltProgram, AsmError> {
+    fn build(mut self) -> Result<(BuiltProgram, ImageDirectives), AsmError> {
         if let Some((name, &line)) = self
             .first_use
             .iter()
@@ -161,7 +242,8 @@ impl<'a> Assembler<'a> {
                 kind: AsmErrorKind::UndefinedLabel(name.to_string()),
             });
         }
-        self.builder.build_program().map_err(|error| {
+        let image = core::mem::take(&mut self.image);
+        let built = self.builder.build_program().map_err(|error| {
             let line = match &error {
                 BuildError::JumpTooFar { item, .. } => self.item_lines.get(*item),
                 BuildError::JumpTableEntry { index, .. } => self.entry_lines.get(*index),
@@ -171,7 +253,8 @@ impl<'a> Assembler<'a> {
                 line: line.copied().unwrap_or(0),
                 kind: AsmErrorKind::Build(error),
             }
-        })
+        })?;
+        Ok((built, image))
     }
 
     fn line(&mut self, text: &'a str, line: usize) -> Result<(), AsmErrorKind> {
@@ -260,17 +343,58 @@ impl<'a> Assembler<'a> {
                     .ok_or_else(|| bad("expects a size from 0 to 8"))?;
                 self.builder.set_jump_entry_size(size);
             }
+            "endpoint" => {
+                let mut words = rest.split_whitespace();
+                let (Some(endpoint), Some(target), None) =
+                    (words.next(), words.next(), words.next())
+                else {
+                    return Err(bad("expects a name and a @label"));
+                };
+                let Some(label) = target.strip_prefix('@').filter(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                }) else {
+                    return Err(bad("expects a name and a @label"));
+                };
+                if self.image.endpoints.iter().any(|(n, _, _)| n == endpoint) {
+                    return Err(bad("an endpoint of this name exists"));
+                }
+                let label = self.label(label, Some(line));
+                self.image
+                    .endpoints
+                    .push((endpoint.to_string(), label, line));
+            }
+            "ro_data" | "rw_data" => {
+                let bytes = hex_octets(rest).ok_or_else(|| bad("expects hexadecimal octets"))?;
+                if bytes.is_empty() {
+                    return Err(bad("expects at least one octet"));
+                }
+                let section = if name == "ro_data" {
+                    &mut self.image.ro_data
+                } else {
+                    self.image.rw_data.get_or_insert_with(Vec::new)
+                };
+                section.extend_from_slice(&bytes);
+                if section.len() > crate::cap::MAX_IMAGE_SECTION_LEN as usize {
+                    return Err(bad("the section is over 64 MiB"));
+                }
+            }
+            "heap_pages" | "stack" => {
+                let value = rest
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .ok_or_else(|| bad("expects a number"))?;
+                let slot = if name == "stack" {
+                    &mut self.image.stack
+                } else {
+                    &mut self.image.heap_pages
+                };
+                if slot.replace(value).is_some() {
+                    return Err(bad("given twice"));
+                }
+            }
             "insn" | "bytes" => {
-                let bytes = rest
-                    .split(|c: char| c.is_whitespace() || c == ',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| {
-                        let hex = s.strip_prefix("0x").unwrap_or(s);
-                        (hex.len() <= 2)
-                            .then(|| u8::from_str_radix(hex, 16).ok())
-                            .flatten()
-                    })
-                    .collect::<Option<Vec<u8>>>()
+                let bytes = hex_octets(rest)
                     .ok_or_else(|| bad("expects hexadecimal octets such as `33 07 0a`"))?;
                 if bytes.is_empty() {
                     return Err(bad("expects at least one octet"));
@@ -300,6 +424,19 @@ impl<'a> Assembler<'a> {
         self.labels.insert(name, label);
         label
     }
+}
+
+/// Hexadecimal octets separated by spaces or commas (`0x` optional).
+fn hex_octets(text: &str) -> Option<Vec<u8>> {
+    text.split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let hex = s.strip_prefix("0x").unwrap_or(s);
+            (hex.len() <= 2)
+                .then(|| u8::from_str_radix(hex, 16).ok())
+                .flatten()
+        })
+        .collect()
 }
 
 /// The line without its comment (`//`, `;` or `#` to the end).

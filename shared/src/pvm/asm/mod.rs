@@ -36,7 +36,10 @@ mod insn;
 mod syntax;
 mod text;
 
-pub use assembler::{AsmNote, Assembled, assemble, assemble_program, assemble_with_notes};
+pub use assembler::{
+    AsmNote, Assembled, DEFAULT_STACK, assemble, assemble_image, assemble_image_with_notes,
+    assemble_program, assemble_with_notes,
+};
 pub use builder::{BuiltProgram, ProgramBuilder};
 pub use disassembler::disassemble;
 pub use error::{AsmError, AsmErrorKind, BuildError};
