@@ -16,6 +16,13 @@ use crate::cli::BackendArg;
 
 /// Arguments of `capbox soak`.
 #[derive(Args)]
+#[command(
+    after_help = "Each line: seconds, invocations done, the guest's blobs and their KiB, \
+    page-arena KiB in use, blobs evicted, spilled and re-fetched so far, the host's RSS.\n\n\
+    Examples:\n  \
+    capbox soak --seconds 1800 --interval 60\n  \
+    capbox soak --backend local --count 20000 --budget-kib 128 --budget-blobs 32"
+)]
 pub struct SoakArgs {
     /// Which kernel to soak.
     #[arg(long, value_enum, default_value_t = BackendArg::Sandbox)]
