@@ -35,6 +35,12 @@ impl KernelHost for GuestHost {
         (!bytes.is_empty()).then_some(bytes)
     }
 
+    /// All or nothing: the host checks every blob before it keeps any; a
+    /// failed call takes none (the blobs stay in the directory).
+    fn spill_blobs(&mut self, message: Vec<u8>) -> u64 {
+        call_host(HostFunction::SpillBlobs.name(), (message,)).unwrap_or(0)
+    }
+
     /// The TSC: no host round trip. The host converts a call's deadline
     /// into TSC ticks (it measured the rate; KVM gives the guest the same
     /// counter rate), so the kernel only compares counter values.
@@ -88,6 +94,10 @@ fn bench(request: Vec<u8>) -> Vec<u8> {
     dispatch(GuestFunction::Bench, request)
 }
 
+fn set_budget(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::SetBudget, request)
+}
+
 fn ping(_request: Vec<u8>) -> Vec<u8> {
     Vec::new()
 }
@@ -117,6 +127,7 @@ pub fn register_all() {
             GuestFunction::Ping => register_fn(name, ping),
             GuestFunction::Crash => register_fn(name, crash),
             GuestFunction::InvokeOne => register_fn(name, invoke_one),
+            GuestFunction::SetBudget => register_fn(name, set_budget),
         }
     }
 }

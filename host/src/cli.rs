@@ -628,9 +628,31 @@ pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Resu
     }
     crate::cli_apps::demo_users(&mut kernel, store.as_ref())?;
     let stats = kernel.stats()?;
-    println!(
-        "kernel: {} blobs, {} working entries, {} programs cached",
-        stats.blobs, stats.instances, stats.programs_cached
-    );
+    println!("kernel: {}", stats_text(&stats));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The kernel's stats in one line: the directory against its budget, the
+/// caches, evictions, spills and re-fetches, and the page arena.
+pub(crate) fn stats_text(s: &capbox::shared::abi::StatsMsg) -> String {
+    let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
+    format!(
+        "{} blobs ({:.1} MiB; budget {} blobs, {:.1} MiB), {} working entries, \
+         {} programs cached; {} evicted ({:.1} MiB), {} spilled ({:.1} MiB), \
+         {} fetched ({} re-fetched); arena {:.1} of {:.1} MiB",
+        s.blobs,
+        mib(s.blob_bytes),
+        s.budget_blobs,
+        mib(s.budget_bytes),
+        s.instances,
+        s.programs_cached,
+        s.evictions,
+        mib(s.evicted_bytes),
+        s.spilled_blobs,
+        mib(s.spilled_bytes),
+        s.fetched,
+        s.refetched,
+        mib(s.arena_used_bytes),
+        mib(s.arena_capacity_bytes),
+    )
 }

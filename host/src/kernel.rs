@@ -25,7 +25,7 @@ use capbox_shared::kernel::{
 
 use crate::backend::{
     Backend, BackendKind, BlobSource, HostServices, LocalBackend, LogTarget, SandboxBackend,
-    SandboxConfig, hypervisor_present,
+    SandboxConfig, SpillTarget, hypervisor_present,
 };
 use crate::error::KernelError;
 
@@ -105,6 +105,10 @@ struct HostBlobs {
     /// Where `fetch_blob` looks for a blob the host's copy lacks
     /// ([`Kernel::set_blob_fallback`]).
     fallback: Option<BlobFallback>,
+    /// Spill messages refused (a blob did not match its hash: a kernel
+    /// bug or a compromised guest), and why the last one was.
+    spills_refused: u64,
+    last_spill_error: Option<String>,
 }
 
 /// A second source for the kernel's `fetch_blob` (e.g. a store): the
@@ -222,6 +226,29 @@ fn lock(blobs: &Mutex<HostBlobs>) -> MutexGuard<'_, HostBlobs> {
     blobs.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Keeps the blobs of a checked spill message in the host's copy (the
+/// kernel evicts them next, so they are no longer published); how many.
+/// A refused message keeps nothing (the kernel then keeps its blobs).
+fn accept_spill(blobs: &Mutex<HostBlobs>, message: &[u8], limit: usize) -> u64 {
+    match crate::spill::check_spill(message, limit) {
+        Ok(spilled) => {
+            let mut b = lock(blobs);
+            let n = spilled.len() as u64;
+            for (hash, bytes) in spilled {
+                b.published.remove(&hash);
+                b.bytes.entry(hash).or_insert_with(|| Arc::new(bytes));
+            }
+            n
+        }
+        Err(e) => {
+            let mut b = lock(blobs);
+            b.spills_refused += 1;
+            b.last_spill_error = Some(e.to_string());
+            0
+        }
+    }
+}
+
 impl Kernel {
     /// A kernel on the chosen backend with the default sandbox settings.
     pub fn new(choice: BackendChoice) -> Result<Self, KernelError> {
@@ -279,24 +306,31 @@ impl Kernel {
                 });
             })
         };
+        let spill: SpillTarget = {
+            let blobs = blobs.clone();
+            let limit = config.message_bytes;
+            Arc::new(move |message: &[u8]| accept_spill(&blobs, message, limit))
+        };
         let services = HostServices {
             blobs: source,
             log,
             progress: report,
+            spill,
         };
+        let budget = config.blob_budget();
         let backend: Box<dyn Backend> = match choice {
-            BackendChoice::Local => Box::new(LocalBackend::new(services)),
+            BackendChoice::Local => Box::new(LocalBackend::with_budget(services, budget)),
             BackendChoice::Sandbox => Box::new(SandboxBackend::new(config, services)?),
             BackendChoice::Auto if !hypervisor_present() => {
                 eprintln!("capbox: {}", no_hypervisor_reason());
-                Box::new(LocalBackend::new(services))
+                Box::new(LocalBackend::with_budget(services, budget))
             }
             BackendChoice::Auto => match SandboxBackend::new(config, services.clone()) {
                 Ok(sandbox) => Box::new(sandbox),
                 Err(e @ KernelError::GuestElf(_)) => return Err(e),
                 Err(e) => {
                     eprintln!("capbox: sandbox unavailable ({e}); using the local backend");
-                    Box::new(LocalBackend::new(services))
+                    Box::new(LocalBackend::with_budget(services, budget))
                 }
             },
         };
@@ -484,6 +518,19 @@ impl Kernel {
     /// the host's copy.
     pub fn set_blob_fallback(&mut self, fallback: Option<BlobFallback>) {
         lock(&self.blobs).fallback = fallback;
+    }
+
+    /// Spill messages the host refused so far, and why the last one was
+    /// (none in a healthy kernel).
+    pub fn spills_refused(&self) -> (u64, Option<String>) {
+        let b = lock(&self.blobs);
+        (b.spills_refused, b.last_spill_error.clone())
+    }
+
+    /// Whether the host's copy holds `hash` (published, exported, or
+    /// spilled by the kernel).
+    pub fn host_has(&self, hash: &CapHash) -> bool {
+        lock(&self.blobs).bytes.contains_key(hash)
     }
 
     /// How many caps `put_cap(s)` has sent to the kernel so far.

@@ -11,6 +11,7 @@ pub mod guest_elf;
 pub mod import;
 mod kernel;
 pub mod session;
+pub mod spill;
 pub mod store;
 
 pub use backend::{

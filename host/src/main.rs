@@ -9,6 +9,7 @@ mod cli_asm;
 mod cli_conformance;
 mod cli_heads;
 mod cli_import;
+mod cli_soak;
 mod cli_store;
 
 #[derive(Parser)]
@@ -70,6 +71,9 @@ enum Command {
     Heads(cli_heads::HeadsArgs),
     /// Prints a head's history.
     Log(cli_heads::LogArgs),
+    /// State-changing invocations for a while, printing the kernel's
+    /// directory, evictions, spills and the host's RSS every interval.
+    Soak(cli_soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Invoke(args)) => cli_heads::run_invoke(&args, store_options),
         Some(Command::Heads(args)) => cli_heads::run_heads(&args, store_options),
         Some(Command::Log(args)) => cli_heads::run_log(&args, store_options),
+        Some(Command::Soak(args)) => cli_soak::soak(args),
         None => cli::demo(cli::DemoArgs::default(), store_options),
     }
 }

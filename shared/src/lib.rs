@@ -19,5 +19,7 @@ pub use cap::{
     CNode, Cap, CapError, CapHashOrRef, CapKind, CapRef, Data, Image, InstanceCap, PAGE_SIZE,
     TypeCap,
 };
-pub use directory::{CacheDirectory, CacheError, DirectoryStats};
+pub use directory::{
+    BlobBudget, CacheDirectory, CacheError, DirectoryStats, EvictionCandidate, EvictionStats,
+};
 pub use hash::{CapHash, HexError};

@@ -3,12 +3,15 @@
 //! [`backend_tests!`] writes each backend test once and stamps it out for
 //! both backends: `local::<name>` runs on a fresh local kernel,
 //! `sandbox::<name>` on the one sandbox shared by the whole test binary
-//! (creating one is slow on nested KVM). Without a usable sandbox a
+//! (creating one is slow on nested KVM), and `local_tiny::<name>` on a
+//! local kernel with [`TINY_BUDGET`] (evicting all the time: an outcome or
+//! hash that eviction changed fails there). Without a usable sandbox a
 //! sandbox test skips with a loud message, unless `CAPBOX_REQUIRE_SANDBOX=1`
 //! makes it fail.
 
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+use capbox::shared::BlobBudget;
 use capbox::{BackendChoice, Kernel, SandboxConfig};
 
 pub mod probe;
@@ -17,6 +20,37 @@ pub mod programs;
 /// A fresh local kernel.
 pub fn local_kernel() -> Kernel {
     Kernel::new(BackendChoice::Local).expect("the local backend always starts")
+}
+
+/// A blob budget so small that a kernel evicts (and spills) on almost
+/// every state change: 32 blobs, 128 KiB.
+pub const TINY_BUDGET: BlobBudget = BlobBudget {
+    max_bytes: 128 << 10,
+    max_blobs: 32,
+};
+
+/// A budget no test reaches (no eviction at all).
+pub const HUGE_BUDGET: BlobBudget = BlobBudget::UNBOUNDED;
+
+/// The default sandbox settings with the blob budget `budget` (the local
+/// backend takes its budget from the same field).
+pub fn config_with_budget(budget: BlobBudget) -> SandboxConfig {
+    SandboxConfig {
+        blob_budget: Some(budget),
+        ..SandboxConfig::default()
+    }
+}
+
+/// A fresh local kernel keeping its blobs within `budget`.
+pub fn local_kernel_with_budget(budget: BlobBudget) -> Kernel {
+    Kernel::with_config(BackendChoice::Local, config_with_budget(budget))
+        .expect("the local backend always starts")
+}
+
+/// A sandbox of its own keeping its blobs within `budget`, or `None` (see
+/// [`own_sandbox`]).
+pub fn sandbox_with_budget(budget: BlobBudget) -> Option<Kernel> {
+    own_sandbox(config_with_budget(budget))
 }
 
 fn sandbox_required() -> bool {
@@ -82,6 +116,16 @@ macro_rules! backend_tests {
                 #[test]
                 fn $name() {
                     let mut kernel = $crate::local_kernel();
+                    super::$name(&mut kernel);
+                }
+            )*
+        }
+
+        mod local_tiny {
+            $(
+                #[test]
+                fn $name() {
+                    let mut kernel = $crate::local_kernel_with_budget($crate::TINY_BUDGET);
                     super::$name(&mut kernel);
                 }
             )*

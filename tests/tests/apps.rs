@@ -384,6 +384,11 @@ fn kv_differential() {
         assert_eq!(o.exit, ExitReason::Halt, "{op:?}");
         assert_eq!((o.r7, o.r8, &o.output), (want.0, want.1, &want.2), "{op:?}");
     }
+    // Evicting all the time changes no outcome and no hash.
+    let mut tiny = capbox_tests::local_kernel_with_budget(capbox_tests::TINY_BUDGET);
+    assert_eq!(new_kv(&mut tiny), fresh);
+    assert_eq!(run_batches(&mut tiny, &calls), local_outcomes);
+    assert!(tiny.stats().unwrap().evictions > 0);
     let Some(mut sandbox) = capbox_tests::shared_sandbox() else {
         return;
     };
@@ -406,9 +411,15 @@ const SEQUENCES: usize = 200;
 /// of 500 per kernel call), then every key read back with `get`, and
 /// `len`. Each put commits a new root CNode: with the CNode a persistent
 /// Merkle tree, a put costs the same at 10,000 keys as at 10.
+///
+/// With a budget none of its 10,000 versions leave the directory: this is
+/// about scale, and once a directory is full every new version of a
+/// 10,000-slot CNode costs a spill of the whole CNode (~360 KB encoded and
+/// re-hashed by the host; docs/kernel.md, "Eviction"), ~50 ms each in a
+/// debug build. Eviction itself is tested in `eviction.rs`.
 #[test]
 fn local_kv_10000_keys_one_put_each() {
-    let mut kernel = capbox_tests::local_kernel();
+    let mut kernel = capbox_tests::local_kernel_with_budget(capbox_tests::HUGE_BUDGET);
     let keys = 10_000u64;
     let value = |k: u64| format!("v{k}:{}", k.wrapping_mul(0x9e37_79b9)).into_bytes();
     let mut state = new_kv(&mut kernel);

@@ -1,12 +1,15 @@
 //! Differential test: the same generated (program, args, gas) invocations
 //! on both backends give identical outcomes, gas and hashes. Batched so the
-//! sandbox sees three calls in all.
+//! sandbox sees three calls in all. Both backends run it twice: with the
+//! default blob budget and with a tiny one (evicting all the time), which
+//! must change nothing.
 
 use capbox::shared::cap::Cap;
 use capbox::shared::kernel::Outcome;
 use capbox::shared::kernel::new_instance;
 use capbox::{Invocation, Kernel};
 use capbox_tests::programs::{Rng, random_image, random_invocations};
+use capbox_tests::{TINY_BUDGET, local_kernel_with_budget, sandbox_with_budget};
 
 const IMAGES: usize = 8;
 const INVOCATIONS: usize = 64;
@@ -77,12 +80,39 @@ fn local_and_sandbox_agree() {
         "{INVOCATIONS} invocations over {IMAGES} images: endings {kinds:?}, {changed} changed state"
     );
 
-    let Some(mut sandbox) = capbox_tests::shared_sandbox() else {
+    let mut tiny = local_kernel_with_budget(TINY_BUDGET);
+    let local_tiny = run(&mut tiny, &caps, &calls);
+    assert_same(&local, &local_tiny, &calls, "local, tiny budget");
+    assert!(
+        tiny.stats().unwrap().evictions > 0,
+        "the tiny budget evicts"
+    );
+
+    {
+        let Some(mut sandbox) = capbox_tests::shared_sandbox() else {
+            return;
+        };
+        let remote = run(&mut sandbox, &caps, &calls);
+        assert_same(&local, &remote, &calls, "sandbox");
+    }
+    let Some(mut sandbox) = sandbox_with_budget(TINY_BUDGET) else {
         return;
     };
     let remote = run(&mut sandbox, &caps, &calls);
-    assert_eq!(local.len(), remote.len());
-    for (i, (l, r)) in local.iter().zip(&remote).enumerate() {
-        assert_eq!(l, r, "call {i} ({:?}) differs", calls[i]);
+    assert_same(&local, &remote, &calls, "sandbox, tiny budget");
+    let stats = sandbox.stats().unwrap();
+    assert!(stats.evictions > 0, "{stats:?}");
+    assert!(stats.blobs <= TINY_BUDGET.max_blobs, "{stats:?}");
+}
+
+fn assert_same(
+    expected: &[Result<Outcome, String>],
+    got: &[Result<Outcome, String>],
+    calls: &[Invocation],
+    what: &str,
+) {
+    assert_eq!(expected.len(), got.len(), "{what}");
+    for (i, (l, r)) in expected.iter().zip(got).enumerate() {
+        assert_eq!(l, r, "{what}: call {i} ({:?}) differs", calls[i]);
     }
 }

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use capbox_shared::CacheDirectory;
 use capbox_shared::abi::GuestFunction;
 use capbox_shared::hash::CapHash;
 use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
+use capbox_shared::{BlobBudget, CacheDirectory};
 
 use super::clock::{local_hz, local_now, ticks_at};
 use super::{Backend, BackendKind, HostServices};
@@ -21,10 +21,20 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    /// A kernel with an empty directory, served by `services`.
+    /// A kernel with an empty directory, served by `services`, with the
+    /// default blob budget (the sandbox's default, see
+    /// [`super::SandboxConfig::blob_budget`]).
     pub fn new(services: HostServices) -> Self {
+        Self::with_budget(services, super::SandboxConfig::default().blob_budget())
+    }
+
+    /// A kernel with an empty directory keeping to `budget` (evicting
+    /// exactly as the sandbox's kernel does with that budget).
+    pub fn with_budget(services: HostServices, budget: BlobBudget) -> Self {
+        let dir = CacheDirectory::new();
+        dir.set_budget(budget);
         LocalBackend {
-            dir: CacheDirectory::new(),
+            dir,
             programs: ProgramCache::new(),
             services,
         }
@@ -53,6 +63,10 @@ impl KernelHost for LocalHost<'_> {
 
     fn report_progress(&mut self, report: Vec<u8>) {
         (self.services.progress)(&report);
+    }
+
+    fn spill_blobs(&mut self, message: Vec<u8>) -> u64 {
+        (self.services.spill)(&message)
     }
 }
 

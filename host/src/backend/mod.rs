@@ -7,6 +7,7 @@ mod local;
 mod sandbox;
 
 pub use local::LocalBackend;
+
 pub use sandbox::{SandboxBackend, SandboxConfig, hypervisor_present};
 
 use std::time::Duration;
@@ -42,6 +43,10 @@ pub type LogTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
 /// Receives the progress reports of a batch (`report_progress`: encoded
 /// `ProgressReport` messages, unchecked).
 pub type ProgressTarget = std::sync::Arc<dyn Fn(&[u8]) + Send + Sync>;
+/// Takes blobs the kernel spills before evicting them (`spill_blobs`: an
+/// unchecked `PutCapRequest` message); returns how many it kept (all or
+/// none).
+pub type SpillTarget = std::sync::Arc<dyn Fn(&[u8]) -> u64 + Send + Sync>;
 
 /// What the host provides to a kernel (the guest's host functions).
 #[derive(Clone)]
@@ -52,6 +57,8 @@ pub struct HostServices {
     pub log: LogTarget,
     /// Answers `report_progress`.
     pub progress: ProgressTarget,
+    /// Answers `spill_blobs`.
+    pub spill: SpillTarget,
 }
 
 /// One kernel backend: runs a guest function on a request message.

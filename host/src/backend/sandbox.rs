@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use capbox_shared::abi::{GuestFunction, HostFunction};
+use capbox_shared::BlobBudget;
+use capbox_shared::abi::{self, GuestFunction, HostFunction};
 use hyperlight_host::sandbox::snapshot::Snapshot;
 use hyperlight_host::{Sandbox, SandboxBuilder};
 
@@ -37,6 +38,38 @@ pub struct SandboxConfig {
     /// them as outcomes; the watchdog is the last resort); invocations
     /// without a deadline add nothing, so this bounds them.
     pub call_timeout: Duration,
+    /// The guest directory's blob budget; `None`: a share of the page
+    /// arena ([`BlobBudget::share_of_arena`] of 75 % of `heap_bytes`).
+    /// `CAPBOX_GUEST_BLOB_MIB` (bytes) and `CAPBOX_GUEST_BLOBS` (count)
+    /// set it. The local backend uses the same budget.
+    pub blob_budget: Option<BlobBudget>,
+}
+
+impl SandboxConfig {
+    /// The blob budget in force: [`Self::blob_budget`] or the default share
+    /// of the arena.
+    pub fn blob_budget(&self) -> BlobBudget {
+        self.blob_budget
+            .unwrap_or_else(|| BlobBudget::share_of_arena(self.heap_bytes / 4 * 3))
+    }
+}
+
+/// The budget `CAPBOX_GUEST_BLOB_MIB` / `CAPBOX_GUEST_BLOBS` ask for, if
+/// either is set (the other limit follows the default ratio: one blob per
+/// 2 KiB, or 2 KiB per blob).
+pub(crate) fn budget_from_env() -> Option<BlobBudget> {
+    let read = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    match (read("CAPBOX_GUEST_BLOB_MIB"), read("CAPBOX_GUEST_BLOBS")) {
+        (None, None) => None,
+        (Some(mib), blobs) => Some(BlobBudget {
+            max_bytes: mib.saturating_mul(1 << 20),
+            max_blobs: blobs.unwrap_or(mib.saturating_mul(512)),
+        }),
+        (None, Some(blobs)) => Some(BlobBudget {
+            max_bytes: blobs.saturating_mul(2048),
+            max_blobs: blobs,
+        }),
+    }
 }
 
 impl Default for SandboxConfig {
@@ -58,6 +91,7 @@ impl Default for SandboxConfig {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(600),
             ),
+            blob_budget: budget_from_env(),
         }
     }
 }
@@ -88,6 +122,7 @@ impl SandboxBackend {
         }
         let elf = config.guest.load_checked()?;
         let mut sandbox = build(&elf, &config, services.clone())?;
+        set_budget(&mut sandbox, config.blob_budget())?;
         let fresh = sandbox
             .snapshot()
             .map_err(|e| KernelError::SandboxCreate(format!("snapshot after start-up: {e}")))?;
@@ -114,10 +149,30 @@ impl SandboxBackend {
         }
         let mut sandbox =
             build(&self.elf, &self.config, self.services.clone()).map_err(|e| e.to_string())?;
+        set_budget(&mut sandbox, self.config.blob_budget()).map_err(|e| e.to_string())?;
         self.fresh = sandbox.snapshot().map_err(|e| e.to_string())?;
         self.sandbox = sandbox;
         Ok(())
     }
+}
+
+/// Gives a just-built guest its blob budget (before the start-up snapshot,
+/// so a restore keeps it).
+fn set_budget(sandbox: &mut Sandbox, budget: BlobBudget) -> Result<(), KernelError> {
+    let function = GuestFunction::SetBudget.name();
+    let reply = sandbox
+        .call::<Vec<u8>>(function, abi::encode_set_budget_request(budget))
+        .map_err(|e| KernelError::SandboxCreate(format!("{function}: {e}")))?;
+    let stats = abi::decode_stats_reply(&reply)
+        .map_err(|e| KernelError::SandboxCreate(format!("{function}: {e}")))?
+        .map_err(KernelError::Refused)?;
+    if stats.budget_bytes != budget.max_bytes || stats.budget_blobs != budget.max_blobs {
+        return Err(KernelError::SandboxCreate(format!(
+            "{function}: the guest reports a budget of {} bytes / {} blobs, not {budget:?}",
+            stats.budget_bytes, stats.budget_blobs
+        )));
+    }
+    Ok(())
 }
 
 fn build(
@@ -151,6 +206,10 @@ fn build(
                 };
                 Ok(blobs(&hash).unwrap_or_default())
             }
+        })
+        .host_function(HostFunction::SpillBlobs.name(), {
+            let spill = services.spill;
+            move |message: Vec<u8>| Ok(spill(&message))
         })
         .host_function(HostFunction::Log.name(), {
             let log = services.log;

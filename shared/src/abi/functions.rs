@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 8;
+pub const ABI_VERSION: u32 = 9;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -32,11 +32,14 @@ pub enum GuestFunction {
     /// `InvokeOneRequest` → `InvokeReply`: one invocation, no caps; the
     /// same as `invoke` with one call, for less verification work.
     InvokeOne = 9,
+    /// `SetBudgetRequest` → `StatsReply`: set the blob budget (evicting
+    /// down to it), then stats.
+    SetBudget = 10,
 }
 
 impl GuestFunction {
     /// Every guest function, in number order.
-    pub const ALL: [GuestFunction; 9] = [
+    pub const ALL: [GuestFunction; 10] = [
         GuestFunction::PutCap,
         GuestFunction::Invoke,
         GuestFunction::GetCap,
@@ -46,6 +49,7 @@ impl GuestFunction {
         GuestFunction::Ping,
         GuestFunction::Crash,
         GuestFunction::InvokeOne,
+        GuestFunction::SetBudget,
     ];
 
     /// The name the function is registered under in the guest.
@@ -60,6 +64,7 @@ impl GuestFunction {
             GuestFunction::Ping => "ping",
             GuestFunction::Crash => "crash",
             GuestFunction::InvokeOne => "invoke_one",
+            GuestFunction::SetBudget => "set_budget",
         }
     }
 
@@ -81,14 +86,20 @@ pub enum HostFunction {
     /// `report_progress(report: Vec<u8>)`: one `ProgressReport` of a
     /// running `invoke` batch that asked for reports (its `report` field).
     ReportProgress = 3,
+    /// `spill_blobs(message: Vec<u8>) -> u64`: blobs the guest is about to
+    /// evict that the host lacks (a `PutCapRequest`, every blob with its
+    /// hash); the host checks each hash, keeps them for `fetch_blob` and
+    /// returns how many it took (all of them, or 0 when it refuses).
+    SpillBlobs = 4,
 }
 
 impl HostFunction {
     /// Every host function, in number order.
-    pub const ALL: [HostFunction; 3] = [
+    pub const ALL: [HostFunction; 4] = [
         HostFunction::FetchBlob,
         HostFunction::Log,
         HostFunction::ReportProgress,
+        HostFunction::SpillBlobs,
     ];
 
     /// The name the host registers the function under.
@@ -97,6 +108,7 @@ impl HostFunction {
             HostFunction::FetchBlob => "fetch_blob",
             HostFunction::Log => "log",
             HostFunction::ReportProgress => "report_progress",
+            HostFunction::SpillBlobs => "spill_blobs",
         }
     }
 }

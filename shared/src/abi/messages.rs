@@ -12,6 +12,7 @@ use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
 use super::progress::ReportMode;
 use super::wire;
+use crate::directory::BlobBudget;
 
 /// A message that does not parse as the expected type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +211,24 @@ pub struct StatsMsg {
     pub arena_spill_bytes: u64,
     /// Entries removed by the last sweep.
     pub swept: u64,
+    /// Bytes of blobs held (`Cap::approx_bytes` summed).
+    pub blob_bytes: u64,
+    /// The blob budget: most bytes of blobs.
+    pub budget_bytes: u64,
+    /// The blob budget: most blobs.
+    pub budget_blobs: u64,
+    /// Blobs evicted so far.
+    pub evictions: u64,
+    /// Bytes of blobs evicted so far.
+    pub evicted_bytes: u64,
+    /// Blobs handed to the host before eviction (`spill_blobs`).
+    pub spilled_blobs: u64,
+    /// Encoded bytes of those.
+    pub spilled_bytes: u64,
+    /// Blobs fetched from the host (`fetch_blob`).
+    pub fetched: u64,
+    /// Fetched blobs that had been evicted (recent evictions only).
+    pub refetched: u64,
 }
 
 /// The result of one in-guest benchmark.
@@ -664,9 +683,56 @@ pub fn encode_stats_reply(stats: &StatsMsg) -> Vec<u8> {
                 swept: stats.swept,
                 arena_peak_bytes: stats.arena_peak_bytes,
                 arena_spill_bytes: stats.arena_spill_bytes,
+                blob_bytes: stats.blob_bytes,
+                budget_bytes: stats.budget_bytes,
+                budget_blobs: stats.budget_blobs,
+                evictions: stats.evictions,
+                evicted_bytes: stats.evicted_bytes,
+                spilled_blobs: stats.spilled_blobs,
+                spilled_bytes: stats.spilled_bytes,
+                fetched: stats.fetched,
+                refetched: stats.refetched,
             },
         );
         fbb.finish(reply, None);
+    })
+}
+
+/// A `stats`-shaped reply carrying only an error (a refused `set_budget`).
+pub fn encode_stats_error(err: &RemoteError) -> Vec<u8> {
+    build_message(|fbb| {
+        let error = add_error(fbb, err);
+        let reply = wire::StatsReply::create(
+            fbb,
+            &wire::StatsReplyArgs {
+                error: Some(error),
+                ..Default::default()
+            },
+        );
+        fbb.finish(reply, None);
+    })
+}
+
+/// `set_budget` request.
+pub fn encode_set_budget_request(budget: BlobBudget) -> Vec<u8> {
+    build_message(|fbb| {
+        let req = wire::SetBudgetRequest::create(
+            fbb,
+            &wire::SetBudgetRequestArgs {
+                max_bytes: budget.max_bytes,
+                max_blobs: budget.max_blobs,
+            },
+        );
+        fbb.finish(req, None);
+    })
+}
+
+/// Reads a `set_budget` request.
+pub fn decode_set_budget_request(bytes: &[u8]) -> Result<BlobBudget, AbiError> {
+    let req = root::<wire::SetBudgetRequest>("SetBudgetRequest", bytes)?;
+    Ok(BlobBudget {
+        max_bytes: req.max_bytes(),
+        max_blobs: req.max_blobs(),
     })
 }
 
@@ -686,6 +752,15 @@ pub fn decode_stats_reply(bytes: &[u8]) -> Result<Result<StatsMsg, RemoteError>,
         arena_peak_bytes: reply.arena_peak_bytes(),
         arena_spill_bytes: reply.arena_spill_bytes(),
         swept: reply.swept(),
+        blob_bytes: reply.blob_bytes(),
+        budget_bytes: reply.budget_bytes(),
+        budget_blobs: reply.budget_blobs(),
+        evictions: reply.evictions(),
+        evicted_bytes: reply.evicted_bytes(),
+        spilled_blobs: reply.spilled_blobs(),
+        spilled_bytes: reply.spilled_bytes(),
+        fetched: reply.fetched(),
+        refetched: reply.refetched(),
     }))
 }
 

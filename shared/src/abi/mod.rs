@@ -33,10 +33,10 @@ pub use messages::{
     AbiError, BenchReplyMsg, CapBlobMsg, ErrorKind, ExitMsg, InvocationMsg, InvokeResultMsg,
     RemoteError, StatsMsg, decode_bench_reply, decode_bench_request, decode_get_cap_reply,
     decode_get_cap_request, decode_invoke_reply, decode_invoke_reply_for, decode_put_cap_reply,
-    decode_put_cap_request, decode_stats_reply, encode_bench_reply, encode_bench_request,
-    encode_get_cap_reply, encode_get_cap_request, encode_invoke_reply, encode_invoke_request,
-    encode_invoke_request_reporting, encode_put_cap_reply, encode_put_cap_request,
-    encode_stats_reply,
+    decode_put_cap_request, decode_set_budget_request, decode_stats_reply, encode_bench_reply,
+    encode_bench_request, encode_get_cap_reply, encode_get_cap_request, encode_invoke_reply,
+    encode_invoke_request, encode_invoke_request_reporting, encode_put_cap_reply,
+    encode_put_cap_request, encode_set_budget_request, encode_stats_error, encode_stats_reply,
 };
 pub use note::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, AbiNote};
 pub use progress::{ProgressReportMsg, ReportMode, decode_progress_report, encode_progress_report};

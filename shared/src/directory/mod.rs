@@ -16,14 +16,17 @@
 //! `Ref`s would never be swept); settling detects a cycle and fails with
 //! [`CacheError::RefCycle`] instead of recursing forever.
 
+mod budget;
 mod error;
 mod settle;
 
+pub use budget::{BlobBudget, EvictionCandidate, EvictionStats};
 pub use error::CacheError;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::hash::BuildHasher;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use hashbrown::HashMap;
 use spin::Mutex;
@@ -51,16 +54,37 @@ struct Entry {
     cap: Arc<Cap>,
 }
 
+/// One blob with what eviction needs to know about it.
+struct BlobEntry {
+    cap: Arc<Cap>,
+    /// `Inner::tick` when last looked up or stored (least recently used
+    /// first).
+    used: u64,
+    /// Whether the host holds the blob's encoding (it put it, served it
+    /// through `fetch_blob`, exported it or took it as a spill), so the
+    /// directory may drop it without losing anything.
+    host_known: bool,
+}
+
 struct Inner<S> {
-    blobs: HashMap<CapHash, Arc<Cap>, S>,
+    blobs: HashMap<CapHash, BlobEntry, S>,
     instances: HashMap<u64, Entry, S>,
     next_id: u64,
     blob_bytes: usize,
+    /// Bumped by every blob lookup and store (the LRU clock).
+    tick: u64,
+    budget: BlobBudget,
+    counters: EvictionStats,
+    /// Recently evicted hashes, to count re-fetches (see `budget.rs`).
+    evicted: budget::EvictedRing,
 }
 
 /// The two-tier cap store; see the module docs.
 pub struct CacheDirectory<S = foldhash::fast::RandomState> {
     inner: Mutex<Inner<S>>,
+    /// Whether the blobs exceed the budget (read without the lock on every
+    /// call boundary; written under it).
+    over: AtomicBool,
 }
 
 impl CacheDirectory<foldhash::fast::RandomState> {
@@ -95,7 +119,12 @@ impl<S> CacheDirectory<S> {
                 // Id 0 is never handed out, so it can mean "none" to callers.
                 next_id: 1,
                 blob_bytes: 0,
+                tick: 0,
+                budget: BlobBudget::UNBOUNDED,
+                counters: EvictionStats::ZERO,
+                evicted: budget::EvictedRing::new(),
             }),
+            over: AtomicBool::new(false),
         }
     }
 }
@@ -116,9 +145,15 @@ impl<S: BuildHasher> CacheDirectory<S> {
         self.inner.lock().blobs.contains_key(hash)
     }
 
-    /// The blob with this hash (a shared handle; no copy).
+    /// The blob with this hash (a shared handle; no copy). Counts as a
+    /// use for least-recently-used eviction.
     pub fn get_blob(&self, hash: &CapHash) -> Option<Arc<Cap>> {
-        self.inner.lock().blobs.get(hash).cloned()
+        let mut inner = self.inner.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        let entry = inner.blobs.get_mut(hash)?;
+        entry.used = tick;
+        Some(entry.cap.clone())
     }
 
     /// The current value of a working entry (a shared handle; no copy).
@@ -144,7 +179,7 @@ impl<S: BuildHasher> CacheDirectory<S> {
         inner
             .blobs
             .iter()
-            .map(|(hash, cap)| (*hash, cap.clone()))
+            .map(|(hash, entry)| (*hash, entry.cap.clone()))
             .collect()
     }
 
@@ -178,24 +213,45 @@ impl<S: BuildHasher> CacheDirectory<S> {
         Ok(hash)
     }
 
-    /// Inserts unless present; an unused `cap` is dropped after unlocking.
+    /// Inserts unless present (the kernel made it: not host-known); an
+    /// unused `cap` is dropped after unlocking.
     fn insert_blob(&self, hash: CapHash, cap: Arc<Cap>) {
+        self.insert_blob_from(hash, cap, false);
+    }
+
+    /// Inserts unless present; `host_known` marks the blob (new or
+    /// present) as one the host holds. Returns whether it was new.
+    fn insert_blob_from(&self, hash: CapHash, cap: Arc<Cap>, host_known: bool) -> bool {
         let bytes = cap.approx_bytes();
         let mut inner = self.inner.lock();
-        if inner.blobs.contains_key(&hash) {
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some(entry) = inner.blobs.get_mut(&hash) {
+            entry.used = tick;
+            entry.host_known |= host_known;
             drop(inner);
             drop(cap);
-            return;
+            return false;
         }
         inner.blob_bytes += bytes;
-        inner.blobs.insert(hash, cap);
+        inner.blobs.insert(
+            hash,
+            BlobEntry {
+                cap,
+                used: tick,
+                host_known,
+            },
+        );
+        self.over.store(inner.over_budget(), Ordering::Relaxed);
+        true
     }
 
     /// Removes a blob, returning it (callers drop it outside the lock).
     pub fn remove_blob(&self, hash: &CapHash) -> Option<Arc<Cap>> {
         let mut inner = self.inner.lock();
-        let removed = inner.blobs.remove(hash)?;
+        let removed = inner.blobs.remove(hash)?.cap;
         inner.blob_bytes = inner.blob_bytes.saturating_sub(removed.approx_bytes());
+        self.over.store(inner.over_budget(), Ordering::Relaxed);
         Some(removed)
     }
 
@@ -218,7 +274,7 @@ impl<S: BuildHasher> CacheDirectory<S> {
         let cap = inner
             .blobs
             .get(hash)
-            .cloned()
+            .map(|entry| entry.cap.clone())
             .ok_or(CacheError::BlobMissing(*hash))?;
         let (capref, displaced) = inner.add_entry(cap);
         drop(inner);

@@ -104,6 +104,9 @@ impl LogSink for NoLog {
 /// missing blob is reported before anything runs.
 struct Resolved {
     instance: InstanceCap,
+    /// The instance's blob (a prepared entry holds it, so it is not
+    /// evicted while cached: commit promotes it).
+    instance_cap: Arc<Cap>,
     image: Arc<Cap>,
     memory: Arc<Cap>,
 }
@@ -123,7 +126,8 @@ fn resolve<S: BuildHasher>(
         }
         Ok(cap)
     };
-    let instance = match &*get(instance_hash, CapKind::Instance)? {
+    let instance_cap = get(instance_hash, CapKind::Instance)?;
+    let instance = match &*instance_cap {
         Cap::Instance(i) => i.clone(),
         _ => unreachable!("kind checked above"),
     };
@@ -132,6 +136,7 @@ fn resolve<S: BuildHasher>(
     let memory = get(&instance_memory_hash(&instance)?, CapKind::Data)?;
     Ok(Resolved {
         instance,
+        instance_cap,
         image,
         memory,
     })
@@ -512,6 +517,7 @@ fn prepare<S: BuildHasher>(
 ) -> Result<Arc<Prepared>, KernelError> {
     let Resolved {
         instance,
+        instance_cap,
         image: image_cap,
         memory: memory_cap,
     } = resolve(dir, instance_hash)?;
@@ -542,6 +548,7 @@ fn prepare<S: BuildHasher>(
     let prepared = Arc::new(Prepared {
         instance_hash: *instance_hash,
         instance,
+        instance_cap,
         image: image_cap,
         memory: memory_cap,
         memory_hash,

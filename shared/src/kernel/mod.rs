@@ -10,6 +10,7 @@
 pub mod apps;
 pub mod bench;
 mod error;
+mod evict;
 mod instance;
 mod invoke;
 pub mod ops;
@@ -20,6 +21,7 @@ mod service;
 mod transaction;
 
 pub use error::KernelError;
+pub use evict::SPILL_BATCH_BYTES;
 pub use instance::{NewInstance, new_instance, new_instance_with_slots};
 pub use invoke::{
     Call, ExitReason, LogSink, MAX_MAPPED_BYTES, NO_TIMEOUT, NoLog, Outcome, SLICE_GAS, invoke,
@@ -45,3 +47,7 @@ mod deadline_tests;
 #[cfg(test)]
 #[path = "report_tests.rs"]
 mod report_tests;
+
+#[cfg(test)]
+#[path = "evict_tests.rs"]
+mod evict_tests;

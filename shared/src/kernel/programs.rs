@@ -58,6 +58,9 @@ fn slot_of(hash: &CapHash) -> usize {
 pub(crate) struct Prepared {
     pub instance_hash: CapHash,
     pub instance: InstanceCap,
+    /// The instance's blob (held so it is not evicted while cached).
+    #[expect(dead_code, reason = "held, never read: it pins the blob")]
+    pub instance_cap: Arc<Cap>,
     /// An `Image` cap.
     pub image: Arc<Cap>,
     /// The instance's memory: a `Data` cap.
@@ -224,6 +227,13 @@ impl ProgramCache {
         }
         drop(evicted);
         Ok(entry)
+    }
+
+    /// Forgets every prepared instance (they hold their blobs, which an
+    /// eviction pass may need to drop); running invocations keep theirs.
+    pub(crate) fn clear_prepared(&self) {
+        let old = core::mem::replace(&mut *self.prepared.lock(), [const { None }; PREPARED_SLOTS]);
+        drop(old); // outside the lock
     }
 
     /// Drops every image's warm memory (to free page-arena space),

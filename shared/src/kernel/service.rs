@@ -28,6 +28,9 @@ pub const MAX_BATCH_OUTPUT_BYTES: u64 = 3 << 20;
 
 /// How many missing blobs one invocation may fetch from the host before
 /// giving up (an instance needs three: itself, its image, its memory).
+/// Eviction runs only between invocations, so what a retry fetched stays
+/// until the invocation ends: every retry adds a blob and none goes, and
+/// the bound is the same as without eviction.
 pub const MAX_FETCHES_PER_CALL: usize = 16;
 
 /// What the kernel needs from its environment.
@@ -50,6 +53,15 @@ pub trait KernelHost: LogSink {
     /// `invoke` batch that asked for them (`report_progress`); the
     /// default drops it.
     fn report_progress(&mut self, _report: Vec<u8>) {}
+
+    /// Takes blobs the kernel is about to evict (`spill_blobs`: encoded
+    /// like a `put_cap` request, every blob with its hash) into the host's
+    /// copy, so `fetch_blob` can serve them later; returns how many it
+    /// took (all or none). The default takes none, so the kernel's own
+    /// state is never evicted.
+    fn spill_blobs(&mut self, _message: Vec<u8>) -> u64 {
+        0
+    }
 }
 
 /// The kernel's state: the directory and the decoded-program cache.
@@ -103,6 +115,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 let result = abi::decode_put_cap_request(request)
                     .map_err(bad_message)
                     .and_then(|caps| self.put_caps(&caps));
+                self.enforce_budget(host);
                 match result {
                     Ok(hashes) => {
                         let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
@@ -123,6 +136,14 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 }
             }
             GuestFunction::Stats => abi::encode_stats_reply(&self.stats(0)),
+            GuestFunction::SetBudget => match abi::decode_set_budget_request(request) {
+                Ok(budget) => {
+                    self.dir.set_budget(budget);
+                    self.enforce_budget(host);
+                    abi::encode_stats_reply(&self.stats(0))
+                }
+                Err(e) => abi::encode_stats_error(&bad_message(e)),
+            },
             GuestFunction::Sweep => {
                 let swept = self.dir.sweep_instances() as u64;
                 abi::encode_stats_reply(&self.stats(swept))
@@ -154,7 +175,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
         let mut hashes = Vec::with_capacity(caps.len());
         for (i, blob) in caps.iter().enumerate() {
             hashes.push(
-                self.put_one(blob.bytes, blob.hash.map(CapHash))
+                self.put_one(blob.bytes, blob.hash.map(CapHash), false)
                     .map_err(|mut e| {
                         e.message = format!("cap #{i}: {}", e.message);
                         e
@@ -164,7 +185,14 @@ impl<S: BuildHasher> KernelState<'_, S> {
         Ok(hashes)
     }
 
-    fn put_one(&self, bytes: &[u8], expected: Option<CapHash>) -> Result<CapHash, RemoteError> {
+    /// Decodes, hashes, checks and stores one cap from the host (`fetched`:
+    /// served by `fetch_blob`, else sent with `put_cap`); host-known.
+    fn put_one(
+        &self,
+        bytes: &[u8],
+        expected: Option<CapHash>,
+        fetched: bool,
+    ) -> Result<CapHash, RemoteError> {
         let cap =
             Cap::decode(bytes).map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
         let hash = cap
@@ -179,9 +207,20 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 Some(&expected),
             ));
         }
-        self.dir
-            .put_cap_with_hash(hash, &cap)
-            .map_err(|e| remote(ErrorKind::BadCap, e, Some(&hash)))?;
+        if cap.has_refs() {
+            // The codec cannot express a Ref; kept as a guard.
+            return Err(remote(
+                ErrorKind::BadCap,
+                crate::cap::CapError::UnsettledRef,
+                Some(&hash),
+            ));
+        }
+        let cap = alloc::sync::Arc::new(cap);
+        if fetched {
+            self.dir.put_fetched_blob(hash, cap);
+        } else {
+            self.dir.put_host_blob(hash, cap);
+        }
         Ok(hash)
     }
 
@@ -193,16 +232,32 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 Some(hash),
             )
         })?;
-        cap.encode()
-            .map_err(|e| remote(ErrorKind::Kernel, e, Some(hash)))
+        let bytes = cap
+            .encode()
+            .map_err(|e| remote(ErrorKind::Kernel, e, Some(hash)))?;
+        // The host keeps what it exports (`Kernel::get_cap`), so the blob
+        // may be evicted without a spill.
+        self.dir.mark_host_known(core::slice::from_ref(hash), 0);
+        Ok(bytes)
     }
 
     fn stats(&self, swept: u64) -> abi::StatsMsg {
         let dir = self.dir.stats();
+        let evictions = self.dir.eviction_stats();
+        let budget = self.dir.budget();
         // Process-wide: the page allocator is shared by every kernel here.
         let pages = crate::page_alloc::usage();
         abi::StatsMsg {
             blobs: dir.blob_count as u64,
+            blob_bytes: dir.blob_bytes as u64,
+            budget_bytes: budget.max_bytes,
+            budget_blobs: budget.max_blobs,
+            evictions: evictions.evictions,
+            evicted_bytes: evictions.evicted_bytes,
+            spilled_blobs: evictions.spilled_blobs,
+            spilled_bytes: evictions.spilled_bytes,
+            fetched: evictions.fetched,
+            refetched: evictions.refetched,
             instances: dir.instance_count as u64,
             programs_cached: self.programs.len() as u64,
             arena_used_bytes: pages.used,
@@ -220,7 +275,9 @@ impl<S: BuildHasher> KernelState<'_, S> {
         };
         if request.has_caps() {
             let caps: Vec<CapBlobMsg<'_>> = request.caps().collect();
-            if let Err(e) = self.put_caps(&caps) {
+            let put = self.put_caps(&caps);
+            self.enforce_budget(host);
+            if let Err(e) = put {
                 return abi::encode_invoke_reply(Err(&e));
             }
         }
@@ -378,6 +435,8 @@ impl<S: BuildHasher> KernelState<'_, S> {
                     reply.push_error(error);
                 }
             }
+            // Between calls nothing is in flight: a safe point to evict.
+            self.enforce_budget(host);
         }
     }
 
@@ -397,7 +456,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
                         .fetch_blob(&missing)
                         .ok_or(KernelError::MissingCap(missing))?;
                     // A wrong or undecodable answer counts as still missing.
-                    self.put_one(&bytes, Some(missing))
+                    self.put_one(&bytes, Some(missing), true)
                         .map_err(|_| KernelError::MissingCap(missing))?;
                 }
                 other => return other,

@@ -188,8 +188,11 @@ impl<'a, S: BuildHasher> Txn<'a, S> {
         if cap.hash().ok().as_ref() != Some(hash) {
             return Err(KernelError::MissingCap(*hash));
         }
+        if cap.has_refs() {
+            return Err(KernelError::Cap(crate::cap::CapError::UnsettledRef));
+        }
         let cap = Arc::new(cap);
-        self.dir.put_cap_with_hash(*hash, &cap)?;
+        self.dir.put_fetched_blob(*hash, cap.clone());
         Ok(self.dir.get_blob(hash).unwrap_or(cap))
     }
 

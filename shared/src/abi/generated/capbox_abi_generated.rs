@@ -2445,6 +2445,15 @@ impl<'a> StatsReply<'a> {
   pub const VT_SWEPT: ::flatbuffers::VOffsetT = 16;
   pub const VT_ARENA_PEAK_BYTES: ::flatbuffers::VOffsetT = 18;
   pub const VT_ARENA_SPILL_BYTES: ::flatbuffers::VOffsetT = 20;
+  pub const VT_BLOB_BYTES: ::flatbuffers::VOffsetT = 22;
+  pub const VT_BUDGET_BYTES: ::flatbuffers::VOffsetT = 24;
+  pub const VT_BUDGET_BLOBS: ::flatbuffers::VOffsetT = 26;
+  pub const VT_EVICTIONS: ::flatbuffers::VOffsetT = 28;
+  pub const VT_EVICTED_BYTES: ::flatbuffers::VOffsetT = 30;
+  pub const VT_SPILLED_BLOBS: ::flatbuffers::VOffsetT = 32;
+  pub const VT_SPILLED_BYTES: ::flatbuffers::VOffsetT = 34;
+  pub const VT_FETCHED: ::flatbuffers::VOffsetT = 36;
+  pub const VT_REFETCHED: ::flatbuffers::VOffsetT = 38;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2456,6 +2465,15 @@ impl<'a> StatsReply<'a> {
     args: &'args StatsReplyArgs<'args>
   ) -> ::flatbuffers::WIPOffset<StatsReply<'bldr>> {
     let mut builder = StatsReplyBuilder::new(_fbb);
+    builder.add_refetched(args.refetched);
+    builder.add_fetched(args.fetched);
+    builder.add_spilled_bytes(args.spilled_bytes);
+    builder.add_spilled_blobs(args.spilled_blobs);
+    builder.add_evicted_bytes(args.evicted_bytes);
+    builder.add_evictions(args.evictions);
+    builder.add_budget_blobs(args.budget_blobs);
+    builder.add_budget_bytes(args.budget_bytes);
+    builder.add_blob_bytes(args.blob_bytes);
     builder.add_arena_spill_bytes(args.arena_spill_bytes);
     builder.add_arena_peak_bytes(args.arena_peak_bytes);
     builder.add_swept(args.swept);
@@ -2535,6 +2553,75 @@ impl<'a> StatsReply<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(StatsReply::VT_ARENA_SPILL_BYTES, Some(0)).unwrap()}
   }
+  /// Bytes of blobs held (Cap::approx_bytes summed).
+  #[inline]
+  pub fn blob_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_BLOB_BYTES, Some(0)).unwrap()}
+  }
+  /// The blob budget (set_budget): most bytes and most blobs.
+  #[inline]
+  pub fn budget_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_BUDGET_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn budget_blobs(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_BUDGET_BLOBS, Some(0)).unwrap()}
+  }
+  /// Blobs evicted so far, and their bytes.
+  #[inline]
+  pub fn evictions(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_EVICTIONS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn evicted_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_EVICTED_BYTES, Some(0)).unwrap()}
+  }
+  /// Blobs handed to the host (spill_blobs) before eviction, and their
+  /// encoded bytes.
+  #[inline]
+  pub fn spilled_blobs(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_SPILLED_BLOBS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn spilled_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_SPILLED_BYTES, Some(0)).unwrap()}
+  }
+  /// Blobs fetched from the host, and how many of those had been evicted.
+  #[inline]
+  pub fn fetched(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_FETCHED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn refetched(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_REFETCHED, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StatsReply<'_> {
@@ -2552,6 +2639,15 @@ impl ::flatbuffers::Verifiable for StatsReply<'_> {
      .visit_field::<u64>("swept", Self::VT_SWEPT, false)?
      .visit_field::<u64>("arena_peak_bytes", Self::VT_ARENA_PEAK_BYTES, false)?
      .visit_field::<u64>("arena_spill_bytes", Self::VT_ARENA_SPILL_BYTES, false)?
+     .visit_field::<u64>("blob_bytes", Self::VT_BLOB_BYTES, false)?
+     .visit_field::<u64>("budget_bytes", Self::VT_BUDGET_BYTES, false)?
+     .visit_field::<u64>("budget_blobs", Self::VT_BUDGET_BLOBS, false)?
+     .visit_field::<u64>("evictions", Self::VT_EVICTIONS, false)?
+     .visit_field::<u64>("evicted_bytes", Self::VT_EVICTED_BYTES, false)?
+     .visit_field::<u64>("spilled_blobs", Self::VT_SPILLED_BLOBS, false)?
+     .visit_field::<u64>("spilled_bytes", Self::VT_SPILLED_BYTES, false)?
+     .visit_field::<u64>("fetched", Self::VT_FETCHED, false)?
+     .visit_field::<u64>("refetched", Self::VT_REFETCHED, false)?
      .finish();
     Ok(())
   }
@@ -2566,6 +2662,15 @@ pub struct StatsReplyArgs<'a> {
     pub swept: u64,
     pub arena_peak_bytes: u64,
     pub arena_spill_bytes: u64,
+    pub blob_bytes: u64,
+    pub budget_bytes: u64,
+    pub budget_blobs: u64,
+    pub evictions: u64,
+    pub evicted_bytes: u64,
+    pub spilled_blobs: u64,
+    pub spilled_bytes: u64,
+    pub fetched: u64,
+    pub refetched: u64,
 }
 impl<'a> Default for StatsReplyArgs<'a> {
   #[inline]
@@ -2580,6 +2685,15 @@ impl<'a> Default for StatsReplyArgs<'a> {
       swept: 0,
       arena_peak_bytes: 0,
       arena_spill_bytes: 0,
+      blob_bytes: 0,
+      budget_bytes: 0,
+      budget_blobs: 0,
+      evictions: 0,
+      evicted_bytes: 0,
+      spilled_blobs: 0,
+      spilled_bytes: 0,
+      fetched: 0,
+      refetched: 0,
     }
   }
 }
@@ -2626,6 +2740,42 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StatsReplyBuilder<'a, 'b, A> 
     self.fbb_.push_slot::<u64>(StatsReply::VT_ARENA_SPILL_BYTES, arena_spill_bytes, 0);
   }
   #[inline]
+  pub fn add_blob_bytes(&mut self, blob_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_BLOB_BYTES, blob_bytes, 0);
+  }
+  #[inline]
+  pub fn add_budget_bytes(&mut self, budget_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_BUDGET_BYTES, budget_bytes, 0);
+  }
+  #[inline]
+  pub fn add_budget_blobs(&mut self, budget_blobs: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_BUDGET_BLOBS, budget_blobs, 0);
+  }
+  #[inline]
+  pub fn add_evictions(&mut self, evictions: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_EVICTIONS, evictions, 0);
+  }
+  #[inline]
+  pub fn add_evicted_bytes(&mut self, evicted_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_EVICTED_BYTES, evicted_bytes, 0);
+  }
+  #[inline]
+  pub fn add_spilled_blobs(&mut self, spilled_blobs: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_SPILLED_BLOBS, spilled_blobs, 0);
+  }
+  #[inline]
+  pub fn add_spilled_bytes(&mut self, spilled_bytes: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_SPILLED_BYTES, spilled_bytes, 0);
+  }
+  #[inline]
+  pub fn add_fetched(&mut self, fetched: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_FETCHED, fetched, 0);
+  }
+  #[inline]
+  pub fn add_refetched(&mut self, refetched: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_REFETCHED, refetched, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StatsReplyBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StatsReplyBuilder {
@@ -2652,6 +2802,130 @@ impl ::core::fmt::Debug for StatsReply<'_> {
       ds.field("swept", &self.swept());
       ds.field("arena_peak_bytes", &self.arena_peak_bytes());
       ds.field("arena_spill_bytes", &self.arena_spill_bytes());
+      ds.field("blob_bytes", &self.blob_bytes());
+      ds.field("budget_bytes", &self.budget_bytes());
+      ds.field("budget_blobs", &self.budget_blobs());
+      ds.field("evictions", &self.evictions());
+      ds.field("evicted_bytes", &self.evicted_bytes());
+      ds.field("spilled_blobs", &self.spilled_blobs());
+      ds.field("spilled_bytes", &self.spilled_bytes());
+      ds.field("fetched", &self.fetched());
+      ds.field("refetched", &self.refetched());
+      ds.finish()
+  }
+}
+pub enum SetBudgetRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The blob budget (`set_budget`): the directory evicts least recently
+/// used blobs nothing holds beyond either limit.
+pub struct SetBudgetRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SetBudgetRequest<'a> {
+  type Inner = SetBudgetRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SetBudgetRequest<'a> {
+  pub const VT_MAX_BYTES: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MAX_BLOBS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SetBudgetRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SetBudgetRequestArgs
+  ) -> ::flatbuffers::WIPOffset<SetBudgetRequest<'bldr>> {
+    let mut builder = SetBudgetRequestBuilder::new(_fbb);
+    builder.add_max_blobs(args.max_blobs);
+    builder.add_max_bytes(args.max_bytes);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn max_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SetBudgetRequest::VT_MAX_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn max_blobs(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SetBudgetRequest::VT_MAX_BLOBS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SetBudgetRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("max_bytes", Self::VT_MAX_BYTES, false)?
+     .visit_field::<u64>("max_blobs", Self::VT_MAX_BLOBS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SetBudgetRequestArgs {
+    pub max_bytes: u64,
+    pub max_blobs: u64,
+}
+impl<'a> Default for SetBudgetRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    SetBudgetRequestArgs {
+      max_bytes: 0,
+      max_blobs: 0,
+    }
+  }
+}
+
+pub struct SetBudgetRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SetBudgetRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_max_bytes(&mut self, max_bytes: u64) {
+    self.fbb_.push_slot::<u64>(SetBudgetRequest::VT_MAX_BYTES, max_bytes, 0);
+  }
+  #[inline]
+  pub fn add_max_blobs(&mut self, max_blobs: u64) {
+    self.fbb_.push_slot::<u64>(SetBudgetRequest::VT_MAX_BLOBS, max_blobs, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SetBudgetRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SetBudgetRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SetBudgetRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SetBudgetRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SetBudgetRequest");
+      ds.field("max_bytes", &self.max_bytes());
+      ds.field("max_blobs", &self.max_blobs());
       ds.finish()
   }
 }
