@@ -37,17 +37,7 @@ impl From<BackendArg> for BackendChoice {
 }
 
 #[derive(Args, Debug)]
-#[command(after_help = "Examples:
-  capbox run --json 3 4                          # the sample's endpoint 0 on a fresh instance
-  capbox run --endpoint 4 --gas max --timeout 2  # a long loop ended by its deadline
-  capbox run --program examples/add.pvmasm 30 12 # your own program (assembly, blob, .polkavm, .image)
-  capbox run --program programs/counter.polkavm --endpoint increment 5
-  capbox run --program p.pvmasm --input data.bin # the program reads it with input_len/input_read
-
-Memory: read-write data starts at 0x20000 (after read-only data, rounded to
-64 KiB); r0 holds the halt address (`jump [r0]` halts), r1 the stack top,
-r7..r10 the arguments. Kernel ops: `ecalli N` (table in docs/kernel.md;
-`capbox asm --help` shows a whole program).")]
+#[command(after_help = run_after_help())]
 pub struct RunArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -129,6 +119,37 @@ fn parse_u64(text: &str) -> Option<u64> {
         None => text.parse().ok(),
     }
 }
+
+/// `capbox run --help`'s closing text: examples, the memory layout and the
+/// kernel ops (numbers and arguments, from the op table).
+fn run_after_help() -> String {
+    let mut text = String::from(RUN_EXAMPLES);
+    text.push_str(
+        "\n\nKernel ops (`ecalli N`; arguments in r7.., result in r7; gas in docs/kernel.md):\n",
+    );
+    for op in capbox::shared::kernel::KernelOp::ALL {
+        let line = format!(
+            "  {:>2} {:<12} {}",
+            op.number(),
+            op.name(),
+            op.args().join(", ")
+        );
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+const RUN_EXAMPLES: &str = "Examples:
+  capbox run --json 3 4                          # the sample's endpoint 0 on a fresh instance
+  capbox run --endpoint 4 --gas max --timeout 2  # a long loop ended by its deadline
+  capbox run --program examples/add.pvmasm 30 12 # your own program (assembly, blob, .polkavm, .image)
+  capbox run --program programs/counter.polkavm --endpoint increment 5
+  capbox run --program p.pvmasm --input data.bin # the program reads it with input_len/input_read
+
+Memory: read-write data starts at 0x20000 (after read-only data, rounded to
+64 KiB); r0 holds the halt address (`jump [r0]` halts), r1 the stack top,
+r7..r10 the arguments. `capbox asm --help` shows a whole program.";
 
 /// `--timeout SECS`: a non-negative number of seconds.
 pub(crate) fn parse_timeout(text: &str) -> Result<Duration, String> {

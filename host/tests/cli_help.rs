@@ -34,3 +34,24 @@ fn every_subcommand_help_has_an_example() {
         );
     }
 }
+
+/// `run --help` lists the kernel ops with their numbers and arguments
+/// (from the op table) and the memory layout.
+#[test]
+fn run_help_shows_the_kernel_ops_and_the_memory_layout() {
+    let out = Command::new(env!("CARGO_BIN_EXE_capbox"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for op in capbox::shared::kernel::KernelOp::ALL {
+        let line = format!(
+            "{:>2} {:<12} {}",
+            op.number(),
+            op.name(),
+            op.args().join(", ")
+        );
+        assert!(help.contains(line.trim_end()), "no `{line}` in:\n{help}");
+    }
+    assert!(help.contains("0x20000"), "{help}");
+}
