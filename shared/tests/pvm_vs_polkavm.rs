@@ -98,3 +98,22 @@ fn opcode_2_is_invalid_here_and_polkavms_unlikely_hint_there() {
         "pc: ours at the 2, theirs past it"
     );
 }
+
+#[test]
+fn immediates_stop_at_the_instructions_end_as_in_polkavm() {
+    // Found against anan-as 1.2.0 (scripts/diff-anan-as.sh), which takes
+    // the missing immediate octets from the next instruction: at pc 0
+    // `load_imm_jump_ind` with skip 0 (its octets 1.. belong to the
+    // `fallthrough` at pc 1); then `trap`. Here and in PolkaVM φ1 = 0
+    // (anan-as: 0x2c3b60) and the jump to φ0 + 0 = 0 panics at pc 0.
+    let code = [0xb4, 0x01, 0x88, 0x60, 0x3b, 0x2c, 0x00];
+    let blob = [
+        0, 1, 7, 0xb4, 0x01, 0x88, 0x60, 0x3b, 0x2c, 0x00, 0b100_0011,
+    ];
+    assert_eq!(&blob[3..10], &code);
+    let (ours, theirs) = (ours(&blob), theirs(&blob));
+    assert!(ours.0 && theirs.0, "both panic");
+    assert_eq!(ours.2, theirs.2, "registers");
+    assert_eq!(ours.1, theirs.1, "pc");
+    assert_eq!((ours.1, ours.2[1]), (0, 0));
+}
