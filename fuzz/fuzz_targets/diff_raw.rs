@@ -16,64 +16,21 @@
 //! fault or reach a host call first). Blobs PolkaVM refuses are skipped.
 #![no_main]
 
-use capbox_shared::pvm::{Access, Exit, Machine, Memory, PageMapEntry, Program, encode_natural};
+#[path = "../../shared/tests/raw_program/mod.rs"]
+mod raw_program;
+
+use capbox_shared::pvm::{Access, Exit, Machine, Memory, PageMapEntry, Program};
 use libfuzzer_sys::fuzz_target;
 use polkavm::{
     BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig, ProgramBlob,
     ProgramCounter, ProgramParts,
 };
+use raw_program::{RawProgram, raw_program};
 
 const GAS: i64 = 2_000;
 const BUFFER: u32 = 4096;
 const STACK: u32 = 4096;
 const MAX_EXITS: usize = 5;
-const HALT: u64 = 0xFFFF_0000;
-
-/// The blob and the initial registers from the input: 13 register
-/// selectors, a jump-table count, its entries (one octet each), then the
-/// code and, after it, its bitmask (one octet per 8 code octets). Octet 0
-/// is always an instruction start and a `trap` is appended.
-fn generate(data: &[u8]) -> Option<(Vec<u8>, [u64; 13], Vec<u8>, Vec<bool>)> {
-    let (selectors, rest) = data.split_at_checked(13)?;
-    let regs: [u64; 13] = core::array::from_fn(|i| {
-        let s = selectors[i];
-        match s % 4 {
-            0 => u64::from(s >> 2),
-            1 => 0x2_0000 + u64::from(s >> 2) * 8,
-            2 => HALT,
-            _ => (-i64::from(s >> 2)) as u64,
-        }
-    });
-    let (&count, rest) = rest.split_first()?;
-    let entries = usize::from(count % 4);
-    let (table, rest) = rest.split_at_checked(entries)?;
-    // Code octets: 8 of every 9 left (at most 200), the rest bitmask.
-    let code_len = (rest.len() * 8 / 9).min(200);
-    let (code, mask) = rest.split_at(code_len);
-    let mut code = code.to_vec();
-    let mut starts: Vec<bool> = (0..code.len())
-        .map(|i| i == 0 || mask.get(i / 8).is_some_and(|m| m >> (i % 8) & 1 == 1))
-        .collect();
-    code.push(0);
-    starts.push(true);
-    if code
-        .iter()
-        .zip(&starts)
-        .any(|(&op, &start)| start && (op == 2 || (101..=111).contains(&op)))
-    {
-        return None;
-    }
-    let mut blob = Vec::new();
-    encode_natural(entries as u64, &mut blob);
-    blob.push(1);
-    encode_natural(code.len() as u64, &mut blob);
-    blob.extend(table.iter().map(|&t| t % code.len() as u8));
-    blob.extend_from_slice(&code);
-    for chunk in starts.chunks(8) {
-        blob.push(chunk.iter().rev().fold(0, |acc, &b| acc << 1 | u8::from(b)));
-    }
-    Some((blob, regs, code, starts))
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -107,7 +64,7 @@ fn theirs(
     config.set_page_size(0x1000);
     let module = Module::from_blob(engine, &config, blob).ok()?;
     let map = module.memory_map();
-    if map.rw_data_address() != 0x2_0000 {
+    if map.rw_data_address() != raw_program::RW {
         return None;
     }
     let mut regions = Vec::new();
@@ -216,9 +173,15 @@ fn listing(code: &[u8], starts: &[bool]) -> String {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((blob, regs, code, starts)) = generate(data) else {
+    let Some(program) = raw_program(data).filter(|p| !p.polkavm_renumbers()) else {
         return;
     };
+    let RawProgram {
+        blob,
+        regs,
+        code,
+        starts,
+    } = program;
     let Some((other, regions)) = ENGINE.with(|engine| theirs(engine, &blob, regs)) else {
         return;
     };

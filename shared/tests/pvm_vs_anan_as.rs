@@ -26,6 +26,8 @@
 //! anan-as where anan-as and PolkaVM agree (a difference capbox alone has),
 //! and prints every class of difference with its smallest example.
 
+mod raw_program;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
@@ -33,20 +35,20 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use capbox_shared::pvm::{Access, Exit, Machine, Memory, PageMapEntry, Program, encode_natural};
+use capbox_shared::pvm::{Access, Exit, Machine, Memory, PageMapEntry, Program};
 use polkavm::{
     BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig, ProgramBlob,
     ProgramCounter, ProgramParts,
 };
+use raw_program::{RW, RawProgram as Case, raw_program as generate};
 use serde_json::Value;
 
 const GAS: i64 = 2_000;
 const MAX_EXITS: usize = 5;
-const HALT: u64 = 0xFFFF_0000;
 const BATCH: usize = 500;
-/// The writable buffer (where PolkaVM puts one page of rw data) and the
-/// stack (one page, where PolkaVM puts it; asked from PolkaVM once).
-const RW: u32 = 0x2_0000;
+/// The writable buffer (one page of rw data at `RW`, where PolkaVM puts
+/// it) and the stack (one page, where PolkaVM puts it; asked from PolkaVM
+/// once) are this long.
 const PAGE: u32 = 4096;
 
 fn stack_address() -> u32 {
@@ -97,57 +99,6 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-/// One test program.
-struct Case {
-    blob: Vec<u8>,
-    regs: [u64; 13],
-    code: Vec<u8>,
-    starts: Vec<bool>,
-}
-
-/// `diff_raw`'s construction from input octets: 13 register selectors, a
-/// jump-table count and its entries, code (8 of every 9 octets left, at
-/// most 200) and its bitmask; octet 0 always starts an instruction and a
-/// `trap` is appended.
-fn generate(data: &[u8]) -> Option<Case> {
-    let (selectors, rest) = data.split_at_checked(13)?;
-    let regs: [u64; 13] = core::array::from_fn(|i| {
-        let s = selectors[i];
-        match s % 4 {
-            0 => u64::from(s >> 2),
-            1 => u64::from(RW) + u64::from(s >> 2) * 8,
-            2 => HALT,
-            _ => (-i64::from(s >> 2)) as u64,
-        }
-    });
-    let (&count, rest) = rest.split_first()?;
-    let entries = usize::from(count % 4);
-    let (table, rest) = rest.split_at_checked(entries)?;
-    let code_len = (rest.len() * 8 / 9).min(200);
-    let (code, mask) = rest.split_at(code_len);
-    let mut code = code.to_vec();
-    let mut starts: Vec<bool> = (0..code.len())
-        .map(|i| i == 0 || mask.get(i / 8).is_some_and(|m| m >> (i % 8) & 1 == 1))
-        .collect();
-    code.push(0);
-    starts.push(true);
-    let mut blob = Vec::new();
-    encode_natural(entries as u64, &mut blob);
-    blob.push(1);
-    encode_natural(code.len() as u64, &mut blob);
-    blob.extend(table.iter().map(|&t| t % code.len() as u8));
-    blob.extend_from_slice(&code);
-    for chunk in starts.chunks(8) {
-        blob.push(chunk.iter().rev().fold(0, |acc, &b| acc << 1 | u8::from(b)));
-    }
-    Some(Case {
-        blob,
-        regs,
-        code,
-        starts,
-    })
 }
 
 /// Random input octets: short programs are the most telling, so lengths
@@ -236,22 +187,10 @@ fn capbox(case: &Case) -> Result<Vec<State>, String> {
     Ok(states)
 }
 
-/// Whether an instruction starts on an opcode PolkaVM 0.37's JamV1 reads
-/// otherwise: 2 (its `unlikely` hint) and 101–111 (renumbered; no `sbrk`).
-fn polkavm_renumbers(case: &Case) -> bool {
-    case.code
-        .iter()
-        .zip(&case.starts)
-        .any(|(&op, &start)| start && (op == 2 || (101..=111).contains(&op)))
-}
-
 /// Whether an instruction starts on `sbrk` (101), whose result differs by
 /// design (departure 7).
 fn has_sbrk(case: &Case) -> bool {
-    case.code
-        .iter()
-        .zip(&case.starts)
-        .any(|(&op, &start)| start && op == 101)
+    case.has_opcode(|op| op == 101)
 }
 
 /// PolkaVM 0.37's interpreter on the same blob, registers and memory
@@ -260,7 +199,7 @@ fn has_sbrk(case: &Case) -> bool {
 /// A page fault it reports as one gives the page's address, as capbox and
 /// anan-as do; most it reports as traps.
 fn polkavm(engine: &Engine, case: &Case) -> Option<Vec<State>> {
-    if polkavm_renumbers(case) {
+    if case.polkavm_renumbers() {
         return None;
     }
     let mut parts = ProgramParts::empty(polkavm::program::InstructionSetKind::JamV1);
@@ -600,7 +539,7 @@ fn capbox_agrees_with_anan_as() {
         // exercises those opcodes against anan-as alone.
         let cases: Vec<Case> = std::iter::from_fn(|| {
             let case = generate(&random_input(&mut rng))?;
-            Some((rng.below(4) == 0 || !polkavm_renumbers(&case)).then_some(case))
+            Some((rng.below(4) == 0 || !case.polkavm_renumbers()).then_some(case))
         })
         .flatten()
         .take(BATCH)
@@ -620,7 +559,7 @@ fn capbox_agrees_with_anan_as() {
                     let reference = polkavm(&engine, case);
                     let side = match &reference {
                         None if has_sbrk(case) => "PolkaVM n/a, sbrk in the program",
-                        None if polkavm_renumbers(case) => "PolkaVM n/a (opcode 2 or 102–111)",
+                        None if case.polkavm_renumbers() => "PolkaVM n/a (opcode 2 or 102–111)",
                         None => "PolkaVM refuses the blob",
                         Some(p) => match (
                             difference(&theirs, p, true).is_none(),

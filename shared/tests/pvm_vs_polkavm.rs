@@ -3,50 +3,32 @@
 //! is literal about programs no assembler writes, capbox does what the
 //! reference implementations do.
 
+mod polkavm_support;
+
+use capbox_shared::pvm::Exit;
 use capbox_shared::pvm::asm::{ProgramBuilder, Reg};
-use capbox_shared::pvm::layout::StandardLayout;
-use capbox_shared::pvm::{Exit, Machine, Memory, Program};
-use polkavm::{
-    BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig, ProgramBlob,
-    ProgramCounter, ProgramParts, Reg as PReg,
-};
+use polkavm::InterruptKind;
+use polkavm_support::{capbox_machine, polkavm_instance, polkavm_regs};
 
 const GAS: i64 = 10_000;
 
 /// Ours: (panicked, pc, φ0..φ12).
 fn ours(blob: &[u8]) -> (bool, u32, [u64; 13]) {
-    let program = Program::from_blob(blob).unwrap();
-    let layout = StandardLayout::new(0, 4096, 0, 4096, 0).unwrap();
-    let memory = Memory::standard(&layout, &[], &[0; 4096], &[]).unwrap();
-    let mut machine = Machine::new([0; 13], 0, GAS, memory);
+    let (program, mut machine) = capbox_machine(blob, GAS);
     let exit = machine.run(&program);
     (exit == Exit::Panic, machine.pc, machine.regs)
 }
 
 /// PolkaVM 0.37's interpreter: (trapped, pc, φ0..φ12).
 fn theirs(blob: &[u8]) -> (bool, u32, [u64; 13]) {
-    let mut config = Config::from_env().unwrap();
-    config.set_backend(Some(BackendKind::Interpreter));
-    let engine = Engine::new(&config).unwrap();
-    let mut parts = ProgramParts::empty(polkavm::program::InstructionSetKind::JamV1);
-    parts.rw_data_size = 4096;
-    parts.stack_size = 4096;
-    parts.code_and_jump_table = blob.to_vec().into();
-    let blob = ProgramBlob::from_parts(parts).unwrap();
-    let mut module_config = ModuleConfig::new();
-    module_config.set_gas_metering(Some(GasMeteringKind::Sync));
-    module_config.set_page_size(0x1000);
-    let module = Module::from_blob(&engine, &module_config, blob).unwrap();
-    let mut instance = module.instantiate().unwrap();
-    instance.set_next_program_counter(ProgramCounter(0));
-    for reg in PReg::ALL {
-        instance.set_reg(reg, 0);
-    }
-    instance.set_gas(GAS);
+    let mut instance = polkavm_instance(blob, GAS);
     let exit = instance.run().unwrap();
-    let regs: [u64; 13] = core::array::from_fn(|i| instance.reg(PReg::ALL[i]));
     let pc = instance.program_counter().map_or(u32::MAX, |pc| pc.0);
-    (matches!(exit, InterruptKind::Trap), pc, regs)
+    (
+        matches!(exit, InterruptKind::Trap),
+        pc,
+        polkavm_regs(&instance),
+    )
 }
 
 #[test]

@@ -4,13 +4,12 @@
 //! exit of a run (host calls resumed) is compared: kind, pc, gas and
 //! registers.
 
+mod polkavm_support;
+
+use capbox_shared::pvm::Exit;
 use capbox_shared::pvm::asm::{ProgramBuilder, Reg};
-use capbox_shared::pvm::layout::StandardLayout;
-use capbox_shared::pvm::{Exit, Machine, Memory, Program};
-use polkavm::{
-    BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig, ProgramBlob,
-    ProgramCounter, ProgramParts, Reg as PReg,
-};
+use polkavm::InterruptKind;
+use polkavm_support::{capbox_machine, polkavm_instance, polkavm_regs};
 
 /// How a run stopped, in terms both engines share (a memory fault is a
 /// trap for PolkaVM without dynamic paging).
@@ -39,10 +38,7 @@ type HostCost = fn(u32) -> i64;
 const MAX_EXITS: usize = 8;
 
 fn ours(blob: &[u8], gas: i64, host_cost: HostCost) -> Vec<State> {
-    let program = Program::from_blob(blob).unwrap();
-    let layout = StandardLayout::new(0, 4096, 0, 4096, 0).unwrap();
-    let memory = Memory::standard(&layout, &[], &[0; 4096], &[]).unwrap();
-    let mut machine = Machine::new([0; 13], 0, gas, memory);
+    let (program, mut machine) = capbox_machine(blob, gas);
     let mut states = Vec::new();
     while states.len() < MAX_EXITS {
         let exit = machine.run(&program);
@@ -70,24 +66,7 @@ fn ours(blob: &[u8], gas: i64, host_cost: HostCost) -> Vec<State> {
 }
 
 fn theirs(blob: &[u8], gas: i64, host_cost: HostCost) -> Vec<State> {
-    let mut config = Config::from_env().unwrap();
-    config.set_backend(Some(BackendKind::Interpreter));
-    let engine = Engine::new(&config).unwrap();
-    let mut parts = ProgramParts::empty(polkavm::program::InstructionSetKind::JamV1);
-    parts.rw_data_size = 4096;
-    parts.stack_size = 4096;
-    parts.code_and_jump_table = blob.to_vec().into();
-    let blob = ProgramBlob::from_parts(parts).unwrap();
-    let mut module_config = ModuleConfig::new();
-    module_config.set_gas_metering(Some(GasMeteringKind::Sync));
-    module_config.set_page_size(0x1000);
-    let module = Module::from_blob(&engine, &module_config, blob).unwrap();
-    let mut instance = module.instantiate().unwrap();
-    instance.set_next_program_counter(ProgramCounter(0));
-    for reg in PReg::ALL {
-        instance.set_reg(reg, 0);
-    }
-    instance.set_gas(gas);
+    let mut instance = polkavm_instance(blob, gas);
     let mut states = Vec::new();
     while states.len() < MAX_EXITS {
         let stop = match instance.run().unwrap() {
@@ -101,7 +80,7 @@ fn theirs(blob: &[u8], gas: i64, host_cost: HostCost) -> Vec<State> {
             stop,
             pc: instance.program_counter().map_or(u32::MAX, |pc| pc.0),
             gas: instance.gas(),
-            regs: core::array::from_fn(|i| instance.reg(PReg::ALL[i])),
+            regs: polkavm_regs(&instance),
         });
         let Stop::Host(n) = stop else { break };
         instance.set_gas(instance.gas() - host_cost(n));
