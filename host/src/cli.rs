@@ -527,7 +527,11 @@ const DEMO_HEAD: &str = "demo";
 /// The demo's starting state: the instance the store's `demo` head names
 /// (its caps are staged, so the kernel fetches them when needed), or a
 /// fresh instance of the sample.
-fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(CapHash, bool)> {
+/// The demo's starting instance, whether it was resumed from the store,
+/// and the demo head as it was read (the save moves it from there).
+type DemoStart = (CapHash, bool, Option<CapHash>);
+
+fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<DemoStart> {
     // A corrupt demo head is reported and replaced by a fresh counter (the
     // demo's state is not worth refusing to run over).
     let head = match store.map(|s| s.head(DEMO_HEAD)) {
@@ -561,7 +565,7 @@ fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(Cap
             }
         }
         kernel.stage_caps(&caps)?;
-        return Ok((head, true));
+        return Ok((head, true, Some(head)));
     }
     let image = sample_image();
     let image_cap = Cap::Image(image.clone());
@@ -573,16 +577,41 @@ fn demo_start(kernel: &mut Kernel, store: Option<&Store>) -> anyhow::Result<(Cap
         }
     }
     kernel.put_caps(&caps)?;
-    Ok((fresh.instance_hash, false))
+    Ok((fresh.instance_hash, false, head))
 }
 
 /// Saves the instance's state (instance, image, memory, root cnode) and
-/// points the demo head at it.
-fn demo_save(kernel: &mut Kernel, store: &Store, instance: &CapHash) -> anyhow::Result<()> {
+/// moves the demo head from `from` (what it was when the demo started,
+/// `None`: absent) to it. If another process moved the head meanwhile
+/// (two demos at once), its count is kept and this run's is not saved:
+/// `false`, with a warning.
+fn demo_save(
+    kernel: &mut Kernel,
+    store: &Store,
+    from: Option<&CapHash>,
+    instance: &CapHash,
+) -> anyhow::Result<bool> {
     kernel.export_instance(instance)?;
     // Re-puts from the kernel whatever a concurrent gc removed meanwhile.
-    store.save_graph(DEMO_HEAD, instance, |h| kernel.get_cap(h).ok())?;
-    Ok(())
+    let saved = store.save_graph_if(
+        DEMO_HEAD,
+        Some(from),
+        instance,
+        |h| kernel.get_cap(h).ok(),
+        &[capbox::HeadChange::action("demo")],
+    );
+    match saved {
+        Ok(_) => Ok(true),
+        Err(capbox::StoreError::HeadMoved { found, .. }) => {
+            let found = found.map_or("removed".to_owned(), |h| format!("now {h}"));
+            eprintln!(
+                "warning: head `{DEMO_HEAD}` moved while this demo ran ({found}; another demo?); \
+                 keeping that one, this run's count is not saved"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Result<ExitCode> {
@@ -600,7 +629,7 @@ pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Resu
             None
         }
     };
-    let (start, resumed) = demo_start(&mut kernel, store.as_ref())?;
+    let (start, resumed, head_at_start) = demo_start(&mut kernel, store.as_ref())?;
     match (&store, resumed) {
         (Some(s), true) => println!("resuming from the store ({}): {start}", s.path().display()),
         _ => println!("fresh instance: {start}"),
@@ -643,8 +672,9 @@ pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Resu
         );
         last = o.instance;
     }
-    if let Some(store) = &store {
-        demo_save(&mut kernel, store, &last)?;
+    if let Some(store) = &store
+        && demo_save(&mut kernel, store, head_at_start.as_ref(), &last)?
+    {
         println!("saved as head `{DEMO_HEAD}` in {}", store.path().display());
     }
     crate::cli_apps::demo_users(&mut kernel, store.as_ref())?;
