@@ -619,9 +619,18 @@ pub fn demo(args: DemoArgs, store_options: capbox::StoreOptions) -> anyhow::Resu
     println!("capbox demo: a counter program kept in its instance memory");
     println!("backend: {}", kernel.backend());
     let store_path = args.store.clone().unwrap_or_else(Store::default_path);
-    let store = match Store::open_with(&store_path, store_options) {
-        Ok(store) => Some(store),
-        Err(e) => {
+    let in_postgres = matches!(
+        capbox::StoreLocation::parse(&store_path),
+        capbox::StoreLocation::Postgres(_)
+    );
+    let opened = (!in_postgres).then(|| Store::open_with(&store_path, store_options));
+    let store = match opened {
+        None => {
+            eprintln!("capbox: not persisting the demo (it keeps its state in a directory store)");
+            None
+        }
+        Some(Ok(store)) => Some(store),
+        Some(Err(e)) => {
             eprintln!(
                 "capbox: not persisting the demo ({:#})",
                 anyhow::Error::from(e)

@@ -11,7 +11,10 @@ use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::Outcome;
 use capbox::shared::kernel::apps::{self, kv, users};
 use capbox::shared::kernel::ops;
-use capbox::{Invocation, Kernel, Session, SessionError, SessionOptions, Store, StoreOptions};
+use capbox::{
+    Invocation, Kernel, Session, SessionError, SessionOptions, SharedStore, Store, StoreBackend,
+    StoreLocation, StoreOptions,
+};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -37,8 +40,9 @@ pub struct KvArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto, global = true)]
     backend: BackendArg,
-    /// Store directory [default: $CAPBOX_STORE, else ./.capbox/store].
-    #[arg(long, value_name = "DIR", global = true)]
+    /// Store: a directory, or a postgres:// URL for the shared store
+    /// [default: $CAPBOX_STORE, else ./.capbox/store].
+    #[arg(long, value_name = "DIR|URL", global = true)]
     store: Option<PathBuf>,
     #[command(subcommand)]
     command: KvCommand,
@@ -93,7 +97,7 @@ pub fn r7_text(r7: u64) -> String {
 
 /// Every cap reachable from `root` in the store (Instance → image, memory,
 /// root CNode; CNode → every slot).
-pub fn load_graph(store: &Store, root: &CapHash) -> anyhow::Result<Vec<Cap>> {
+pub fn load_graph(store: &dyn StoreBackend, root: &CapHash) -> anyhow::Result<Vec<Cap>> {
     let mut seen = HashSet::from([*root]);
     let mut todo = vec![*root];
     let mut caps = Vec::new();
@@ -127,14 +131,14 @@ pub fn load_graph(store: &Store, root: &CapHash) -> anyhow::Result<Vec<Cap>> {
 /// a concurrent gc).
 pub fn save_graph(
     kernel: &mut Kernel,
-    store: &Store,
+    store: &dyn StoreBackend,
     head: &str,
     instance: &CapHash,
 ) -> anyhow::Result<()> {
     let graph: HashSet<CapHash> = kernel.export_graph(instance)?.into_iter().collect();
     // The kernel keeps the whole graph, so whatever a concurrent gc removes
     // before the head is set is stored again from it.
-    store.save_graph(head, instance, |hash| {
+    store.save_graph(head, instance, &mut |hash| {
         if graph.contains(hash) {
             kernel.get_cap(hash).ok()
         } else {
@@ -151,7 +155,7 @@ pub fn save_graph(
 /// only read: they store nothing (on a missing head they read a fresh,
 /// empty kv).
 pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
-    let path = args.store.clone().unwrap_or_else(Store::default_path);
+    let location = StoreLocation::from_arg_or_env(args.store.as_deref());
     let mut kernel = Kernel::new(args.backend.into())?;
     let (op, endpoint, key, input) = match &args.command {
         KvCommand::Put { key, value, input } => {
@@ -179,14 +183,17 @@ pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
         KvCommand::Put { .. } | KvCommand::Delete { .. }
     );
     let (o, saved) = if writes {
-        let store = Store::open_with(&path, options)?;
+        let store = capbox::store::open_store(&location, options)?;
         let mut session = open_or_create_kv(&mut kernel, store, &args.head)?;
         (session.invoke(&call)?.outcome, true)
     } else {
         // Reading creates nothing: no store (or no head) reads as empty.
-        let store = match Store::open_existing(&path, options) {
+        let store = match capbox::store::open_store_existing(&location, options) {
             Ok(store) => Some(store),
-            Err(capbox::StoreError::NoStore { .. }) => None,
+            Err(
+                capbox::StoreError::NoStore { .. }
+                | capbox::StoreError::Postgres(capbox::PgError::NoSchema { .. }),
+            ) => None,
             Err(e) => return Err(e.into()),
         };
         let head = match &store {
@@ -195,7 +202,7 @@ pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
         };
         let state = match head {
             Some((store, head)) => {
-                kernel.stage_caps(&load_graph(store, &head)?)?;
+                kernel.stage_caps(&load_graph(&**store, &head)?)?;
                 head
             }
             None => kernel.create_instance(&kv::kv_image())?,
@@ -220,7 +227,7 @@ pub fn run_kv(args: KvArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
 /// when absent; a concurrent creator wins and is then followed.
 fn open_or_create_kv<'k>(
     kernel: &'k mut Kernel,
-    store: Store,
+    store: SharedStore,
     head: &str,
 ) -> anyhow::Result<Session<&'k mut Kernel>> {
     let options = SessionOptions::default();

@@ -12,7 +12,8 @@ use capbox::shared::cap::Cap;
 use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::sample::sample_image;
 use capbox::{
-    HistoryEntry, Invocation, Kernel, OnConflict, Session, SessionOptions, Store, StoreOptions,
+    HistoryEntry, Invocation, Kernel, OnConflict, Session, SessionOptions, SharedStore,
+    StoreBackend, StoreLocation, StoreOptions,
 };
 use clap::Args;
 use serde_json::{Value, json};
@@ -22,21 +23,27 @@ use crate::cli::BackendArg;
 /// Where the store is, for every subcommand here.
 #[derive(Args, Debug)]
 pub struct StoreArg {
-    /// Store directory [default: $CAPBOX_STORE, else ./.capbox/store].
-    #[arg(long, value_name = "DIR")]
+    /// Store: a directory, or a postgres:// URL for the shared store
+    /// [default: $CAPBOX_STORE, else ./.capbox/store].
+    #[arg(long, value_name = "DIR|URL")]
     store: Option<PathBuf>,
 }
 
 impl StoreArg {
-    fn open(&self, options: StoreOptions) -> anyhow::Result<Store> {
-        let path = self.store.clone().unwrap_or_else(Store::default_path);
-        Ok(Store::open_with(path, options)?)
+    fn location(&self) -> StoreLocation {
+        StoreLocation::from_arg_or_env(self.store.as_deref())
+    }
+
+    fn open(&self, options: StoreOptions) -> anyhow::Result<SharedStore> {
+        Ok(capbox::store::open_store(&self.location(), options)?)
     }
 
     /// For commands that only read: creates and writes nothing.
-    fn open_read(&self, options: StoreOptions) -> anyhow::Result<Store> {
-        let path = self.store.clone().unwrap_or_else(Store::default_path);
-        Ok(Store::open_existing(path, options)?)
+    fn open_read(&self, options: StoreOptions) -> anyhow::Result<SharedStore> {
+        Ok(capbox::store::open_store_existing(
+            &self.location(),
+            options,
+        )?)
     }
 }
 
@@ -151,7 +158,11 @@ pub struct LogArgs {
 
 /// `--endpoint` on the stored instance `state`: an index, or a name of
 /// its image's endpoints.
-fn resolve_endpoint(store: &Store, state: &CapHash, endpoint: &str) -> anyhow::Result<u32> {
+fn resolve_endpoint(
+    store: &dyn StoreBackend,
+    state: &CapHash,
+    endpoint: &str,
+) -> anyhow::Result<u32> {
     if let Ok(index) = endpoint.parse::<u32>() {
         return Ok(index);
     }
@@ -305,7 +316,7 @@ pub fn run_heads(args: &HeadsArgs, options: StoreOptions) -> anyhow::Result<Exit
 pub fn run_log(args: &LogArgs, options: StoreOptions) -> anyhow::Result<ExitCode> {
     let store = args.store.open_read(options)?;
     let Some((hash, seq)) = store.head_state(&args.head)? else {
-        bail!("no head {:?} in {}", args.head, store.path().display());
+        bail!("no head {:?} in {}", args.head, store.location());
     };
     let entries = store.history(&args.head)?;
     let stored = |h: &CapHash| store.contains(h).unwrap_or(false);

@@ -7,29 +7,36 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow, bail};
 use capbox::shared::{Cap, CapHash, CapHashOrRef};
-use capbox::{BlobInfo, PruneReport, Store, StoreOptions, VerifyProblem, VerifyReport};
+use capbox::{BlobInfo, PruneReport, SharedStore, StoreOptions, VerifyProblem, VerifyReport};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 /// Where the store lives.
 #[derive(Args, Debug)]
 pub struct StoreLocation {
-    /// Store directory [default: $CAPBOX_STORE, else ./.capbox/store].
-    #[arg(long, value_name = "DIR", global = true)]
+    /// Store: a directory, or a postgres:// URL for the shared store
+    /// [default: $CAPBOX_STORE, else ./.capbox/store].
+    #[arg(long, value_name = "DIR|URL", global = true)]
     store: Option<PathBuf>,
 }
 
 impl StoreLocation {
-    fn open(&self, options: StoreOptions) -> anyhow::Result<Store> {
-        let path = self.store.clone().unwrap_or_else(Store::default_path);
-        // StoreError messages name the path; main prints the cause chain.
-        Ok(Store::open_with(&path, options)?)
+    fn location(&self) -> capbox::StoreLocation {
+        capbox::StoreLocation::from_arg_or_env(self.store.as_deref())
+    }
+
+    /// A directory or a postgres:// URL. StoreError messages name the
+    /// path or URL; main prints the cause chain.
+    fn open(&self, options: StoreOptions) -> anyhow::Result<SharedStore> {
+        Ok(capbox::store::open_store(&self.location(), options)?)
     }
 
     /// For commands that only read: creates and writes nothing.
-    fn open_read(&self, options: StoreOptions) -> anyhow::Result<Store> {
-        let path = self.store.clone().unwrap_or_else(Store::default_path);
-        Ok(Store::open_existing(&path, options)?)
+    fn open_read(&self, options: StoreOptions) -> anyhow::Result<SharedStore> {
+        Ok(capbox::store::open_store_existing(
+            &self.location(),
+            options,
+        )?)
     }
 }
 
@@ -157,13 +164,13 @@ pub fn run_store(
             let stats = store.stats()?;
             if json {
                 print_json(&json!({
-                    "path": store.path(),
+                    "path": store.location(),
                     "entries": stats.entries,
                     "bytes": stats.bytes,
                     "heads": stats.heads,
                 }));
             } else {
-                println!("store   {}", store.path().display());
+                println!("store   {}", store.location());
                 println!("entries {}", stats.entries);
                 println!("bytes   {}", stats.bytes);
                 println!("heads   {}", stats.heads);
@@ -248,7 +255,7 @@ pub fn run_publish(args: &PublishArgs, options: StoreOptions) -> anyhow::Result<
         // before the head pins it; the rest of its graph must be stored.
         let cap = Cap::decode(&bytes).ok();
         store
-            .save_graph(name, &hash, |h| cap.clone().filter(|_| *h == hash))
+            .save_graph(name, &hash, &mut |h| cap.clone().filter(|_| *h == hash))
             .with_context(|| format!("stored {hash}, but head {name:?} was not set to it"))?;
     }
     println!("{hash}");
@@ -260,10 +267,7 @@ pub fn run_inspect(args: &InspectArgs, options: StoreOptions) -> anyhow::Result<
     let hash = parse_hash(&args.hash)?;
     let store = args.location.open_read(options)?;
     let Some(bytes) = store.get_encoded(&hash)? else {
-        bail!(
-            "cap {hash} is not in the store at {}",
-            store.path().display()
-        );
+        bail!("cap {hash} is not in the store at {}", store.location());
     };
     // get_encoded verified that the bytes decode and hash to `hash`.
     let cap = Cap::decode(&bytes).map_err(|e| anyhow!("blob {hash} no longer decodes: {e}"))?;

@@ -13,6 +13,7 @@ mod kernel;
 pub mod session;
 pub mod spill;
 pub mod store;
+pub mod store_pg;
 
 pub use backend::{
     Backend, BackendKind, HostServices, LocalBackend, SandboxBackend, SandboxConfig,
@@ -25,6 +26,7 @@ pub use kernel::{
 };
 pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};
 pub use store::{
-    BlobInfo, HeadChange, HistoryEntry, PruneReport, SaveReport, Store, StoreError, StoreLock,
-    StoreOptions, StoreStats, VerifyProblem, VerifyReport,
+    BlobInfo, HeadChange, HistoryEntry, PruneReport, SaveReport, SharedStore, Store, StoreBackend,
+    StoreError, StoreLocation, StoreLock, StoreOptions, StoreStats, VerifyProblem, VerifyReport,
 };
+pub use store_pg::{PgError, PgStore};

@@ -1,4 +1,4 @@
-//! [`Session`]: invocations on state kept in a [`Store`], durable by
+//! [`Session`]: invocations on state kept in a [`crate::Store`] (or any [`StoreBackend`]), durable by
 //! default, with no lost updates.
 //!
 //! A session runs a [`Kernel`] on the state a store head (or a stored
@@ -11,7 +11,7 @@
 //! kernel decides what the state becomes), the blobs of the new state the
 //! store lacks are exported from the kernel and stored, fsynced, *before*
 //! the head moves; then the head moves by compare-and-swap
-//! ([`Store::save_graph_if`]), appending a history record (time, previous
+//! ([`StoreBackend::save_graph_if`]), appending a history record (time, previous
 //! and new hash, endpoint, outcome summary, gas) first. An invocation is
 //! *committed* when [`Session::invoke`] returns `Ok`. A crash or guest
 //! fault can cost at most the invocation in flight: everything committed
@@ -49,7 +49,7 @@ use capbox_shared::kernel::{ExitReason, Outcome};
 
 use crate::error::KernelError;
 use crate::kernel::{Invocation, Kernel};
-use crate::store::{HeadChange, Store, StoreError};
+use crate::store::{HeadChange, SharedStore, StoreBackend, StoreError};
 
 /// What a session does when a commit finds the head moved by somebody else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub struct Committed {
 /// owned or borrowed (`&mut Kernel`).
 pub struct Session<K: BorrowMut<Kernel> = Kernel> {
     kernel: K,
-    store: Store,
+    store: SharedStore,
     head: Option<String>,
     /// Where the head was when last read or written (what a commit expects).
     base: Option<CapHash>,
@@ -200,7 +200,7 @@ pub fn outcome_summary(o: &Outcome) -> String {
 }
 
 impl<K: BorrowMut<Kernel>> Session<K> {
-    fn new(kernel: K, store: Store, options: SessionOptions, state: CapHash) -> Self {
+    fn new(kernel: K, store: SharedStore, options: SessionOptions, state: CapHash) -> Self {
         let mut session = Session {
             kernel,
             store,
@@ -224,10 +224,11 @@ impl<K: BorrowMut<Kernel>> Session<K> {
     /// A session on head `name` ([`SessionError::NoSuchHead`] if absent).
     pub fn open(
         kernel: K,
-        store: Store,
+        store: impl Into<SharedStore>,
         name: &str,
         options: SessionOptions,
     ) -> Result<Self, SessionError> {
+        let store = store.into();
         let Some(hash) = store.head(name)? else {
             return Err(SessionError::NoSuchHead {
                 name: name.to_owned(),
@@ -246,11 +247,12 @@ impl<K: BorrowMut<Kernel>> Session<K> {
     /// may remove it unless a head reaches it).
     pub fn at(
         kernel: K,
-        store: Store,
+        store: impl Into<SharedStore>,
         hash: &CapHash,
         head: Option<&str>,
         options: SessionOptions,
     ) -> Result<Self, SessionError> {
+        let store = store.into();
         match store.get(hash)? {
             None => return Err(SessionError::NotStored { hash: *hash }),
             Some(Cap::Instance(_)) => {}
@@ -276,11 +278,12 @@ impl<K: BorrowMut<Kernel>> Session<K> {
     /// [`SessionError::HeadExists`] if the head exists.
     pub fn create(
         mut kernel: K,
-        store: Store,
+        store: impl Into<SharedStore>,
         name: &str,
         image: &Image,
         options: SessionOptions,
     ) -> Result<Self, SessionError> {
+        let store = store.into();
         if let Some(hash) = store.head(name)? {
             return Err(SessionError::HeadExists {
                 name: name.to_owned(),
@@ -312,8 +315,8 @@ impl<K: BorrowMut<Kernel>> Session<K> {
     }
 
     /// The store.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> &dyn StoreBackend {
+        &*self.store
     }
 
     /// The kernel (e.g. to read its backend or stats).
@@ -427,7 +430,7 @@ impl<K: BorrowMut<Kernel>> Session<K> {
         // Only what the store lacks comes from the kernel (a blob it
         // holds was stored with its whole graph, or is repaired from the
         // kernel under the lock if a prune took part of it).
-        let source = |hash: &CapHash| {
+        let mut source = |hash: &CapHash| {
             if store.contains(hash).unwrap_or(false) {
                 None
             } else {
@@ -435,11 +438,11 @@ impl<K: BorrowMut<Kernel>> Session<K> {
             }
         };
         let Some(name) = self.head.clone() else {
-            store.put_graph(&new, source)?;
+            store.put_graph(&new, &mut source)?;
             self.state = new;
             return Ok(None);
         };
-        match store.save_graph_if(&name, Some(self.base.as_ref()), &new, source, &changes) {
+        match store.save_graph_if(&name, Some(self.base.as_ref()), &new, &mut source, &changes) {
             Ok((_, seq)) => {
                 self.base = Some(new);
                 self.state = new;

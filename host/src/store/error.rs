@@ -220,6 +220,9 @@ pub enum StoreError {
         /// The kind found.
         found: CapKind,
     },
+    /// The PostgreSQL store failed (connecting, its schema, a statement).
+    #[error(transparent)]
+    Postgres(#[from] crate::store_pg::PgError),
 }
 
 fn head_text(head: &Option<CapHash>) -> String {

@@ -61,7 +61,7 @@ pub struct HistoryEntry {
 }
 
 /// Makes `text` a record token: no spaces or control characters, bounded.
-fn token(text: &str) -> String {
+pub(crate) fn token(text: &str) -> String {
     let mut out: String = text
         .chars()
         .map(|c| {

@@ -159,6 +159,7 @@
 //! `source()` and does not repeat its text; print the chain (anyhow's
 //! `{:#}`, as the CLI does) to see each cause once.
 
+mod backend;
 mod blobs;
 mod error;
 mod fsio;
@@ -168,9 +169,13 @@ mod history;
 mod prune;
 mod verify;
 
+pub use backend::{
+    CapSource, SharedStore, StoreBackend, StoreLocation, open_store, open_store_existing,
+};
 pub use blobs::{BlobInfo, StoreStats};
 pub use error::StoreError;
-pub use heads::{MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
+pub use heads::{HeadsListing, MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
+pub(crate) use history::token as history_token;
 pub use history::{HeadChange, HistoryEntry, MAX_RECORD_TEXT};
 pub use prune::PruneReport;
 pub use verify::{VerifyProblem, VerifyReport};

@@ -1,0 +1,206 @@
+//! gc, prune and verify on PostgreSQL.
+
+use std::collections::HashSet;
+use std::time::SystemTime;
+
+use capbox_shared::{CapHash, CapKind};
+
+use super::heads::chain_problem;
+use super::walk::Policy;
+use super::{PgStore, TxnMode, hash_from, kind_from};
+use crate::store::{PruneReport, StoreError, VerifyProblem, VerifyReport};
+
+/// Rows per batch when verify reads every blob.
+const VERIFY_BATCH: i64 = 256;
+/// Hashes per DELETE.
+const DELETE_BATCH: usize = 10_000;
+
+/// An error and its causes, each once: "a: b: c".
+fn chain(error: &StoreError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl PgStore {
+    /// gc (`limits: None`: every unpinned blob) or prune (least recently
+    /// used unpinned blobs first, down to the limits), in one transaction
+    /// holding the gc lock exclusive: no head moves while the pinned set
+    /// is computed and the blobs are deleted. READ COMMITTED, so after
+    /// the lock is granted every statement sees every move committed
+    /// before. A corrupt Instance or CNode reachable from a head is an
+    /// error, and then nothing is removed.
+    pub(super) fn prune_impl(&self, limits: Option<(u64, u64)>) -> Result<PruneReport, StoreError> {
+        let txn = self.begin(TxnMode::Gc)?;
+        let mut report = PruneReport::default();
+        let mut pinned = HashSet::new();
+        for (name, root, _) in self.heads_with_seq()? {
+            let (mut missing, mut wrong_kinds) = (Vec::new(), Vec::new());
+            let policy = Policy::Record {
+                missing: &mut missing,
+                wrong_kinds: &mut wrong_kinds,
+            };
+            self.walk(&root, policy, &mut pinned)?;
+            report
+                .missing
+                .extend(missing.into_iter().map(|hash| (name.clone(), hash)));
+        }
+        let rows = self.run("list blobs", |c| {
+            c.query(
+                "SELECT hash, size, last_access FROM capbox_blobs ORDER BY last_access, hash",
+                &[],
+            )
+        })?;
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        let mut candidates: Vec<(CapHash, u64)> = Vec::new();
+        for row in rows {
+            let get = |e| self.query_error("list blobs", e);
+            let hash: Vec<u8> = row.try_get(0).map_err(get)?;
+            let size: i64 = row.try_get(1).map_err(get)?;
+            let _: SystemTime = row.try_get(2).map_err(get)?;
+            let hash = hash_from(&hash)
+                .ok_or_else(|| self.bad_row("a blob row's hash is not 32 bytes".to_owned()))?;
+            let size = size.max(0) as u64;
+            entries += 1;
+            bytes += size;
+            if pinned.contains(&hash) {
+                report.pinned_entries += 1;
+                report.pinned_bytes += size;
+            } else {
+                candidates.push((hash, size));
+            }
+        }
+        let (max_entries, max_bytes) = limits.unwrap_or((0, 0));
+        let mut doomed = Vec::new();
+        for (hash, size) in candidates {
+            if entries <= max_entries && bytes <= max_bytes {
+                break;
+            }
+            doomed.push(hash);
+            report.removed_entries += 1;
+            report.removed_bytes += size;
+            entries -= 1;
+            bytes -= size;
+        }
+        for chunk in doomed.chunks(DELETE_BATCH) {
+            let keys: Vec<&[u8]> = chunk.iter().map(|h| h.as_bytes().as_slice()).collect();
+            self.run("delete blobs", |c| {
+                c.execute("DELETE FROM capbox_blobs WHERE hash = ANY($1)", &[&keys])
+            })?;
+        }
+        txn.commit()?;
+        report.remaining_entries = entries;
+        report.remaining_bytes = bytes;
+        report.limits_met = limits.is_none_or(|(e, b)| entries <= e && bytes <= b);
+        Ok(report)
+    }
+
+    /// Re-hashes every blob (and checks its kind and size columns), checks
+    /// every head's history and walks its graph; all in one read-only
+    /// snapshot (REPEATABLE READ), so concurrent writers neither wait nor
+    /// show up half-done.
+    pub(super) fn verify_impl(&self) -> Result<VerifyReport, StoreError> {
+        let txn = self.begin(TxnMode::Snapshot)?;
+        let mut report = VerifyReport::default();
+        let mut after: Vec<u8> = Vec::new();
+        loop {
+            let rows = self.run("read blobs", |c| {
+                c.query(
+                    "SELECT hash, kind, size, bytes FROM capbox_blobs
+                     WHERE hash > $1 ORDER BY hash LIMIT $2",
+                    &[&after, &VERIFY_BATCH],
+                )
+            })?;
+            let Some(last) = rows.last() else { break };
+            after = last
+                .try_get(0)
+                .map_err(|e| self.query_error("read blobs", e))?;
+            for row in &rows {
+                let get = |e| self.query_error("read blobs", e);
+                let key: Vec<u8> = row.try_get(0).map_err(get)?;
+                let kind: i16 = row.try_get(1).map_err(get)?;
+                let size: i64 = row.try_get(2).map_err(get)?;
+                let bytes: Vec<u8> = row.try_get(3).map_err(get)?;
+                let Some(hash) = hash_from(&key) else {
+                    return Err(self.bad_row("a blob row's hash is not 32 bytes".to_owned()));
+                };
+                let problem = |reason: String| VerifyProblem::CorruptBlob { hash, reason };
+                match self.verify_bytes(&hash, &bytes) {
+                    Err(StoreError::CorruptBlob { reason, .. }) => {
+                        report.problems.push(problem(reason));
+                    }
+                    Err(e) => report.problems.push(problem(chain(&e))),
+                    Ok(cap) if kind_from(kind) != Some(cap.kind()) => {
+                        report.problems.push(problem(format!(
+                            "its kind column says {kind} but it is a {} cap",
+                            cap.kind()
+                        )));
+                    }
+                    Ok(_) if size != bytes.len() as i64 => {
+                        report.problems.push(problem(format!(
+                            "its size column says {size} but it holds {} bytes",
+                            bytes.len()
+                        )));
+                    }
+                    Ok(_) => {
+                        report.blobs += 1;
+                        report.bytes += bytes.len() as u64;
+                    }
+                }
+            }
+        }
+        for (name, root, seq) in self.heads_with_seq()? {
+            report.heads += 1;
+            let bad = |reason: String| VerifyProblem::BadHead {
+                head: name.clone(),
+                reason,
+            };
+            match self.read_history(&name) {
+                Ok((entries, problem)) => {
+                    let problem = problem.or_else(|| chain_problem(&entries, (root, seq), &name));
+                    if let Some(reason) = problem {
+                        report.problems.push(VerifyProblem::BadHistory {
+                            head: name.clone(),
+                            reason,
+                        });
+                    }
+                }
+                Err(e) => report.problems.push(VerifyProblem::BadHistory {
+                    head: name.clone(),
+                    reason: chain(&e),
+                }),
+            }
+            let (mut missing, mut wrong_kinds) = (Vec::new(), Vec::new());
+            let policy = Policy::Record {
+                missing: &mut missing,
+                wrong_kinds: &mut wrong_kinds,
+            };
+            let walked = self.walk(&root, policy, &mut HashSet::new());
+            report
+                .problems
+                .extend(missing.into_iter().map(|hash| VerifyProblem::MissingBlob {
+                    head: name.clone(),
+                    hash,
+                }));
+            report
+                .problems
+                .extend(wrong_kinds.iter().map(|e| bad(chain(e))));
+            match walked {
+                Ok(Some(CapKind::Instance) | None) => {}
+                Ok(Some(kind)) => report.problems.push(bad(format!(
+                    "points at {root}, a {kind} cap, not an Instance"
+                ))),
+                Err(e) => report
+                    .problems
+                    .push(bad(format!("cannot walk its graph: {}", chain(&e)))),
+            }
+        }
+        txn.commit()?;
+        Ok(report)
+    }
+}
