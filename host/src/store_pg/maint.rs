@@ -28,14 +28,19 @@ fn chain(error: &StoreError) -> String {
 }
 
 impl PgStore {
-    /// gc (`limits: None`: every unpinned blob) or prune (least recently
-    /// used unpinned blobs first, down to the limits), in one transaction
+    /// Prune: least recently used unpinned blobs first, down to at most
+    /// `max_entries` blobs and `max_bytes` bytes (gc is `prune(0, 0)`, as
+    /// on the filesystem), in one transaction
     /// holding the gc lock exclusive: no head moves while the pinned set
     /// is computed and the blobs are deleted. READ COMMITTED, so after
     /// the lock is granted every statement sees every move committed
     /// before. A corrupt Instance or CNode reachable from a head is an
     /// error, and then nothing is removed.
-    pub(super) fn prune_impl(&self, limits: Option<(u64, u64)>) -> Result<PruneReport, StoreError> {
+    pub(super) fn prune_impl(
+        &self,
+        max_entries: u64,
+        max_bytes: u64,
+    ) -> Result<PruneReport, StoreError> {
         let txn = self.begin(TxnMode::Gc)?;
         let mut report = PruneReport::default();
         let mut pinned = HashSet::new();
@@ -75,7 +80,6 @@ impl PgStore {
                 candidates.push((hash, size));
             }
         }
-        let (max_entries, max_bytes) = limits.unwrap_or((0, 0));
         let mut doomed = Vec::new();
         for (hash, size) in candidates {
             if entries <= max_entries && bytes <= max_bytes {
@@ -96,7 +100,7 @@ impl PgStore {
         txn.commit()?;
         report.remaining_entries = entries;
         report.remaining_bytes = bytes;
-        report.limits_met = limits.is_none_or(|(e, b)| entries <= e && bytes <= b);
+        report.limits_met = entries <= max_entries && bytes <= max_bytes;
         Ok(report)
     }
 

@@ -570,10 +570,10 @@ impl StoreBackend for PgStore {
         self.remove_head_impl(name)
     }
     fn prune(&self, max_entries: u64, max_bytes: u64) -> Result<PruneReport, StoreError> {
-        self.prune_impl(Some((max_entries, max_bytes)))
+        self.prune_impl(max_entries, max_bytes)
     }
     fn gc(&self) -> Result<PruneReport, StoreError> {
-        self.prune_impl(None)
+        self.prune_impl(0, 0)
     }
     fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.verify_impl()

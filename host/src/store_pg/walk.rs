@@ -165,10 +165,7 @@ impl PgStore {
 
     /// Kind (and, for Instances and CNodes, bytes) of each of `hashes`
     /// that is stored.
-    fn fetch_level(
-        &self,
-        hashes: &[CapHash],
-    ) -> Result<HashMap<CapHash, LevelRow>, StoreError> {
+    fn fetch_level(&self, hashes: &[CapHash]) -> Result<HashMap<CapHash, LevelRow>, StoreError> {
         if hashes.is_empty() {
             return Ok(HashMap::new());
         }
