@@ -425,3 +425,36 @@ fn pg_open_errors_are_typed_and_never_show_the_password() {
         );
     }
 }
+
+#[test]
+fn pg_head_moves_wait_for_a_running_gc_and_honour_the_lock_timeout() {
+    let Some(pg) = PgServer::get("pg_lock_timeout") else {
+        return;
+    };
+    let url = pg.fresh_db("locks");
+    let store = PgStore::open(
+        &url,
+        StoreOptions {
+            lock_timeout: Some(std::time::Duration::from_millis(300)),
+            lock_wait_notice: false,
+        },
+    )
+    .unwrap();
+    let graph = Graph::new(6);
+    put_all(&store, &graph);
+    // Another host's gc, mid-way: it holds the gc lock exclusively.
+    let mut gc = pg.client_for(&url);
+    gc.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(x'636170626f780001'::int8)")
+        .unwrap();
+    let result = store.set_head("h", &graph.instance());
+    assert!(
+        matches!(result, Err(StoreError::LockTimeout { .. })),
+        "{result:?}"
+    );
+    assert_eq!(store.head("h").unwrap(), None, "nothing moved");
+    // Reads never wait for it.
+    assert!(store.contains(&graph.instance()).unwrap());
+    gc.batch_execute("COMMIT").unwrap();
+    store.set_head("h", &graph.instance()).unwrap();
+    assert_eq!(store.head("h").unwrap(), Some(graph.instance()));
+}
