@@ -304,3 +304,37 @@ fn local_pool_of_1_matches_one_kernel() {
     let (got, _) = through_pool(&pool, 5, 3);
     assert_eq!(got, want);
 }
+
+/// Typed refusals: too many workers; an empty chain runs nothing (as
+/// `Kernel::invoke_batch`), a chain whose first call names no instance is
+/// refused, and neither disturbs the chain next to it.
+#[test]
+fn local_pool_refuses_what_it_cannot_run() {
+    let err = Pool::new(PoolConfig {
+        jobs: capbox::MAX_JOBS + 1,
+        backend: BackendChoice::Local,
+        ..PoolConfig::default()
+    })
+    .err()
+    .expect("too many jobs are refused");
+    assert!(matches!(err, PoolError::TooManyJobs { .. }), "{err}");
+    let pool = local_pool(2);
+    let start = pool.create_instance(&sample_image()).unwrap();
+    let unnamed = Invocation {
+        instance: None,
+        ..call(0, 0, start)
+    };
+    let results = pool.invoke_chains(vec![vec![], vec![unnamed], vec![call(0, 0, start)]]);
+    assert!(
+        matches!(&results[0], Ok(v) if v.is_empty()),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        matches!(results[1], Err(PoolError::NoInstance { index: 1 })),
+        "{:?}",
+        results[1]
+    );
+    let third = results[2].as_ref().unwrap();
+    assert_eq!(third[0].as_ref().unwrap().r7, 1);
+}

@@ -460,7 +460,10 @@ impl Pool {
         let mut per_worker: Vec<Vec<(usize, Vec<Invocation>)>> = vec![Vec::new(); self.jobs()];
         let mut out: Vec<Option<(usize, ChainResult)>> = (0..chains.len()).map(|_| None).collect();
         for (index, chain) in chains.into_iter().enumerate() {
-            if firsts[index].is_none() {
+            if chain.is_empty() {
+                // As `Kernel::invoke_batch`: nothing to run.
+                out[index] = Some((0, Ok(Vec::new())));
+            } else if firsts[index].is_none() {
                 out[index] = Some((0, Err(PoolError::NoInstance { index })));
             } else {
                 per_worker[workers[index]].push((index, chain));
