@@ -191,7 +191,8 @@ pub(crate) fn read_input(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 #[command(after_help = "Examples:
   capbox bench --guest --backend local           # every in-kernel micro-benchmark
   capbox bench --guest --only hash_page --iters 100   # one of them
-  perf stat -e kvm:kvm_emulate_insn -- capbox bench --backend sandbox --calls 100 --call ping")]
+  perf stat -e kvm:kvm_emulate_insn -- capbox bench --backend sandbox --calls 100 --call ping
+  capbox bench --backend local --jobs 2 --calls 20000 --call invoke-increment   # pool throughput")]
 pub struct BenchArgs {
     /// Which backend runs the kernel.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
@@ -217,6 +218,14 @@ pub struct BenchArgs {
     /// carrying a chain of this many).
     #[arg(long, default_value_t = 1)]
     per_call: u32,
+    /// Run the `--calls` (an `invoke-empty` or `invoke-increment` kind) in
+    /// a pool of this many kernels on as many threads, over `--instances`
+    /// independent instances; prints invocations per second.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Independent instances for `--jobs` [default: --jobs].
+    #[arg(long, requires = "jobs")]
+    instances: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -422,6 +431,27 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     {
         let names: Vec<&str> = BENCHMARKS.iter().map(|(name, _)| *name).collect();
         bail!("no benchmark {only:?}; have: {}", names.join(", "));
+    }
+    if let Some(jobs) = args.jobs {
+        let (Some(calls), endpoint) = (
+            args.calls,
+            match args.call {
+                CallKind::InvokeEmpty => Endpoint::Empty,
+                CallKind::InvokeIncrement => Endpoint::Increment,
+                _ => bail!("--jobs runs invoke-empty or invoke-increment calls"),
+            },
+        ) else {
+            bail!("--jobs needs --calls N");
+        };
+        let per_call = u64::from(args.per_call);
+        return crate::cli_soak::pool_bench(
+            args.backend,
+            jobs,
+            args.instances,
+            endpoint,
+            calls,
+            per_call,
+        );
     }
     let mut kernel = Kernel::new(args.backend.into())?;
     if let Some(n) = args.calls {

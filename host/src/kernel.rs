@@ -652,6 +652,14 @@ impl Kernel {
     pub fn ping(&mut self) -> Result<(), KernelError> {
         self.call_raw(GuestFunction::Ping, &[]).map(drop)
     }
+
+    /// A reader of the host's copy usable from other threads (a pool's
+    /// workers serve each other's misses with it): the encoding of a hash
+    /// the copy holds. It only locks the copy briefly.
+    pub fn host_blob_reader(&self) -> BlobFallback {
+        let blobs = self.blobs.clone();
+        Arc::new(move |hash: &CapHash| lock(&blobs).bytes.get(hash).map(|b| b.to_vec()))
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod export;
 pub mod guest_elf;
 pub mod import;
 mod kernel;
+mod pool;
 pub mod session;
 pub mod spill;
 pub mod store;
@@ -24,6 +25,7 @@ pub use kernel::{
     BackendChoice, BlobFallback, DEFAULT_BATCH_REPORTS, DEFAULT_TIMEOUT, Invocation, Kernel,
     MAX_REPORTED_BLOB_BYTES, ReportMode, escape_for_terminal,
 };
+pub use pool::{ChainResult, MAX_JOBS, Pool, PoolConfig, PoolError};
 pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};
 pub use store::{
     BlobInfo, HeadChange, HistoryEntry, PruneReport, SaveReport, SharedStore, Store, StoreBackend,
