@@ -25,6 +25,6 @@ pub use kernel::{
 };
 pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};
 pub use store::{
-    BlobInfo, HeadChange, HistoryEntry, PruneReport, SaveReport, Store, StoreError, StoreLock,
-    StoreOptions, StoreStats, VerifyProblem, VerifyReport,
+    BlobInfo, BlobReader, BlobWriter, HeadChange, HistoryEntry, PruneReport, SaveReport, Store,
+    StoreError, StoreLock, StoreOptions, StoreStats, VerifyProblem, VerifyReport,
 };

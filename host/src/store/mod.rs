@@ -168,7 +168,7 @@ mod history;
 mod prune;
 mod verify;
 
-pub use blobs::{BlobInfo, StoreStats};
+pub use blobs::{BlobInfo, BlobReader, BlobWriter, StoreStats};
 pub use error::StoreError;
 pub use heads::{MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
 pub use history::{HeadChange, HistoryEntry, MAX_RECORD_TEXT};
