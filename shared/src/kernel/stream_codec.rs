@@ -438,3 +438,140 @@ impl EncodingVerifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cap::{CNode, CapHashOrRef, Image};
+
+    fn sparse_data() -> Data {
+        // 37 pages, some absent, one stored but zero, a partial last page.
+        let mut data = Data::new(36 * PAGE_SIZE as u64 + 100).unwrap();
+        for index in [0u32, 3, 4, 17, 31, 36] {
+            data.write(u64::from(index) * PAGE_SIZE as u64, &[index as u8 + 1; 50])
+                .unwrap();
+        }
+        data.write(5 * PAGE_SIZE as u64, &[0; 10]).unwrap();
+        data
+    }
+
+    fn samples() -> Vec<Cap> {
+        let mut cnode = CNode::new();
+        for slot in [0u32, 9, 700] {
+            cnode
+                .set(slot, CapHashOrRef::Hash(CapHash([slot as u8; 32])))
+                .unwrap();
+        }
+        let image = Image {
+            code: alloc::vec![1; 5000],
+            ro_data: alloc::vec![2; 3],
+            rw_data: alloc::vec![],
+            heap_pages: 1,
+            stack_size: 4096,
+            endpoints: alloc::vec![0, 4],
+            endpoint_names: alloc::vec!["a".into(), "bc".into()],
+        };
+        alloc::vec![
+            Cap::Data(sparse_data()),
+            Cap::Data(Data::new(0).unwrap()),
+            Cap::CNode(cnode),
+            Cap::Image(image),
+        ]
+    }
+
+    #[test]
+    fn ranges_concatenate_to_the_encoding() {
+        for cap in samples() {
+            let encoding = cap.encode().unwrap();
+            let layout = EncodingLayout::new(&cap).unwrap();
+            assert_eq!(layout.total(), encoding.len() as u64);
+            for step in [1usize, 7, 4100, 4101, 100_000] {
+                let mut out = Vec::new();
+                let mut offset = 0u64;
+                while offset < layout.total() {
+                    let before = out.len();
+                    layout.read(&cap, offset, step, &mut out);
+                    offset += (out.len() - before) as u64;
+                }
+                assert_eq!(out, encoding, "{:?} in steps of {step}", cap.kind());
+            }
+            let mut past = Vec::new();
+            layout.read(&cap, layout.total() + 5, 10, &mut past);
+            assert!(past.is_empty());
+        }
+    }
+
+    #[test]
+    fn the_verifier_recomputes_each_hash_from_pieces() {
+        for cap in samples() {
+            let encoding = cap.encode().unwrap();
+            let mut verifier = EncodingVerifier::new(cap.kind(), encoding.len() as u64).unwrap();
+            for piece in encoding.chunks(999) {
+                verifier.feed(piece).unwrap();
+            }
+            assert_eq!(
+                verifier.finish().unwrap(),
+                cap.hash().unwrap(),
+                "{:?}",
+                cap.kind()
+            );
+        }
+    }
+
+    #[test]
+    fn sparse_root_matches_the_tree() {
+        let data = sparse_data();
+        let leaves: Vec<(u32, [u8; 32])> = data
+            .pages()
+            .filter(|(_, p)| p.iter().any(|&b| b != 0))
+            .map(|(i, p)| (i, hash_in(Domain::DataPage, p)))
+            .collect();
+        let root = data_root(data.page_count(), &leaves);
+        let hash = hash_parts_in(Domain::CapData, &[&data.len().to_le_bytes(), &root]);
+        assert_eq!(CapHash(hash), data.hash());
+    }
+
+    #[test]
+    fn the_parser_refuses_what_the_decoder_refuses() {
+        struct Null;
+        impl PageSink for Null {
+            fn begin(&mut self, _: u64) -> Result<(), CapError> {
+                Ok(())
+            }
+            fn page(&mut self, _: u32, _: &Page) -> Result<(), CapError> {
+                Ok(())
+            }
+        }
+        let good = Cap::Data(sparse_data()).encode().unwrap();
+        let parse = |bytes: &[u8]| {
+            let mut parser = DataParser::new(bytes.len() as u64)?;
+            parser.feed(bytes, &mut Null)
+        };
+        parse(&good).unwrap();
+        // Pages swapped (not ascending), a page past the length, an
+        // all-zero page, a byte past the length, a wrong tag.
+        let record = |r: usize| DATA_HEADER + r * DATA_RECORD;
+        let mut swapped = good.clone();
+        swapped[record(0)..record(1)].copy_from_slice(&good[record(1)..record(2)]);
+        swapped[record(1)..record(2)].copy_from_slice(&good[record(0)..record(1)]);
+        let mut past = good.clone();
+        past[record(5)..record(5) + 4].copy_from_slice(&40u32.to_le_bytes());
+        let mut zero = good.clone();
+        zero[record(2) + 4..record(3)].fill(0);
+        let mut tail = good.clone();
+        tail[record(6) - 1] = 1;
+        let mut tag = good.clone();
+        tag[0] = 1;
+        for (what, bad) in [
+            ("swapped", swapped),
+            ("past", past),
+            ("zero", zero),
+            ("tail", tail),
+            ("tag", tag),
+        ] {
+            assert!(parse(&bad).is_err(), "{what}");
+            assert!(Cap::decode(&bad).is_err(), "{what}: the decoder agrees");
+        }
+        assert!(DataParser::new(good.len() as u64 + 1).is_err());
+    }
+}
