@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
-use capbox::shared::abi::{ErrorKind, StreamRequest};
+use capbox::shared::abi::{self, ErrorKind, GuestFunction, StreamRequest};
 use capbox::shared::cap::{CNode, Cap, CapHashOrRef, Data, PAGE_SIZE};
 use capbox::shared::hash::CapHash;
 use capbox::shared::kernel::ops::OK;
@@ -452,6 +452,76 @@ fn hostile_uploads(kernel: &mut Kernel) {
     let mut out = Vec::new();
     kernel.export_to(&hash, &mut out).unwrap();
     assert_eq!(out, bytes);
+
+    // Garbage requests: typed refusals, and the kernel still serves.
+    for garbage in [
+        &[][..],
+        &[0u8],
+        &[2u8; 16],
+        &[1u8; 49],
+        &[3u8; 10],
+        &[77u8; 45],
+    ] {
+        let reply = kernel
+            .call_raw(GuestFunction::PutCapStream, garbage)
+            .unwrap();
+        let err = abi::decode_put_cap_reply(&reply).unwrap().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadMessage, "{garbage:?}");
+        let reply = kernel
+            .call_raw(GuestFunction::GetCapRange, garbage)
+            .unwrap();
+        let err = abi::decode_range_reply(&reply).unwrap().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadMessage, "{garbage:?}");
+    }
+    assert_eq!(
+        kernel.read_range(&hash, 0, 13, false).unwrap(),
+        (total, bytes[..13].to_vec())
+    );
+}
+
+/// Publishing from a reader: bytes that are not the named cap are refused
+/// by the kernel; the store's blob reader feeds the upload.
+fn publish_from_readers(kernel: &mut Kernel) {
+    let cap = Cap::Data(big_data(40));
+    let hash = cap.hash().unwrap();
+    let bytes = cap.encode().unwrap();
+    let mut tampered = bytes.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0x80;
+    let err = kernel
+        .put_encoded_from(&mut tampered.as_slice(), tampered.len() as u64, &hash)
+        .unwrap_err();
+    assert!(
+        matches!(&err, KernelError::Refused(e) if e.kind == ErrorKind::HashMismatch),
+        "{err}"
+    );
+    assert!(!kernel.is_published(&hash));
+    let err = kernel
+        .put_encoded_from(&mut &bytes[..100], bytes.len() as u64, &hash)
+        .unwrap_err();
+    assert!(matches!(err, KernelError::TransferIo(_)), "{err}");
+
+    let dir = std::env::temp_dir().join(format!(
+        "capbox-large-readers-{}-{}",
+        std::process::id(),
+        kernel.backend()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap();
+    store
+        .put_from_reader(
+            &hash,
+            CapKind::Data,
+            bytes.len() as u64,
+            &mut bytes.as_slice(),
+        )
+        .unwrap();
+    kernel.put_from_store(&store, &hash).unwrap();
+    assert!(kernel.is_published(&hash));
+    let mut out = Vec::new();
+    kernel.export_to(&hash, &mut out).unwrap();
+    assert_eq!(out, bytes);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 capbox_tests::backend_tests! {
@@ -459,4 +529,68 @@ capbox_tests::backend_tests! {
         let _serial = serial();
         hostile_uploads(kernel);
     }
+
+    fn caps_publish_from_readers_and_the_store(kernel: &mut Kernel) {
+        let _serial = serial();
+        publish_from_readers(kernel);
+    }
+}
+
+/// The store's streamed writer keeps nothing that is not its blob, and
+/// leaves no temp file behind; its reader fails on a corrupted file.
+#[test]
+fn store_streams_only_verified_blobs() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("capbox-large-store-only-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap();
+    let cap = Cap::Data(big_data(5));
+    let hash = cap.hash().unwrap();
+    let bytes = cap.encode().unwrap();
+    let total = bytes.len() as u64;
+    let temps = || std::fs::read_dir(dir.join("tmp")).map_or(0, |d| d.count());
+
+    let mut tampered = bytes.clone();
+    tampered[100] ^= 1;
+    let err = store
+        .put_from_reader(&hash, CapKind::Data, total, &mut tampered.as_slice())
+        .unwrap_err();
+    assert!(
+        matches!(err, capbox::StoreError::HashMismatch { .. }),
+        "{err}"
+    );
+    assert!(!store.contains(&hash).unwrap());
+    // Not canonical (a zero page record): refused while writing.
+    let mut writer = store.blob_writer(&hash, CapKind::Data, total).unwrap();
+    let mut zero_page = bytes.clone();
+    zero_page[13 + 4..13 + 4100].fill(0);
+    assert!(writer.write_chunk(&zero_page).is_err());
+    drop(writer);
+    // Dropped uncommitted.
+    let mut writer = store.blob_writer(&hash, CapKind::Data, total).unwrap();
+    writer.write_chunk(&bytes[..5000]).unwrap();
+    drop(writer);
+    assert_eq!(temps(), 0, "a dropped writer leaves its temp file");
+    assert!(!store.contains(&hash).unwrap());
+
+    let mut writer = store.blob_writer(&hash, CapKind::Data, total).unwrap();
+    for piece in bytes.chunks(3333) {
+        writer.write_chunk(piece).unwrap();
+    }
+    writer.commit().unwrap();
+    assert_eq!(store.get(&hash).unwrap(), Some(cap));
+    assert_eq!(temps(), 0);
+
+    // Corrupt the file in place: the reader fails at the end.
+    let path = dir
+        .join("blobs")
+        .join(&hash.to_hex()[..2])
+        .join(hash.to_hex());
+    let mut on_disk = std::fs::read(&path).unwrap();
+    on_disk[9000] ^= 1;
+    std::fs::write(&path, &on_disk).unwrap();
+    let (mut reader, _) = store.blob_reader(&hash).unwrap().unwrap();
+    let err = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
