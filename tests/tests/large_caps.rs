@@ -424,8 +424,16 @@ fn hostile_uploads(kernel: &mut Kernel) {
         ErrorKind::BadMessage,
         "other id",
     );
+    // `sweep` ends an abandoned upload.
+    kernel.stream_call(&chunk(9, 0, 100)).unwrap();
+    kernel.sweep().unwrap();
+    refused(
+        kernel.stream_call(&chunk(9, 100, 100)),
+        ErrorKind::BadMessage,
+        "swept",
+    );
 
-    // The honest upload (a new begin replaces upload 9), then a chunk
+    // The honest upload, then a chunk
     // after its end.
     kernel.stream_call(&begin(11, total, hash)).unwrap();
     for offset in (0..bytes.len()).step_by(3000) {

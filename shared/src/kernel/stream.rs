@@ -3,8 +3,8 @@
 //! encoding, verified against its hash at the end) and `get_cap_range`
 //! (any byte range of a cap's encoding, computed from the cap).
 //!
-//! One upload at a time: `begin` drops an unfinished one, and any refused
-//! chunk drops it too, so a half-sent cap never stays and an upload holds
+//! One upload at a time: `begin` drops an unfinished one, `sweep` and any
+//! refused chunk drop it too, so a half-sent cap never stays and an upload holds
 //! at most its own cap. A Data upload builds its pages as chunks arrive
 //! (memory ~ the Data itself); the other kinds (at most a few hundred MiB
 //! for an Image) are buffered and decoded at the end.
@@ -114,6 +114,13 @@ impl StreamState {
         self.inner.lock().upload.is_some()
     }
 
+    /// Drops an unfinished upload and the cached export (`sweep` does).
+    pub fn drop_unfinished(&self) {
+        let mut inner = self.inner.lock();
+        inner.upload = None;
+        inner.export = None;
+    }
+
     /// How many caps uploads pin.
     pub fn pinned(&self) -> usize {
         self.inner.lock().pinned.len()
@@ -150,6 +157,11 @@ impl<S: BuildHasher> KernelState<'_, S> {
                     Ok(total) => abi::encode_range_reply(Ok((total, &out))),
                     Err(e) => abi::encode_range_reply(Err(&e)),
                 }
+            }
+            GuestFunction::Sweep => {
+                // Sweeping also ends an abandoned upload and export.
+                streams.drop_unfinished();
+                self.handle_owned(host, function, request)
             }
             _ => self.handle_owned(host, function, request),
         }
