@@ -91,14 +91,12 @@ impl Kernel {
         }
         let layout = EncodingLayout::new(cap).map_err(bad_cap)?;
         let chunk = self.stream_chunk_bytes();
-        let mut buffer = Vec::with_capacity(chunk);
         let mut offset = 0u64;
         let total = layout.total();
+        // Each call gets an empty buffer: the next chunk goes straight in.
         self.upload(cap.kind(), total, &hash, &mut |buf: &mut Vec<u8>| {
-            buffer.clear();
-            layout.read(cap, offset, chunk, &mut buffer);
-            offset += buffer.len() as u64;
-            buf.extend_from_slice(&buffer);
+            layout.read(cap, offset, chunk, buf);
+            offset += buf.len() as u64;
             Ok(())
         })
     }

@@ -602,3 +602,43 @@ fn store_streams_only_verified_blobs() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A cap that came in by upload is never evicted (the host keeps no copy
+/// to fetch it back from): with a 128 KiB blob budget, a 320 KiB Data
+/// stays through eviction passes and the invocation that writes it runs.
+#[test]
+fn local_uploaded_caps_survive_eviction() {
+    let _serial = serial();
+    let config = SandboxConfig {
+        message_bytes: 64 << 10,
+        blob_budget: Some(capbox_tests::TINY_BUDGET),
+        ..SandboxConfig::default()
+    };
+    let mut kernel = Kernel::with_config(BackendChoice::Local, config).unwrap();
+    let data = big_data(80);
+    let data_hash = kernel.put_cap(&Cap::Data(data.clone())).unwrap();
+    assert!(!kernel.host_has(&data_hash));
+    // Many small blobs push the directory over its budget.
+    let filler: Vec<Cap> = (0..200u32)
+        .map(|i| Cap::Data(Data::from_bytes(&[i as u8 | 1; 3000]).unwrap()))
+        .collect();
+    kernel.put_caps(&filler).unwrap();
+    let (caps, instance) = probe::probe_instance(&[(1, data_hash)]);
+    kernel.put_caps(&caps).unwrap();
+    assert!(
+        kernel.stats().unwrap().evictions > 0,
+        "the budget must bite"
+    );
+    let o = kernel
+        .invoke(
+            &instance,
+            Probe::Op(KernelOp::DataWrite).index(),
+            [1, 0, u64::from(RW), PAGE_SIZE as u64],
+            1_000_000,
+        )
+        .unwrap();
+    assert_eq!((o.exit, o.r7), (ExitReason::Halt, OK), "{o:?}");
+    let mut expected = data;
+    expected.write(0, &probe::pattern()).unwrap();
+    assert_eq!(slot_of(&mut kernel, &o.instance, 1), expected.hash());
+}

@@ -232,6 +232,8 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 let cap = Arc::new(finish(upload)?);
                 let hash = cap.hash().map_err(|e| err(ErrorKind::BadCap, e, None))?;
                 self.dir.put_host_blob(hash, cap.clone());
+                // Pin the directory's own copy (it keeps an existing one).
+                let cap = self.dir.get_blob(&hash).unwrap_or(cap);
                 let mut inner = streams.inner.lock();
                 if !inner.pinned.iter().any(|(h, _)| *h == hash) {
                     if inner.pinned.len() >= MAX_PINNED_UPLOADS {
