@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use capbox_shared::CacheDirectory;
 use capbox_shared::abi::{GuestFunction, HostFunction};
 use capbox_shared::hash::CapHash;
-use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
+use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache, StreamState};
 use foldhash::fast::FixedState;
 use hyperlight_guest_bin::guest_function::register::register_fn;
 use hyperlight_guest_bin::host_comm::call_host;
@@ -19,6 +19,8 @@ static CACHE: CacheDirectory<FixedState> = CacheDirectory::new_const(
 );
 /// Decoded programs per image hash.
 static PROGRAMS: ProgramCache = ProgramCache::new();
+/// The upload in progress, the export's cached layout, the pinned caps.
+static STREAMS: StreamState = StreamState::new();
 
 struct GuestHost;
 
@@ -63,7 +65,7 @@ fn dispatch(function: GuestFunction, request: Vec<u8>) -> Vec<u8> {
         dir: &CACHE,
         programs: &PROGRAMS,
     };
-    state.handle_owned(&mut GuestHost, function, request)
+    state.handle_with_streams(&STREAMS, &mut GuestHost, function, request)
 }
 
 fn put_cap(request: Vec<u8>) -> Vec<u8> {
@@ -98,6 +100,14 @@ fn set_budget(request: Vec<u8>) -> Vec<u8> {
     dispatch(GuestFunction::SetBudget, request)
 }
 
+fn put_cap_stream(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::PutCapStream, request)
+}
+
+fn get_cap_range(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::GetCapRange, request)
+}
+
 fn ping(_request: Vec<u8>) -> Vec<u8> {
     Vec::new()
 }
@@ -128,6 +138,8 @@ pub fn register_all() {
             GuestFunction::Crash => register_fn(name, crash),
             GuestFunction::InvokeOne => register_fn(name, invoke_one),
             GuestFunction::SetBudget => register_fn(name, set_budget),
+            GuestFunction::PutCapStream => register_fn(name, put_cap_stream),
+            GuestFunction::GetCapRange => register_fn(name, get_cap_range),
         }
     }
 }

@@ -138,4 +138,10 @@ pub enum KernelError {
     /// compromised or broken guest); the batch's results are not trusted.
     #[error("bad progress report from the kernel: {0}")]
     BadReport(String),
+    /// Reading or writing the bytes of a streamed transfer failed.
+    #[error("streamed transfer I/O error: {0}")]
+    TransferIo(#[source] std::io::Error),
+    /// The store refused a streamed blob (e.g. it did not match its hash).
+    #[error("store error during a streamed transfer: {0}")]
+    Store(#[from] crate::store::StoreError),
 }

@@ -30,6 +30,9 @@ mod progress;
 #[path = "kernel_batch.rs"]
 mod batch;
 
+#[path = "kernel_stream.rs"]
+mod stream;
+
 use batch::lock_progress;
 pub use progress::MAX_REPORTED_BLOB_BYTES;
 use progress::Progress;
@@ -122,6 +125,8 @@ pub struct Kernel {
     default_timeout: Duration,
     progress: Arc<Mutex<Progress>>,
     batch_reports: ReportMode,
+    /// The backend's message limit (transfer chunks are a quarter).
+    message_bytes: usize,
 }
 
 /// Why auto mode fell back to the local backend, with what to do when the
@@ -264,6 +269,7 @@ impl Kernel {
             spill,
         };
         let budget = config.blob_budget();
+        let message_bytes = config.message_bytes;
         let backend: Box<dyn Backend> = match choice {
             BackendChoice::Local => Box::new(LocalBackend::with_budget(services, budget)),
             BackendChoice::Sandbox => Box::new(SandboxBackend::new(config, services)?),
@@ -287,6 +293,7 @@ impl Kernel {
             default_timeout: DEFAULT_TIMEOUT,
             progress,
             batch_reports: batch_reports_from_env(),
+            message_bytes,
         })
     }
 
@@ -378,7 +385,12 @@ impl Kernel {
     }
 
     /// Publishes caps in one call, skipping those the kernel already has.
+    /// Caps larger than a transfer chunk go in chunks
+    /// ([`Self::put_cap_streamed`]) and are not kept in the host's copy.
     pub fn put_caps(&mut self, caps: &[Cap]) -> Result<Vec<CapHash>, KernelError> {
+        if caps.iter().any(|cap| self.is_large_cap(cap)) {
+            return self.put_caps_mixed(caps);
+        }
         let mut hashes = Vec::with_capacity(caps.len());
         let mut to_send = Vec::new();
         {
@@ -596,8 +608,8 @@ impl Kernel {
         if let Some(bytes) = lock(&self.blobs).bytes.get(hash).cloned() {
             return Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()));
         }
-        let reply = self.call_raw(GuestFunction::GetCap, &abi::encode_get_cap_request(&hash.0))?;
-        let bytes = abi::decode_get_cap_reply(&reply)?.map_err(KernelError::Refused)?;
+        // By ranges: one call unless it is larger than a chunk.
+        let (bytes, large) = self.read_encoding(hash)?;
         let cap = Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()))?;
         let got = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
         if got != *hash {
@@ -606,7 +618,9 @@ impl Kernel {
             )));
         }
         let mut b = lock(&self.blobs);
-        b.bytes.insert(*hash, Arc::new(bytes));
+        if !large {
+            b.bytes.insert(*hash, Arc::new(bytes));
+        }
         b.published.insert(*hash);
         Ok(cap)
     }

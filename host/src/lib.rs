@@ -28,7 +28,8 @@ pub use kernel::{
 pub use pool::{ChainResult, MAX_JOBS, Pool, PoolConfig, PoolError};
 pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};
 pub use store::{
-    BlobInfo, HeadChange, HistoryEntry, PruneReport, SaveReport, SharedStore, Store, StoreBackend,
-    StoreError, StoreLocation, StoreLock, StoreOptions, StoreStats, VerifyProblem, VerifyReport,
+    BlobInfo, BlobReader, BlobWriter, HeadChange, HistoryEntry, PruneReport, SaveReport,
+    SharedStore, Store, StoreBackend, StoreError, StoreLocation, StoreLock, StoreOptions,
+    StoreStats, VerifyProblem, VerifyReport,
 };
 pub use store_pg::{PgError, PgStore};

@@ -200,6 +200,11 @@ pub(crate) fn hash_in(domain: Domain, input: &[u8]) -> [u8; HASH_LEN] {
     *blake3::keyed_hash(domain.key(), input).as_bytes()
 }
 
+/// An incremental hasher in `domain` (for encodings hashed as they stream).
+pub(crate) fn hasher_in(domain: Domain) -> blake3::Hasher {
+    blake3::Hasher::new_keyed(domain.key())
+}
+
 /// Hashes the concatenation of `parts` in `domain` without building it.
 pub(crate) fn hash_parts_in(domain: Domain, parts: &[&[u8]]) -> [u8; HASH_LEN] {
     let mut hasher = blake3::Hasher::new_keyed(domain.key());

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use capbox_shared::abi::GuestFunction;
 use capbox_shared::hash::CapHash;
-use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache};
+use capbox_shared::kernel::{KernelHost, KernelState, LogSink, ProgramCache, StreamState};
 use capbox_shared::{BlobBudget, CacheDirectory};
 
 use super::clock::{local_hz, local_now, ticks_at};
@@ -17,6 +17,7 @@ use crate::error::KernelError;
 pub struct LocalBackend {
     dir: CacheDirectory,
     programs: ProgramCache,
+    streams: StreamState,
     services: HostServices,
 }
 
@@ -36,6 +37,7 @@ impl LocalBackend {
         LocalBackend {
             dir,
             programs: ProgramCache::new(),
+            streams: StreamState::new(),
             services,
         }
     }
@@ -94,6 +96,6 @@ impl Backend for LocalBackend {
         };
         // The guest's path (owned request), so the differential tests
         // cover it.
-        Ok(state.handle_owned(&mut host, function, request.to_vec()))
+        Ok(state.handle_with_streams(&self.streams, &mut host, function, request.to_vec()))
     }
 }

@@ -1,10 +1,11 @@
 //! Blob operations: put (verified), get (re-verified), contains, list, stats.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
-use std::path::Path;
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use capbox_shared::kernel::EncodingVerifier;
 use capbox_shared::{Cap, CapHash, CapKind};
 
 use super::error::{IoContext, StoreError};
@@ -284,4 +285,216 @@ fn holds_exactly(path: &Path, bytes: &[u8]) -> bool {
     // Best effort: see "Access tracking" in the module docs.
     let _ = file.set_modified(SystemTime::now());
     true
+}
+
+/// A blob being stored in pieces ([`Store::blob_writer`]): the bytes go to
+/// a temp file as they come and are hashed on the fly (Data page by page);
+/// [`BlobWriter::commit`] checks the hash, fsyncs and renames the file into
+/// place, the same crash safety as [`Store::put`]. Dropped uncommitted, it
+/// removes its temp file (a crash leaves one that the next open removes).
+pub struct BlobWriter {
+    hash: CapHash,
+    dest: PathBuf,
+    tmp: PathBuf,
+    file: Option<io::BufWriter<File>>,
+    verifier: Option<EncodingVerifier>,
+    _lock: super::fsio::LockGuard,
+}
+
+impl Store {
+    /// Starts storing the blob `hash`, a `kind` cap whose encoding is
+    /// `total` bytes, without holding it in memory.
+    pub fn blob_writer(
+        &self,
+        hash: &CapHash,
+        kind: CapKind,
+        total: u64,
+    ) -> Result<BlobWriter, StoreError> {
+        let invalid = |source| StoreError::InvalidEncoding {
+            len: usize::try_from(total).unwrap_or(usize::MAX),
+            expected: Some(*hash),
+            source,
+        };
+        let verifier = EncodingVerifier::new(kind, total).map_err(invalid)?;
+        let lock = self.lock(LockMode::Shared)?;
+        let dest = self.blob_path(hash);
+        fsio::ensure_dir(parent(&dest))?;
+        let (file, tmp) = fsio::create_temp(&self.tmp)?;
+        Ok(BlobWriter {
+            hash: *hash,
+            dest,
+            tmp,
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            verifier: Some(verifier),
+            _lock: lock,
+        })
+    }
+
+    /// Stores the encoding of `hash` read from `reader` (`total` bytes of a
+    /// `kind` cap) in chunks of `chunk` bytes; fails without storing
+    /// anything if the bytes are not that cap.
+    pub fn put_from_reader(
+        &self,
+        hash: &CapHash,
+        kind: CapKind,
+        total: u64,
+        reader: &mut dyn Read,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.blob_writer(hash, kind, total)?;
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut left = total;
+        while left > 0 {
+            let want = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = reader
+                .read(&mut buffer[..want])
+                .at("read blob source for", &writer.dest)?;
+            if n == 0 {
+                return Err(StoreError::io(
+                    "read blob source for",
+                    writer.dest.clone(),
+                    io::Error::from(io::ErrorKind::UnexpectedEof),
+                ));
+            }
+            writer.write_chunk(&buffer[..n])?;
+            left -= n as u64;
+        }
+        writer.commit()
+    }
+
+    /// A reader over the stored encoding of `hash` that re-hashes it as it
+    /// is read ([`BlobReader`]), and its length; `None` if not stored.
+    pub fn blob_reader(&self, hash: &CapHash) -> Result<Option<(BlobReader, u64)>, StoreError> {
+        let path = self.blob_path(hash);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("open", path, e)),
+        };
+        let len = file.metadata().at("stat", &path)?.len();
+        let mut tag = [0u8; 1];
+        let corrupt = |reason: String| StoreError::CorruptBlob {
+            hash: *hash,
+            path: path.clone(),
+            reason,
+        };
+        file.read_exact(&mut tag)
+            .map_err(|e| corrupt(format!("no kind tag: {e}")))?;
+        let kind = CapKind::from_tag(tag[0]).ok_or_else(|| corrupt("unknown kind tag".into()))?;
+        let mut verifier = EncodingVerifier::new(kind, len).map_err(|e| corrupt(format!("{e}")))?;
+        verifier.feed(&tag).map_err(|e| corrupt(format!("{e}")))?;
+        // Best effort: see "Access tracking" in the module docs.
+        let _ = file.set_modified(SystemTime::now());
+        Ok(Some((
+            BlobReader {
+                hash: *hash,
+                head: Some(tag[0]),
+                file: BufReader::with_capacity(1 << 20, file),
+                verifier: Some(verifier),
+            },
+            len,
+        )))
+    }
+}
+
+impl BlobWriter {
+    /// Appends the next bytes of the encoding.
+    pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let (Some(file), Some(verifier)) = (self.file.as_mut(), self.verifier.as_mut()) else {
+            return Err(StoreError::io(
+                "write to a finished blob writer for",
+                self.dest.clone(),
+                io::Error::from(io::ErrorKind::BrokenPipe),
+            ));
+        };
+        verifier
+            .feed(bytes)
+            .map_err(|source| StoreError::InvalidEncoding {
+                len: bytes.len(),
+                expected: Some(self.hash),
+                source,
+            })?;
+        file.write_all(bytes).at("write temp file", &self.tmp)
+    }
+
+    /// Checks the hash, then makes the blob durable under its name.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let verifier = self.verifier.take();
+        let file = self.file.take();
+        let (Some(verifier), Some(file)) = (verifier, file) else {
+            return Err(StoreError::io(
+                "commit a finished blob writer for",
+                self.dest.clone(),
+                io::Error::from(io::ErrorKind::BrokenPipe),
+            ));
+        };
+        let actual = verifier
+            .finish()
+            .map_err(|source| StoreError::InvalidEncoding {
+                len: 0,
+                expected: Some(self.hash),
+                source,
+            })?;
+        if actual != self.hash {
+            return Err(StoreError::HashMismatch {
+                expected: self.hash,
+                actual,
+            });
+        }
+        let file = file
+            .into_inner()
+            .map_err(|e| StoreError::io("flush temp file", self.tmp.clone(), e.into_error()))?;
+        file.sync_all().at("fsync temp file", &self.tmp)?;
+        fs::rename(&self.tmp, &self.dest).at("rename into place", &self.dest)?;
+        fsio::sync_dir(parent(&self.dest))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        // Committed: the temp file was renamed, so this finds nothing.
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// Reads a stored blob's encoding, hashing it as it goes: the read that
+/// reaches the end fails with `InvalidData` if the bytes are not the blob
+/// they are named after (so a corrupt file never reads to a clean end).
+pub struct BlobReader {
+    hash: CapHash,
+    head: Option<u8>,
+    file: BufReader<File>,
+    verifier: Option<EncodingVerifier>,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if let Some(tag) = self.head.take() {
+            buf[0] = tag;
+            return Ok(1);
+        }
+        let n = self.file.read(buf)?;
+        let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+        if n > 0 {
+            if let Some(verifier) = self.verifier.as_mut() {
+                verifier
+                    .feed(&buf[..n])
+                    .map_err(|e| bad(format!("blob {}: {e}", self.hash)))?;
+            }
+            return Ok(n);
+        }
+        if let Some(verifier) = self.verifier.take() {
+            let actual = verifier
+                .finish()
+                .map_err(|e| bad(format!("blob {}: {e}", self.hash)))?;
+            if actual != self.hash {
+                return Err(bad(format!("blob {} hashes to {actual}", self.hash)));
+            }
+        }
+        Ok(0)
+    }
 }

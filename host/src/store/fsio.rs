@@ -44,7 +44,7 @@ fn temp_name() -> String {
 /// Creates a new, exclusively ours, temp file in `tmp_dir` (`create_new`:
 /// never opens a file somebody else left or is writing), retrying with a
 /// new name when one exists.
-fn create_temp(tmp_dir: &Path) -> Result<(File, PathBuf), StoreError> {
+pub(crate) fn create_temp(tmp_dir: &Path) -> Result<(File, PathBuf), StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;

@@ -172,7 +172,7 @@ mod verify;
 pub use backend::{
     CapSource, SharedStore, StoreBackend, StoreLocation, open_store, open_store_existing,
 };
-pub use blobs::{BlobInfo, StoreStats};
+pub use blobs::{BlobInfo, BlobReader, BlobWriter, StoreStats};
 pub use error::StoreError;
 pub use heads::{HeadsListing, MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
 pub(crate) use history::token as history_token;

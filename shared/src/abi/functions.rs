@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 9;
+pub const ABI_VERSION: u32 = 10;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -35,11 +35,18 @@ pub enum GuestFunction {
     /// `SetBudgetRequest` → `StatsReply`: set the blob budget (evicting
     /// down to it), then stats.
     SetBudget = 10,
+    /// `put_cap_stream` request (begin / chunk / end / abort, see
+    /// `abi::stream`) → `PutCapReply` (the hash after `end`): publish one
+    /// cap larger than a message.
+    PutCapStream = 11,
+    /// `get_cap_range` request → `GetCapReply` (total length ‖ bytes):
+    /// a byte range of a cap's encoding.
+    GetCapRange = 12,
 }
 
 impl GuestFunction {
     /// Every guest function, in number order.
-    pub const ALL: [GuestFunction; 10] = [
+    pub const ALL: [GuestFunction; 12] = [
         GuestFunction::PutCap,
         GuestFunction::Invoke,
         GuestFunction::GetCap,
@@ -50,6 +57,8 @@ impl GuestFunction {
         GuestFunction::Crash,
         GuestFunction::InvokeOne,
         GuestFunction::SetBudget,
+        GuestFunction::PutCapStream,
+        GuestFunction::GetCapRange,
     ];
 
     /// The name the function is registered under in the guest.
@@ -65,6 +74,8 @@ impl GuestFunction {
             GuestFunction::Crash => "crash",
             GuestFunction::InvokeOne => "invoke_one",
             GuestFunction::SetBudget => "set_budget",
+            GuestFunction::PutCapStream => "put_cap_stream",
+            GuestFunction::GetCapRange => "get_cap_range",
         }
     }
 

@@ -22,6 +22,7 @@ mod invoke_codec;
 mod messages;
 mod note;
 mod progress;
+mod stream;
 
 pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
 pub use generated::capbox_abi as wire;
@@ -40,3 +41,7 @@ pub use messages::{
 };
 pub use note::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, AbiNote};
 pub use progress::{ProgressReportMsg, ReportMode, decode_progress_report, encode_progress_report};
+pub use stream::{
+    RangeRequest, STREAM_CHUNK_HEADER, StreamRequest, decode_range_reply, decode_range_request,
+    decode_stream_request, encode_range_reply, encode_range_request, encode_stream_request,
+};

@@ -18,6 +18,8 @@ mod programs;
 mod report;
 pub mod sample;
 mod service;
+mod stream;
+mod stream_codec;
 mod transaction;
 
 pub use error::KernelError;
@@ -33,6 +35,11 @@ pub use report::{REPORT_CHUNK_BYTES, committed_blobs};
 pub use service::{
     KernelHost, KernelState, MAX_BATCH_OUTPUT_BYTES, MAX_FETCHES_PER_CALL, kernel_error_to_remote,
     outcome_to_wire,
+};
+pub use stream::{MAX_PINNED_UPLOADS, MAX_RANGE_BYTES, StreamState};
+pub use stream_codec::{
+    DATA_HEADER, DATA_RECORD, DataParser, EncodingLayout, EncodingVerifier, PageSink, data_root,
+    max_encoded_len,
 };
 pub use transaction::MAX_FETCHES_PER_INVOCATION;
 

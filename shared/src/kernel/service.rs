@@ -164,6 +164,18 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 }
             }
             GuestFunction::Ping => Vec::new(),
+            // Transfers need the kernel's `StreamState`: the backends send
+            // them through `handle_with_streams`.
+            GuestFunction::PutCapStream => abi::encode_put_cap_reply(Err(&remote(
+                ErrorKind::Kernel,
+                "put_cap_stream needs the stream state (handle_with_streams)",
+                None,
+            ))),
+            GuestFunction::GetCapRange => abi::encode_range_reply(Err(&remote(
+                ErrorKind::Kernel,
+                "get_cap_range needs the stream state (handle_with_streams)",
+                None,
+            ))),
             // The kernel itself never crashes on purpose; the guest's
             // handler for this aborts before getting here.
             GuestFunction::Crash => Vec::new(),
