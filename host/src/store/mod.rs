@@ -165,6 +165,7 @@ mod fsio;
 mod graph;
 mod heads;
 mod history;
+mod overflow;
 mod prune;
 mod verify;
 
@@ -172,6 +173,7 @@ pub use blobs::{BlobInfo, StoreStats};
 pub use error::StoreError;
 pub use heads::{MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
 pub use history::{HeadChange, HistoryEntry, MAX_RECORD_TEXT};
+pub use overflow::{OverflowStore, TempBlobDir};
 pub use prune::PruneReport;
 pub use verify::{VerifyProblem, VerifyReport};
 
