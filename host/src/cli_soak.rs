@@ -47,6 +47,10 @@ pub struct SoakArgs {
     /// The blob budget's count [default: one blob per 2 KiB of bytes].
     #[arg(long)]
     budget_blobs: Option<u64>,
+    /// The host's blob cache, in KiB [default: `CAPBOX_HOST_CACHE_MIB`,
+    /// else 64 MiB]; blobs beyond it go to the overflow store on disk.
+    #[arg(long)]
+    host_cache_kib: Option<usize>,
 }
 
 /// The process's resident set, in KiB (Linux; 0 elsewhere).
@@ -78,6 +82,10 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let mut kernel = Kernel::with_config(args.backend.into(), config)?;
+    if let Some(kib) = args.host_cache_kib {
+        let bytes = kib.saturating_mul(1024);
+        kernel.set_host_cache(bytes, capbox::blob_cache::default_blobs_for(bytes));
+    }
     let mut state = kernel.create_instance(&sample_image())?;
     let start = Instant::now();
     let end = start + Duration::from_secs(args.seconds);
