@@ -563,7 +563,12 @@ impl Kernel {
     /// host's copy so it survives a sandbox rebuild.
     pub fn get_cap(&mut self, hash: &CapHash) -> Result<Cap, KernelError> {
         if let Some(bytes) = host_copy(&self.blobs, hash) {
-            return Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()));
+            // Checked: the bytes may come from the fallback or from disk.
+            let cap = Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()))?;
+            let got = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
+            if got == *hash {
+                return Ok(cap);
+            }
         }
         let reply = self.call_raw(GuestFunction::GetCap, &abi::encode_get_cap_request(&hash.0))?;
         let bytes = abi::decode_get_cap_reply(&reply)?.map_err(KernelError::Refused)?;

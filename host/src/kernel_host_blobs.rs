@@ -26,7 +26,7 @@ pub type BlobFallback = Arc<dyn Fn(&CapHash) -> Option<Vec<u8>> + Send + Sync>;
 /// The published set is a hint (a hash in it is not sent again); past
 /// this many hashes it is cleared, so it cannot grow with the number of
 /// invocations (a cleared hash is at worst sent again).
-pub(crate) const MAX_PUBLISHED: usize = 1 << 16;
+pub(crate) const MAX_PUBLISHED: usize = 1 << 14;
 
 /// The host cache's limits, use and traffic ([`super::Kernel::host_cache_stats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -267,16 +267,21 @@ pub(crate) fn accept_spill(blobs: &Mutex<HostBlobs>, message: &[u8], limit: usiz
     }
 }
 
-/// Fetches a blob the host holds (cache, memory or overflow store) without
-/// the fallback; for `get_cap` and exports.
+/// A blob the host can serve (cache, memory, fallback or overflow store),
+/// without telling the kernel; for `get_cap` and exports (a blob the
+/// cache dropped because the fallback has it is no longer in the kernel
+/// either, once the kernel evicted it).
 pub(crate) fn host_copy(blobs: &Mutex<HostBlobs>, hash: &CapHash) -> Option<Arc<Vec<u8>>> {
-    let overflow = {
+    let (fallback, overflow) = {
         let mut b = lock(blobs);
         if let Some(bytes) = b.local(hash) {
             return Some(bytes);
         }
-        b.overflow_stores()
+        (b.fallback.clone(), b.overflow_stores())
     };
+    if let Some(bytes) = fallback.and_then(|f| f(hash)) {
+        return Some(Arc::new(bytes));
+    }
     for store in overflow {
         if let Ok(Some(bytes)) = store.get(hash) {
             let bytes = Arc::new(bytes);
