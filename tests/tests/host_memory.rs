@@ -224,8 +224,8 @@ fn sandbox_tiny_host_cache_gives_the_outcomes_of_a_normal_kernel() {
         tiny.create_instance(&image).unwrap(),
         normal.create_instance(&image).unwrap(),
     );
-    let chain = increments(&mut tiny, a, 0, 60, 30);
-    assert_eq!(chain, increments(&mut normal, b, 0, 60, 30));
+    let chain = increments(&mut tiny, a, 0, 40, 20);
+    assert_eq!(chain, increments(&mut normal, b, 0, 40, 20));
     revisit(&mut tiny, &mut normal, &[chain[3].clone()]);
     assert_cache_within(&tiny, TINY_CACHE);
     let s = tiny.host_cache_stats();
@@ -358,7 +358,7 @@ fn local_host_memory_after_20000_invocations_is_within_a_bound_of_1000() {
     );
 }
 
-/// The sandbox is slow here (~0.1 s per increment): 100 then 300.
+/// The sandbox is slow here (~0.1 s per increment): 40 then 140.
 /// `CAPBOX_HOSTMEM_SANDBOX_TOTAL` runs longer.
 #[test]
 fn sandbox_host_memory_stays_within_a_bound() {
@@ -369,17 +369,18 @@ fn sandbox_host_memory_stays_within_a_bound() {
     let total = std::env::var("CAPBOX_HOSTMEM_SANDBOX_TOTAL")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    // A 128 KiB cache is full after ~20 increments; the old copy grew
-    // ~4.2 KB per increment (~840 KiB over 200).
+        .unwrap_or(140);
+    // A 32 KiB cache is full after ~4 increments; the old copy grew
+    // ~4.2 KB per increment (~420 KiB over these 100). Measured here:
+    // +1 KiB live heap over 200 increments.
     memory_is_flat(
         &mut kernel,
         Flat {
-            cache: (128 << 10, 128),
-            first: 100,
-            total: total.max(101),
+            cache: (32 << 10, 32),
+            first: 40,
+            total: total.max(41),
             per_call: 50,
-            heap_bound_kib: 512,
+            heap_bound_kib: 256,
         },
     );
 }
