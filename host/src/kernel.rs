@@ -442,6 +442,12 @@ impl Kernel {
         lock(&self.blobs).add_overflow(OverflowStore::Store(store));
     }
 
+    /// The kernel's private overflow directory, once a blob needed it
+    /// (removed when the kernel drops).
+    pub fn overflow_dir(&self) -> Option<std::path::PathBuf> {
+        lock(&self.blobs).temp_overflow_path()
+    }
+
     /// Why the overflow store last failed to take a blob (kept in memory
     /// instead), if it ever did.
     pub fn overflow_error(&self) -> Option<String> {

@@ -164,6 +164,14 @@ impl HostBlobs {
         self.settle(evicted);
     }
 
+    /// The private overflow directory, once created.
+    pub(crate) fn temp_overflow_path(&self) -> Option<std::path::PathBuf> {
+        self.overflow.iter().find_map(|o| match &**o {
+            OverflowStore::Temp(dir) => Some(dir.path().to_path_buf()),
+            OverflowStore::Store(_) => None,
+        })
+    }
+
     pub(crate) fn add_overflow(&mut self, store: OverflowStore) {
         self.overflow.push(Arc::new(store));
     }

@@ -209,6 +209,12 @@ fn local_tiny_host_cache_gives_the_outcomes_of_a_normal_kernel() {
     assert!(s.overflowed > 0 && s.overflow_reads > 0, "{s:?}");
     assert!(tiny.stats().unwrap().spilled_blobs > 0);
     assert_eq!(tiny.spills_refused(), (0, None));
+    // The private overflow directory goes with the kernel.
+    let dir = tiny.overflow_dir().expect("blobs were overflowed");
+    assert!(dir.is_dir());
+    assert_eq!(normal.overflow_dir(), None);
+    drop(tiny);
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 #[test]
