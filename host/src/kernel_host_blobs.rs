@@ -299,3 +299,84 @@ pub(crate) fn host_copy(blobs: &Mutex<HostBlobs>, hash: &CapHash) -> Option<Arc<
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use capbox_shared::cap::{Cap, Data};
+
+    fn blob(fill: u8) -> (CapHash, Arc<Vec<u8>>) {
+        let cap = Cap::Data(Data::from_bytes(&[fill; 3000]).unwrap());
+        (cap.hash().unwrap(), Arc::new(cap.encode().unwrap()))
+    }
+
+    fn no_cache() -> Mutex<HostBlobs> {
+        let mut b = HostBlobs::new();
+        b.set_limits(0, 0);
+        Mutex::new(b)
+    }
+
+    #[test]
+    fn a_blob_leaving_the_cache_is_served_from_disk_then_cached_as_on_disk() {
+        let blobs = no_cache();
+        let (hash, bytes) = blob(1);
+        lock(&blobs).keep(hash, bytes.clone());
+        let s = lock(&blobs).stats();
+        assert_eq!((s.blobs, s.overflowed), (0, 1));
+        assert!(lock(&blobs).holds(&hash));
+        assert_eq!(serve(&blobs, hash).as_deref(), Some(&bytes[..]));
+        assert!(lock(&blobs).is_published(&hash));
+        // Read back, it leaves again without a second write.
+        let s = lock(&blobs).stats();
+        assert_eq!((s.overflow_reads, s.overflowed, s.dropped), (1, 1, 1));
+        assert_eq!(serve(&blobs, blob(2).0), None);
+    }
+
+    #[test]
+    fn a_blob_the_fallback_has_is_dropped_and_served_from_it() {
+        let blobs = no_cache();
+        let (hash, bytes) = blob(3);
+        let served = bytes.clone();
+        lock(&blobs).fallback = Some(Arc::new(move |h: &CapHash| {
+            (*h == hash).then(|| served.to_vec())
+        }));
+        lock(&blobs).keep(hash, bytes.clone());
+        let s = lock(&blobs).stats();
+        assert_eq!((s.overflowed, s.dropped), (0, 1));
+        assert_eq!(lock(&blobs).temp_overflow_path(), None);
+        assert_eq!(serve(&blobs, hash).as_deref(), Some(&bytes[..]));
+        assert_eq!(host_copy(&blobs, &hash).as_deref(), Some(&*bytes));
+    }
+
+    #[test]
+    fn a_failed_overflow_write_keeps_the_blob_in_memory() {
+        let parent = tempfile::tempdir().unwrap();
+        let store = Store::open(parent.path().join("s")).unwrap();
+        // A file where the store's blob directory should be: every write
+        // fails.
+        std::fs::remove_dir_all(parent.path().join("s/blobs")).unwrap();
+        std::fs::write(parent.path().join("s/blobs"), b"in the way").unwrap();
+        let blobs = no_cache();
+        lock(&blobs).add_overflow(OverflowStore::Store(store));
+        let (hash, bytes) = blob(4);
+        lock(&blobs).keep(hash, bytes.clone());
+        let b = lock(&blobs);
+        assert_eq!(b.stats().overflow_failures, 1);
+        assert!(b.last_overflow_error.is_some());
+        drop(b);
+        assert_eq!(serve(&blobs, hash).as_deref(), Some(&bytes[..]));
+    }
+
+    #[test]
+    fn the_published_set_is_bounded() {
+        let mut b = HostBlobs::new();
+        for n in 0..(MAX_PUBLISHED as u32 + 10) {
+            let mut h = [0u8; 32];
+            h[..4].copy_from_slice(&n.to_le_bytes());
+            b.mark_published(CapHash(h));
+            assert!(b.published.len() <= MAX_PUBLISHED);
+        }
+        assert_eq!(b.published.len(), 10);
+    }
+}
