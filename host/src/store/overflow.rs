@@ -65,13 +65,16 @@ pub struct TempBlobDir {
 
 impl TempBlobDir {
     /// A new empty directory under `parent` (e.g. `std::env::temp_dir()`),
-    /// readable by this user only.
+    /// readable by this user only. Directories left there by processes
+    /// that are gone (a kernel never dropped, e.g. one in a `static`, or a
+    /// killed process) are removed first.
     pub fn create_in(parent: &Path) -> Result<Self, StoreError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let pid = std::process::id();
+        remove_stale(parent);
         loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let root = parent.join(format!("capbox-host-blobs-{pid}-{n}"));
+            let root = parent.join(format!("{PREFIX}{pid}-{n}"));
             let mut builder = fs::DirBuilder::new();
             #[cfg(unix)]
             std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
@@ -137,6 +140,36 @@ impl TempBlobDir {
     }
 }
 
+const PREFIX: &str = "capbox-host-blobs-";
+
+/// Removes `PREFIX<pid>-<n>` directories under `parent` whose process is
+/// gone (Linux: no `/proc/<pid>`; elsewhere nothing is removed). Best
+/// effort.
+fn remove_stale(parent: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
+            continue;
+        };
+        let Some((pid, n)) = rest.split_once('-') else {
+            continue;
+        };
+        let (Ok(pid), Ok(_)) = (pid.parse::<u32>(), n.parse::<u64>()) else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Drop for TempBlobDir {
     fn drop(&mut self) {
         // Best effort: a failure leaves scratch files in the temp directory.
@@ -174,5 +207,22 @@ mod tests {
         ));
         drop(overflow);
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn directories_of_gone_processes_are_removed() {
+        let parent = tempfile::tempdir().unwrap();
+        // No process has this id (above the kernel's pid limit).
+        let stale = parent.path().join(format!("{PREFIX}4294967295-0"));
+        let mine = parent
+            .path()
+            .join(format!("{PREFIX}{}-999", std::process::id()));
+        let other = parent.path().join("capbox-host-blobs-not-ours");
+        for dir in [&stale, &mine, &other] {
+            fs::create_dir(dir).unwrap();
+        }
+        let dir = TempBlobDir::create_in(parent.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(mine.exists() && other.exists() && dir.path().exists());
     }
 }
