@@ -63,6 +63,10 @@ pub struct SoakArgs {
     /// The blob budget's count [default: one blob per 2 KiB of bytes].
     #[arg(long)]
     budget_blobs: Option<u64>,
+    /// The host's blob cache, in KiB [default: `CAPBOX_HOST_CACHE_MIB`,
+    /// else 64 MiB]; blobs beyond it go to the overflow store on disk.
+    #[arg(long)]
+    host_cache_kib: Option<usize>,
 }
 
 /// Most instances a soak or pool benchmark runs.
@@ -84,6 +88,7 @@ fn start_pool(
     backend: BackendArg,
     jobs: Option<usize>,
     sandbox: SandboxConfig,
+    host_cache: Option<(usize, usize)>,
 ) -> anyhow::Result<Pool> {
     // 0 asks the pool for one kernel per core.
     let jobs = match jobs {
@@ -95,6 +100,7 @@ fn start_pool(
         jobs,
         backend: BackendChoice::from(backend),
         sandbox,
+        host_cache,
         ..PoolConfig::default()
     })?)
 }
@@ -154,7 +160,11 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or(max_bytes.checked_div(2048).unwrap_or(u64::MAX)),
         });
     }
-    let pool = start_pool(args.backend, args.jobs, config)?;
+    let host_cache = args.host_cache_kib.map(|kib| {
+        let bytes = kib.saturating_mul(1024);
+        (bytes, capbox::blob_cache::default_blobs_for(bytes))
+    });
+    let pool = start_pool(args.backend, args.jobs, config, host_cache)?;
     let instances = args.instances.unwrap_or(pool.jobs() as u64);
     let mut states = counters(&pool, instances)?;
     println!(
@@ -253,7 +263,7 @@ pub fn pool_bench(
     calls: u64,
     per_call: u64,
 ) -> anyhow::Result<ExitCode> {
-    let pool = start_pool(backend, Some(jobs), SandboxConfig::default())?;
+    let pool = start_pool(backend, Some(jobs), SandboxConfig::default(), None)?;
     let instances = instances.unwrap_or(jobs as u64);
     let mut states = counters(&pool, instances)?;
     let run_round = |states: &mut Vec<CapHash>| -> anyhow::Result<()> {

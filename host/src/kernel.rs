@@ -1,14 +1,15 @@
 //! [`Kernel`]: the host's handle on a kernel, whichever backend runs it.
 //!
-//! The host keeps its own copy of every blob it published or exported
-//! (hash → encoding) and the set of hashes the kernel already has, so it
-//! never sends a blob twice. When the kernel misses a blob during an
-//! invocation it asks for it (`fetch_blob`) and the host serves it from
+//! The host keeps its own copy of every blob it published, exported or
+//! was spilled (hash → encoding; a bounded cache in memory, the rest in
+//! an overflow store on disk unless the fallback has it: see
+//! `kernel_host_blobs.rs`) and the set of hashes the kernel already has,
+//! so it does not send a blob twice. When the kernel misses a blob during
+//! an invocation it asks for it (`fetch_blob`) and the host serves it from
 //! that copy; after a guest fault the set is cleared and the new sandbox
 //! is re-supplied the same way.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use capbox_shared::abi::ReportMode;
@@ -23,6 +24,7 @@ use crate::backend::{
     SandboxConfig, SpillTarget, hypervisor_present,
 };
 use crate::error::KernelError;
+use crate::store::{OverflowStore, Store};
 
 #[path = "kernel_progress.rs"]
 mod progress;
@@ -33,7 +35,12 @@ mod batch;
 #[path = "kernel_stream.rs"]
 mod stream;
 
+#[path = "kernel_host_blobs.rs"]
+mod host_blobs;
+
 use batch::lock_progress;
+pub use host_blobs::{BlobFallback, HostCacheStats};
+use host_blobs::{HostBlobs, accept_spill, host_copy, lock, own_copy};
 pub use progress::MAX_REPORTED_BLOB_BYTES;
 use progress::Progress;
 
@@ -96,27 +103,6 @@ fn batch_reports_from_env() -> ReportMode {
     }
 }
 
-#[derive(Default)]
-struct HostBlobs {
-    /// Every blob the host knows: hash → canonical encoding.
-    bytes: HashMap<CapHash, Arc<Vec<u8>>>,
-    /// Hashes the kernel is known to hold.
-    published: HashSet<CapHash>,
-    /// Caps sent with `put_cap` so far (a re-send would show here).
-    sent: u64,
-    /// Where `fetch_blob` looks for a blob the host's copy lacks
-    /// ([`Kernel::set_blob_fallback`]).
-    fallback: Option<BlobFallback>,
-    /// Spill messages refused (a blob did not match its hash: a kernel
-    /// bug or a compromised guest), and why the last one was.
-    spills_refused: u64,
-    last_spill_error: Option<String>,
-}
-
-/// A second source for the kernel's `fetch_blob` (e.g. a store): the
-/// canonical encoding of the blob named by the hash, if it has it.
-pub type BlobFallback = Arc<dyn Fn(&CapHash) -> Option<Vec<u8>> + Send + Sync>;
-
 /// A kernel, sandboxed or local, behind one API.
 pub struct Kernel {
     backend: Box<dyn Backend>,
@@ -171,35 +157,6 @@ pub fn escape_for_terminal(bytes: &[u8]) -> String {
 /// dropped beyond this.
 const MAX_KEPT_LOGS: usize = 1024;
 
-fn lock(blobs: &Mutex<HostBlobs>) -> MutexGuard<'_, HostBlobs> {
-    // A panic elsewhere cannot leave HostBlobs half-updated in a way that
-    // matters (it is a cache of immutable blobs), so poisoning is ignored.
-    blobs.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Keeps the blobs of a checked spill message in the host's copy (the
-/// kernel evicts them next, so they are no longer published); how many.
-/// A refused message keeps nothing (the kernel then keeps its blobs).
-fn accept_spill(blobs: &Mutex<HostBlobs>, message: &[u8], limit: usize) -> u64 {
-    match crate::spill::check_spill(message, limit) {
-        Ok(spilled) => {
-            let mut b = lock(blobs);
-            let n = spilled.len() as u64;
-            for (hash, bytes) in spilled {
-                b.published.remove(&hash);
-                b.bytes.entry(hash).or_insert_with(|| Arc::new(bytes));
-            }
-            n
-        }
-        Err(e) => {
-            let mut b = lock(blobs);
-            b.spills_refused += 1;
-            b.last_spill_error = Some(e.to_string());
-            0
-        }
-    }
-}
-
 impl Kernel {
     /// A kernel on the chosen backend with the default sandbox settings.
     pub fn new(choice: BackendChoice) -> Result<Self, KernelError> {
@@ -209,24 +166,10 @@ impl Kernel {
     /// A kernel on the chosen backend. `Auto` prints a one-line notice on
     /// stderr when it falls back to the local backend.
     pub fn with_config(choice: BackendChoice, config: SandboxConfig) -> Result<Self, KernelError> {
-        let blobs = Arc::new(Mutex::new(HostBlobs::default()));
+        let blobs = Arc::new(Mutex::new(HostBlobs::new()));
         let source: BlobSource = {
             let blobs = blobs.clone();
-            Arc::new(move |hash: &[u8; 32]| {
-                let hash = CapHash(*hash);
-                let fallback = {
-                    let mut b = lock(&blobs);
-                    if let Some(bytes) = b.bytes.get(&hash).cloned() {
-                        b.published.insert(hash);
-                        return Some(bytes.to_vec());
-                    }
-                    b.fallback.clone()?
-                };
-                // Not under the lock: the fallback may read files.
-                let bytes = fallback(&hash)?;
-                lock(&blobs).published.insert(hash);
-                Some(bytes)
-            })
+            Arc::new(move |hash: &[u8; 32]| host_blobs::serve(&blobs, CapHash(*hash)))
         };
         let logs = Arc::new(Mutex::new(Vec::new()));
         let log: LogTarget = {
@@ -252,8 +195,8 @@ impl Kernel {
             Arc::new(move |report: &[u8]| {
                 lock_progress(&progress).accept(report, &mut |hash, bytes| {
                     let mut b = lock(&blobs);
-                    b.bytes.entry(hash).or_insert(bytes);
-                    b.published.insert(hash);
+                    b.keep(hash, bytes);
+                    b.mark_published(hash);
                 });
             })
         };
@@ -370,7 +313,7 @@ impl Kernel {
     ) -> Result<Vec<u8>, KernelError> {
         let result = self.backend.call_timed(function, request, deadlines);
         if matches!(result, Err(KernelError::GuestFault { .. })) {
-            lock(&self.blobs).published.clear();
+            lock(&self.blobs).clear_published();
         }
         result
     }
@@ -401,12 +344,9 @@ impl Kernel {
                     .map_err(|e| KernelError::BadCap(e.to_string()))?;
                 let hash = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
                 hashes.push(hash);
-                if !b.published.contains(&hash) {
-                    let bytes = b
-                        .bytes
-                        .entry(hash)
-                        .or_insert_with(|| Arc::new(bytes))
-                        .clone();
+                if !b.is_published(&hash) {
+                    let bytes = Arc::new(bytes);
+                    b.keep(hash, bytes.clone());
                     to_send.push((hash, bytes));
                 }
             }
@@ -449,7 +389,7 @@ impl Kernel {
         let mut b = lock(&self.blobs);
         b.sent += to_send.len() as u64;
         for (hash, _) in &to_send {
-            b.published.insert(*hash);
+            b.mark_published(*hash);
         }
         Ok(hashes)
     }
@@ -464,7 +404,7 @@ impl Kernel {
                     .encode()
                     .map_err(|e| KernelError::BadCap(e.to_string()))?;
                 let hash = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
-                b.bytes.entry(hash).or_insert_with(|| Arc::new(bytes));
+                b.keep(hash, Arc::new(bytes));
                 Ok(hash)
             })
             .collect()
@@ -486,9 +426,44 @@ impl Kernel {
     }
 
     /// Whether the host's copy holds `hash` (published, exported, or
-    /// spilled by the kernel).
+    /// spilled by the kernel; in the cache or the overflow store).
     pub fn host_has(&self, hash: &CapHash) -> bool {
-        lock(&self.blobs).bytes.contains_key(hash)
+        lock(&self.blobs).holds(hash)
+    }
+
+    /// Bounds the host's cache of blob bytes (see docs/kernel.md "Host
+    /// memory"): at most `max_bytes` (blob bytes plus a fixed overhead per
+    /// blob) and `max_blobs` blobs; least recently used blobs beyond go to
+    /// the overflow store, or are dropped when the fallback has them. A new
+    /// kernel takes `CAPBOX_HOST_CACHE_MIB` / `CAPBOX_HOST_CACHE_BLOBS`,
+    /// else 64 MiB and one blob per KiB.
+    pub fn set_host_cache(&mut self, max_bytes: usize, max_blobs: usize) {
+        lock(&self.blobs).set_limits(max_bytes, max_blobs);
+    }
+
+    /// The host cache's limits, use and traffic.
+    pub fn host_cache_stats(&self) -> HostCacheStats {
+        lock(&self.blobs).stats()
+    }
+
+    /// Writes blobs leaving the host cache to `store` from now on instead
+    /// of the kernel's private temporary directory (created on first use
+    /// under `std::env::temp_dir()`, removed when the kernel drops). Blobs
+    /// already written elsewhere are still read from there.
+    pub fn set_overflow_store(&mut self, store: Store) {
+        lock(&self.blobs).add_overflow(OverflowStore::Store(store));
+    }
+
+    /// The kernel's private overflow directory, once a blob needed it
+    /// (removed when the kernel drops).
+    pub fn overflow_dir(&self) -> Option<std::path::PathBuf> {
+        lock(&self.blobs).temp_overflow_path()
+    }
+
+    /// Why the overflow store last failed to take a blob (kept in memory
+    /// instead), if it ever did.
+    pub fn overflow_error(&self) -> Option<String> {
+        lock(&self.blobs).last_overflow_error.clone()
     }
 
     /// How many caps `put_cap(s)` has sent to the kernel so far.
@@ -498,7 +473,7 @@ impl Kernel {
 
     /// Whether the host believes the kernel holds `hash`.
     pub fn is_published(&self, hash: &CapHash) -> bool {
-        lock(&self.blobs).published.contains(hash)
+        lock(&self.blobs).is_published(hash)
     }
 
     /// Publishes `image` and a fresh instance of it; the instance's hash.
@@ -605,8 +580,13 @@ impl Kernel {
     /// A cap from the kernel (checked against its hash), remembered in the
     /// host's copy so it survives a sandbox rebuild.
     pub fn get_cap(&mut self, hash: &CapHash) -> Result<Cap, KernelError> {
-        if let Some(bytes) = lock(&self.blobs).bytes.get(hash).cloned() {
-            return Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()));
+        if let Some(bytes) = host_copy(&self.blobs, hash) {
+            // Checked: the bytes may come from the fallback or from disk.
+            let cap = Cap::decode(&bytes).map_err(|e| KernelError::BadCap(e.to_string()))?;
+            let got = cap.hash().map_err(|e| KernelError::BadCap(e.to_string()))?;
+            if got == *hash {
+                return Ok(cap);
+            }
         }
         // By ranges: one call unless it is larger than a chunk.
         let (bytes, large) = self.read_encoding(hash)?;
@@ -618,10 +598,12 @@ impl Kernel {
             )));
         }
         let mut b = lock(&self.blobs);
+        // A cap over the message limit is never kept in memory (the caller
+        // stores it, e.g. with `export_to_store`).
         if !large {
-            b.bytes.insert(*hash, Arc::new(bytes));
+            b.keep(*hash, Arc::new(bytes));
         }
-        b.published.insert(*hash);
+        b.mark_published(*hash);
         Ok(cap)
     }
 
@@ -669,10 +651,12 @@ impl Kernel {
 
     /// A reader of the host's copy usable from other threads (a pool's
     /// workers serve each other's misses with it): the encoding of a hash
-    /// the copy holds. It only locks the copy briefly.
+    /// the cache or the overflow store holds. It never asks the kernel's
+    /// fallback (two workers' fallbacks asking each other would never
+    /// end) and only locks the copy briefly.
     pub fn host_blob_reader(&self) -> BlobFallback {
         let blobs = self.blobs.clone();
-        Arc::new(move |hash: &CapHash| lock(&blobs).bytes.get(hash).map(|b| b.to_vec()))
+        Arc::new(move |hash: &CapHash| own_copy(&blobs, hash).map(|b| b.to_vec()))
     }
 }
 

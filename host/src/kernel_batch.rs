@@ -154,7 +154,7 @@ impl Kernel {
     /// effort: an instance the kernel does not have fails the batch's
     /// first invocation anyway.
     fn keep_starting_state(&mut self, instance: &CapHash) {
-        if !lock(&self.blobs).bytes.contains_key(instance) {
+        if !self.host_has(instance) {
             let _ = self.export_instance(instance);
         }
     }
@@ -240,7 +240,7 @@ impl Kernel {
             out.push(match r {
                 Ok(msg) => {
                     let outcome = outcome_of(msg)?;
-                    b.published.insert(outcome.instance);
+                    b.mark_published(outcome.instance);
                     Ok(outcome)
                 }
                 Err(e) => Err(KernelError::Refused(e)),

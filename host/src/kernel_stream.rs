@@ -86,7 +86,7 @@ impl Kernel {
     /// kernel already has it. The host's copy does not keep it.
     pub fn put_cap_streamed(&mut self, cap: &Cap) -> Result<CapHash, KernelError> {
         let hash = cap.hash().map_err(bad_cap)?;
-        if lock(&self.blobs).published.contains(&hash) {
+        if lock(&self.blobs).is_published(&hash) {
             return Ok(hash);
         }
         let layout = EncodingLayout::new(cap).map_err(bad_cap)?;
@@ -110,7 +110,7 @@ impl Kernel {
         len: u64,
         hash: &CapHash,
     ) -> Result<CapHash, KernelError> {
-        if lock(&self.blobs).published.contains(hash) {
+        if lock(&self.blobs).is_published(hash) {
             return Ok(*hash);
         }
         let chunk = self.stream_chunk_bytes();
@@ -172,7 +172,7 @@ impl Kernel {
             );
             return result;
         }
-        lock(&self.blobs).published.insert(*hash);
+        lock(&self.blobs).mark_published(*hash);
         result
     }
 
@@ -316,7 +316,7 @@ impl Kernel {
         hash: &CapHash,
         writer: &mut dyn Write,
     ) -> Result<u64, KernelError> {
-        if let Some(bytes) = lock(&self.blobs).bytes.get(hash).cloned() {
+        if let Some(bytes) = lock(&self.blobs).local(hash) {
             writer.write_all(&bytes).map_err(KernelError::TransferIo)?;
             return Ok(bytes.len() as u64);
         }

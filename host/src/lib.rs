@@ -4,6 +4,7 @@
 pub use capbox_shared as shared;
 
 pub mod backend;
+pub mod blob_cache;
 pub mod conformance;
 mod error;
 mod export;
@@ -22,8 +23,8 @@ pub use backend::{
 pub use error::{GuestElfError, KernelError};
 pub use guest_elf::GuestImage;
 pub use kernel::{
-    BackendChoice, BlobFallback, DEFAULT_BATCH_REPORTS, DEFAULT_TIMEOUT, Invocation, Kernel,
-    MAX_REPORTED_BLOB_BYTES, ReportMode, escape_for_terminal,
+    BackendChoice, BlobFallback, DEFAULT_BATCH_REPORTS, DEFAULT_TIMEOUT, HostCacheStats,
+    Invocation, Kernel, MAX_REPORTED_BLOB_BYTES, ReportMode, escape_for_terminal,
 };
 pub use pool::{ChainResult, MAX_JOBS, Pool, PoolConfig, PoolError};
 pub use session::{Committed, OnConflict, Session, SessionError, SessionOptions};

@@ -55,6 +55,9 @@ pub struct PoolConfig {
     pub default_timeout: Duration,
     /// What batches report while they run (`None`: the kernel's default).
     pub batch_reports: Option<ReportMode>,
+    /// Each kernel's host blob cache, bytes and blobs
+    /// ([`Kernel::set_host_cache`]; `None`: the kernel's default).
+    pub host_cache: Option<(usize, usize)>,
 }
 
 impl Default for PoolConfig {
@@ -65,6 +68,7 @@ impl Default for PoolConfig {
             sandbox: SandboxConfig::default(),
             default_timeout: DEFAULT_TIMEOUT,
             batch_reports: None,
+            host_cache: None,
         }
     }
 }
@@ -208,6 +212,7 @@ impl Pool {
             config: config.sandbox,
             default_timeout: config.default_timeout,
             batch_reports: config.batch_reports,
+            host_cache: config.host_cache,
             readers: readers.clone(),
             external: external.clone(),
         };

@@ -49,6 +49,7 @@ pub(super) struct Recipe {
     pub(super) config: SandboxConfig,
     pub(super) default_timeout: Duration,
     pub(super) batch_reports: Option<ReportMode>,
+    pub(super) host_cache: Option<(usize, usize)>,
     pub(super) readers: Readers,
     pub(super) external: External,
 }
@@ -62,6 +63,9 @@ impl Recipe {
         kernel.set_default_timeout(self.default_timeout);
         if let Some(mode) = self.batch_reports {
             kernel.set_batch_reports(mode);
+        }
+        if let Some((bytes, blobs)) = self.host_cache {
+            kernel.set_host_cache(bytes, blobs);
         }
         if let Some(slot) = write(&self.readers).get_mut(index) {
             *slot = Some(kernel.host_blob_reader());

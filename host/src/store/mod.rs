@@ -166,6 +166,7 @@ mod fsio;
 mod graph;
 mod heads;
 mod history;
+mod overflow;
 mod prune;
 mod verify;
 
@@ -177,6 +178,7 @@ pub use error::StoreError;
 pub use heads::{HeadsListing, MAX_HEAD_NAME_LEN, SaveReport, validate_head_name};
 pub(crate) use history::token as history_token;
 pub use history::{HeadChange, HistoryEntry, MAX_RECORD_TEXT};
+pub use overflow::{OverflowStore, TempBlobDir};
 pub use prune::PruneReport;
 pub use verify::{VerifyProblem, VerifyReport};
 
