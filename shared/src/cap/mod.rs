@@ -224,7 +224,7 @@ impl Cap {
             }
     }
 
-    fn encoded_len_hint(&self) -> usize {
+    pub(crate) fn encoded_len_hint(&self) -> usize {
         match self {
             Cap::Data(data) => 13 + data.present_page_count() * (PAGE_SIZE + 4),
             Cap::CNode(cnode) => 5 + cnode.len() * 36,

@@ -22,6 +22,13 @@ use crate::hash::CapHash;
 /// there and stays in the directory).
 pub const SPILL_BATCH_BYTES: usize = 1 << 20;
 
+/// Largest blob the kernel offers the host by `spill_blobs`: one message
+/// holds it with room to spare under the host's default 4 MiB message
+/// limit. A larger blob the host lacks stays in the directory (so does
+/// any blob the host refuses); without this bound every eviction pass
+/// would encode it whole only to have it refused.
+pub const MAX_SPILLED_BLOB_BYTES: usize = (4 << 20) - (64 << 10);
+
 impl<S: BuildHasher> KernelState<'_, S> {
     /// Evicts down to the budget's low water if the directory is over
     /// budget (one atomic load otherwise).
@@ -64,6 +71,11 @@ impl<S: BuildHasher> KernelState<'_, S> {
             let Some(cap) = self.dir.peek_blob(hash) else {
                 continue;
             };
+            // Judged by an upper bound of its encoded length (no encoding):
+            // over the bound, it stays.
+            if cap.encoded_len_hint() > MAX_SPILLED_BLOB_BYTES {
+                continue;
+            }
             // A blob that does not encode cannot be spilled: it stays.
             let Ok(bytes) = cap.encode() else {
                 continue;

@@ -147,3 +147,42 @@ fn a_host_that_refuses_spills_keeps_the_kernel_state_in_place() {
     assert!(dir.blob_count() >= 2 * 30, "{}", dir.blob_count());
     assert_eq!(host.blobs.len(), 4);
 }
+
+/// A kernel-made blob too large for one spill message is not encoded for
+/// a spill (the host would refuse it, every pass): it stays in the
+/// directory, while smaller ones are spilled and evicted as usual.
+#[test]
+fn a_blob_larger_than_a_spill_message_stays_unspilled() {
+    use crate::cap::Data;
+    let dir = CacheDirectory::new();
+    dir.set_budget(BlobBudget {
+        max_bytes: u64::MAX,
+        max_blobs: 1,
+    });
+    // Least recently used first: the small one, then the big one (both
+    // planned for eviction), then a newer one that stays.
+    let small_hash = dir
+        .put_cap(&Cap::Data(Data::from_bytes(&[1u8; 10]).unwrap()))
+        .unwrap();
+    let big = Cap::Data(Data::from_bytes(&alloc::vec![7u8; 5 << 20]).unwrap());
+    let big_hash = dir.put_cap(&big).unwrap();
+    drop(big);
+    dir.put_cap(&Cap::Data(Data::from_bytes(&[2u8; 10]).unwrap()))
+        .unwrap();
+    let programs = ProgramCache::new();
+    let state = KernelState {
+        dir: &dir,
+        programs: &programs,
+    };
+    let mut host = MapHost {
+        blobs: BTreeMap::new(),
+        accept: true,
+        spill_calls: 0,
+    };
+    state.enforce_budget(&mut host);
+    assert!(dir.contains_blob(&big_hash), "the big blob stays");
+    assert!(!host.blobs.contains_key(&big_hash), "and was not spilled");
+    assert!(host.blobs.contains_key(&small_hash), "the small one was");
+    assert!(!dir.contains_blob(&small_hash), "and then evicted");
+    assert_eq!(host.spill_calls, 1);
+}
