@@ -413,9 +413,26 @@ impl Kernel {
     /// Serves the kernel's `fetch_blob` from `fallback` for blobs the
     /// host's copy lacks (`None`: no second source), so state can be
     /// invoked without loading it up front. Its blobs are not copied into
-    /// the host's copy.
+    /// the host's copy. The fallback is trusted to keep what it has (a
+    /// store): a blob it serves may leave the host's cache without an
+    /// overflow write; [`Kernel::set_blob_sources`] separates the two.
     pub fn set_blob_fallback(&mut self, fallback: Option<BlobFallback>) {
-        lock(&self.blobs).fallback = fallback;
+        self.set_blob_sources(fallback.clone(), fallback);
+    }
+
+    /// Like [`Kernel::set_blob_fallback`], with `keeper` the part of
+    /// `fallback` that keeps what it has (a blob it serves may leave the
+    /// host's cache without an overflow write). `keeper` is asked under the
+    /// host copy's lock: it must not wait on another kernel (a pool's
+    /// workers serve each other through `fallback` only).
+    pub fn set_blob_sources(
+        &mut self,
+        fallback: Option<BlobFallback>,
+        keeper: Option<BlobFallback>,
+    ) {
+        let mut b = lock(&self.blobs);
+        b.fallback = fallback;
+        b.keeper = keeper;
     }
 
     /// Spill messages the host refused so far, and why the last one was

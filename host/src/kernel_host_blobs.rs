@@ -80,6 +80,13 @@ pub(crate) struct HostBlobs {
     /// Where `fetch_blob` looks for a blob the host's copy lacks
     /// ([`super::Kernel::set_blob_fallback`]).
     pub(crate) fallback: Option<BlobFallback>,
+    /// The part of the fallback that keeps what it has (e.g. a store): a
+    /// blob it serves may leave the cache without an overflow write. Asked
+    /// under this copy's lock, so it must never wait on another kernel's
+    /// copy (a pool's peers serve misses but are not keepers: two workers
+    /// dropping a blob because the other has it would lose it, and asking
+    /// each other under their locks would deadlock).
+    pub(crate) keeper: Option<BlobFallback>,
     /// Spill messages refused (a blob did not match its hash: a kernel
     /// bug or a compromised guest), and why the last one was.
     pub(crate) spills_refused: u64,
@@ -99,6 +106,7 @@ impl HostBlobs {
             published: HashSet::new(),
             sent: 0,
             fallback: None,
+            keeper: None,
             spills_refused: 0,
             last_spill_error: None,
             stats: HostCacheStats::default(),
@@ -190,7 +198,7 @@ impl HostBlobs {
     /// Puts what left the cache where it stays servable.
     fn settle(&mut self, evicted: Vec<Evicted>) {
         for e in evicted {
-            if e.elsewhere || self.fallback.as_ref().is_some_and(|f| f(&e.hash).is_some()) {
+            if e.elsewhere || self.keeper.as_ref().is_some_and(|f| f(&e.hash).is_some()) {
                 self.stats.dropped += 1;
                 continue;
             }
@@ -356,15 +364,31 @@ mod tests {
         let blobs = no_cache();
         let (hash, bytes) = blob(3);
         let served = bytes.clone();
-        lock(&blobs).fallback = Some(Arc::new(move |h: &CapHash| {
-            (*h == hash).then(|| served.to_vec())
-        }));
+        let store: BlobFallback =
+            Arc::new(move |h: &CapHash| (*h == hash).then(|| served.to_vec()));
+        lock(&blobs).fallback = Some(store.clone());
+        lock(&blobs).keeper = Some(store);
         lock(&blobs).keep(hash, bytes.clone());
         let s = lock(&blobs).stats();
         assert_eq!((s.overflowed, s.dropped), (0, 1));
         assert_eq!(lock(&blobs).temp_overflow_path(), None);
         assert_eq!(serve(&blobs, hash).as_deref(), Some(&bytes[..]));
         assert_eq!(host_copy(&blobs, &hash).as_deref(), Some(&*bytes));
+    }
+
+    #[test]
+    fn a_blob_a_fallback_serves_but_does_not_keep_goes_to_the_overflow_store() {
+        let blobs = no_cache();
+        let (hash, bytes) = blob(5);
+        let served = bytes.clone();
+        // E.g. a pool's peer: it serves the blob now, but may drop it.
+        lock(&blobs).fallback = Some(Arc::new(move |h: &CapHash| {
+            (*h == hash).then(|| served.to_vec())
+        }));
+        lock(&blobs).keep(hash, bytes.clone());
+        let s = lock(&blobs).stats();
+        assert_eq!((s.overflowed, s.dropped), (1, 0));
+        assert!(lock(&blobs).holds(&hash));
     }
 
     #[test]

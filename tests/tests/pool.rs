@@ -338,3 +338,34 @@ fn local_pool_refuses_what_it_cannot_run() {
     let third = results[2].as_ref().unwrap();
     assert_eq!(third[0].as_ref().unwrap().r7, 1);
 }
+
+/// Two local kernels with tiny guest budgets and tiny host caches: each
+/// worker's host copy keeps evicting while the other reads from it. The
+/// same outcomes as one kernel, and no deadlock (a worker deciding what to
+/// do with a blob leaving its cache must not wait on a peer's copy, which
+/// may be waiting on it; found by a pool soak). A watchdog turns a hang
+/// into a failure.
+#[test]
+fn local_pool_with_tiny_host_caches_matches_one_kernel_without_deadlock() {
+    let (instances, rounds) = (24, 30);
+    let (want, want_states) = reference(instances, rounds);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sandbox = capbox::SandboxConfig::default();
+        sandbox.blob_budget = Some(capbox_tests::TINY_BUDGET);
+        let pool = Pool::new(PoolConfig {
+            jobs: 2,
+            backend: BackendChoice::Local,
+            sandbox,
+            host_cache: Some((16 << 10, 8)),
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        let _ = done.send(through_pool(&pool, instances, rounds));
+    });
+    let (got, got_states) = finished
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the pool finished (a hang here is a deadlock between workers)");
+    assert_eq!(got, want);
+    assert_eq!(got_states, want_states);
+}

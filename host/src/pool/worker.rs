@@ -72,7 +72,14 @@ impl Recipe {
         }
         let readers = self.readers.clone();
         let external = self.external.clone();
-        kernel.set_blob_fallback(Some(Arc::new(move |hash: &CapHash| {
+        let kept_by = self.external.clone();
+        // Only the pool's external source keeps blobs: a blob another
+        // worker's cache holds may leave that cache at any time.
+        let keeper: BlobFallback = Arc::new(move |hash: &CapHash| {
+            let external = read(&kept_by).clone();
+            external.and_then(|f| f(hash))
+        });
+        let fallback: BlobFallback = Arc::new(move |hash: &CapHash| {
             // Clone the readers out: no lock is held while one runs (each
             // locks its own worker's copy briefly, never two at once, so
             // two workers serving each other cannot deadlock).
@@ -87,7 +94,8 @@ impl Recipe {
             }
             let external = read(&external).clone();
             external.and_then(|f| f(hash))
-        })));
+        });
+        kernel.set_blob_sources(Some(fallback), Some(keeper));
         Ok(kernel)
     }
 }
