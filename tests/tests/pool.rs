@@ -351,8 +351,10 @@ fn local_pool_with_tiny_host_caches_matches_one_kernel_without_deadlock() {
     let (want, want_states) = reference(instances, rounds);
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut sandbox = capbox::SandboxConfig::default();
-        sandbox.blob_budget = Some(capbox_tests::TINY_BUDGET);
+        let sandbox = capbox::SandboxConfig {
+            blob_budget: Some(capbox_tests::TINY_BUDGET),
+            ..capbox::SandboxConfig::default()
+        };
         let pool = Pool::new(PoolConfig {
             jobs: 2,
             backend: BackendChoice::Local,
