@@ -20,10 +20,9 @@
 //! charge already failed, so the hot loop is unchanged, and gas, registers,
 //! memory and every other exit are those of an unsliced run.
 
-use super::instructions::Opcode;
 use super::layout::HALT_ADDRESS;
 use super::memory::{AccessTrap, Memory};
-use super::program::{INVALID_TARGET, Op, Program};
+use super::program::{Handler, INVALID_TARGET, Op, Program};
 
 /// Why [`Machine::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -233,7 +232,7 @@ fn interpret<const STEP: bool>(
                 at: idx,
             };
         }
-        let Some(op) = ops.get(idx) else {
+        let Some(mut op) = ops.get(idx) else {
             // Unreachable: the last entry is always a trap.
             return Flow::Exit {
                 exit: Exit::Panic,
@@ -345,243 +344,306 @@ fn interpret<const STEP: bool>(
                 reg!(a) = $value;
             }};
         }
-        match op.opcode {
-            Opcode::trap => exit!(Exit::Panic),
-            Opcode::fallthrough => enter!(idx + 1),
-            Opcode::ecalli => exit!(Exit::HostCall(op.x)),
-            Opcode::load_imm_64 => reg!(a) = u64::from(op.x) | (u64::from(op.y) << 32),
-            Opcode::store_imm_u8 => store!(op.x, [op.y as u8]),
-            Opcode::store_imm_u16 => store!(op.x, (op.y as u16).to_le_bytes()),
-            Opcode::store_imm_u32 => store!(op.x, op.y.to_le_bytes()),
-            Opcode::store_imm_u64 => store!(op.x, imm(op.y).to_le_bytes()),
-            Opcode::jump => jump!(op.y),
-            Opcode::jump_ind => djump!(reg!(a).wrapping_add(imm(op.x))),
-            Opcode::load_imm => reg!(a) = imm(op.x),
-            Opcode::load_u8 => load!(a, op.x, 1, |b: [u8; 1]| u64::from(b[0])),
-            Opcode::load_i8 => load!(a, op.x, 1, |b: [u8; 1]| b[0] as i8 as i64 as u64),
-            Opcode::load_u16 => load!(a, op.x, 2, |b| u64::from(u16::from_le_bytes(b))),
-            Opcode::load_i16 => load!(a, op.x, 2, |b| i16::from_le_bytes(b) as i64 as u64),
-            Opcode::load_u32 => load!(a, op.x, 4, |b| u64::from(u32::from_le_bytes(b))),
-            Opcode::load_i32 => load!(a, op.x, 4, |b| i32::from_le_bytes(b) as i64 as u64),
-            Opcode::load_u64 => load!(a, op.x, 8, u64::from_le_bytes),
-            Opcode::store_u8 => store!(op.x, [reg!(a) as u8]),
-            Opcode::store_u16 => store!(op.x, (reg!(a) as u16).to_le_bytes()),
-            Opcode::store_u32 => store!(op.x, (reg!(a) as u32).to_le_bytes()),
-            Opcode::store_u64 => store!(op.x, reg!(a).to_le_bytes()),
-            Opcode::store_imm_ind_u8 => {
+        // The body of one instruction, for the fused pairs.
+        macro_rules! one {
+            (load_ind_u64) => {
+                load!(a, reg!(b).wrapping_add(imm(op.x)), 8, u64::from_le_bytes)
+            };
+            (load_ind_u8) => {
+                load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
+                    u64::from(b[0])
+                })
+            };
+            (store_ind_u64) => {
+                store!(reg!(b).wrapping_add(imm(op.x)), reg!(a).to_le_bytes())
+            };
+            (add_64) => {
+                alu3!(|a, b| a.wrapping_add(b))
+            };
+            (xor) => {
+                alu3!(|a, b| a ^ b)
+            };
+            (mul_64) => {
+                alu3!(|a, b| a.wrapping_mul(b))
+            };
+            (rot_r_64_imm) => {
+                alu_imm!(|b, x| b.rotate_right((x & 63) as u32))
+            };
+            (add_imm_64) => {
+                alu_imm!(|b, x| b.wrapping_add(x))
+            };
+            (branch_ne_imm) => {
+                branch!(reg!(a) != imm(op.x))
+            };
+        }
+        // A fused pair: the first instruction, then the second (its own
+        // entry, so an exit there reports its index); the second never
+        // is past the end, as the first is not a terminator.
+        macro_rules! pair {
+            ($first:ident, $second:ident) => {{
+                one!($first);
+                idx += 1;
+                op = match ops.get(idx) {
+                    Some(next) => next,
+                    None => exit!(Exit::Panic),
+                };
+                one!($second);
+            }};
+        }
+        // The stepping loop runs a fused pair's first instruction alone.
+        let handler = if STEP {
+            Handler::from_opcode(op.opcode.unfused())
+        } else {
+            op.opcode
+        };
+        match handler {
+            Handler::load_ind_u64__add_64 => pair!(load_ind_u64, add_64),
+            Handler::load_ind_u64__load_ind_u64 => pair!(load_ind_u64, load_ind_u64),
+            Handler::store_ind_u64__load_ind_u64 => pair!(store_ind_u64, load_ind_u64),
+            Handler::add_64__store_ind_u64 => pair!(add_64, store_ind_u64),
+            Handler::add_64__add_64 => pair!(add_64, add_64),
+            Handler::xor__rot_r_64_imm => pair!(xor, rot_r_64_imm),
+            Handler::load_ind_u8__add_imm_64 => pair!(load_ind_u8, add_imm_64),
+            Handler::xor__add_imm_64 => pair!(xor, add_imm_64),
+            Handler::mul_64__branch_ne_imm => pair!(mul_64, branch_ne_imm),
+            Handler::trap => exit!(Exit::Panic),
+            Handler::fallthrough => enter!(idx + 1),
+            Handler::ecalli => exit!(Exit::HostCall(op.x)),
+            Handler::load_imm_64 => reg!(a) = u64::from(op.x) | (u64::from(op.y) << 32),
+            Handler::store_imm_u8 => store!(op.x, [op.y as u8]),
+            Handler::store_imm_u16 => store!(op.x, (op.y as u16).to_le_bytes()),
+            Handler::store_imm_u32 => store!(op.x, op.y.to_le_bytes()),
+            Handler::store_imm_u64 => store!(op.x, imm(op.y).to_le_bytes()),
+            Handler::jump => jump!(op.y),
+            Handler::jump_ind => djump!(reg!(a).wrapping_add(imm(op.x))),
+            Handler::load_imm => reg!(a) = imm(op.x),
+            Handler::load_u8 => load!(a, op.x, 1, |b: [u8; 1]| u64::from(b[0])),
+            Handler::load_i8 => load!(a, op.x, 1, |b: [u8; 1]| b[0] as i8 as i64 as u64),
+            Handler::load_u16 => load!(a, op.x, 2, |b| u64::from(u16::from_le_bytes(b))),
+            Handler::load_i16 => load!(a, op.x, 2, |b| i16::from_le_bytes(b) as i64 as u64),
+            Handler::load_u32 => load!(a, op.x, 4, |b| u64::from(u32::from_le_bytes(b))),
+            Handler::load_i32 => load!(a, op.x, 4, |b| i32::from_le_bytes(b) as i64 as u64),
+            Handler::load_u64 => load!(a, op.x, 8, u64::from_le_bytes),
+            Handler::store_u8 => store!(op.x, [reg!(a) as u8]),
+            Handler::store_u16 => store!(op.x, (reg!(a) as u16).to_le_bytes()),
+            Handler::store_u32 => store!(op.x, (reg!(a) as u32).to_le_bytes()),
+            Handler::store_u64 => store!(op.x, reg!(a).to_le_bytes()),
+            Handler::store_imm_ind_u8 => {
                 store!(reg!(a).wrapping_add(imm(op.x)), [op.y as u8])
             }
-            Opcode::store_imm_ind_u16 => {
+            Handler::store_imm_ind_u16 => {
                 store!(reg!(a).wrapping_add(imm(op.x)), (op.y as u16).to_le_bytes())
             }
-            Opcode::store_imm_ind_u32 => {
+            Handler::store_imm_ind_u32 => {
                 store!(reg!(a).wrapping_add(imm(op.x)), op.y.to_le_bytes())
             }
-            Opcode::store_imm_ind_u64 => {
+            Handler::store_imm_ind_u64 => {
                 store!(reg!(a).wrapping_add(imm(op.x)), imm(op.y).to_le_bytes())
             }
-            Opcode::load_imm_jump => {
+            Handler::load_imm_jump => {
                 reg!(a) = imm(op.x);
                 jump!(op.y)
             }
-            Opcode::branch_eq_imm => branch!(reg!(a) == imm(op.x)),
-            Opcode::branch_ne_imm => branch!(reg!(a) != imm(op.x)),
-            Opcode::branch_lt_u_imm => branch!(reg!(a) < imm(op.x)),
-            Opcode::branch_le_u_imm => branch!(reg!(a) <= imm(op.x)),
-            Opcode::branch_ge_u_imm => branch!(reg!(a) >= imm(op.x)),
-            Opcode::branch_gt_u_imm => branch!(reg!(a) > imm(op.x)),
-            Opcode::branch_lt_s_imm => branch!((reg!(a) as i64) < (imm(op.x) as i64)),
-            Opcode::branch_le_s_imm => branch!((reg!(a) as i64) <= (imm(op.x) as i64)),
-            Opcode::branch_ge_s_imm => branch!((reg!(a) as i64) >= (imm(op.x) as i64)),
-            Opcode::branch_gt_s_imm => branch!((reg!(a) as i64) > (imm(op.x) as i64)),
-            Opcode::move_reg => reg!(d) = reg!(a),
-            Opcode::sbrk => reg!(d) = memory.sbrk(reg!(a)),
-            Opcode::count_set_bits_64 => reg!(d) = u64::from(reg!(a).count_ones()),
-            Opcode::count_set_bits_32 => reg!(d) = u64::from((reg!(a) as u32).count_ones()),
-            Opcode::leading_zero_bits_64 => reg!(d) = u64::from(reg!(a).leading_zeros()),
-            Opcode::leading_zero_bits_32 => reg!(d) = u64::from((reg!(a) as u32).leading_zeros()),
-            Opcode::trailing_zero_bits_64 => reg!(d) = u64::from(reg!(a).trailing_zeros()),
-            Opcode::trailing_zero_bits_32 => reg!(d) = u64::from((reg!(a) as u32).trailing_zeros()),
-            Opcode::sign_extend_8 => reg!(d) = reg!(a) as u8 as i8 as i64 as u64,
-            Opcode::sign_extend_16 => reg!(d) = reg!(a) as u16 as i16 as i64 as u64,
-            Opcode::zero_extend_16 => reg!(d) = u64::from(reg!(a) as u16),
-            Opcode::reverse_bytes => reg!(d) = reg!(a).swap_bytes(),
-            Opcode::store_ind_u8 => store!(reg!(b).wrapping_add(imm(op.x)), [reg!(a) as u8]),
-            Opcode::store_ind_u16 => store!(
+            Handler::branch_eq_imm => branch!(reg!(a) == imm(op.x)),
+            Handler::branch_ne_imm => branch!(reg!(a) != imm(op.x)),
+            Handler::branch_lt_u_imm => branch!(reg!(a) < imm(op.x)),
+            Handler::branch_le_u_imm => branch!(reg!(a) <= imm(op.x)),
+            Handler::branch_ge_u_imm => branch!(reg!(a) >= imm(op.x)),
+            Handler::branch_gt_u_imm => branch!(reg!(a) > imm(op.x)),
+            Handler::branch_lt_s_imm => branch!((reg!(a) as i64) < (imm(op.x) as i64)),
+            Handler::branch_le_s_imm => branch!((reg!(a) as i64) <= (imm(op.x) as i64)),
+            Handler::branch_ge_s_imm => branch!((reg!(a) as i64) >= (imm(op.x) as i64)),
+            Handler::branch_gt_s_imm => branch!((reg!(a) as i64) > (imm(op.x) as i64)),
+            Handler::move_reg => reg!(d) = reg!(a),
+            Handler::sbrk => reg!(d) = memory.sbrk(reg!(a)),
+            Handler::count_set_bits_64 => reg!(d) = u64::from(reg!(a).count_ones()),
+            Handler::count_set_bits_32 => reg!(d) = u64::from((reg!(a) as u32).count_ones()),
+            Handler::leading_zero_bits_64 => reg!(d) = u64::from(reg!(a).leading_zeros()),
+            Handler::leading_zero_bits_32 => reg!(d) = u64::from((reg!(a) as u32).leading_zeros()),
+            Handler::trailing_zero_bits_64 => reg!(d) = u64::from(reg!(a).trailing_zeros()),
+            Handler::trailing_zero_bits_32 => {
+                reg!(d) = u64::from((reg!(a) as u32).trailing_zeros())
+            }
+            Handler::sign_extend_8 => reg!(d) = reg!(a) as u8 as i8 as i64 as u64,
+            Handler::sign_extend_16 => reg!(d) = reg!(a) as u16 as i16 as i64 as u64,
+            Handler::zero_extend_16 => reg!(d) = u64::from(reg!(a) as u16),
+            Handler::reverse_bytes => reg!(d) = reg!(a).swap_bytes(),
+            Handler::store_ind_u8 => store!(reg!(b).wrapping_add(imm(op.x)), [reg!(a) as u8]),
+            Handler::store_ind_u16 => store!(
                 reg!(b).wrapping_add(imm(op.x)),
                 (reg!(a) as u16).to_le_bytes()
             ),
-            Opcode::store_ind_u32 => store!(
+            Handler::store_ind_u32 => store!(
                 reg!(b).wrapping_add(imm(op.x)),
                 (reg!(a) as u32).to_le_bytes()
             ),
-            Opcode::store_ind_u64 => {
+            Handler::store_ind_u64 => {
                 store!(reg!(b).wrapping_add(imm(op.x)), reg!(a).to_le_bytes())
             }
-            Opcode::load_ind_u8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
+            Handler::load_ind_u8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
                 u64::from(b[0])
             }),
-            Opcode::load_ind_i8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
+            Handler::load_ind_i8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
                 b[0] as i8 as i64 as u64
             }),
-            Opcode::load_ind_u16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
+            Handler::load_ind_u16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
                 u64::from(u16::from_le_bytes(b))
             }),
-            Opcode::load_ind_i16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
+            Handler::load_ind_i16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
                 i16::from_le_bytes(b) as i64 as u64
             }),
-            Opcode::load_ind_u32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
+            Handler::load_ind_u32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
                 u64::from(u32::from_le_bytes(b))
             }),
-            Opcode::load_ind_i32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
+            Handler::load_ind_i32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
                 i32::from_le_bytes(b) as i64 as u64
             }),
-            Opcode::load_ind_u64 => {
+            Handler::load_ind_u64 => {
                 load!(a, reg!(b).wrapping_add(imm(op.x)), 8, u64::from_le_bytes)
             }
-            Opcode::add_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_add(x))),
-            Opcode::and_imm => alu_imm!(|b, x| b & x),
-            Opcode::xor_imm => alu_imm!(|b, x| b ^ x),
-            Opcode::or_imm => alu_imm!(|b, x| b | x),
-            Opcode::mul_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_mul(x))),
-            Opcode::set_lt_u_imm => alu_imm!(|b, x| u64::from(b < x)),
-            Opcode::set_lt_s_imm => alu_imm!(|b, x| u64::from((b as i64) < (x as i64))),
-            Opcode::shlo_l_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) << (x & 31)))),
-            Opcode::shlo_r_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) >> (x & 31)))),
-            Opcode::shar_r_imm_32 => alu_imm!(|b, x| ((b as i32) >> (x & 31)) as i64 as u64),
-            Opcode::neg_add_imm_32 => alu_imm!(|b, x| sext32(x.wrapping_sub(b))),
-            Opcode::set_gt_u_imm => alu_imm!(|b, x| u64::from(b > x)),
-            Opcode::set_gt_s_imm => alu_imm!(|b, x| u64::from((b as i64) > (x as i64))),
-            Opcode::shlo_l_imm_alt_32 => {
+            Handler::add_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_add(x))),
+            Handler::and_imm => alu_imm!(|b, x| b & x),
+            Handler::xor_imm => alu_imm!(|b, x| b ^ x),
+            Handler::or_imm => alu_imm!(|b, x| b | x),
+            Handler::mul_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_mul(x))),
+            Handler::set_lt_u_imm => alu_imm!(|b, x| u64::from(b < x)),
+            Handler::set_lt_s_imm => alu_imm!(|b, x| u64::from((b as i64) < (x as i64))),
+            Handler::shlo_l_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) << (x & 31)))),
+            Handler::shlo_r_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) >> (x & 31)))),
+            Handler::shar_r_imm_32 => alu_imm!(|b, x| ((b as i32) >> (x & 31)) as i64 as u64),
+            Handler::neg_add_imm_32 => alu_imm!(|b, x| sext32(x.wrapping_sub(b))),
+            Handler::set_gt_u_imm => alu_imm!(|b, x| u64::from(b > x)),
+            Handler::set_gt_s_imm => alu_imm!(|b, x| u64::from((b as i64) > (x as i64))),
+            Handler::shlo_l_imm_alt_32 => {
                 alu_imm!(|b, x| sext32(u64::from((x as u32) << (b & 31))))
             }
-            Opcode::shlo_r_imm_alt_32 => {
+            Handler::shlo_r_imm_alt_32 => {
                 alu_imm!(|b, x| sext32(u64::from((x as u32) >> (b & 31))))
             }
-            Opcode::shar_r_imm_alt_32 => {
+            Handler::shar_r_imm_alt_32 => {
                 alu_imm!(|b, x| ((x as i32) >> (b & 31)) as i64 as u64)
             }
-            Opcode::cmov_iz_imm => {
+            Handler::cmov_iz_imm => {
                 if reg!(b) == 0 {
                     reg!(a) = imm(op.x);
                 }
             }
-            Opcode::cmov_nz_imm => {
+            Handler::cmov_nz_imm => {
                 if reg!(b) != 0 {
                     reg!(a) = imm(op.x);
                 }
             }
-            Opcode::add_imm_64 => alu_imm!(|b, x| b.wrapping_add(x)),
-            Opcode::mul_imm_64 => alu_imm!(|b, x| b.wrapping_mul(x)),
-            Opcode::shlo_l_imm_64 => alu_imm!(|b, x| b << (x & 63)),
-            Opcode::shlo_r_imm_64 => alu_imm!(|b, x| b >> (x & 63)),
-            Opcode::shar_r_imm_64 => alu_imm!(|b, x| ((b as i64) >> (x & 63)) as u64),
-            Opcode::neg_add_imm_64 => alu_imm!(|b, x| x.wrapping_sub(b)),
-            Opcode::shlo_l_imm_alt_64 => alu_imm!(|b, x| x << (b & 63)),
-            Opcode::shlo_r_imm_alt_64 => alu_imm!(|b, x| x >> (b & 63)),
-            Opcode::shar_r_imm_alt_64 => alu_imm!(|b, x| ((x as i64) >> (b & 63)) as u64),
-            Opcode::rot_r_64_imm => alu_imm!(|b, x| b.rotate_right((x & 63) as u32)),
-            Opcode::rot_r_64_imm_alt => alu_imm!(|b, x| x.rotate_right((b & 63) as u32)),
-            Opcode::rot_r_32_imm => {
+            Handler::add_imm_64 => alu_imm!(|b, x| b.wrapping_add(x)),
+            Handler::mul_imm_64 => alu_imm!(|b, x| b.wrapping_mul(x)),
+            Handler::shlo_l_imm_64 => alu_imm!(|b, x| b << (x & 63)),
+            Handler::shlo_r_imm_64 => alu_imm!(|b, x| b >> (x & 63)),
+            Handler::shar_r_imm_64 => alu_imm!(|b, x| ((b as i64) >> (x & 63)) as u64),
+            Handler::neg_add_imm_64 => alu_imm!(|b, x| x.wrapping_sub(b)),
+            Handler::shlo_l_imm_alt_64 => alu_imm!(|b, x| x << (b & 63)),
+            Handler::shlo_r_imm_alt_64 => alu_imm!(|b, x| x >> (b & 63)),
+            Handler::shar_r_imm_alt_64 => alu_imm!(|b, x| ((x as i64) >> (b & 63)) as u64),
+            Handler::rot_r_64_imm => alu_imm!(|b, x| b.rotate_right((x & 63) as u32)),
+            Handler::rot_r_64_imm_alt => alu_imm!(|b, x| x.rotate_right((b & 63) as u32)),
+            Handler::rot_r_32_imm => {
                 alu_imm!(|b, x| sext32(u64::from((b as u32).rotate_right((x & 31) as u32))))
             }
-            Opcode::rot_r_32_imm_alt => {
+            Handler::rot_r_32_imm_alt => {
                 alu_imm!(|b, x| sext32(u64::from((x as u32).rotate_right((b & 31) as u32))))
             }
-            Opcode::branch_eq => branch!(reg!(a) == reg!(b)),
-            Opcode::branch_ne => branch!(reg!(a) != reg!(b)),
-            Opcode::branch_lt_u => branch!(reg!(a) < reg!(b)),
-            Opcode::branch_lt_s => branch!((reg!(a) as i64) < (reg!(b) as i64)),
-            Opcode::branch_ge_u => branch!(reg!(a) >= reg!(b)),
-            Opcode::branch_ge_s => branch!((reg!(a) as i64) >= (reg!(b) as i64)),
-            Opcode::load_imm_jump_ind => {
+            Handler::branch_eq => branch!(reg!(a) == reg!(b)),
+            Handler::branch_ne => branch!(reg!(a) != reg!(b)),
+            Handler::branch_lt_u => branch!(reg!(a) < reg!(b)),
+            Handler::branch_lt_s => branch!((reg!(a) as i64) < (reg!(b) as i64)),
+            Handler::branch_ge_u => branch!(reg!(a) >= reg!(b)),
+            Handler::branch_ge_s => branch!((reg!(a) as i64) >= (reg!(b) as i64)),
+            Handler::load_imm_jump_ind => {
                 let address = reg!(b).wrapping_add(imm(op.y));
                 reg!(a) = imm(op.x);
                 djump!(address)
             }
-            Opcode::add_32 => alu3!(|a, b| sext32(a.wrapping_add(b))),
-            Opcode::sub_32 => alu3!(|a, b| sext32(a.wrapping_sub(b))),
-            Opcode::mul_32 => alu3!(|a, b| sext32(a.wrapping_mul(b))),
-            Opcode::div_u_32 => alu3!(|a, b| match b as u32 {
+            Handler::add_32 => alu3!(|a, b| sext32(a.wrapping_add(b))),
+            Handler::sub_32 => alu3!(|a, b| sext32(a.wrapping_sub(b))),
+            Handler::mul_32 => alu3!(|a, b| sext32(a.wrapping_mul(b))),
+            Handler::div_u_32 => alu3!(|a, b| match b as u32 {
                 0 => u64::MAX,
                 divisor => sext32(u64::from((a as u32) / divisor)),
             }),
-            Opcode::div_s_32 => alu3!(|a, b| {
+            Handler::div_s_32 => alu3!(|a, b| {
                 let (a, b) = (a as i32, b as i32);
                 match b {
                     0 => u64::MAX,
                     _ => a.wrapping_div(b) as i64 as u64,
                 }
             }),
-            Opcode::rem_u_32 => alu3!(|a, b| match b as u32 {
+            Handler::rem_u_32 => alu3!(|a, b| match b as u32 {
                 0 => sext32(a),
                 divisor => sext32(u64::from((a as u32) % divisor)),
             }),
-            Opcode::rem_s_32 => alu3!(|a, b| {
+            Handler::rem_s_32 => alu3!(|a, b| {
                 let (a, b) = (a as i32, b as i32);
                 match b {
                     0 => a as i64 as u64,
                     _ => a.wrapping_rem(b) as i64 as u64,
                 }
             }),
-            Opcode::shlo_l_32 => alu3!(|a, b| sext32(u64::from((a as u32) << (b & 31)))),
-            Opcode::shlo_r_32 => alu3!(|a, b| sext32(u64::from((a as u32) >> (b & 31)))),
-            Opcode::shar_r_32 => alu3!(|a, b| ((a as i32) >> (b & 31)) as i64 as u64),
-            Opcode::add_64 => alu3!(|a, b| a.wrapping_add(b)),
-            Opcode::sub_64 => alu3!(|a, b| a.wrapping_sub(b)),
-            Opcode::mul_64 => alu3!(|a, b| a.wrapping_mul(b)),
-            Opcode::div_u_64 => alu3!(|a, b| a.checked_div(b).unwrap_or(u64::MAX)),
-            Opcode::div_s_64 => alu3!(|a, b| match b {
+            Handler::shlo_l_32 => alu3!(|a, b| sext32(u64::from((a as u32) << (b & 31)))),
+            Handler::shlo_r_32 => alu3!(|a, b| sext32(u64::from((a as u32) >> (b & 31)))),
+            Handler::shar_r_32 => alu3!(|a, b| ((a as i32) >> (b & 31)) as i64 as u64),
+            Handler::add_64 => alu3!(|a, b| a.wrapping_add(b)),
+            Handler::sub_64 => alu3!(|a, b| a.wrapping_sub(b)),
+            Handler::mul_64 => alu3!(|a, b| a.wrapping_mul(b)),
+            Handler::div_u_64 => alu3!(|a, b| a.checked_div(b).unwrap_or(u64::MAX)),
+            Handler::div_s_64 => alu3!(|a, b| match b {
                 0 => u64::MAX,
                 _ => (a as i64).wrapping_div(b as i64) as u64,
             }),
-            Opcode::rem_u_64 => alu3!(|a, b| a.checked_rem(b).unwrap_or(a)),
-            Opcode::rem_s_64 => alu3!(|a, b| match b {
+            Handler::rem_u_64 => alu3!(|a, b| a.checked_rem(b).unwrap_or(a)),
+            Handler::rem_s_64 => alu3!(|a, b| match b {
                 0 => a,
                 _ => (a as i64).wrapping_rem(b as i64) as u64,
             }),
-            Opcode::shlo_l_64 => alu3!(|a, b| a << (b & 63)),
-            Opcode::shlo_r_64 => alu3!(|a, b| a >> (b & 63)),
-            Opcode::shar_r_64 => alu3!(|a, b| ((a as i64) >> (b & 63)) as u64),
-            Opcode::and => alu3!(|a, b| a & b),
-            Opcode::xor => alu3!(|a, b| a ^ b),
-            Opcode::or => alu3!(|a, b| a | b),
-            Opcode::mul_upper_s_s => {
+            Handler::shlo_l_64 => alu3!(|a, b| a << (b & 63)),
+            Handler::shlo_r_64 => alu3!(|a, b| a >> (b & 63)),
+            Handler::shar_r_64 => alu3!(|a, b| ((a as i64) >> (b & 63)) as u64),
+            Handler::and => alu3!(|a, b| a & b),
+            Handler::xor => alu3!(|a, b| a ^ b),
+            Handler::or => alu3!(|a, b| a | b),
+            Handler::mul_upper_s_s => {
                 alu3!(|a, b| ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64)
             }
-            Opcode::mul_upper_u_u => {
+            Handler::mul_upper_u_u => {
                 alu3!(|a, b| ((u128::from(a) * u128::from(b)) >> 64) as u64)
             }
-            Opcode::mul_upper_s_u => {
+            Handler::mul_upper_s_u => {
                 alu3!(|a, b| ((i128::from(a as i64) * i128::from(b)) >> 64) as u64)
             }
-            Opcode::set_lt_u => alu3!(|a, b| u64::from(a < b)),
-            Opcode::set_lt_s => alu3!(|a, b| u64::from((a as i64) < (b as i64))),
-            Opcode::cmov_iz => {
+            Handler::set_lt_u => alu3!(|a, b| u64::from(a < b)),
+            Handler::set_lt_s => alu3!(|a, b| u64::from((a as i64) < (b as i64))),
+            Handler::cmov_iz => {
                 if reg!(b) == 0 {
                     reg!(d) = reg!(a);
                 }
             }
-            Opcode::cmov_nz => {
+            Handler::cmov_nz => {
                 if reg!(b) != 0 {
                     reg!(d) = reg!(a);
                 }
             }
-            Opcode::rot_l_64 => alu3!(|a, b| a.rotate_left((b & 63) as u32)),
-            Opcode::rot_l_32 => {
+            Handler::rot_l_64 => alu3!(|a, b| a.rotate_left((b & 63) as u32)),
+            Handler::rot_l_32 => {
                 alu3!(|a, b| sext32(u64::from((a as u32).rotate_left((b & 31) as u32))))
             }
-            Opcode::rot_r_64 => alu3!(|a, b| a.rotate_right((b & 63) as u32)),
-            Opcode::rot_r_32 => {
+            Handler::rot_r_64 => alu3!(|a, b| a.rotate_right((b & 63) as u32)),
+            Handler::rot_r_32 => {
                 alu3!(|a, b| sext32(u64::from((a as u32).rotate_right((b & 31) as u32))))
             }
-            Opcode::and_inv => alu3!(|a, b| a & !b),
-            Opcode::or_inv => alu3!(|a, b| a | !b),
-            Opcode::xnor => alu3!(|a, b| !(a ^ b)),
-            Opcode::max => alu3!(|a, b| (a as i64).max(b as i64) as u64),
-            Opcode::max_u => alu3!(|a, b| a.max(b)),
-            Opcode::min => alu3!(|a, b| (a as i64).min(b as i64) as u64),
-            Opcode::min_u => alu3!(|a, b| a.min(b)),
+            Handler::and_inv => alu3!(|a, b| a & !b),
+            Handler::or_inv => alu3!(|a, b| a | !b),
+            Handler::xnor => alu3!(|a, b| !(a ^ b)),
+            Handler::max => alu3!(|a, b| (a as i64).max(b as i64) as u64),
+            Handler::max_u => alu3!(|a, b| a.max(b)),
+            Handler::min => alu3!(|a, b| (a as i64).min(b as i64) as u64),
+            Handler::min_u => alu3!(|a, b| a.min(b)),
         }
         idx += 1;
     }

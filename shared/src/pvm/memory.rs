@@ -123,6 +123,11 @@ pub struct Memory {
     /// run's result depends on the allocator's state, so the kernel must
     /// not keep it.
     storage_exhausted: bool,
+    /// The region the interpreter's last load hit (a hint: any index is
+    /// safe, a wrong one only costs the region walk).
+    last_load: usize,
+    /// The region the interpreter's last store hit (a hint, as above).
+    last_store: usize,
 }
 
 impl Default for Memory {
@@ -132,6 +137,8 @@ impl Default for Memory {
             heap: None,
             sbrk_budget: u64::MAX,
             storage_exhausted: false,
+            last_load: 0,
+            last_store: 0,
         }
     }
 }
@@ -370,10 +377,12 @@ impl Memory {
         self.heap.map(|heap| heap.top)
     }
 
-    /// Loads `N` octets at `address` for the interpreter.
+    /// Loads `N` octets at `address` for the interpreter. The region of
+    /// the previous load is tried first (one range check); the walk over
+    /// all regions runs only when the access leaves it.
     #[inline(always)]
-    pub(crate) fn load<const N: usize>(&self, address: u32) -> Result<[u8; N], AccessTrap> {
-        for r in &self.regions {
+    pub(crate) fn load<const N: usize>(&mut self, address: u32) -> Result<[u8; N], AccessTrap> {
+        if let Some(r) = self.regions.get(self.last_load) {
             let offset = address.wrapping_sub(r.base) as usize;
             if let Some(bytes) = r.data.get(offset..offset + N)
                 && let Ok(array) = <[u8; N]>::try_from(bytes)
@@ -381,23 +390,58 @@ impl Memory {
                 return Ok(array);
             }
         }
+        self.load_walk(address)
+    }
+
+    #[inline(never)]
+    fn load_walk<const N: usize>(&mut self, address: u32) -> Result<[u8; N], AccessTrap> {
+        for (i, r) in self.regions.iter().enumerate() {
+            let offset = address.wrapping_sub(r.base) as usize;
+            if let Some(bytes) = r.data.get(offset..offset + N)
+                && let Ok(array) = <[u8; N]>::try_from(bytes)
+            {
+                self.last_load = i;
+                return Ok(array);
+            }
+        }
         self.load_slow(address)
     }
 
-    /// Stores `N` octets at `address` for the interpreter.
+    /// Stores `N` octets at `address` for the interpreter; like
+    /// [`Self::load`], the previous store's region is tried first.
     #[inline(always)]
     pub(crate) fn store<const N: usize>(
         &mut self,
         address: u32,
         bytes: [u8; N],
     ) -> Result<(), AccessTrap> {
-        for r in &mut self.regions {
+        if let Some(r) = self.regions.get_mut(self.last_store) {
             let offset = address.wrapping_sub(r.base) as usize;
             if r.access == Access::Write
                 && let Some(target) = r.data.get_mut(offset..offset + N)
             {
                 target.copy_from_slice(&bytes);
                 r.mark_dirty(offset, N);
+                return Ok(());
+            }
+        }
+        self.store_walk(address, bytes)
+    }
+
+    #[inline(never)]
+    fn store_walk<const N: usize>(
+        &mut self,
+        address: u32,
+        bytes: [u8; N],
+    ) -> Result<(), AccessTrap> {
+        for (i, r) in self.regions.iter_mut().enumerate() {
+            let offset = address.wrapping_sub(r.base) as usize;
+            if r.access == Access::Write
+                && let Some(target) = r.data.get_mut(offset..offset + N)
+            {
+                target.copy_from_slice(&bytes);
+                r.mark_dirty(offset, N);
+                self.last_store = i;
                 return Ok(());
             }
         }

@@ -28,7 +28,8 @@ pub(crate) const INVALID_TARGET: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct Op {
-    pub opcode: Opcode,
+    /// The instruction's opcode, or a fused pair starting with it.
+    pub opcode: Handler,
     pub a: u8,
     pub b: u8,
     pub d: u8,
@@ -172,7 +173,7 @@ impl Program {
                 Entry::Valid(op) => op.is_terminator(),
                 Entry::Invalid => false,
             } || block_start.get(i + 1).copied().unwrap_or(true);
-            let own = ops[i].opcode.gas();
+            let own = ops[i].opcode.unfused().gas();
             remaining = if ends {
                 own
             } else {
@@ -180,6 +181,7 @@ impl Program {
             };
             ops[i].gas = remaining;
         }
+        fuse(&mut ops, &block_start);
         let jump_targets = parts
             .jump_table
             .iter()
@@ -224,6 +226,20 @@ impl Program {
     }
 }
 
+/// Marks every instruction that is followed, inside its basic block, by
+/// one that forms a fused pair with it (overlapping pairs included: entry
+/// `i + 1` keeps its own handler for runs that start or resume there).
+fn fuse(ops: &mut [Op], block_start: &[bool]) {
+    for i in 0..ops.len().saturating_sub(1) {
+        if block_start.get(i + 1).copied().unwrap_or(true) {
+            continue;
+        }
+        if let Some(fused) = Handler::fuse(ops[i].opcode, ops[i + 1].opcode) {
+            ops[i].opcode = fused;
+        }
+    }
+}
+
 fn synthetic_trap(pc: u32) -> Raw {
     Raw {
         pc,
@@ -253,7 +269,7 @@ fn starts_basic_block(raw: &[Raw], i: usize) -> bool {
 /// Lowers one decoded instruction into the interpreter's format.
 fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
     let mut op = Op {
-        opcode: Opcode::trap,
+        opcode: Handler::trap,
         a: 0,
         b: 0,
         d: 0,
@@ -264,7 +280,7 @@ fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
     let Entry::Valid(opcode) = raw.entry else {
         return op;
     };
-    op.opcode = opcode;
+    op.opcode = Handler::from_opcode(opcode);
     match raw.operands {
         Operands::NoArgs => {}
         Operands::OneImm { imm } => op.x = imm as u32,
@@ -319,4 +335,141 @@ fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
         }
     }
     op
+}
+
+/// The fused pairs: `name = number, first, second;`. Chosen from dynamic
+/// pair counts of the benchmark suite (docs/pvm-speed.md); numbers are
+/// ones no opcode uses.
+macro_rules! with_fused_pairs {
+    ($callback:ident { $($instructions:tt)* }) => {
+        $callback! {
+            [$($instructions)*]
+            [
+                load_ind_u64__add_64 = 240, load_ind_u64, add_64;
+                load_ind_u64__load_ind_u64 = 241, load_ind_u64, load_ind_u64;
+                store_ind_u64__load_ind_u64 = 242, store_ind_u64, load_ind_u64;
+                add_64__store_ind_u64 = 243, add_64, store_ind_u64;
+                add_64__add_64 = 244, add_64, add_64;
+                xor__rot_r_64_imm = 245, xor, rot_r_64_imm;
+                load_ind_u8__add_imm_64 = 248, load_ind_u8, add_imm_64;
+                xor__add_imm_64 = 249, xor, add_imm_64;
+                mul_64__branch_ne_imm = 250, mul_64, branch_ne_imm;
+            ]
+        }
+    };
+}
+
+macro_rules! handlers_from_instructions {
+    ($($instructions:tt)*) => {
+        with_fused_pairs!(define_handlers { $($instructions)* });
+    };
+}
+
+macro_rules! define_handlers {
+    (
+        [$($name:ident = $op:literal, $fmt:ident, $gas:literal, $flow:ident;)*]
+        [$($fused:ident = $fused_op:literal, $first:ident, $second:ident;)*]
+    ) => {
+        /// What the interpreter dispatches on: every [`Opcode`] (same
+        /// number) and the fused pairs, which the fast loop runs as one
+        /// step (the stepping loop runs their first instruction alone).
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub(crate) enum Handler {
+            $($name = $op,)*
+            $($fused = $fused_op,)*
+        }
+
+        impl Handler {
+            pub(crate) const fn from_opcode(opcode: Opcode) -> Handler {
+                match opcode {
+                    $(Opcode::$name => Handler::$name,)*
+                }
+            }
+
+            /// The opcode of the (first) instruction.
+            pub(crate) const fn unfused(self) -> Opcode {
+                match self {
+                    $(Handler::$name => Opcode::$name,)*
+                    $(Handler::$fused => Opcode::$first,)*
+                }
+            }
+
+            /// The fused handler for `first` followed by `second`, if any
+            /// (`first` already fused counts as its first instruction).
+            fn fuse(first: Handler, second: Handler) -> Option<Handler> {
+                let pair = (first.unfused(), second.unfused());
+                $(
+                    if pair == (Opcode::$first, Opcode::$second) {
+                        return Some(Handler::$fused);
+                    }
+                )*
+                None
+            }
+        }
+    };
+}
+
+crate::with_instructions!(handlers_from_instructions);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pvm::asm::{ProgramBuilder, Reg::*};
+    use crate::pvm::{Access, Exit, Machine, Memory, PageMapEntry};
+
+    /// `load_imm r2, 0x10000; load_ind_u64 r1, [r2]; load_ind_u64 r3,
+    /// [r4]` (r4 = 0x30000, unmapped), then a halt; 42 at 0x10000.
+    fn two_loads() -> (Program, Memory) {
+        let mut p = ProgramBuilder::new();
+        p.load_imm(R2, 0x10000)
+            .load_ind_u64(R1, R2, 0)
+            .load_ind_u64(R3, R4, 0)
+            .jump_ind(R0, 0);
+        let program = Program::from_blob(&p.build().expect("builds")).expect("decodes");
+        let mut memory = Memory::from_page_map(&[PageMapEntry {
+            address: 0x10000,
+            length: 0x1000,
+            access: Access::Read,
+        }])
+        .expect("maps");
+        memory
+            .initialize(0x10000, &42u64.to_le_bytes())
+            .expect("fits");
+        (program, memory)
+    }
+
+    #[test]
+    fn adjacent_loads_are_fused_and_the_second_keeps_its_own_handler() {
+        let (program, _) = two_loads();
+        assert_eq!(program.ops[1].opcode, Handler::load_ind_u64__load_ind_u64);
+        assert_eq!(program.ops[2].opcode, Handler::load_ind_u64);
+        assert_eq!(program.ops[1].opcode.unfused(), Opcode::load_ind_u64);
+    }
+
+    #[test]
+    fn a_fault_in_a_fused_pairs_second_instruction_stops_there() {
+        let (program, memory) = two_loads();
+        let mut regs = [0; 13];
+        regs[4] = 0x30000;
+        let mut m = Machine::new(regs, 0, 100, memory);
+        assert_eq!(m.run(&program), Exit::PageFault(0x30000));
+        assert_eq!(m.pc, program.pcs[2], "the second load's pc");
+        assert_eq!(m.regs[1], 42, "the first load ran");
+        // The whole block (4 instructions) was charged on entry.
+        assert_eq!(m.gas, 96);
+    }
+
+    #[test]
+    fn stepping_runs_a_fused_pairs_first_instruction_alone() {
+        let (program, memory) = two_loads();
+        let mut regs = [0; 13];
+        regs[4] = 0x30000;
+        // Gas for `load_imm` and the first load only.
+        let mut m = Machine::new(regs, 0, 2, memory);
+        assert_eq!(m.run(&program), Exit::OutOfGas);
+        assert_eq!(m.pc, program.pcs[2], "stopped before the second load");
+        assert_eq!(m.regs[1], 42, "the first load ran");
+    }
 }
