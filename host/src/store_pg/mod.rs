@@ -515,6 +515,7 @@ impl StoreBackend for PgStore {
             entries: get(0)?,
             bytes: get(1)?,
             heads: get(2)?,
+            ..StoreStats::default()
         })
     }
 
