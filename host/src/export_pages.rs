@@ -25,7 +25,8 @@ use crate::store::{StoreBackend, StoreError};
 pub trait DataNodeSource {
     /// The Data `hash`'s length, root and the contents of `positions`
     /// (per position: a page, or its children's digests; see
-    /// `abi::data_nodes`); `None` if `hash` is not a Data.
+    /// `abi::data_nodes`); `None` if `hash` is not a Data (or the source
+    /// cannot serve it by parts).
     fn data_nodes(
         &mut self,
         hash: &CapHash,
@@ -223,6 +224,9 @@ impl DataNodeSource for KernelNodes<'_> {
         match self.0.data_nodes(hash, positions) {
             Ok(DataNodesReply::Data { len, root, content }) => Ok(Some((len, root, content))),
             Ok(DataNodesReply::NotData(_)) => Ok(None),
+            // Evicted from the kernel (and spilled to the host's copy):
+            // the caller falls back to the whole-cap path.
+            Err(KernelError::Refused(e)) if e.kind == abi::ErrorKind::MissingCap => Ok(None),
             Err(e) => Err(export_error(hash, e.to_string())),
         }
     }
