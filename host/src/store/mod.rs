@@ -4,12 +4,16 @@
 //! # Layout
 //!
 //! ```text
-//! <root>/FORMAT            "capbox-store 3": the format version. Format 2 (no head
-//!                          history) is migrated in place on open; others are refused
+//! <root>/FORMAT            "capbox-store 4": the format version. Formats 2 (no head
+//!                          history) and 3 (Data blobs whole) are migrated in place on
+//!                          open or by `capbox store migrate`; others are refused
 //!                          (2: CNodes hash as a Merkle tree; a format-1 store holds
 //!                          CNode blobs under their old hashes)
 //! <root>/blobs/ab/ab12…    one blob per file: the canonical encoding (`Cap::encode`),
-//!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir
+//!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir;
+//!                          a Data blob is a 41-byte root record instead (`pages`)
+//! <root>/pages/ab/ab12…    one Data page (4096 bytes) per file, named by its digest
+//! <root>/nodes/ab/ab12…    one Data tree node (left ‖ right, 64 bytes), by its digest
 //! <root>/heads/<name>      one head per file: "<64 hex>\n", then "history <n>\n" when
 //!                          n > 0: the head's move number (its last history record)
 //! <root>/history/<name>    the head's history: one record line per move (below)
@@ -118,6 +122,12 @@
 //! "state pruned"). Pinning every state a head ever had would make a busy
 //! head's store grow without bound; a head that must keep a state can be
 //! forked to it (`capbox invoke HASH --head NAME` or `store set-head`).
+//!
+//! Format 4 keeps Data caps as Merkle-tree parts shared between versions
+//! (module `pages`, docs/store.md "Data pages"); [`Store::open`] and
+//! [`Store::migrate`] convert every Data blob of a format-3 store (parts
+//! first, then the root record replaces the encoding; a crash midway is
+//! finished by the next open).
 //!
 //! Format 3 added the history; [`Store::open`] migrates a format-2 store in
 //! place (under the exclusive lock it rewrites `FORMAT`: a one-line format-2
