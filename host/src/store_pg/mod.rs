@@ -31,6 +31,7 @@
 mod error;
 mod heads;
 mod maint;
+mod pages;
 mod schema;
 mod walk;
 
@@ -280,6 +281,22 @@ impl PgStore {
         }
         blobs.sort_by_key(|(hash, _)| *hash);
         blobs.dedup_by_key(|(hash, _)| *hash);
+        // Data caps are kept as tree parts (`pages`); the bytes were
+        // verified by the caller.
+        let mut rest = Vec::with_capacity(blobs.len());
+        for (hash, bytes) in blobs.drain(..) {
+            if bytes.first() == Some(&CapKind::Data.tag())
+                && let Ok(Cap::Data(data)) = Cap::decode(&bytes)
+            {
+                self.store_data(&hash, &data)?;
+            } else {
+                rest.push((hash, bytes));
+            }
+        }
+        *blobs = rest;
+        if blobs.is_empty() {
+            return Ok(());
+        }
         let hashes: Vec<&[u8]> = blobs.iter().map(|(h, _)| h.as_bytes().as_slice()).collect();
         let kinds: Vec<i16> = blobs
             .iter()
@@ -305,7 +322,7 @@ impl PgStore {
     fn read_verified(&self, hash: &CapHash) -> Result<Option<(Cap, Vec<u8>)>, StoreError> {
         let rows = self.run("read a blob", |c| {
             c.query(
-                "SELECT bytes FROM capbox_blobs WHERE hash = $1",
+                "SELECT bytes, layout FROM capbox_blobs WHERE hash = $1",
                 &[&hash.as_bytes().as_slice()],
             )
         })?;
@@ -315,6 +332,18 @@ impl PgStore {
         let bytes: Vec<u8> = row
             .try_get(0)
             .map_err(|e| self.query_error("read a blob", e))?;
+        let layout: i16 = row
+            .try_get(1)
+            .map_err(|e| self.query_error("read a blob", e))?;
+        if layout == pages::LAYOUT_PARTS {
+            let cap = Cap::Data(self.read_data(hash, &bytes)?);
+            let encoded = cap.encode().map_err(|e| StoreError::CorruptBlob {
+                hash: *hash,
+                path: PathBuf::from(format!("{} (table capbox_blobs)", self.target)),
+                reason: format!("does not encode: {e}"),
+            })?;
+            return Ok(Some((cap, encoded)));
+        }
         let cap = self.verify_bytes(hash, &bytes)?;
         Ok(Some((cap, bytes)))
     }
@@ -499,7 +528,10 @@ impl StoreBackend for PgStore {
             c.query(
                 "SELECT (SELECT count(*) FROM capbox_blobs),
                         (SELECT coalesce(sum(size), 0)::int8 FROM capbox_blobs),
-                        (SELECT count(*) FROM capbox_heads)",
+                        (SELECT count(*) FROM capbox_heads),
+                        (SELECT count(*) FROM capbox_data_parts),
+                        (SELECT coalesce(sum(octet_length(bytes)), 0)::int8
+                         FROM capbox_data_parts)",
                 &[],
             )
         })?;
@@ -515,7 +547,8 @@ impl StoreBackend for PgStore {
             entries: get(0)?,
             bytes: get(1)?,
             heads: get(2)?,
-            ..StoreStats::default()
+            data_parts: get(3)?,
+            data_part_bytes: get(4)?,
         })
     }
 
@@ -576,6 +609,18 @@ impl StoreBackend for PgStore {
     fn gc(&self) -> Result<PruneReport, StoreError> {
         self.prune_impl(0, 0)
     }
+    fn keeps_data_paged(&self) -> bool {
+        true
+    }
+
+    fn put_data_paged(
+        &self,
+        hash: &CapHash,
+        source: &mut dyn crate::DataNodeSource,
+    ) -> Result<Option<crate::PagedPut>, StoreError> {
+        PgStore::put_data_paged(self, hash, source)
+    }
+
     fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.verify_impl()
     }
