@@ -81,12 +81,16 @@ impl Store {
 
     /// Stores Data `hash` from `source`, fetching only the parts this
     /// store lacks (see [`crate::export_data_caps`]).
+    ///
+    /// Holds the lock shared throughout, so no prune removes a part this
+    /// put found stored (and skipped) before its root record is written.
     pub fn put_data_paged(
         &self,
         hash: &CapHash,
         source: &mut dyn DataNodeSource,
     ) -> Result<Option<PagedPut>, StoreError> {
-        put_data_from(self, hash, source)
+        let _shared = self.lock(LockMode::Shared)?;
+        put_data_from(&Locked(self), hash, source)
     }
 
     /// Stores `data` (named `hash`, checked by the caller) as parts; the
@@ -411,6 +415,19 @@ fn sync_dirs(dirs: &mut HashSet<PathBuf>) -> Result<(), StoreError> {
         fsio::sync_dir(&dir)?;
     }
     Ok(())
+}
+
+/// The store with its lock already held by the caller.
+struct Locked<'a>(&'a Store);
+
+impl DataPartStore for Locked<'_> {
+    fn has_part(&self, digest: &NodeDigest, height: u8) -> Result<bool, StoreError> {
+        self.0.has_part(digest, height)
+    }
+
+    fn write_parts(&self, hash: &CapHash, parts: &DataParts) -> Result<(), StoreError> {
+        self.0.write_parts_locked(hash, parts)
+    }
 }
 
 impl DataPartStore for Store {

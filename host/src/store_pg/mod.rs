@@ -66,6 +66,8 @@ const GC_LOCK: i64 = 0x6361_7062_6f78_0001;
 struct Conn {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// Whether a [`Txn`] is open on it.
+    in_txn: bool,
 }
 
 impl Conn {
@@ -192,6 +194,7 @@ impl PgStore {
             conn: ReentrantMutex::new(RefCell::new(Conn {
                 client,
                 statements: HashMap::new(),
+                in_txn: false,
             })),
             target,
             options,
@@ -267,7 +270,11 @@ impl PgStore {
             _guard: guard,
             open: true,
         };
-        self.run("begin a transaction", |c| c.client.batch_execute(&sql))?;
+        self.run("begin a transaction", |c| {
+            c.client.batch_execute(&sql)?;
+            c.in_txn = true;
+            Ok(())
+        })?;
         Ok(txn)
     }
 
@@ -388,8 +395,10 @@ struct Txn<'a> {
 impl Txn<'_> {
     fn commit(mut self) -> Result<(), StoreError> {
         self.open = false;
-        self.store
-            .run("commit", |c| c.client.batch_execute("COMMIT"))
+        self.store.run("commit", |c| {
+            c.in_txn = false;
+            c.client.batch_execute("COMMIT")
+        })
     }
 }
 
@@ -398,9 +407,10 @@ impl Drop for Txn<'_> {
         if self.open {
             // A failure here means the connection is gone: the server
             // rolls the transaction back itself.
-            let _ = self
-                .store
-                .run("roll back", |c| c.client.batch_execute("ROLLBACK"));
+            let _ = self.store.run("roll back", |c| {
+                c.in_txn = false;
+                c.client.batch_execute("ROLLBACK")
+            });
         }
     }
 }

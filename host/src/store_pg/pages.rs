@@ -200,6 +200,10 @@ impl PgStore {
     /// Stores `data` (named `hash`, checked by the caller) as parts,
     /// writing only those not stored yet (one lookup per tree level).
     pub(super) fn store_data(&self, hash: &CapHash, data: &Data) -> Result<(), StoreError> {
+        self.with_gc_lock_shared(|store| store.store_data_locked(hash, data))
+    }
+
+    fn store_data_locked(&self, hash: &CapHash, data: &Data) -> Result<(), StoreError> {
         let depth = data.tree_depth();
         let mut parts = DataParts {
             len: data.len(),
@@ -381,12 +385,46 @@ impl PgStore {
 
     /// Stores Data `hash` from `source`, fetching only the parts this
     /// store lacks.
+    ///
+    /// Holds the gc lock shared throughout (as head moves do), so no gc
+    /// deletes a part this put found stored before its root row exists.
     pub fn put_data_paged(
         &self,
         hash: &CapHash,
         source: &mut dyn DataNodeSource,
     ) -> Result<Option<PagedPut>, StoreError> {
-        put_data_from(self, hash, source)
+        self.with_gc_lock_shared(|store| put_data_from(store, hash, source))
+    }
+
+    /// Runs `f` holding the gc lock shared: inside a transaction for the
+    /// rest of it (a head move holds it already), else at session level
+    /// until `f` returns (a failed statement outside a transaction aborts
+    /// nothing, so the unlock always runs).
+    fn with_gc_lock_shared<T>(
+        &self,
+        f: impl FnOnce(&PgStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let in_txn = self.run("take the gc lock shared", |c| {
+            if c.in_txn {
+                c.execute(
+                    "SELECT pg_advisory_xact_lock_shared($1)",
+                    &[&super::GC_LOCK],
+                )?;
+            } else {
+                c.execute("SELECT pg_advisory_lock_shared($1)", &[&super::GC_LOCK])?;
+            }
+            Ok(c.in_txn)
+        })?;
+        if in_txn {
+            return f(self);
+        }
+        let result = f(self);
+        let unlocked = self.run("release the gc lock", |c| {
+            c.execute("SELECT pg_advisory_unlock_shared($1)", &[&super::GC_LOCK])
+        });
+        let value = result?;
+        unlocked?;
+        Ok(value)
     }
 }
 
