@@ -244,3 +244,33 @@ fn verify_reports_a_corrupt_page_and_a_missing_node() {
         Err(StoreError::CorruptBlob { .. })
     ));
 }
+
+#[test]
+fn capbox_store_migrate_converts_a_format_3_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("old");
+    let graph = Graph::new(6);
+    write_format_3(&root, &graph.caps, &[("a", graph.instance())]);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_capbox"))
+            .args(args)
+            .env("CAPBOX_STORE", &root)
+            .output()
+            .unwrap()
+    };
+    // A reading command refuses, naming the command that migrates.
+    let refused = run(&["store", "verify"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("capbox store migrate"));
+
+    let migrated = run(&["store", "migrate", "--json"]);
+    assert!(migrated.status.success(), "{migrated:?}");
+    let report: serde_json::Value = serde_json::from_slice(&migrated.stdout).unwrap();
+    assert_eq!(report["from"], "capbox-store 3");
+    assert_eq!(report["to"], STORE_FORMAT);
+    assert_eq!(report["data_blobs"], 2);
+    let verified = run(&["store", "verify"]);
+    assert!(verified.status.success(), "{verified:?}");
+    let again = run(&["store", "migrate"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already in format"));
+}

@@ -20,7 +20,9 @@ pub struct BlobInfo {
     /// Its kind from the tag byte; `None` if the file is empty or the tag is
     /// unknown (a corrupt blob; [`Store::get`] reports why).
     pub kind: Option<CapKind>,
-    /// Encoded size in bytes.
+    /// Bytes of its file: the encoded size, except a Data (format 4),
+    /// whose file is its 41-byte root record (its pages count in
+    /// [`StoreStats::data_part_bytes`]).
     pub size: u64,
     /// Last put or get (the file's mtime).
     pub last_access: SystemTime,
