@@ -108,6 +108,10 @@ fn get_cap_range(request: Vec<u8>) -> Vec<u8> {
     dispatch(GuestFunction::GetCapRange, request)
 }
 
+fn data_nodes(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::DataNodes, request)
+}
+
 fn ping(_request: Vec<u8>) -> Vec<u8> {
     Vec::new()
 }
@@ -140,6 +144,7 @@ pub fn register_all() {
             GuestFunction::SetBudget => register_fn(name, set_budget),
             GuestFunction::PutCapStream => register_fn(name, put_cap_stream),
             GuestFunction::GetCapRange => register_fn(name, get_cap_range),
+            GuestFunction::DataNodes => register_fn(name, data_nodes),
         }
     }
 }

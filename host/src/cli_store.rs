@@ -108,6 +108,13 @@ pub enum StoreCommand {
         /// Head name.
         name: String,
     },
+    /// Migrates a filesystem store to the current format (format 3 → 4
+    /// keeps Data caps as shared pages; any writing command also migrates).
+    Migrate {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `capbox publish FILE`
@@ -147,6 +154,37 @@ pub fn run_store(
     command: StoreCommand,
     options: StoreOptions,
 ) -> anyhow::Result<ExitCode> {
+    if let StoreCommand::Migrate { json } = command {
+        let capbox::StoreLocation::Dir(path) = location.location() else {
+            bail!(
+                "`store migrate` is for filesystem stores (a PostgreSQL store migrates its schema on open)"
+            );
+        };
+        let report = capbox::Store::migrate(&path, options)?;
+        if json {
+            print_json(&json!({
+                "path": path.display().to_string(),
+                "from": report.from,
+                "to": capbox::store::STORE_FORMAT,
+                "data_blobs": report.data_blobs,
+                "pages": report.pages,
+                "nodes": report.nodes,
+            }));
+        } else if report.from == capbox::store::STORE_FORMAT {
+            println!("{} is already in format {:?}", path.display(), report.from);
+        } else {
+            println!(
+                "migrated {} from {:?} to {:?}: {} Data blobs now kept as {} pages and {} tree nodes",
+                path.display(),
+                report.from,
+                capbox::store::STORE_FORMAT,
+                report.data_blobs,
+                report.pages,
+                report.nodes
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let reads_only = matches!(
         command,
         StoreCommand::Stats { .. }
@@ -168,12 +206,20 @@ pub fn run_store(
                     "entries": stats.entries,
                     "bytes": stats.bytes,
                     "heads": stats.heads,
+                    "data_parts": stats.data_parts,
+                    "data_part_bytes": stats.data_part_bytes,
                 }));
             } else {
                 println!("store   {}", store.location());
                 println!("entries {}", stats.entries);
                 println!("bytes   {}", stats.bytes);
                 println!("heads   {}", stats.heads);
+                if stats.data_parts > 0 {
+                    println!(
+                        "data    {} pages and tree nodes, {} bytes",
+                        stats.data_parts, stats.data_part_bytes
+                    );
+                }
             }
         }
         StoreCommand::List { json } => print_list(&store.list()?, json),
@@ -239,6 +285,8 @@ pub fn run_store(
                 (None, None) => bail!("no head named {name:?}"),
             }
         }
+        // Handled above, before opening.
+        StoreCommand::Migrate { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -113,6 +113,8 @@ pub struct Kernel {
     batch_reports: ReportMode,
     /// The backend's message limit (transfer chunks are a quarter).
     message_bytes: usize,
+    /// Reply bytes received per guest function number (index 0 unused).
+    reply_bytes: [u64; 32],
 }
 
 /// Why auto mode fell back to the local backend, with what to do when the
@@ -237,7 +239,17 @@ impl Kernel {
             progress,
             batch_reports: batch_reports_from_env(),
             message_bytes,
+            reply_bytes: [0; 32],
         })
+    }
+
+    /// Reply bytes received from `function` so far (what crossed the ABI
+    /// towards the host, e.g. to measure an export).
+    pub fn reply_bytes(&self, function: GuestFunction) -> u64 {
+        self.reply_bytes
+            .get(function.number() as usize)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// What batches report while they run ([`DEFAULT_BATCH_REPORTS`]
@@ -312,6 +324,12 @@ impl Kernel {
         deadlines: Duration,
     ) -> Result<Vec<u8>, KernelError> {
         let result = self.backend.call_timed(function, request, deadlines);
+        if let (Ok(reply), Some(count)) = (
+            &result,
+            self.reply_bytes.get_mut(function.number() as usize),
+        ) {
+            *count += reply.len() as u64;
+        }
         if matches!(result, Err(KernelError::GuestFault { .. })) {
             lock(&self.blobs).clear_published();
         }

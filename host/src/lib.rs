@@ -8,6 +8,7 @@ pub mod blob_cache;
 pub mod conformance;
 mod error;
 mod export;
+mod export_pages;
 pub mod guest_elf;
 pub mod import;
 mod kernel;
@@ -21,6 +22,10 @@ pub use backend::{
     Backend, BackendKind, HostServices, LocalBackend, SandboxBackend, SandboxConfig,
 };
 pub use error::{GuestElfError, KernelError};
+pub use export_pages::{
+    DataNodeSource, DataPartStore, DataParts, KernelNodes, PagedPut, export_data_caps,
+    put_data_from,
+};
 pub use guest_elf::GuestImage;
 pub use kernel::{
     BackendChoice, BlobFallback, DEFAULT_BATCH_REPORTS, DEFAULT_TIMEOUT, HostCacheStats,

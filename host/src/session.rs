@@ -10,7 +10,8 @@
 //! outcome (any exit: halt, panic, out of gas, page fault, timeout; the
 //! kernel decides what the state becomes), the blobs of the new state the
 //! store lacks are exported from the kernel and stored, fsynced, *before*
-//! the head moves; then the head moves by compare-and-swap
+//! the head moves (a Data the store keeps as pages moves only the pages
+//! and tree nodes the store lacks, [`crate::export_data_caps`]); then the head moves by compare-and-swap
 //! ([`StoreBackend::save_graph_if`]), appending a history record (time, previous
 //! and new hash, endpoint, outcome summary, gas) first. An invocation is
 //! *committed* when [`Session::invoke`] returns `Ok`. A crash or guest
@@ -427,6 +428,11 @@ impl<K: BorrowMut<Kernel>> Session<K> {
     ) -> Result<Option<u64>, SessionError> {
         let store = self.store.clone();
         let kernel = self.kernel.borrow_mut();
+        // Data caps go first, page-granular on a store that keeps pages:
+        // only the pages and tree nodes the store lacks cross the ABI
+        // (docs/store.md "Data pages"); the graph save below then finds
+        // them stored.
+        crate::export_pages::export_data_caps(kernel, &*store, &new)?;
         // Only what the store lacks comes from the kernel (a blob it
         // holds was stored with its whole graph, or is repaired from the
         // kernel under the lock if a prune took part of it).

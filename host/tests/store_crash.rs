@@ -108,7 +108,7 @@ fn a_store_half_created_by_a_crash_opens() {
     let store = Store::open(&root).unwrap();
     assert_eq!(
         fs::read_to_string(root.join("FORMAT")).unwrap(),
-        "capbox-store 3\n"
+        "capbox-store 4\n"
     );
     assert!(temp_files(&store).is_empty());
     store.put(&data(b"ok")).unwrap();

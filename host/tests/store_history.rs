@@ -300,7 +300,7 @@ fn a_format_2_store_is_migrated_in_place() {
     let store = Store::open(&root).unwrap();
     assert_eq!(
         fs::read_to_string(root.join("FORMAT")).unwrap(),
-        "capbox-store 3\n"
+        "capbox-store 4\n"
     );
     assert_eq!(store.head_state("old").unwrap(), Some((a.instance(), 0)));
     assert!(store.history("old").unwrap().is_empty());

@@ -589,17 +589,26 @@ fn store_streams_only_verified_blobs() {
     assert_eq!(store.get(&hash).unwrap(), Some(cap));
     assert_eq!(temps(), 0);
 
-    // Corrupt the file in place: the reader fails at the end.
-    let path = dir
-        .join("blobs")
-        .join(&hash.to_hex()[..2])
-        .join(hash.to_hex());
-    let mut on_disk = std::fs::read(&path).unwrap();
-    on_disk[9000] ^= 1;
-    std::fs::write(&path, &on_disk).unwrap();
-    let (mut reader, _) = store.blob_reader(&hash).unwrap().unwrap();
-    let err = std::io::copy(&mut reader, &mut std::io::sink()).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    // Corrupt a page in place (store format 4 keeps a Data's pages in
+    // `pages/`, docs/store.md "Data pages"): the reader refuses the Data.
+    let fanout = std::fs::read_dir(dir.join("pages"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let page = std::fs::read_dir(fanout.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut on_disk = std::fs::read(&page).unwrap();
+    on_disk[900] ^= 1;
+    std::fs::write(&page, &on_disk).unwrap();
+    assert!(matches!(
+        store.blob_reader(&hash),
+        Err(capbox::StoreError::CorruptBlob { .. })
+    ));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -98,6 +98,24 @@ pub trait StoreBackend: fmt::Debug + Send + Sync {
     /// ([`Store::verify`]).
     fn verify(&self) -> Result<VerifyReport, StoreError>;
 
+    /// Whether this store keeps Data caps as Merkle-tree parts (pages and
+    /// nodes shared between versions; docs/store.md "Data pages"), so
+    /// [`StoreBackend::put_data_paged`] moves only what it lacks.
+    fn keeps_data_paged(&self) -> bool {
+        false
+    }
+
+    /// Stores Data `hash` from `source`, fetching only the tree parts this
+    /// store lacks; `None` if `hash` is not a Data or this store keeps Data
+    /// whole (the caller then stores it by the whole-cap path).
+    fn put_data_paged(
+        &self,
+        _hash: &CapHash,
+        _source: &mut dyn crate::DataNodeSource,
+    ) -> Result<Option<crate::PagedPut>, StoreError> {
+        Ok(None)
+    }
+
     /// The hash head `name` points at, if it exists.
     fn head(&self, name: &str) -> Result<Option<CapHash>, StoreError> {
         Ok(self.head_state(name)?.map(|(hash, _)| hash))
@@ -189,6 +207,18 @@ impl StoreBackend for Store {
     }
     fn verify(&self) -> Result<VerifyReport, StoreError> {
         Store::verify(self)
+    }
+
+    fn keeps_data_paged(&self) -> bool {
+        true
+    }
+
+    fn put_data_paged(
+        &self,
+        hash: &CapHash,
+        source: &mut dyn crate::DataNodeSource,
+    ) -> Result<Option<crate::PagedPut>, StoreError> {
+        Store::put_data_paged(self, hash, source)
     }
 }
 

@@ -10,7 +10,7 @@ use capbox_shared::{Cap, CapHash, CapKind};
 
 use super::error::{IoContext, StoreError};
 use super::fsio::{self, LockMode};
-use super::{Store, graph};
+use super::{Store, graph, pages};
 
 /// One stored blob, as [`Store::list`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +20,9 @@ pub struct BlobInfo {
     /// Its kind from the tag byte; `None` if the file is empty or the tag is
     /// unknown (a corrupt blob; [`Store::get`] reports why).
     pub kind: Option<CapKind>,
-    /// Encoded size in bytes.
+    /// Bytes of its file: the encoded size, except a Data (format 4),
+    /// whose file is its 41-byte root record (its pages count in
+    /// [`StoreStats::data_part_bytes`]).
     pub size: u64,
     /// Last put or get (the file's mtime).
     pub last_access: SystemTime,
@@ -35,6 +37,11 @@ pub struct StoreStats {
     pub bytes: u64,
     /// Number of heads.
     pub heads: u64,
+    /// Data pages and tree nodes stored beside the blobs (format 4: a
+    /// Data blob is a small root record; docs/store.md "Data pages").
+    pub data_parts: u64,
+    /// Their bytes.
+    pub data_part_bytes: u64,
 }
 
 impl Store {
@@ -117,12 +124,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Blob count and bytes, and head count. Reads only directory metadata.
+    /// Blob count and bytes, Data part count and bytes, and head count.
+    /// Reads only directory metadata.
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let mut stats = StoreStats::default();
         self.scan_blobs(|_, _, meta| {
             stats.entries += 1;
             stats.bytes += meta.len();
+            Ok(())
+        })?;
+        self.scan_parts(|_, _, meta| {
+            stats.data_parts += 1;
+            stats.data_part_bytes += meta.len();
             Ok(())
         })?;
         stats.heads = self.head_names()?.len() as u64;
@@ -176,6 +189,16 @@ impl Store {
         let Some(bytes) = read_blob_file(&path, touch)? else {
             return Ok(None);
         };
+        if pages::is_root_record(&bytes) {
+            let data = self.read_data(hash, &bytes)?;
+            let cap = Cap::Data(data);
+            let encoded = cap.encode().map_err(|e| StoreError::CorruptBlob {
+                hash: *hash,
+                path: path.clone(),
+                reason: format!("does not encode: {e}"),
+            })?;
+            return Ok(Some((cap, encoded)));
+        }
         let corrupt = |reason: String| StoreError::CorruptBlob {
             hash: *hash,
             path: path.clone(),
@@ -204,6 +227,27 @@ impl Store {
     /// [`Store::write_blob`] for a caller already holding the lock (either
     /// mode).
     pub(super) fn write_blob_locked(&self, hash: &CapHash, bytes: &[u8]) -> Result<(), StoreError> {
+        if bytes.first() == Some(&CapKind::Data.tag()) {
+            // Kept as parts (`pages`); the caller checked the bytes.
+            let data = match Cap::decode(bytes) {
+                Ok(Cap::Data(data)) => data,
+                Ok(other) => {
+                    return Err(StoreError::InvalidEncoding {
+                        len: bytes.len(),
+                        expected: Some(*hash),
+                        source: capbox_shared::cap::CapError::UnknownTag(other.kind().tag()),
+                    });
+                }
+                Err(source) => {
+                    return Err(StoreError::InvalidEncoding {
+                        len: bytes.len(),
+                        expected: Some(*hash),
+                        source,
+                    });
+                }
+            };
+            return self.store_data_locked(hash, &data);
+        }
         let path = self.blob_path(hash);
         if holds_exactly(&path, bytes) {
             return Ok(());
@@ -298,6 +342,8 @@ pub struct BlobWriter {
     tmp: PathBuf,
     file: Option<io::BufWriter<File>>,
     verifier: Option<EncodingVerifier>,
+    /// For a Data: the store to put its parts in at commit.
+    data_store: Option<Store>,
     _lock: super::fsio::LockGuard,
 }
 
@@ -326,6 +372,7 @@ impl Store {
             tmp,
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
             verifier: Some(verifier),
+            data_store: (kind == CapKind::Data).then(|| self.clone()),
             _lock: lock,
         })
     }
@@ -373,6 +420,23 @@ impl Store {
             Err(e) => return Err(StoreError::io("open", path, e)),
         };
         let len = file.metadata().at("stat", &path)?.len();
+        if len == pages::ROOT_RECORD_LEN as u64 {
+            // Possibly a Data root record: serve the reassembled encoding.
+            drop(file);
+            let Some((_, encoded)) = self.read_verified(hash, true)? else {
+                return Ok(None);
+            };
+            let len = encoded.len() as u64;
+            return Ok(Some((
+                BlobReader {
+                    hash: *hash,
+                    head: None,
+                    file: Box::new(io::Cursor::new(encoded)),
+                    verifier: None,
+                },
+                len,
+            )));
+        }
         let mut tag = [0u8; 1];
         let corrupt = |reason: String| StoreError::CorruptBlob {
             hash: *hash,
@@ -390,7 +454,7 @@ impl Store {
             BlobReader {
                 hash: *hash,
                 head: Some(tag[0]),
-                file: BufReader::with_capacity(1 << 20, file),
+                file: Box::new(BufReader::with_capacity(1 << 20, file)),
                 verifier: Some(verifier),
             },
             len,
@@ -445,6 +509,21 @@ impl BlobWriter {
         let file = file
             .into_inner()
             .map_err(|e| StoreError::io("flush temp file", self.tmp.clone(), e.into_error()))?;
+        if let Some(store) = self.data_store.take() {
+            // A Data is kept as parts: decode the verified temp file
+            // (memory ~ the Data) and store its parts.
+            drop(file);
+            let bytes = fs::read(&self.tmp).at("read temp file", &self.tmp)?;
+            let Ok(Cap::Data(data)) = Cap::decode(&bytes) else {
+                return Err(StoreError::io(
+                    "decode verified Data",
+                    self.tmp.clone(),
+                    io::Error::from(io::ErrorKind::InvalidData),
+                ));
+            };
+            drop(bytes);
+            return store.store_data_locked(&self.hash, &data);
+        }
         file.sync_all().at("fsync temp file", &self.tmp)?;
         fs::rename(&self.tmp, &self.dest).at("rename into place", &self.dest)?;
         fsio::sync_dir(parent(&self.dest))
@@ -464,7 +543,7 @@ impl Drop for BlobWriter {
 pub struct BlobReader {
     hash: CapHash,
     head: Option<u8>,
-    file: BufReader<File>,
+    file: Box<dyn Read + Send>,
     verifier: Option<EncodingVerifier>,
 }
 

@@ -64,7 +64,7 @@ pub enum StoreError {
     /// A read-only open of a store in an older format (migrated only by a
     /// writing open).
     #[error(
-        "the store at {path} is in format {found:?}; a command that writes (e.g. `capbox store gc`) migrates it to {expected:?}"
+        "the store at {path} is in format {found:?}; run `capbox store migrate` (or any command that writes, e.g. `capbox store gc`) to migrate it to {expected:?}"
     )]
     NeedsMigration {
         /// The store.
@@ -107,6 +107,16 @@ pub enum StoreError {
         expected: CapHash,
         /// The hash the bytes actually have.
         actual: CapHash,
+    },
+    /// A page-granular export of Data `hash` failed: the source (the
+    /// kernel) refused, or sent parts that do not hash to what their
+    /// parent names. Nothing of the Data's root was stored.
+    #[error("page-granular export of Data {hash}: {reason}")]
+    DataExport {
+        /// The Data.
+        hash: CapHash,
+        /// What went wrong.
+        reason: String,
     },
     /// A stored blob does not decode, or does not re-hash to its name.
     #[error("corrupt blob {hash} at {path}: {reason}")]

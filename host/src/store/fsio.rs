@@ -77,6 +77,22 @@ pub(crate) fn write_atomically(
     sync_dir(parent_of(dest))
 }
 
+/// [`write_atomically`] without the directory fsync: the caller syncs
+/// `dest`'s directory (once for many files) before anything depends on it.
+pub(crate) fn write_atomically_unsynced_dir(
+    tmp_dir: &Path,
+    dest: &Path,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    let (file, tmp) = create_temp(tmp_dir)?;
+    let written = write_temp(file, &tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, dest).at("rename into place", dest));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn write_temp(mut file: File, tmp: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     file.write_all(bytes).at("write temp file", tmp)?;
     file.sync_all().at("fsync temp file", tmp)

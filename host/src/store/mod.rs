@@ -4,12 +4,16 @@
 //! # Layout
 //!
 //! ```text
-//! <root>/FORMAT            "capbox-store 3": the format version. Format 2 (no head
-//!                          history) is migrated in place on open; others are refused
+//! <root>/FORMAT            "capbox-store 4": the format version. Formats 2 (no head
+//!                          history) and 3 (Data blobs whole) are migrated in place on
+//!                          open or by `capbox store migrate`; others are refused
 //!                          (2: CNodes hash as a Merkle tree; a format-1 store holds
 //!                          CNode blobs under their old hashes)
 //! <root>/blobs/ab/ab12…    one blob per file: the canonical encoding (`Cap::encode`),
-//!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir
+//!                          named by its 64-hex hash, under a 2-hex-digit fan-out dir;
+//!                          a Data blob is a 41-byte root record instead (`pages`)
+//! <root>/pages/ab/ab12…    one Data page (4096 bytes) per file, named by its digest
+//! <root>/nodes/ab/ab12…    one Data tree node (left ‖ right, 64 bytes), by its digest
 //! <root>/heads/<name>      one head per file: "<64 hex>\n", then "history <n>\n" when
 //!                          n > 0: the head's move number (its last history record)
 //! <root>/history/<name>    the head's history: one record line per move (below)
@@ -119,6 +123,12 @@
 //! head's store grow without bound; a head that must keep a state can be
 //! forked to it (`capbox invoke HASH --head NAME` or `store set-head`).
 //!
+//! Format 4 keeps Data caps as Merkle-tree parts shared between versions
+//! (module `pages`, docs/store.md "Data pages"); [`Store::open`] and
+//! [`Store::migrate`] convert every Data blob of a format-3 store (parts
+//! first, then the root record replaces the encoding; a crash midway is
+//! finished by the next open).
+//!
 //! Format 3 added the history; [`Store::open`] migrates a format-2 store in
 //! place (under the exclusive lock it rewrites `FORMAT`: a one-line format-2
 //! head reads as move number 0 with an empty history). A format-2 build
@@ -167,6 +177,7 @@ mod graph;
 mod heads;
 mod history;
 mod overflow;
+mod pages;
 mod prune;
 mod verify;
 
@@ -187,14 +198,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use capbox_shared::CapHash;
+use capbox_shared::{CapHash, CapKind};
 
 use error::IoContext;
 use fsio::LockMode;
 
 /// The format line in `<root>/FORMAT`.
-pub const STORE_FORMAT: &str = "capbox-store 3";
-/// The format before head history; [`Store::open`] migrates it in place.
+pub const STORE_FORMAT: &str = "capbox-store 4";
+/// The format before Data pages; [`Store::open`] migrates it in place.
+const FORMAT_3: &str = "capbox-store 3";
+/// The format before head history; [`Store::open`] migrates it in place
+/// (to 3, then 4).
 const PREVIOUS_FORMAT: &str = "capbox-store 2";
 /// Environment variable naming the default store directory.
 pub const STORE_ENV: &str = "CAPBOX_STORE";
@@ -208,14 +222,29 @@ const HEADS_DIR: &str = "heads";
 const TMP_DIR: &str = "tmp";
 const LOCK_FILE: &str = "lock";
 const HISTORY_DIR: &str = "history";
-const KNOWN_ENTRIES: [&str; 6] = [
+const KNOWN_ENTRIES: [&str; 8] = [
     FORMAT_FILE,
+    pages::PAGES_DIR,
+    pages::NODES_DIR,
     BLOBS_DIR,
     HEADS_DIR,
     TMP_DIR,
     LOCK_FILE,
     HISTORY_DIR,
 ];
+
+/// What [`Store::migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MigrationReport {
+    /// The format found.
+    pub from: String,
+    /// Data blobs converted to root records plus parts.
+    pub data_blobs: u64,
+    /// Pages written.
+    pub pages: u64,
+    /// Tree nodes written.
+    pub nodes: u64,
+}
 
 /// How a [`Store`] waits for its lock (see "Concurrency" in the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +280,8 @@ pub struct StoreLock {
 pub struct Store {
     root: PathBuf,
     blobs: PathBuf,
+    pages: PathBuf,
+    nodes: PathBuf,
     heads: PathBuf,
     history: PathBuf,
     tmp: PathBuf,
@@ -288,6 +319,8 @@ impl Store {
         fs::create_dir_all(&root).at("create store directory", &root)?;
         let store = Store {
             blobs: root.join(BLOBS_DIR),
+            pages: root.join(pages::PAGES_DIR),
+            nodes: root.join(pages::NODES_DIR),
             heads: root.join(HEADS_DIR),
             history: root.join(HISTORY_DIR),
             tmp: root.join(TMP_DIR),
@@ -296,7 +329,13 @@ impl Store {
             options,
         };
         store.check_or_write_format()?;
-        for dir in [&store.blobs, &store.heads, &store.history] {
+        for dir in [
+            &store.blobs,
+            &store.pages,
+            &store.nodes,
+            &store.heads,
+            &store.history,
+        ] {
             fsio::ensure_dir(dir)?;
         }
         if let Some(_alone) = fsio::try_lock_exclusive(&store.lock)? {
@@ -328,7 +367,7 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => "(not UTF-8 text)".to_owned(),
             Err(e) => return Err(StoreError::io("read", format_path, e)),
         };
-        if found == PREVIOUS_FORMAT {
+        if found == PREVIOUS_FORMAT || found == FORMAT_3 {
             return Err(StoreError::NeedsMigration {
                 path: root,
                 found,
@@ -344,6 +383,8 @@ impl Store {
         }
         Ok(Store {
             blobs: root.join(BLOBS_DIR),
+            pages: root.join(pages::PAGES_DIR),
+            nodes: root.join(pages::NODES_DIR),
             heads: root.join(HEADS_DIR),
             history: root.join(HISTORY_DIR),
             tmp: root.join(TMP_DIR),
@@ -387,8 +428,22 @@ impl Store {
                 if found == STORE_FORMAT {
                     fsio::ensure_dir(&self.tmp)?;
                     Ok(())
-                } else if found == PREVIOUS_FORMAT {
-                    self.migrate_from_format_2(&format_path)
+                } else if found == PREVIOUS_FORMAT || found == FORMAT_3 {
+                    if found == PREVIOUS_FORMAT {
+                        self.migrate_from_format_2(&format_path)?;
+                    }
+                    let report = self.migrate_from_format_3(&format_path)?;
+                    if report.data_blobs > 0 {
+                        eprintln!(
+                            "capbox: migrated the store at {} to {STORE_FORMAT:?}: {} Data blobs \
+                             now kept as {} pages and {} tree nodes",
+                            self.root.display(),
+                            report.data_blobs,
+                            report.pages,
+                            report.nodes
+                        );
+                    }
+                    Ok(())
                 } else {
                     Err(StoreError::UnsupportedFormat {
                         path: format_path,
@@ -429,10 +484,114 @@ impl Store {
         let found = text.lines().next().unwrap_or("").trim();
         if found == PREVIOUS_FORMAT {
             fsio::ensure_dir(&self.history)?;
-            let line = format!("{STORE_FORMAT}\n");
+            let line = format!("{FORMAT_3}\n");
             fsio::write_atomically(&self.tmp, format_path, line.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// Format 3 → 4: every Data blob (its canonical encoding) becomes a
+    /// root record plus its pages and tree nodes (see `pages`). Under the
+    /// exclusive lock, after reading FORMAT again. Each blob is converted
+    /// atomically (parts first, then the root record replaces the
+    /// encoding), and converting skips blobs already converted, so a crash
+    /// midway leaves a format-3 store that the next open finishes.
+    fn migrate_from_format_3(&self, format_path: &Path) -> Result<MigrationReport, StoreError> {
+        fsio::ensure_dir(&self.tmp)?;
+        let _alone = self.lock(LockMode::Exclusive)?;
+        let text = fs::read_to_string(format_path).at("read", format_path)?;
+        let found = text.lines().next().unwrap_or("").trim().to_owned();
+        let mut report = MigrationReport {
+            from: found.clone(),
+            ..MigrationReport::default()
+        };
+        if found != FORMAT_3 {
+            return Ok(report);
+        }
+        for dir in [&self.pages, &self.nodes] {
+            fsio::ensure_dir(dir)?;
+        }
+        let mut data_blobs = Vec::new();
+        self.scan_blobs(|hash, path, _| {
+            if graph::read_kind(path).ok().flatten() == Some(CapKind::Data) {
+                data_blobs.push(hash);
+            }
+            Ok(())
+        })?;
+        data_blobs.sort();
+        let (pages_before, nodes_before) = self.part_counts()?;
+        for hash in data_blobs {
+            if self.convert_data_blob(&hash)? {
+                report.data_blobs += 1;
+            }
+        }
+        let (pages_after, nodes_after) = self.part_counts()?;
+        report.pages = pages_after - pages_before.min(pages_after);
+        report.nodes = nodes_after - nodes_before.min(nodes_after);
+        let line = format!("{STORE_FORMAT}\n");
+        fsio::write_atomically(&self.tmp, format_path, line.as_bytes())?;
+        Ok(report)
+    }
+
+    fn part_counts(&self) -> Result<(u64, u64), StoreError> {
+        let (mut pages, mut nodes) = (0, 0);
+        self.scan_parts(|(_, page), _, _| {
+            if page {
+                pages += 1;
+            } else {
+                nodes += 1;
+            }
+            Ok(())
+        })?;
+        Ok((pages, nodes))
+    }
+
+    /// Migrates the store at `path` to [`STORE_FORMAT`] (`capbox store
+    /// migrate`), creating nothing where there is no store; what it did
+    /// (`from` is the format found; nothing converted if it was current).
+    pub fn migrate(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+    ) -> Result<MigrationReport, StoreError> {
+        let root = path.as_ref().to_path_buf();
+        let format_path = root.join(FORMAT_FILE);
+        let found = match fs::read_to_string(&format_path) {
+            Ok(text) => text.lines().next().unwrap_or("").trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::NoStore { path: root });
+            }
+            Err(e) => return Err(StoreError::io("read", format_path, e)),
+        };
+        if found == STORE_FORMAT {
+            return Ok(MigrationReport {
+                from: found,
+                ..MigrationReport::default()
+            });
+        }
+        if found != PREVIOUS_FORMAT && found != FORMAT_3 {
+            return Err(StoreError::UnsupportedFormat {
+                path: format_path,
+                found: found.chars().take(80).collect(),
+                expected: STORE_FORMAT,
+            });
+        }
+        let store = Store {
+            blobs: root.join(BLOBS_DIR),
+            pages: root.join(pages::PAGES_DIR),
+            nodes: root.join(pages::NODES_DIR),
+            heads: root.join(HEADS_DIR),
+            history: root.join(HISTORY_DIR),
+            tmp: root.join(TMP_DIR),
+            lock: root.join(LOCK_FILE),
+            root,
+            options,
+        };
+        if found == PREVIOUS_FORMAT {
+            store.migrate_from_format_2(&format_path)?;
+        }
+        let mut report = store.migrate_from_format_3(&format_path)?;
+        report.from = found;
+        Ok(report)
     }
 
     /// A store is only ever created in an empty directory (or one holding

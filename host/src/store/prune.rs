@@ -1,7 +1,7 @@
 //! Pruning: heads pin their graphs; everything else is a cache, evicted
 //! least recently used first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use capbox_shared::CapHash;
 
 use super::error::{IoContext, StoreError};
 use super::fsio::{self, LockMode};
+use super::pages::{self, PartKey};
 use super::{Store, graph};
 
 /// What a prune or gc did.
@@ -39,6 +40,41 @@ pub struct PruneReport {
     /// Heads whose files are corrupt: every state their histories name was
     /// kept instead (repair them with `set_head` or remove them).
     pub corrupt_heads: Vec<String>,
+}
+
+/// What is left while pruning, and the directories emptied from.
+struct Tally {
+    entries: u64,
+    bytes: u64,
+    dirs: HashSet<PathBuf>,
+}
+
+impl Tally {
+    /// Removes a blob (`blob`: counted as an entry) or a Data part
+    /// (counted in bytes only).
+    fn remove(
+        &mut self,
+        path: PathBuf,
+        size: u64,
+        blob: bool,
+        report: &mut PruneReport,
+    ) -> Result<(), StoreError> {
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                report.removed_entries += u64::from(blob);
+                report.removed_bytes += size;
+            }
+            // Removed by hand meanwhile: gone all the same.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("remove blob", path, e)),
+        }
+        self.entries -= u64::from(blob);
+        self.bytes -= size;
+        if let Some(dir) = path.parent() {
+            self.dirs.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
 }
 
 struct Candidate {
@@ -77,9 +113,28 @@ impl Store {
 
         let mut candidates = Vec::new();
         let (mut entries, mut bytes) = (0u64, 0u64);
+        // Data parts (pages and tree nodes) count in bytes, not entries
+        // (as in `stats`): pinned if a pinned root reaches them, else counted
+        // per unpinned root that reaches them (removed when the last goes).
+        let mut children = HashMap::new();
+        let mut pinned_parts: HashSet<PartKey> = HashSet::new();
+        let mut refs: HashMap<PartKey, u32> = HashMap::new();
+        let mut root_parts: HashMap<CapHash, Vec<PartKey>> = HashMap::new();
         self.scan_blobs(|hash, path, meta| {
             entries += 1;
             bytes += meta.len();
+            if meta.len() == pages::ROOT_RECORD_LEN as u64
+                && let Some(parts) = self.reachable_parts(path, &mut children)?
+            {
+                if pinned.contains(&hash) {
+                    pinned_parts.extend(parts);
+                } else {
+                    for part in &parts {
+                        *refs.entry(*part).or_default() += 1;
+                    }
+                    root_parts.insert(hash, parts);
+                }
+            }
             if pinned.contains(&hash) {
                 report.pinned_entries += 1;
                 report.pinned_bytes += meta.len();
@@ -95,29 +150,54 @@ impl Store {
         })?;
         candidates.sort_by_key(|c| (c.last_access, c.hash));
 
-        let mut emptied_dirs = HashSet::new();
+        let mut part_files: HashMap<PartKey, (PathBuf, u64)> = HashMap::new();
+        let mut orphans = Vec::new();
+        self.scan_parts(|key, path, meta| {
+            bytes += meta.len();
+            if pinned_parts.contains(&key) {
+                report.pinned_bytes += meta.len();
+            } else if refs.contains_key(&key) {
+                part_files.insert(key, (path.to_path_buf(), meta.len()));
+            } else {
+                // No root reaches it (a crash mid-write, or its roots
+                // went): useless, so it goes whatever the limits.
+                orphans.push((path.to_path_buf(), meta.len()));
+            }
+            Ok(())
+        })?;
+        let mut tally = Tally {
+            entries,
+            bytes,
+            dirs: HashSet::new(),
+        };
+        for (path, size) in orphans {
+            tally.remove(path, size, false, &mut report)?;
+        }
         for candidate in candidates {
-            if entries <= max_entries && bytes <= max_bytes {
+            if tally.entries <= max_entries && tally.bytes <= max_bytes {
                 break;
             }
-            match fs::remove_file(&candidate.path) {
-                Ok(()) => {
-                    report.removed_entries += 1;
-                    report.removed_bytes += candidate.size;
+            tally.remove(candidate.path, candidate.size, true, &mut report)?;
+            for part in root_parts.remove(&candidate.hash).unwrap_or_default() {
+                let Some(count) = refs.get_mut(&part) else {
+                    continue;
+                };
+                *count -= 1;
+                if *count == 0
+                    && let Some((path, size)) = part_files.remove(&part)
+                {
+                    tally.remove(path, size, false, &mut report)?;
                 }
-                // Removed by hand meanwhile: gone all the same.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StoreError::io("remove blob", candidate.path, e)),
-            }
-            entries -= 1;
-            bytes -= candidate.size;
-            if let Some(dir) = candidate.path.parent() {
-                emptied_dirs.insert(dir.to_path_buf());
             }
         }
         // Removal durability only matters for space: a blob that reappears
         // after a crash is unreachable and goes at the next prune. Sync anyway
         // so a finished prune stays finished.
+        let Tally {
+            entries,
+            bytes,
+            dirs: emptied_dirs,
+        } = tally;
         for dir in emptied_dirs {
             fsio::sync_dir(&dir)?;
         }

@@ -1,11 +1,12 @@
 //! gc, prune and verify on PostgreSQL.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use capbox_shared::{CapHash, CapKind};
 
 use super::heads::chain_problem;
+use super::pages::{LAYOUT_PARTS, PartKey, parse_root_record, reachable};
 use super::walk::Policy;
 use super::{PgStore, TxnMode, hash_from, kind_from};
 use crate::store::{PruneReport, StoreError, VerifyProblem, VerifyReport};
@@ -57,10 +58,18 @@ impl PgStore {
         }
         let rows = self.run("list blobs", |c| {
             c.query(
-                "SELECT hash, size, last_access FROM capbox_blobs ORDER BY last_access, hash",
+                "SELECT hash, size, last_access, CASE WHEN layout = 1 THEN bytes END
+                 FROM capbox_blobs ORDER BY last_access, hash",
                 &[],
             )
         })?;
+        // Data parts count in bytes, not entries (as on the filesystem):
+        // pinned if a pinned root reaches them, else counted per unpinned
+        // root that reaches them and deleted with the last such root.
+        let (nodes, part_sizes) = self.load_parts()?;
+        let mut pinned_parts: HashSet<PartKey> = HashSet::new();
+        let mut refs: HashMap<PartKey, u32> = HashMap::new();
+        let mut root_parts: HashMap<CapHash, Vec<PartKey>> = HashMap::new();
         let (mut entries, mut bytes) = (0u64, 0u64);
         let mut candidates: Vec<(CapHash, u64)> = Vec::new();
         for row in rows {
@@ -68,16 +77,41 @@ impl PgStore {
             let hash: Vec<u8> = row.try_get(0).map_err(get)?;
             let size: i64 = row.try_get(1).map_err(get)?;
             let _: SystemTime = row.try_get(2).map_err(get)?;
+            let record: Option<Vec<u8>> = row.try_get(3).map_err(get)?;
             let hash = hash_from(&hash)
                 .ok_or_else(|| self.bad_row("a blob row's hash is not 32 bytes".to_owned()))?;
             let size = size.max(0) as u64;
             entries += 1;
             bytes += size;
+            if let Some((len, root)) = record.as_deref().and_then(parse_root_record) {
+                let parts = reachable(len, &root, &nodes);
+                if pinned.contains(&hash) {
+                    pinned_parts.extend(parts);
+                } else {
+                    for part in &parts {
+                        *refs.entry(*part).or_default() += 1;
+                    }
+                    root_parts.insert(hash, parts);
+                }
+            }
             if pinned.contains(&hash) {
                 report.pinned_entries += 1;
                 report.pinned_bytes += size;
             } else {
                 candidates.push((hash, size));
+            }
+        }
+        let mut doomed_parts = Vec::new();
+        for (key, size) in &part_sizes {
+            if pinned_parts.contains(key) {
+                bytes += size;
+                report.pinned_bytes += size;
+            } else if refs.contains_key(key) {
+                bytes += size;
+            } else {
+                // No root reaches it: it goes whatever the limits.
+                doomed_parts.push(*key);
+                report.removed_bytes += size;
             }
         }
         let mut doomed = Vec::new();
@@ -90,6 +124,18 @@ impl PgStore {
             report.removed_bytes += size;
             entries -= 1;
             bytes -= size;
+            for part in root_parts.remove(&hash).unwrap_or_default() {
+                let Some(count) = refs.get_mut(&part) else {
+                    continue;
+                };
+                *count -= 1;
+                if *count == 0 && !pinned_parts.contains(&part) {
+                    let size = part_sizes.get(&part).copied().unwrap_or(0);
+                    doomed_parts.push(part);
+                    report.removed_bytes += size;
+                    bytes -= size;
+                }
+            }
         }
         for chunk in doomed.chunks(DELETE_BATCH) {
             let keys: Vec<&[u8]> = chunk.iter().map(|h| h.as_bytes().as_slice()).collect();
@@ -97,6 +143,7 @@ impl PgStore {
                 c.execute("DELETE FROM capbox_blobs WHERE hash = ANY($1)", &[&keys])
             })?;
         }
+        self.delete_parts(&doomed_parts)?;
         txn.commit()?;
         report.remaining_entries = entries;
         report.remaining_bytes = bytes;
@@ -111,11 +158,12 @@ impl PgStore {
     pub(super) fn verify_impl(&self) -> Result<VerifyReport, StoreError> {
         let txn = self.begin(TxnMode::Snapshot)?;
         let mut report = VerifyReport::default();
+        let mut verified_parts = HashSet::new();
         let mut after: Vec<u8> = Vec::new();
         loop {
             let rows = self.run("read blobs", |c| {
                 c.query(
-                    "SELECT hash, kind, size, bytes FROM capbox_blobs
+                    "SELECT hash, kind, size, bytes, layout FROM capbox_blobs
                      WHERE hash > $1 ORDER BY hash LIMIT $2",
                     &[&after, &VERIFY_BATCH],
                 )
@@ -133,7 +181,19 @@ impl PgStore {
                 let Some(hash) = hash_from(&key) else {
                     return Err(self.bad_row("a blob row's hash is not 32 bytes".to_owned()));
                 };
+                let layout: i16 = row.try_get(4).map_err(get)?;
                 let problem = |reason: String| VerifyProblem::CorruptBlob { hash, reason };
+                if layout == LAYOUT_PARTS {
+                    // Shared parts are checked once.
+                    match self.verify_data_tree(&hash, &bytes, &mut verified_parts)? {
+                        Ok(()) => {
+                            report.blobs += 1;
+                            report.bytes += bytes.len() as u64;
+                        }
+                        Err(reason) => report.problems.push(problem(reason)),
+                    }
+                    continue;
+                }
                 match self.verify_bytes(&hash, &bytes) {
                     Err(StoreError::CorruptBlob { reason, .. }) => {
                         report.problems.push(problem(reason));

@@ -8,7 +8,7 @@ use super::error::PgError;
 
 /// The schema version this build writes; [`MIGRATIONS`]`[v - 1]` takes a
 /// database from version `v - 1` to `v`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Advisory lock key held (transaction-scoped) while migrating.
 const MIGRATE_LOCK: i64 = 0x6361_7062_6f78_0002;
@@ -52,7 +52,19 @@ CREATE TABLE capbox_history (
 );
 ";
 
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+/// Version 2: Data caps as Merkle-tree parts (docs/store.md "Data pages"):
+/// pages and inner nodes by digest; a Data row with `layout` 1 holds the
+/// 41-byte root record (`tag ‖ len ‖ root`). Version-1 Data rows (`layout`
+/// 0, whole) stay as they are and readable; new Data rows use layout 1.
+const V2: &str = "
+CREATE TABLE capbox_data_parts (
+    digest bytea PRIMARY KEY CHECK (octet_length(digest) = 32),
+    page   boolean NOT NULL,
+    bytes  bytea NOT NULL
+);
+";
+
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS capbox_schema (
     one     boolean PRIMARY KEY DEFAULT true CHECK (one),

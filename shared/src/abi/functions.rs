@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 10;
+pub const ABI_VERSION: u32 = 11;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -42,11 +42,15 @@ pub enum GuestFunction {
     /// `get_cap_range` request → `GetCapReply` (total length ‖ bytes):
     /// a byte range of a cap's encoding.
     GetCapRange = 12,
+    /// `data_nodes` request → reply (`abi::data_nodes`): a Data cap's
+    /// Merkle tree by position (child digests, pages), for exports that
+    /// move only what the host's store lacks. Added in ABI 11.
+    DataNodes = 13,
 }
 
 impl GuestFunction {
     /// Every guest function, in number order.
-    pub const ALL: [GuestFunction; 12] = [
+    pub const ALL: [GuestFunction; 13] = [
         GuestFunction::PutCap,
         GuestFunction::Invoke,
         GuestFunction::GetCap,
@@ -59,6 +63,7 @@ impl GuestFunction {
         GuestFunction::SetBudget,
         GuestFunction::PutCapStream,
         GuestFunction::GetCapRange,
+        GuestFunction::DataNodes,
     ];
 
     /// The name the function is registered under in the guest.
@@ -76,6 +81,7 @@ impl GuestFunction {
             GuestFunction::SetBudget => "set_budget",
             GuestFunction::PutCapStream => "put_cap_stream",
             GuestFunction::GetCapRange => "get_cap_range",
+            GuestFunction::DataNodes => "data_nodes",
         }
     }
 

@@ -6,6 +6,7 @@
 //! `capbox_abi.fbs` beside this file and `generated/` is flatc's output
 //! (regenerate with `scripts/gen-abi.sh`).
 
+mod data_nodes;
 mod functions;
 #[allow(
     clippy::all,
@@ -24,6 +25,11 @@ mod note;
 mod progress;
 mod stream;
 
+pub use data_nodes::{
+    DATA_NODE_BYTES, DataNodesReply, MAX_DATA_NODES_BYTES, TreePosition, decode_data_nodes_reply,
+    decode_data_nodes_request, encode_data_nodes_body, encode_data_nodes_reply,
+    encode_data_nodes_request, position_bytes,
+};
 pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
 pub use generated::capbox_abi as wire;
 pub use invoke_codec::{

@@ -10,6 +10,12 @@ use super::page::SharedPage;
 use super::tree::{Tree, root_from_scratch};
 use crate::hash::{CapHash, Domain, hash_in, hash_parts_in};
 
+mod merkle_parts;
+pub use merkle_parts::{
+    NodeDigest, data_depth_for_len, data_hash_from_root, data_node_digest, data_page_digest,
+    data_zero_digest,
+};
+
 /// Size of one Data page.
 pub const PAGE_SIZE: usize = 4096;
 /// One page of bytes.

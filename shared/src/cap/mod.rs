@@ -23,7 +23,10 @@ mod tree;
 
 pub use capref::{CapHashOrRef, CapRef};
 pub use cnode::{CNode, MAX_CNODE_SLOTS};
-pub use data::{Data, MAX_DATA_LEN, MAX_DATA_PAGES, PAGE_SIZE, Page};
+pub use data::{
+    Data, MAX_DATA_LEN, MAX_DATA_PAGES, NodeDigest, PAGE_SIZE, Page, data_depth_for_len,
+    data_hash_from_root, data_node_digest, data_page_digest, data_zero_digest,
+};
 pub use error::CapError;
 pub use image::{
     Image, MAX_ENDPOINT_NAME_LEN, MAX_ENDPOINTS, MAX_HEAP_PAGES, MAX_IMAGE_SECTION_LEN,

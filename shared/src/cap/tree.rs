@@ -21,6 +21,8 @@ use spin::Once;
 
 use crate::hash::HASH_LEN;
 
+mod digest_at;
+
 /// A node digest.
 pub(crate) type Digest = [u8; HASH_LEN];
 

@@ -14,6 +14,7 @@ mod evict;
 mod instance;
 mod invoke;
 pub mod ops;
+mod pages;
 mod programs;
 mod report;
 pub mod sample;

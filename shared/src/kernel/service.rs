@@ -164,6 +164,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
                 }
             }
             GuestFunction::Ping => Vec::new(),
+            GuestFunction::DataNodes => self.handle_data_nodes(request),
             // Transfers need the kernel's `StreamState`: the backends send
             // them through `handle_with_streams`.
             GuestFunction::PutCapStream => abi::encode_put_cap_reply(Err(&remote(
