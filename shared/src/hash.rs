@@ -205,8 +205,26 @@ pub(crate) fn hasher_in(domain: Domain) -> blake3::Hasher {
     blake3::Hasher::new_keyed(domain.key())
 }
 
+/// Largest input [`hash_parts_in`] gathers into one buffer (one BLAKE3 block).
+const SMALL_PARTS: usize = 64;
+
 /// Hashes the concatenation of `parts` in `domain` without building it.
+/// Small inputs (a Merkle node's `left ‖ right`, a Data root's
+/// `len ‖ root`: at most [`SMALL_PARTS`] bytes) are gathered on the stack
+/// and hashed in one shot: the same BLAKE3 output as streaming them, without
+/// setting up and finalizing a streaming `Hasher` (on every commit's path to
+/// the root).
 pub(crate) fn hash_parts_in(domain: Domain, parts: &[&[u8]]) -> [u8; HASH_LEN] {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    if total <= SMALL_PARTS {
+        let mut buf = [0u8; SMALL_PARTS];
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        return hash_in(domain, &buf[..total]);
+    }
     let mut hasher = blake3::Hasher::new_keyed(domain.key());
     for part in parts {
         hasher.update(part);
@@ -238,5 +256,27 @@ mod tests {
         let b = hash_in(Domain::CapImage, b"same");
         assert_ne!(a, b);
         assert_eq!(a, hash_parts_in(Domain::CapCNode, &[b"sa", b"me"]));
+    }
+
+    #[test]
+    fn parts_hash_as_their_concatenation_below_and_above_the_small_limit() {
+        let bytes: alloc::vec::Vec<u8> = (0..200u8).collect();
+        for total in [0, 1, 40, 63, 64, 65, 128, 200] {
+            for split in [0, total / 3, total / 2, total] {
+                let (left, right) = bytes[..total].split_at(split);
+                let streamed = {
+                    let mut hasher = hasher_in(Domain::DataNode);
+                    hasher.update(left);
+                    hasher.update(right);
+                    *hasher.finalize().as_bytes()
+                };
+                assert_eq!(
+                    hash_parts_in(Domain::DataNode, &[left, right]),
+                    streamed,
+                    "total {total}, split {split}"
+                );
+                assert_eq!(streamed, hash_in(Domain::DataNode, &bytes[..total]));
+            }
+        }
     }
 }
