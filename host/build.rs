@@ -20,6 +20,7 @@ const GUEST_RUSTFLAGS: [&str; 4] = [
 fn main() {
     println!("cargo:rerun-if-env-changed=CAPBOX_GUEST");
     println!("cargo:rerun-if-env-changed=CAPBOX_GUEST_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed=CAPBOX_GUEST_SIMD");
     if let Some(prebuilt) = env::var_os("CAPBOX_GUEST").filter(|p| !p.is_empty()) {
         let prebuilt = PathBuf::from(prebuilt);
         if !prebuilt.is_file() {
@@ -58,6 +59,11 @@ fn main() {
         .args(["build", "--release", "--target", GUEST_TARGET])
         .arg("--target-dir")
         .arg(&target_dir);
+    // Opt-in SIMD guest (BLAKE3's SSE4.1 code for Data pages); the host
+    // refuses it on a CPU without SSE4.1 (guest_elf.rs).
+    if env::var_os("CAPBOX_GUEST_SIMD").is_some_and(|v| v == "1") {
+        cmd.args(["--features", "simd"]);
+    }
     clear_outer_cargo_env(&mut cmd);
     cmd.env("CARGO_ENCODED_RUSTFLAGS", GUEST_RUSTFLAGS.join("\x1f"));
     let status = cmd

@@ -8,6 +8,9 @@ scripts/ensure-target.sh
 profile=release
 args=(--release)
 if [ "${1:-}" = "--debug" ]; then profile=debug; args=(); fi
+# CAPBOX_GUEST_SIMD=1: hash Data pages with BLAKE3's SSE4.1 code (runs only
+# on a CPU with SSE4.1; see docs/kernel.md, Measurements).
+if [ "${CAPBOX_GUEST_SIMD:-0}" = "1" ]; then args+=(--features simd); fi
 target_dir="${CAPBOX_GUEST_TARGET_DIR:-$root/target/guest}"
 (
   cd guest

@@ -22,6 +22,29 @@ use capbox_shared::abi::AbiNote;
 #[unsafe(link_section = ".note.capbox-abi")]
 static ABI_NOTE: AbiNote = AbiNote::current();
 
+/// The CPU features this build's code needs, as an ELF note next to the
+/// ABI note; the host checks CPUID for them before loading us.
+#[cfg(feature = "simd")]
+#[repr(C, align(4))]
+struct FeaturesNote {
+    namesz: u32,
+    descsz: u32,
+    note_type: u32,
+    name: [u8; 8],
+    desc: [u8; 4],
+}
+
+#[cfg(feature = "simd")]
+#[used]
+#[unsafe(link_section = ".note.capbox-abi")]
+static FEATURES_NOTE: FeaturesNote = FeaturesNote {
+    namesz: 7, // "capbox\0"
+    descsz: 4,
+    note_type: capbox_shared::hash::GUEST_FEATURES_NOTE_TYPE,
+    name: *b"capbox\0\0",
+    desc: capbox_shared::hash::GUEST_NEEDS_SSE41.to_le_bytes(),
+};
+
 #[hyperlight_guest_bin::main]
 fn main() {
     // First: the page allocator is fixed by the first page allocation.

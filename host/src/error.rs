@@ -31,6 +31,16 @@ pub enum GuestElfError {
         /// The guest path.
         path: PathBuf,
     },
+    /// The guest's features note asks for a CPU feature this CPU lacks.
+    #[error(
+        "the guest kernel {path} needs the CPU feature {feature}, which this CPU does not have; use a guest built without CAPBOX_GUEST_SIMD=1"
+    )]
+    CpuFeature {
+        /// The guest path.
+        path: PathBuf,
+        /// The missing feature.
+        feature: &'static str,
+    },
     /// The note's version differs from the host's.
     #[error(
         "the guest kernel {path} speaks capbox ABI v{guest} but this host speaks v{host}; rebuild the guest (scripts/build-guest.sh)"

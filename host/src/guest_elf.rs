@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use capbox_shared::abi::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, ABI_VERSION, AbiNote};
+use capbox_shared::hash::{GUEST_FEATURES_NOTE_TYPE, GUEST_NEEDS_SSE41};
 use goblin::elf::Elf;
 
 use crate::error::GuestElfError;
@@ -76,7 +77,63 @@ fn check(bytes: Vec<u8>, path: &Path) -> Result<Vec<u8>, GuestElfError> {
             guest: v,
             host: ABI_VERSION,
         }),
-        Some(_) => Ok(bytes),
+        Some(_) => {
+            check_features(&bytes, path)?;
+            Ok(bytes)
+        }
+    }
+}
+
+/// The CPU-feature bits of the ELF's capbox features note (0 without one).
+pub fn needed_features(elf_bytes: &[u8]) -> Result<u32, String> {
+    let elf = Elf::parse(elf_bytes).map_err(|e| e.to_string())?;
+    let Some(notes) = elf.iter_note_sections(elf_bytes, Some(ABI_NOTE_SECTION)) else {
+        return Ok(0);
+    };
+    let mut bits = 0;
+    for note in notes {
+        let note = note.map_err(|e| e.to_string())?;
+        if note.name == ABI_NOTE_NAME && note.n_type == GUEST_FEATURES_NOTE_TYPE {
+            let desc = <[u8; 4]>::try_from(note.desc).map_err(|_| {
+                format!(
+                    "features note descriptor has {} bytes, want 4",
+                    note.desc.len()
+                )
+            })?;
+            bits |= u32::from_le_bytes(desc);
+        }
+    }
+    Ok(bits)
+}
+
+/// Refuses a guest whose features note asks for what this CPU lacks (or
+/// for a feature this host does not know).
+fn check_features(bytes: &[u8], path: &Path) -> Result<(), GuestElfError> {
+    let bits = needed_features(bytes).map_err(|reason| GuestElfError::BadElf {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    let missing = |feature: &'static str| GuestElfError::CpuFeature {
+        path: path.to_path_buf(),
+        feature,
+    };
+    if bits & !GUEST_NEEDS_SSE41 != 0 {
+        return Err(missing("unknown (features note bits beyond SSE4.1)"));
+    }
+    if bits & GUEST_NEEDS_SSE41 != 0 && !cpu_has_sse41() {
+        return Err(missing("SSE4.1"));
+    }
+    Ok(())
+}
+
+fn cpu_has_sse41() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sse4.1")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -151,6 +208,26 @@ mod tests {
         assert!(matches!(
             load_checked(&renamed),
             Err(GuestElfError::NoAbiNote { .. })
+        ));
+
+        // Turn the ABI note into a features note: its bits are read, an
+        // unknown bit is refused, SSE4.1 only where the CPU has it.
+        let path = Path::new("patched");
+        let mut elf = built_guest();
+        assert_eq!(
+            needed_features(&elf),
+            Ok(0),
+            "the default guest needs nothing"
+        );
+        let at = desc_offset(&elf);
+        elf[at - 12..at - 8].copy_from_slice(&GUEST_FEATURES_NOTE_TYPE.to_le_bytes());
+        elf[at..at + 4].copy_from_slice(&GUEST_NEEDS_SSE41.to_le_bytes());
+        assert_eq!(needed_features(&elf), Ok(GUEST_NEEDS_SSE41));
+        assert_eq!(check_features(&elf, path).is_ok(), cpu_has_sse41());
+        elf[at..at + 4].copy_from_slice(&2u32.to_le_bytes());
+        assert!(matches!(
+            check_features(&elf, path),
+            Err(GuestElfError::CpuFeature { feature, .. }) if feature.starts_with("unknown")
         ));
 
         let not_elf = dir.join("not-elf");

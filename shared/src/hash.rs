@@ -200,13 +200,157 @@ pub(crate) fn hash_in(domain: Domain, input: &[u8]) -> [u8; HASH_LEN] {
     *blake3::keyed_hash(domain.key(), input).as_bytes()
 }
 
+/// ELF note type (owner "capbox", section `.note.capbox-abi`) of the guest's
+/// CPU-feature note: a little-endian `u32` bit set of what the guest's code
+/// needs of the CPU. A guest without the note needs nothing beyond x86_64.
+pub const GUEST_FEATURES_NOTE_TYPE: u32 = 2;
+/// Bit of [`GUEST_FEATURES_NOTE_TYPE`]: the guest runs SSE4.1 code (built
+/// with `CAPBOX_GUEST_SIMD=1`).
+pub const GUEST_NEEDS_SSE41: u32 = 1;
+
+/// Hashes one 4 KiB page in `domain`: [`hash_in`], or with the
+/// `simd-hash` feature on x86_64, BLAKE3's SSE4.1 code (the four 1 KiB
+/// chunks in parallel). That build is only for CPUs with SSE4.1: the guest
+/// built with it is refused by the host on any other.
+pub(crate) fn hash_page_in(domain: Domain, page: &[u8; 4096]) -> [u8; HASH_LEN] {
+    #[cfg(all(feature = "simd-hash", target_arch = "x86_64"))]
+    {
+        simd::keyed_hash_page(domain.key(), page)
+    }
+    #[cfg(not(all(feature = "simd-hash", target_arch = "x86_64")))]
+    {
+        hash_in(domain, page)
+    }
+}
+
+/// BLAKE3 of one 4 KiB page with the SSE4.1 `hash_many` the blake3 crate's
+/// build script assembles and links (also for `x86_64-unknown-none`, where
+/// blake3 itself never picks it: its `cpufeatures` check answers "no" on
+/// `target_os = "none"`).
+#[cfg(all(feature = "simd-hash", target_arch = "x86_64"))]
+mod simd {
+    use super::HASH_LEN;
+
+    const CHUNK_START: u8 = 1;
+    const CHUNK_END: u8 = 2;
+    const PARENT: u8 = 4;
+    const ROOT: u8 = 8;
+    const KEYED_HASH: u8 = 16;
+    const CHUNK_LEN: usize = 1024;
+    const BLOCKS_PER_CHUNK: usize = 16;
+
+    unsafe extern "C" {
+        /// blake3's `blake3_hash_many_sse41` (c/blake3_sse41_x86-64_unix.S).
+        fn blake3_hash_many_sse41(
+            inputs: *const *const u8,
+            num_inputs: usize,
+            blocks: usize,
+            key: *const u32,
+            counter: u64,
+            increment_counter: bool,
+            flags: u8,
+            flags_start: u8,
+            flags_end: u8,
+            out: *mut u8,
+        );
+    }
+
+    /// `hash_many` over `inputs` (each `blocks` 64-byte blocks), writing one
+    /// 32-byte chaining value per input to `out`.
+    fn hash_many<const N: usize>(
+        inputs: &[*const u8; N],
+        blocks: usize,
+        key: &[u32; 8],
+        counters: bool,
+        flags: [u8; 3],
+        out: &mut [u8],
+    ) {
+        assert!(out.len() >= N * HASH_LEN);
+        // SAFETY: every input pointer points to `blocks * 64` readable bytes
+        // (the callers below pass slices of that length), `key` is 8 words,
+        // `out` holds `N * 32` bytes (checked above), and the function only
+        // uses SSE4.1, which this build requires of the CPU (the host checks
+        // CPUID before loading a guest built with it; host tests check it).
+        unsafe {
+            blake3_hash_many_sse41(
+                inputs.as_ptr(),
+                N,
+                blocks,
+                key.as_ptr(),
+                0,
+                counters,
+                flags[0],
+                flags[1],
+                flags[2],
+                out.as_mut_ptr(),
+            );
+        }
+    }
+
+    /// `blake3::keyed_hash(key, page)`, bit for bit: four chunks, then two
+    /// parents, then the root parent.
+    pub(super) fn keyed_hash_page(key: &[u8; 32], page: &[u8; 4096]) -> [u8; HASH_LEN] {
+        let key: [u32; 8] = core::array::from_fn(|i| {
+            u32::from_le_bytes([key[4 * i], key[4 * i + 1], key[4 * i + 2], key[4 * i + 3]])
+        });
+        let chunks: [*const u8; 4] = core::array::from_fn(|i| page[i * CHUNK_LEN..].as_ptr());
+        let mut cvs = [0u8; 4 * HASH_LEN];
+        hash_many(
+            &chunks,
+            BLOCKS_PER_CHUNK,
+            &key,
+            true,
+            [KEYED_HASH, CHUNK_START, CHUNK_END],
+            &mut cvs,
+        );
+        let pairs = [cvs.as_ptr(), cvs[2 * HASH_LEN..].as_ptr()];
+        let mut parents = [0u8; 2 * HASH_LEN];
+        hash_many(
+            &pairs,
+            1,
+            &key,
+            false,
+            [KEYED_HASH | PARENT, 0, 0],
+            &mut parents,
+        );
+        let mut root = [0u8; HASH_LEN];
+        hash_many(
+            &[parents.as_ptr()],
+            1,
+            &key,
+            false,
+            [KEYED_HASH | PARENT | ROOT, 0, 0],
+            &mut root,
+        );
+        root
+    }
+}
+
 /// An incremental hasher in `domain` (for encodings hashed as they stream).
 pub(crate) fn hasher_in(domain: Domain) -> blake3::Hasher {
     blake3::Hasher::new_keyed(domain.key())
 }
 
+/// Largest input [`hash_parts_in`] gathers into one buffer (one BLAKE3 block).
+const SMALL_PARTS: usize = 64;
+
 /// Hashes the concatenation of `parts` in `domain` without building it.
+/// Small inputs (a Merkle node's `left ‖ right`, a Data root's
+/// `len ‖ root`: at most [`SMALL_PARTS`] bytes) are gathered on the stack
+/// and hashed in one shot: the same BLAKE3 output as streaming them, without
+/// setting up and finalizing a streaming `Hasher` (on every commit's path to
+/// the root).
 pub(crate) fn hash_parts_in(domain: Domain, parts: &[&[u8]]) -> [u8; HASH_LEN] {
+    let total: usize = parts.iter().map(|part| part.len()).sum();
+    if total <= SMALL_PARTS {
+        let mut buf = [0u8; SMALL_PARTS];
+        let mut at = 0;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        return hash_in(domain, &buf[..total]);
+    }
     let mut hasher = blake3::Hasher::new_keyed(domain.key());
     for part in parts {
         hasher.update(part);
@@ -238,5 +382,50 @@ mod tests {
         let b = hash_in(Domain::CapImage, b"same");
         assert_ne!(a, b);
         assert_eq!(a, hash_parts_in(Domain::CapCNode, &[b"sa", b"me"]));
+    }
+
+    #[test]
+    fn page_hash_is_the_keyed_hash_of_the_page() {
+        #[cfg(all(feature = "simd-hash", target_arch = "x86_64"))]
+        if !std::is_x86_feature_detected!("sse4.1") {
+            std::eprintln!(
+                "SKIPPED page_hash_is_the_keyed_hash_of_the_page: no SSE4.1 on this CPU"
+            );
+            return;
+        }
+        let mut page = [0u8; 4096];
+        for (i, byte) in page.iter_mut().enumerate() {
+            *byte = (i * 31 + i / 1024) as u8;
+        }
+        for domain in [Domain::DataPage, Domain::CapData] {
+            let expected = *blake3::keyed_hash(domain.key(), &page).as_bytes();
+            assert_eq!(hash_page_in(domain, &page), expected);
+        }
+        assert_eq!(
+            hash_page_in(Domain::DataPage, &[0u8; 4096]),
+            hash_in(Domain::DataPage, &[0u8; 4096])
+        );
+    }
+
+    #[test]
+    fn parts_hash_as_their_concatenation_below_and_above_the_small_limit() {
+        let bytes: alloc::vec::Vec<u8> = (0..200u8).collect();
+        for total in [0, 1, 40, 63, 64, 65, 128, 200] {
+            for split in [0, total / 3, total / 2, total] {
+                let (left, right) = bytes[..total].split_at(split);
+                let streamed = {
+                    let mut hasher = hasher_in(Domain::DataNode);
+                    hasher.update(left);
+                    hasher.update(right);
+                    *hasher.finalize().as_bytes()
+                };
+                assert_eq!(
+                    hash_parts_in(Domain::DataNode, &[left, right]),
+                    streamed,
+                    "total {total}, split {split}"
+                );
+                assert_eq!(streamed, hash_in(Domain::DataNode, &bytes[..total]));
+            }
+        }
     }
 }

@@ -192,7 +192,15 @@ impl Data {
             self.pages.remove(index);
         } else {
             match self.pages.get_mut(index) {
-                Some(page) => *SharedPage::make_mut(page) = *bytes,
+                // Sole holder: overwrite in place.
+                Some(page) if SharedPage::holders(page) == 1 => {
+                    *SharedPage::make_mut(page) = *bytes;
+                }
+                // Shared (e.g. with the committed state this Data was
+                // cloned from): a fresh copy of `bytes`, not a copy of the
+                // old page that is then overwritten (one 4 KiB copy less on
+                // every committed page).
+                Some(page) => *page = SharedPage::new(bytes),
                 None => {
                     self.pages.set(index, SharedPage::new(bytes));
                 }
@@ -362,4 +370,34 @@ fn page_chunks(
         done += n;
         Some((index, within, range))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_page_on_a_clone_leaves_the_original_and_hashes_as_from_scratch() {
+        let mut first = [0u8; PAGE_SIZE];
+        first[0] = 1;
+        let original = Data::from_bytes(&first).unwrap();
+        let before = original.hash();
+        // Shared page: the clone gets a fresh copy.
+        let mut shared = original.clone();
+        let mut second = first;
+        second[4095] = 9;
+        shared.write_page(0, &second).unwrap();
+        assert_eq!(original.page(0), Some(&first));
+        assert_eq!(original.hash(), before);
+        assert_eq!(shared.page(0), Some(&second));
+        assert_eq!(shared.hash(), shared.hash_uncached());
+        assert_ne!(shared.hash(), before);
+        // Sole holder now: written in place, still hashed afresh.
+        let mut third = second;
+        third[7] = 3;
+        shared.write_page(0, &third).unwrap();
+        assert_eq!(shared.page(0), Some(&third));
+        assert_eq!(shared.hash(), shared.hash_uncached());
+        assert_eq!(shared.hash(), Data::from_bytes(&third).unwrap().hash());
+    }
 }

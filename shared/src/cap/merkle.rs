@@ -16,7 +16,7 @@ use spin::Once;
 use super::data::{MAX_DATA_PAGES, PAGE_SIZE};
 use super::page::SharedPage;
 use super::tree::{Digest, Scheme};
-use crate::hash::{Domain, hash_in, hash_parts_in};
+use crate::hash::{Domain, hash_in, hash_page_in, hash_parts_in};
 
 /// Depth of a tree over `MAX_DATA_PAGES` leaves.
 const MAX_DEPTH: usize = MAX_DATA_PAGES.trailing_zeros() as usize;
@@ -28,7 +28,7 @@ impl Scheme for DataPages {
     type Leaf = SharedPage;
 
     fn leaf(page: &SharedPage) -> Option<Digest> {
-        Some(hash_in(Domain::DataPage, &page[..]))
+        Some(hash_page_in(Domain::DataPage, page))
     }
 
     fn node(left: &Digest, right: &Digest) -> Digest {

@@ -478,7 +478,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
         let new_memory = if dirty.is_empty() {
             None
         } else {
-            memory_after(memory_data, &machine.memory, &layout)?
+            memory_after(memory_data, &machine.memory, &layout, &dirty)?
         };
         if new_memory.is_some() || new_root.is_some() {
             Some(commit(txn, instance_hash, instance, new_memory, new_root)?)
@@ -623,8 +623,14 @@ fn reset_memory(
     // On the heap and only when needed: zeroing a 4 KiB stack buffer on
     // every call costs more than the whole empty invocation.
     let mut page = alloc::vec![0u8; PAGE_SIZE];
+    // Whether `page` holds old bytes (else it is still all zeros: a
+    // committed call's stack pages need no re-zeroing of the buffer).
+    let mut holds_bytes = false;
     for &addr in dirty {
-        page.fill(0);
+        if holds_bytes {
+            page.fill(0);
+            holds_bytes = false;
+        }
         let in_rw = addr >= layout.rw_start() && addr < layout.stack_start();
         if in_rw {
             if committed {
@@ -634,6 +640,7 @@ fn reset_memory(
             let len = old_memory.len();
             if offset < len {
                 let n = (len - offset).min(u64::from(page_size)) as usize;
+                holds_bytes = true;
                 if old_memory.read(offset, &mut page[..n]).is_err() {
                     return false;
                 }
@@ -648,21 +655,28 @@ fn reset_memory(
 }
 
 /// The instance memory after a halted run: the old Data with the
-/// read-write pages the program dirtied (not the stack), grown to cover
-/// them; `None` if it dirtied none.
+/// read-write pages the program dirtied (`dirty`, from the run's one
+/// dirty-page scan; not the stack), grown to cover them; `None` if it
+/// dirtied none. The pages' bytes are sliced out of the memory's regions
+/// (a few regions), not found by a second page-by-page scan.
 fn memory_after(
     old_memory: &Data,
     memory: &Memory,
     layout: &StandardLayout,
+    dirty: &[u32],
 ) -> Result<Option<Data>, KernelError> {
     let rw_start = layout.rw_start();
     let rw_end = layout.stack_start();
     let mut new_memory: Option<Data> = None;
-    for (addr, bytes) in memory.dirty_pages() {
+    for &addr in dirty {
         if addr < rw_start || addr >= rw_end {
             continue; // stack pages are scratch, not state
         }
-        let Ok(page) = <&[u8; PAGE_SIZE]>::try_from(bytes) else {
+        let bytes = memory.regions().find_map(|(base, _, data)| {
+            let start = addr.checked_sub(base)? as usize;
+            data.get(start..start.checked_add(PAGE_SIZE)?)
+        });
+        let Some(Ok(page)) = bytes.map(<&[u8; PAGE_SIZE]>::try_from) else {
             continue;
         };
         let index = (addr - rw_start) / PAGE_SIZE as u32;
