@@ -191,6 +191,7 @@ pub(crate) use history::token as history_token;
 pub use history::{HeadChange, HistoryEntry, MAX_RECORD_TEXT};
 pub use overflow::{OverflowStore, TempBlobDir};
 pub use prune::PruneReport;
+pub(crate) use verify::chain as error_chain;
 pub use verify::{VerifyProblem, VerifyReport};
 
 use std::fs;

@@ -84,7 +84,7 @@ impl fmt::Display for VerifyProblem {
 }
 
 /// An error and its causes, each once: "a: b: c".
-fn chain(error: &StoreError) -> String {
+pub(crate) fn chain(error: &StoreError) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

@@ -9,24 +9,12 @@ use super::heads::chain_problem;
 use super::pages::{LAYOUT_PARTS, PartKey, parse_root_record, reachable};
 use super::walk::Policy;
 use super::{PgStore, TxnMode, hash_from, kind_from};
-use crate::store::{PruneReport, StoreError, VerifyProblem, VerifyReport};
+use crate::store::{PruneReport, StoreError, VerifyProblem, VerifyReport, error_chain as chain};
 
 /// Rows per batch when verify reads every blob.
 const VERIFY_BATCH: i64 = 256;
 /// Hashes per DELETE.
 const DELETE_BATCH: usize = 10_000;
-
-/// An error and its causes, each once: "a: b: c".
-fn chain(error: &StoreError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 impl PgStore {
     /// Prune: least recently used unpinned blobs first, down to at most
