@@ -75,10 +75,7 @@ impl TempBlobDir {
         loop {
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let root = parent.join(format!("{PREFIX}{pid}-{n}"));
-            let mut builder = fs::DirBuilder::new();
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            match builder.create(&root) {
+            match private_dir_builder().create(&root) {
                 Ok(()) => {
                     return Ok(TempBlobDir {
                         root,
@@ -174,6 +171,21 @@ impl Drop for TempBlobDir {
     fn drop(&mut self) {
         // Best effort: a failure leaves scratch files in the temp directory.
         let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// A builder of directories only their owner can read (mode 0700 on
+/// Unix; elsewhere the platform's default).
+fn private_dir_builder() -> fs::DirBuilder {
+    #[cfg(unix)]
+    {
+        let mut builder = fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+    }
+    #[cfg(not(unix))]
+    {
+        fs::DirBuilder::new()
     }
 }
 
