@@ -239,6 +239,9 @@ mod simd {
     const CHUNK_LEN: usize = 1024;
     const BLOCKS_PER_CHUNK: usize = 16;
 
+    // SAFETY: the declaration matches the C signature of blake3's
+    // `blake3_hash_many_sse41` (the blake3 crate links that file into this
+    // build); calling it is still unsafe, see `hash_many`.
     unsafe extern "C" {
         /// blake3's `blake3_hash_many_sse41` (c/blake3_sse41_x86-64_unix.S).
         fn blake3_hash_many_sse41(
