@@ -23,6 +23,7 @@ mod invoke_codec;
 mod messages;
 mod note;
 mod progress;
+mod stats;
 mod stream;
 
 pub use data_nodes::{
@@ -37,16 +38,19 @@ pub use invoke_codec::{
     encode_invoke_one_request,
 };
 pub use messages::{
-    AbiError, BenchReplyMsg, CapBlobMsg, ErrorKind, ExitMsg, InvocationMsg, InvokeResultMsg,
-    RemoteError, StatsMsg, decode_bench_reply, decode_bench_request, decode_get_cap_reply,
-    decode_get_cap_request, decode_invoke_reply, decode_invoke_reply_for, decode_put_cap_reply,
-    decode_put_cap_request, decode_set_budget_request, decode_stats_reply, encode_bench_reply,
-    encode_bench_request, encode_get_cap_reply, encode_get_cap_request, encode_invoke_reply,
-    encode_invoke_request, encode_invoke_request_reporting, encode_put_cap_reply,
-    encode_put_cap_request, encode_set_budget_request, encode_stats_error, encode_stats_reply,
+    AbiError, CapBlobMsg, ErrorKind, ExitMsg, InvocationMsg, InvokeResultMsg, RemoteError,
+    decode_get_cap_reply, decode_get_cap_request, decode_invoke_reply, decode_invoke_reply_for,
+    decode_put_cap_reply, decode_put_cap_request, encode_get_cap_reply, encode_get_cap_request,
+    encode_invoke_reply, encode_invoke_request, encode_invoke_request_reporting,
+    encode_put_cap_reply, encode_put_cap_request,
 };
 pub use note::{ABI_NOTE_NAME, ABI_NOTE_SECTION, ABI_NOTE_TYPE, AbiNote};
 pub use progress::{ProgressReportMsg, ReportMode, decode_progress_report, encode_progress_report};
+pub use stats::{
+    BenchReplyMsg, StatsMsg, decode_bench_reply, decode_bench_request, decode_set_budget_request,
+    decode_stats_reply, encode_bench_reply, encode_bench_request, encode_set_budget_request,
+    encode_stats_error, encode_stats_reply,
+};
 pub use stream::{
     RangeRequest, STREAM_CHUNK_HEADER, StreamRequest, decode_range_reply, decode_range_request,
     decode_stream_request, encode_range_reply, encode_range_request, encode_stream_request,
