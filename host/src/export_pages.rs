@@ -8,7 +8,7 @@
 //! bottom up and the Data's root record last, so a stored root always
 //! has its whole tree.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use capbox_shared::abi::{self, DataNodesReply, GuestFunction, TreePosition};
 use capbox_shared::cap::{
@@ -17,6 +17,7 @@ use capbox_shared::cap::{
 };
 use capbox_shared::hash::CapHash;
 
+use crate::data_delta::RecordingNodes;
 use crate::error::KernelError;
 use crate::kernel::Kernel;
 use crate::store::{StoreBackend, StoreError};
@@ -256,12 +257,27 @@ pub fn export_data_caps(
         if store.contains(&hash)? {
             continue;
         }
-        if maybe_data && let Some(put) = store.put_data_paged(&hash, &mut KernelNodes(kernel))? {
-            total.pages += put.pages;
-            total.nodes += put.nodes;
-            total.bytes += put.bytes;
-            total.calls += put.calls;
-            continue;
+        if maybe_data {
+            // What the walk learns of the new Data's tree lets the host
+            // send its next version as a delta against it.
+            let mut nodes = KernelNodes(kernel);
+            let mut recorder = RecordingNodes {
+                inner: &mut nodes,
+                learned: HashMap::new(),
+                tree: None,
+            };
+            let put = store.put_data_paged(&hash, &mut recorder)?;
+            let (learned, tree) = (recorder.learned, recorder.tree);
+            if let Some(put) = put {
+                total.pages += put.pages;
+                total.nodes += put.nodes;
+                total.bytes += put.bytes;
+                total.calls += put.calls;
+                if let Some((len, root)) = tree {
+                    kernel.note_exported_data(&hash, len, &root, &learned);
+                }
+                continue;
+            }
         }
         let cap = kernel
             .get_cap(&hash)

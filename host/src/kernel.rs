@@ -38,6 +38,9 @@ mod stream;
 #[path = "kernel_host_blobs.rs"]
 mod host_blobs;
 
+#[path = "kernel_delta.rs"]
+mod delta;
+
 use batch::lock_progress;
 pub use host_blobs::{BlobFallback, HostCacheStats};
 use host_blobs::{HostBlobs, accept_spill, host_copy, lock, own_copy};
@@ -348,7 +351,37 @@ impl Kernel {
     /// Publishes caps in one call, skipping those the kernel already has.
     /// Caps larger than a transfer chunk go in chunks
     /// ([`Self::put_cap_streamed`]) and are not kept in the host's copy.
+    /// A large Data the kernel holds an earlier version of goes as a
+    /// delta (only the pages that differ: `data_delta.rs`).
     pub fn put_caps(&mut self, caps: &[Cap]) -> Result<Vec<CapHash>, KernelError> {
+        let mut as_delta = Vec::with_capacity(caps.len());
+        for cap in caps {
+            as_delta.push(self.put_as_delta(cap)?);
+        }
+        if as_delta.iter().all(Option::is_none) {
+            let hashes = self.put_caps_whole(caps)?;
+            self.note_published_data(caps);
+            return Ok(hashes);
+        }
+        let rest: Vec<Cap> = caps
+            .iter()
+            .zip(&as_delta)
+            .filter(|(_, sent)| sent.is_none())
+            .map(|(cap, _)| cap.clone())
+            .collect();
+        let mut rest_hashes = self.put_caps_whole(&rest)?.into_iter();
+        self.note_published_data(&rest);
+        as_delta
+            .into_iter()
+            .map(|sent| {
+                sent.or_else(|| rest_hashes.next())
+                    .ok_or_else(|| KernelError::Protocol("put_caps returned too few hashes".into()))
+            })
+            .collect()
+    }
+
+    /// [`Self::put_caps`] without deltas: every cap whole.
+    fn put_caps_whole(&mut self, caps: &[Cap]) -> Result<Vec<CapHash>, KernelError> {
         if caps.iter().any(|cap| self.is_large_cap(cap)) {
             return self.put_caps_mixed(caps);
         }

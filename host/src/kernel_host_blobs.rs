@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use capbox_shared::hash::CapHash;
 
 use crate::blob_cache::{BlobCache, DEFAULT_CACHE_BYTES, Evicted, default_blobs_for};
+use crate::data_delta::{DeltaState, MIN_DELTA_SOURCE_BYTES, delta_against, large_data};
 use crate::store::{OverflowStore, TempBlobDir};
 
 /// A second source for the kernel's `fetch_blob` (e.g. a store): the
@@ -92,6 +93,8 @@ pub(crate) struct HostBlobs {
     pub(crate) spills_refused: u64,
     pub(crate) last_spill_error: Option<String>,
     stats: HostCacheStats,
+    /// The kernel's large Data caps, for deltas (`data_delta.rs`).
+    pub(crate) deltas: DeltaState,
     /// Why the overflow store last failed.
     pub(crate) last_overflow_error: Option<String>,
 }
@@ -110,6 +113,7 @@ impl HostBlobs {
             spills_refused: 0,
             last_spill_error: None,
             stats: HostCacheStats::default(),
+            deltas: DeltaState::default(),
             last_overflow_error: None,
         }
     }
@@ -160,11 +164,13 @@ impl HostBlobs {
 
     pub(crate) fn unpublish(&mut self, hash: &CapHash) {
         self.published.remove(hash);
+        self.deltas.forget(hash);
     }
 
     /// Forgets what the kernel holds (after a guest fault).
     pub(crate) fn clear_published(&mut self) {
         self.published = HashSet::new();
+        self.deltas.clear();
     }
 
     pub(crate) fn set_limits(&mut self, max_bytes: usize, max_blobs: usize) {
@@ -233,24 +239,60 @@ pub(crate) fn lock(blobs: &Mutex<HostBlobs>) -> MutexGuard<'_, HostBlobs> {
 }
 
 /// Serves the kernel's `fetch_blob`: the cache, then the fallback, then
-/// the overflow store (the last two outside the lock).
+/// the overflow store (the last two outside the lock). A large Data goes
+/// as a delta against one the kernel holds when that is much smaller
+/// ([`answer`]).
 pub(crate) fn serve(blobs: &Mutex<HostBlobs>, hash: CapHash) -> Option<Vec<u8>> {
     let (fallback, overflow) = {
         let mut b = lock(blobs);
         if let Some(bytes) = b.local(&hash) {
             b.mark_published(hash);
-            return Some(bytes.to_vec());
+            drop(b);
+            return Some(answer(blobs, hash, bytes.to_vec()));
         }
         (b.fallback.clone(), b.overflow_stores())
     };
     if let Some(bytes) = fallback.and_then(|f| f(&hash)) {
         lock(blobs).mark_published(hash);
-        return Some(bytes);
+        return Some(answer(blobs, hash, bytes));
     }
     // A miss here: the kernel then reports the blob as missing.
     let bytes = read_overflow(blobs, &overflow, &hash)?;
     lock(blobs).mark_published(hash);
-    Some(bytes.to_vec())
+    Some(answer(blobs, hash, bytes.to_vec()))
+}
+
+/// The answer to a fetch of `hash` whose encoding is `bytes`: a Data
+/// delta when the kernel holds a Data sharing most pages (and the same
+/// hash was not just answered with a delta, which means it did not
+/// apply), else `bytes`. The page digests are computed outside the lock.
+fn answer(blobs: &Mutex<HostBlobs>, hash: CapHash, bytes: Vec<u8>) -> Vec<u8> {
+    if bytes.len() < MIN_DELTA_SOURCE_BYTES {
+        return bytes;
+    }
+    let retry = lock(blobs).deltas.take_retry(&hash);
+    let Some((data, digests)) = large_data(&bytes) else {
+        return bytes;
+    };
+    let bases = if retry {
+        Vec::new()
+    } else {
+        lock(blobs).deltas.bases(&hash)
+    };
+    let delta = delta_against(&data, &digests, &bases, bytes.len());
+    let mut b = lock(blobs);
+    b.deltas.note_held(hash, digests);
+    match delta {
+        Some(delta) => {
+            b.deltas.sent(hash, delta.len(), bytes.len(), true);
+            delta
+        }
+        None => {
+            b.deltas.stats.fetched_whole += 1;
+            b.deltas.stats.fetched_whole_bytes += bytes.len() as u64;
+            bytes
+        }
+    }
 }
 
 /// Keeps the blobs of a checked spill message in the host's copy (the

@@ -67,7 +67,7 @@ impl Kernel {
             .filter(|c| !self.is_large_cap(c))
             .cloned()
             .collect();
-        let mut small_hashes = self.put_caps(&small)?.into_iter();
+        let mut small_hashes = self.put_caps_whole(&small)?.into_iter();
         let mut hashes = Vec::with_capacity(caps.len());
         for cap in caps {
             if self.is_large_cap(cap) {

@@ -6,6 +6,7 @@ pub use capbox_shared as shared;
 pub mod backend;
 pub mod blob_cache;
 pub mod conformance;
+pub mod data_delta;
 mod error;
 mod export;
 mod export_pages;

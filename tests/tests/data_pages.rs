@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use capbox::shared::CapHash;
 use capbox::shared::abi::GuestFunction;
-use capbox::shared::cap::{Cap, Image, PAGE_SIZE};
+use capbox::shared::abi::{self, CapBlobMsg, ErrorKind};
+use capbox::shared::cap::{Cap, Data, Image, PAGE_SIZE, encode_data_delta};
+use capbox::shared::kernel::ExitReason;
 use capbox::shared::pvm::asm::{ProgramBuilder, Reg};
 use capbox::{Invocation, Kernel, Session, SessionOptions, Store};
 use capbox_tests::backend_tests;
@@ -186,7 +189,163 @@ fn sixteen_mib_memory_one_page_invocations_store_and_move_pages_not_memory() {
     assert!(per_round < 6 * 1024, "{per_round}");
 }
 
+/// A second kernel of `kernel`'s kind (another host process, in effect),
+/// or `None` when the sandbox is skipped.
+fn another_kernel(kernel: &Kernel) -> Option<Kernel> {
+    match kernel.backend() {
+        capbox::BackendKind::Local => Some(capbox_tests::local_kernel()),
+        capbox::BackendKind::Sandbox => capbox_tests::own_sandbox(capbox::SandboxConfig::default()),
+    }
+}
+
+/// Two sessions (two kernels, as two hosts would have) take turns on one
+/// head: each invocation after the other's commit needs the head's new
+/// memory, which goes as a delta against the version the kernel fetched
+/// last (`data_delta.rs`), not whole. Returns both kernels' delta stats
+/// and the whole memory's encoded length.
+fn alternating_sessions(
+    kernel: &mut Kernel,
+    memory_len: usize,
+    rounds: u64,
+) -> Option<(capbox::data_delta::DeltaStats, u64)> {
+    let mut other = another_kernel(kernel)?;
+    let (_dir, store) = temp_store();
+    let image = writer_image(memory_len);
+    let pages = (memory_len / PAGE_SIZE) as u64;
+    let options = SessionOptions::default();
+    let mut a = Session::create(&mut *kernel, store.clone(), "w", &image, options).unwrap();
+    let mut b = Session::open(&mut other, store.clone(), "w", options).unwrap();
+    let mut expected = image.rw_data.clone();
+    for round in 0..rounds {
+        let offset = ((round * 7) % pages) * PAGE_SIZE as u64 + 16;
+        let session = if round % 2 == 0 { &mut a } else { &mut b };
+        let committed = session.invoke(&write_at(offset, round + 1)).unwrap();
+        assert_eq!(committed.outcome.exit, ExitReason::Halt, "round {round}");
+        let at = offset as usize;
+        expected[at..at + 8].copy_from_slice(&(round + 1).to_le_bytes());
+    }
+    // Every write is in the head's memory exactly once, in order.
+    let head = store.head("w").unwrap().unwrap();
+    assert_eq!(stored_memory(&store, &head).to_vec(), expected);
+    assert!(store.verify().unwrap().is_ok());
+    let (sa, sb) = (a.kernel_mut().delta_stats(), b.kernel_mut().delta_stats());
+    let whole = Cap::Data(stored_memory(&store, &head))
+        .encode()
+        .unwrap()
+        .len() as u64;
+    let sum = capbox::data_delta::DeltaStats {
+        sent: sa.sent + sb.sent,
+        delta_bytes: sa.delta_bytes + sb.delta_bytes,
+        whole_bytes: sa.whole_bytes + sb.whole_bytes,
+        refused: sa.refused + sb.refused,
+        fetched_whole: sa.fetched_whole + sb.fetched_whole,
+        fetched_whole_bytes: sa.fetched_whole_bytes + sb.fetched_whole_bytes,
+    };
+    Some((sum, whole))
+}
+
+/// The publish check on the local backend: two hosts taking turns
+/// on a 16 MiB memory move a few pages per turn, not 16 MiB.
+#[test]
+fn alternating_hosts_on_a_sixteen_mib_memory_fetch_only_changed_pages() {
+    let mut kernel = capbox_tests::local_kernel_with_budget(capbox_tests::HUGE_BUDGET);
+    let rounds = 12;
+    let (stats, whole) = alternating_sessions(&mut kernel, 16 << 20, rounds).unwrap();
+    eprintln!("16 MiB memory, {rounds} alternating turns: {stats:?}; whole memory {whole} bytes");
+    // The second kernel fetches the memory whole once (it held no
+    // version; the first published it); every later turn moves a delta
+    // of the pages changed since, against a version the kernel still
+    // holds (none refused, though the second kernel's default budget
+    // cannot hold two versions).
+    assert_eq!(stats.fetched_whole, 1, "{stats:?}");
+    assert_eq!(stats.refused, 0, "{stats:?}");
+    assert!(stats.sent >= rounds - 2, "{stats:?}");
+    assert!(
+        stats.delta_bytes <= stats.sent * (3 * 4101 + 64),
+        "{stats:?}"
+    );
+    assert_eq!(stats.whole_bytes, stats.sent * whole, "{stats:?}");
+}
+
+/// A Data of `pages` pages, page i filled with `seed ^ i` (never zero).
+fn pattern_data(pages: u32, seed: u8) -> Data {
+    let mut data = Data::new(u64::from(pages) * PAGE_SIZE as u64).unwrap();
+    for i in 0..pages {
+        data.write_page(i, &[(seed ^ i as u8) | 0x80; PAGE_SIZE])
+            .unwrap();
+    }
+    data
+}
+
+/// One `put_cap` of `bytes` sent as hash `hash`: the kernel's answer.
+fn put_raw(kernel: &mut Kernel, hash: Option<CapHash>, bytes: &[u8]) -> Result<(), ErrorKind> {
+    let msg = [CapBlobMsg {
+        hash: hash.map(|h| h.0),
+        bytes,
+    }];
+    let reply = kernel
+        .call_raw(GuestFunction::PutCap, &abi::encode_put_cap_request(&msg))
+        .unwrap();
+    match abi::decode_put_cap_reply(&reply).unwrap() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.kind),
+    }
+}
+
 backend_tests! {
+    // 17 pages: just above the size deltas start at, and within the tiny
+    // budget (so the first version is still held).
+    fn a_new_version_of_a_published_data_goes_as_a_delta(kernel: &mut Kernel) {
+        let first = pattern_data(17, 0x11);
+        kernel.put_cap(&Cap::Data(first.clone())).unwrap();
+        let before = kernel.delta_stats();
+        let mut second = first.clone();
+        second.write_page(5, &[0x5A; PAGE_SIZE]).unwrap();
+        let hash = kernel.put_cap(&Cap::Data(second.clone())).unwrap();
+        let after = kernel.delta_stats();
+        assert_eq!(after.sent, before.sent + 1, "{after:?}");
+        assert!(after.delta_bytes - before.delta_bytes <= (PAGE_SIZE + 64) as u64);
+        assert_eq!(kernel.get_cap(&hash).unwrap(), Cap::Data(second));
+    }
+
+    fn hostile_data_deltas_are_refused_with_typed_errors(kernel: &mut Kernel) {
+        let base = pattern_data(17, 0x22);
+        let base_hash = kernel.put_cap(&Cap::Data(base.clone())).unwrap();
+        let mut target = base.clone();
+        target.write_page(2, &[0x33; PAGE_SIZE]).unwrap();
+        let target_hash = target.hash();
+        let page = [0x33u8; PAGE_SIZE];
+        let delta = encode_data_delta(&base_hash, target.len(), [(2, Some(&page))].into_iter());
+        // Without the hash it must have, under another hash, against a
+        // base the kernel lacks, truncated: each refused, nothing stored.
+        assert_eq!(put_raw(kernel, None, &delta), Err(ErrorKind::BadCap));
+        assert_eq!(put_raw(kernel, Some(base_hash), &delta), Err(ErrorKind::HashMismatch));
+        let orphan = encode_data_delta(&CapHash([7; 32]), target.len(), core::iter::empty());
+        assert_eq!(put_raw(kernel, Some(target_hash), &orphan), Err(ErrorKind::MissingCap));
+        assert_eq!(
+            put_raw(kernel, Some(target_hash), &delta[..delta.len() - 1]),
+            Err(ErrorKind::BadCap)
+        );
+        assert!(kernel.get_cap(&target_hash).is_err());
+        // The well-formed one builds the target.
+        assert_eq!(put_raw(kernel, Some(target_hash), &delta), Ok(()));
+        assert_eq!(kernel.get_cap(&target_hash).unwrap(), Cap::Data(target));
+    }
+
+    // Small (24 pages, just above the delta threshold): the sandbox
+    // hashes a page in ~40 ms. With the tiny budget the kernel evicts the
+    // base now and then: the delta is refused and the cap sent whole.
+    fn alternating_sessions_fetch_deltas(kernel: &mut Kernel) {
+        let Some((stats, _)) = alternating_sessions(kernel, 24 * PAGE_SIZE, 6) else {
+            return;
+        };
+        // The shared sandbox holds other tests' memories too; a delta
+        // may go against one of those when it saves enough, so only the
+        // saving is bounded here (the 16 MiB test bounds each delta).
+        assert!(stats.sent >= 2, "{stats:?}");
+        assert!(stats.delta_bytes * 2 <= stats.whole_bytes, "{stats:?}");
+    }
+
     // Small (16 pages): the sandbox hashes a page in ~40 ms.
     fn a_one_page_change_exports_one_page(kernel: &mut Kernel) {
         one_page_rounds(kernel, 16 * PAGE_SIZE, 3);

@@ -14,6 +14,7 @@ mod capref;
 mod cnode;
 mod codec;
 mod data;
+mod data_delta;
 mod error;
 mod image;
 mod instance;
@@ -26,6 +27,10 @@ pub use cnode::{CNode, MAX_CNODE_SLOTS};
 pub use data::{
     Data, MAX_DATA_LEN, MAX_DATA_PAGES, NodeDigest, PAGE_SIZE, Page, data_depth_for_len,
     data_hash_from_root, data_node_digest, data_page_digest, data_zero_digest,
+};
+pub use data_delta::{
+    DATA_DELTA_TAG, apply_data_delta, data_delta_base, data_delta_len, encode_data_delta,
+    is_data_delta,
 };
 pub use error::CapError;
 pub use image::{

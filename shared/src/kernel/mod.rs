@@ -11,6 +11,7 @@ pub mod apps;
 pub mod bench;
 mod error;
 mod evict;
+mod from_host;
 mod instance;
 mod invoke;
 pub mod ops;

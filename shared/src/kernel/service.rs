@@ -17,7 +17,6 @@ use super::report;
 use crate::abi::{
     self, CapBlobMsg, ErrorKind, GuestFunction, InvokeResultMsg, RemoteError, ReportMode,
 };
-use crate::cap::Cap;
 use crate::hash::CapHash;
 use crate::{CacheDirectory, CacheError};
 
@@ -206,28 +205,14 @@ impl<S: BuildHasher> KernelState<'_, S> {
         expected: Option<CapHash>,
         fetched: bool,
     ) -> Result<CapHash, RemoteError> {
-        let cap =
-            Cap::decode(bytes).map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
-        let hash = cap
-            .hash()
-            .map_err(|e| remote(ErrorKind::BadCap, e, expected.as_ref()))?;
-        if let Some(expected) = expected
-            && expected != hash
-        {
-            return Err(remote(
-                ErrorKind::HashMismatch,
-                format!("bytes sent as {expected} hash to {hash}"),
-                Some(&expected),
-            ));
-        }
-        if cap.has_refs() {
-            // The codec cannot express a Ref; kept as a guard.
-            return Err(remote(
-                ErrorKind::BadCap,
-                crate::cap::CapError::UnsettledRef,
-                Some(&hash),
-            ));
-        }
+        let (cap, hash) = super::from_host::cap_from_host(bytes, expected.as_ref(), |base| {
+            self.dir.get_blob(base)
+        })
+        .map_err(|e| RemoteError {
+            kind: e.kind,
+            message: e.message,
+            hash: e.hash.or(expected).map(|h| h.0),
+        })?;
         let cap = alloc::sync::Arc::new(cap);
         if fetched {
             self.dir.put_fetched_blob(hash, cap);
@@ -468,9 +453,14 @@ impl<S: BuildHasher> KernelState<'_, S> {
                     let bytes = host
                         .fetch_blob(&missing)
                         .ok_or(KernelError::MissingCap(missing))?;
-                    // A wrong or undecodable answer counts as still missing.
-                    self.put_one(&bytes, Some(missing), true)
-                        .map_err(|_| KernelError::MissingCap(missing))?;
+                    // A wrong or undecodable answer counts as still missing;
+                    // a Data delta that did not apply (its base was evicted)
+                    // is asked for again: the host then sends the whole cap.
+                    if self.put_one(&bytes, Some(missing), true).is_err()
+                        && !crate::cap::is_data_delta(&bytes)
+                    {
+                        return Err(KernelError::MissingCap(missing));
+                    }
                 }
                 other => return other,
             }

@@ -183,14 +183,12 @@ impl<'a, S: BuildHasher> Txn<'a, S> {
             .host
             .fetch_blob(hash)
             .ok_or(KernelError::MissingCap(*hash))?;
-        // A wrong or undecodable answer counts as missing.
-        let cap = Cap::decode(&bytes).map_err(|_| KernelError::MissingCap(*hash))?;
-        if cap.hash().ok().as_ref() != Some(hash) {
-            return Err(KernelError::MissingCap(*hash));
-        }
-        if cap.has_refs() {
-            return Err(KernelError::Cap(crate::cap::CapError::UnsettledRef));
-        }
+        // A wrong or undecodable answer (or a Data delta whose base is
+        // gone) counts as missing.
+        let dir = self.dir;
+        let (cap, _) =
+            super::from_host::cap_from_host(&bytes, Some(hash), |base| dir.get_blob(base))
+                .map_err(|_| KernelError::MissingCap(*hash))?;
         let cap = Arc::new(cap);
         self.dir.put_fetched_blob(*hash, cap.clone());
         Ok(self.dir.get_blob(hash).unwrap_or(cap))
