@@ -347,13 +347,12 @@ mod tests {
     use super::*;
     use capbox_shared::cap::{PAGE_SIZE, apply_data_delta};
 
+    /// `pages` non-zero pages, page i filled with `seed + i` (odd).
     fn data(pages: u32, seed: u8) -> Data {
-        let mut d = Data::new(u64::from(pages) * PAGE_SIZE as u64).unwrap();
-        for i in 0..pages {
-            d.write_page(i, &[seed.wrapping_add(i as u8) | 1; PAGE_SIZE])
-                .unwrap();
-        }
-        d
+        let bytes: Vec<u8> = (0..pages as usize * PAGE_SIZE)
+            .map(|at| seed.wrapping_add((at / PAGE_SIZE) as u8) | 1)
+            .collect();
+        Data::from_bytes(&bytes).unwrap()
     }
 
     #[test]

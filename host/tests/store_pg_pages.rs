@@ -128,6 +128,67 @@ fn pg_sixteen_mib_memory_one_page_invocations_grow_tables_by_pages() {
     assert!(report.is_ok(), "{:?}", report.problems);
 }
 
+/// Two hosts (two kernels, two connections) take turns on one head with a
+/// 1 MiB memory: after the first fetch, each turn's new memory reaches the
+/// other kernel as a Data delta of the pages changed since its own last
+/// state (docs/store.md "Data deltas"), and every write lands once.
+#[test]
+fn pg_hosts_taking_turns_fetch_memory_as_deltas() {
+    let Some(pg) = PgServer::get("pg_deltas") else {
+        return;
+    };
+    let url = pg.fresh_db("deltas");
+    let memory_len = 1 << 20;
+    let image = writer_image(memory_len);
+    let mut first = Session::create(
+        Kernel::new(BackendChoice::Local).unwrap(),
+        open(&url),
+        "w",
+        &image,
+        SessionOptions::default(),
+    )
+    .unwrap();
+    let mut second = Session::open(
+        Kernel::new(BackendChoice::Local).unwrap(),
+        open(&url),
+        "w",
+        SessionOptions::default(),
+    )
+    .unwrap();
+    let mut expected = image.rw_data.clone();
+    let turns = 8u64;
+    for turn in 0..turns {
+        let offset = (turn * 5 % 256) * PAGE_SIZE as u64 + 24;
+        let session = if turn % 2 == 0 {
+            &mut first
+        } else {
+            &mut second
+        };
+        let committed = session.invoke(&write_at(offset, turn + 1)).unwrap();
+        assert_eq!(committed.outcome.exit, ExitReason::Halt);
+        expected[offset as usize..offset as usize + 8].copy_from_slice(&(turn + 1).to_le_bytes());
+    }
+    let store = open(&url);
+    let head = store.head("w").unwrap().unwrap();
+    let Some(Cap::Instance(instance)) = store.get(&head).unwrap() else {
+        panic!("the head is not an instance");
+    };
+    let Some(Cap::Data(memory)) = store.get(instance.memory.as_hash().unwrap()).unwrap() else {
+        panic!("no memory");
+    };
+    assert_eq!(memory.to_vec(), expected);
+    let stats = [&mut first, &mut second].map(|s| s.kernel_mut().delta_stats());
+    eprintln!("PostgreSQL, two hosts taking turns on a 1 MiB memory: {stats:?}");
+    let sent: u64 = stats.iter().map(|s| s.sent).sum();
+    let delta_bytes: u64 = stats.iter().map(|s| s.delta_bytes).sum();
+    assert!(sent >= turns - 2, "{stats:?}");
+    assert!(
+        delta_bytes <= sent * 3 * (PAGE_SIZE as u64 + 5) + sent * 45,
+        "{stats:?}"
+    );
+    assert!(store.verify().unwrap().is_ok());
+}
+
 /// A Data of `pages` pages, page i filled with `seed + i` (seed ≥ 1).
 fn big_data(pages: usize, seed: u8) -> Data {
     let bytes: Vec<u8> = (0..pages * PAGE_SIZE)
