@@ -112,6 +112,10 @@ fn data_nodes(request: Vec<u8>) -> Vec<u8> {
     dispatch(GuestFunction::DataNodes, request)
 }
 
+fn host_keeps(request: Vec<u8>) -> Vec<u8> {
+    dispatch(GuestFunction::HostKeeps, request)
+}
+
 fn ping(_request: Vec<u8>) -> Vec<u8> {
     Vec::new()
 }
@@ -145,6 +149,7 @@ pub fn register_all() {
             GuestFunction::PutCapStream => register_fn(name, put_cap_stream),
             GuestFunction::GetCapRange => register_fn(name, get_cap_range),
             GuestFunction::DataNodes => register_fn(name, data_nodes),
+            GuestFunction::HostKeeps => register_fn(name, host_keeps),
         }
     }
 }

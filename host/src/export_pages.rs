@@ -201,6 +201,22 @@ pub fn split_pair(pair: &[u8; 64]) -> (NodeDigest, NodeDigest) {
 }
 
 impl Kernel {
+    /// Tells the kernel the host can serve `hashes` from now on (its
+    /// fallback store holds them: `host_keeps`), so eviction may drop
+    /// them without a spill; how many of them the kernel holds.
+    pub fn host_keeps(&mut self, hashes: &[CapHash]) -> Result<usize, KernelError> {
+        let mut held = 0;
+        for chunk in hashes.chunks(abi::MAX_HOST_KEEPS) {
+            let raw: Vec<[u8; 32]> = chunk.iter().map(|h| h.0).collect();
+            let request = abi::encode_host_keeps_request(&raw);
+            let reply = self.call_raw(GuestFunction::HostKeeps, &request)?;
+            held += abi::decode_put_cap_reply(&reply)?
+                .map_err(KernelError::Refused)?
+                .len();
+        }
+        Ok(held)
+    }
+
     /// One `data_nodes` call (see `abi::data_nodes`).
     pub fn data_nodes(
         &mut self,
@@ -247,13 +263,36 @@ pub fn export_data_caps(
     store: &dyn StoreBackend,
     root: &CapHash,
 ) -> Result<PagedPut, StoreError> {
+    export_data_caps_listed(kernel, store, root).map(|(total, _)| total)
+}
+
+/// The Data caps an export touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportedData {
+    /// Data caps the export stored (the store lacked them).
+    pub stored: Vec<CapHash>,
+    /// Every link the walk reached where a Data may be (stored before or
+    /// now): the new state's Data caps among them.
+    pub reached: Vec<CapHash>,
+}
+
+/// [`export_data_caps`], also listing the Data caps it stored and reached.
+pub fn export_data_caps_listed(
+    kernel: &mut Kernel,
+    store: &dyn StoreBackend,
+    root: &CapHash,
+) -> Result<(PagedPut, ExportedData), StoreError> {
     let mut total = PagedPut::default();
+    let mut listed = ExportedData::default();
     if !store.keeps_data_paged() {
-        return Ok(total);
+        return Ok((total, listed));
     }
     let mut stack = vec![(*root, false)];
     let mut seen = HashSet::from([*root]);
     while let Some((hash, maybe_data)) = stack.pop() {
+        if maybe_data {
+            listed.reached.push(hash);
+        }
         if store.contains(&hash)? {
             continue;
         }
@@ -276,6 +315,7 @@ pub fn export_data_caps(
                 if let Some((len, root)) = tree {
                     kernel.note_exported_data(&hash, len, &root, &learned);
                 }
+                listed.stored.push(hash);
                 continue;
             }
         }
@@ -304,5 +344,5 @@ pub fn export_data_caps(
             }
         }
     }
-    Ok(total)
+    Ok((total, listed))
 }

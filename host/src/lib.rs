@@ -24,8 +24,8 @@ pub use backend::{
 };
 pub use error::{GuestElfError, KernelError};
 pub use export_pages::{
-    DataNodeSource, DataPartStore, DataParts, KernelNodes, PagedPut, export_data_caps,
-    put_data_from,
+    DataNodeSource, DataPartStore, DataParts, ExportedData, KernelNodes, PagedPut,
+    export_data_caps, export_data_caps_listed, put_data_from,
 };
 pub use guest_elf::GuestImage;
 pub use kernel::{

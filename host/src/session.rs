@@ -178,6 +178,13 @@ pub struct Session<K: BorrowMut<Kernel> = Kernel> {
     /// Deferred mode: the history records of invocations not committed yet.
     pending: Vec<HeadChange>,
     options: SessionOptions,
+    /// Data caps the last commit stored from the kernel: at the next
+    /// commit the store serves them, so the kernel is told it may drop
+    /// them (`Kernel::host_keeps`; see `release_to_store`).
+    stored_last: Vec<CapHash>,
+    /// Whether the kernel was told the store serves blobs (the fallback
+    /// then stays when the session ends).
+    released: bool,
 }
 
 /// The history record of an invocation.
@@ -211,6 +218,8 @@ impl<K: BorrowMut<Kernel>> Session<K> {
             follows_head: false,
             pending: Vec::new(),
             options,
+            stored_last: Vec::new(),
+            released: false,
         };
         let store = session.store.clone();
         let fallback: crate::kernel::BlobFallback =
@@ -432,7 +441,7 @@ impl<K: BorrowMut<Kernel>> Session<K> {
         // only the pages and tree nodes the store lacks cross the ABI
         // (docs/store.md "Data pages"); the graph save below then finds
         // them stored.
-        crate::export_pages::export_data_caps(kernel, &*store, &new)?;
+        let (_, exported) = crate::export_pages::export_data_caps_listed(kernel, &*store, &new)?;
         // Only what the store lacks comes from the kernel (a blob it
         // holds was stored with its whole graph, or is repaired from the
         // kernel under the lock if a prune took part of it).
@@ -446,21 +455,28 @@ impl<K: BorrowMut<Kernel>> Session<K> {
         let Some(name) = self.head.clone() else {
             store.put_graph(&new, &mut source)?;
             self.state = new;
+            self.release_to_store(exported);
             return Ok(None);
         };
         match store.save_graph_if(&name, Some(self.base.as_ref()), &new, &mut source, &changes) {
             Ok((_, seq)) => {
                 self.base = Some(new);
                 self.state = new;
+                self.release_to_store(exported);
                 Ok(Some(seq))
             }
             Err(StoreError::HeadMoved {
                 found: Some(found), ..
-            }) => Err(SessionError::Conflict {
-                name,
-                attempts: 1,
-                found,
-            }),
+            }) => {
+                // The losing state is garbage: whatever of it the export
+                // stored, the kernel need not keep.
+                self.release(exported.stored);
+                Err(SessionError::Conflict {
+                    name,
+                    attempts: 1,
+                    found,
+                })
+            }
             Err(StoreError::HeadMoved { found: None, .. }) if self.base.is_some() => {
                 Err(SessionError::HeadRemoved { name })
             }
@@ -469,10 +485,42 @@ impl<K: BorrowMut<Kernel>> Session<K> {
     }
 }
 
+impl<K: BorrowMut<Kernel>> Session<K> {
+    /// After a commit that stored `exported`: the Data caps the previous
+    /// commit stored are served by the store now, so the kernel may drop
+    /// them on eviction instead of keeping them (a kernel-made Data larger
+    /// than a spill message could not leave the kernel otherwise, and a
+    /// smaller one would be spilled to the host although the store has
+    /// it). Those the new state still reaches are kept back; the new
+    /// state's own Data stay the kernel's until the next commit, so the
+    /// kernel always holds the session's state.
+    fn release_to_store(&mut self, exported: crate::export_pages::ExportedData) {
+        let previous = std::mem::replace(&mut self.stored_last, exported.stored);
+        let release: Vec<CapHash> = previous
+            .into_iter()
+            .filter(|h| !exported.reached.contains(h))
+            .collect();
+        self.release(release);
+    }
+
+    fn release(&mut self, hashes: Vec<CapHash>) {
+        if hashes.is_empty() {
+            return;
+        }
+        self.released = true;
+        // A failure (a faulted kernel) only means the kernel keeps them.
+        let _ = self.kernel.borrow_mut().host_keeps(&hashes);
+    }
+}
+
 impl<K: BorrowMut<Kernel>> Drop for Session<K> {
     fn drop(&mut self) {
-        // The kernel may outlive the session (a borrowed one).
-        self.kernel.borrow_mut().set_blob_fallback(None);
+        // The kernel may outlive the session (a borrowed one). Once it was
+        // told the store serves some blobs, the store stays its fallback
+        // (it may have dropped them); otherwise nothing is left behind.
+        if !self.released {
+            self.kernel.borrow_mut().set_blob_fallback(None);
+        }
     }
 }
 

@@ -267,6 +267,70 @@ fn alternating_hosts_on_a_sixteen_mib_memory_fetch_only_changed_pages() {
     assert_eq!(stats.whole_bytes, stats.sent * whole, "{stats:?}");
 }
 
+/// A durable session on a memory larger than a spill message, in a
+/// kernel with the default blob budget (smaller than three versions):
+/// each commit tells the kernel the store now serves the previous
+/// versions (`host_keeps`), so eviction drops them and the directory stays
+/// within its budget. (Before, no version could leave the kernel: a
+/// kernel-made Data too large to spill stays, so the directory grew by a
+/// version per invocation and every call ran an eviction pass.)
+#[test]
+fn a_durable_session_on_a_large_memory_stays_within_the_blob_budget() {
+    let mut kernel = capbox_tests::local_kernel();
+    let budget = kernel.stats().unwrap().budget_bytes;
+    let memory_len = 12 << 20;
+    assert!(
+        budget < 3 * memory_len as u64,
+        "the test needs a budget of under three versions, not {budget}"
+    );
+    let (_dir, store) = temp_store();
+    let image = writer_image(memory_len);
+    let mut session = Session::create(
+        &mut kernel,
+        store.clone(),
+        "w",
+        &image,
+        SessionOptions::default(),
+    )
+    .unwrap();
+    let mut expected = image.rw_data.clone();
+    for round in 0..20u64 {
+        let offset = round * PAGE_SIZE as u64 * 3 + 40;
+        session.invoke(&write_at(offset, round + 1)).unwrap();
+        expected[offset as usize..offset as usize + 8].copy_from_slice(&(round + 1).to_le_bytes());
+        let stats = session.kernel_mut().stats().unwrap();
+        // The directory holds the image (its 12 MiB of rw_data), the
+        // current version and at most one more: over the budget (which
+        // one version and the image fill), never growing with rounds.
+        assert!(
+            stats.blob_bytes <= budget + 2 * memory_len as u64,
+            "round {round}: {} blob bytes, budget {budget}",
+            stats.blob_bytes
+        );
+        assert!(stats.blobs <= 4, "round {round}: {} blobs", stats.blobs);
+        // Small kernel-made blobs (instances) may be spilled; no version
+        // of the memory is (the store has each).
+        assert!(
+            stats.spilled_bytes < PAGE_SIZE as u64,
+            "{} bytes spilled",
+            stats.spilled_bytes
+        );
+    }
+    let head = store.head("w").unwrap().unwrap();
+    assert_eq!(stored_memory(&store, &head).to_vec(), expected);
+    // The kernel still runs the head's state after the session (it kept
+    // the last version), and older states are served from the store.
+    let state = session.state();
+    drop(session);
+    let outcome = kernel
+        .invoke_one(&Invocation {
+            instance: Some(state),
+            ..write_at(8, 99)
+        })
+        .unwrap();
+    assert_eq!(outcome.exit, ExitReason::Halt);
+}
+
 /// A Data of `pages` pages, page i filled with `seed ^ i` (never zero).
 fn pattern_data(pages: u32, seed: u8) -> Data {
     let mut data = Data::new(u64::from(pages) * PAGE_SIZE as u64).unwrap();

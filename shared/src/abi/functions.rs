@@ -3,7 +3,7 @@
 /// Version of the host ↔ guest ABI: the function list below plus the
 /// message schema. Bump it on any incompatible change; the host refuses a
 /// guest ELF whose note carries another version.
-pub const ABI_VERSION: u32 = 11;
+pub const ABI_VERSION: u32 = 12;
 
 /// Functions the guest kernel exports to the host. Each takes one request
 /// message (`Vec<u8>`) and returns one reply message (`Vec<u8>`).
@@ -46,11 +46,16 @@ pub enum GuestFunction {
     /// Merkle tree by position (child digests, pages), for exports that
     /// move only what the host's store lacks. Added in ABI 11.
     DataNodes = 13,
+    /// `host_keeps` request (`abi::host_keeps`: hashes) → `PutCapReply`
+    /// (those of them the kernel holds): the host can serve these blobs
+    /// from now on (its store has them), so eviction may drop them without
+    /// a spill. Added in ABI 12.
+    HostKeeps = 14,
 }
 
 impl GuestFunction {
     /// Every guest function, in number order.
-    pub const ALL: [GuestFunction; 13] = [
+    pub const ALL: [GuestFunction; 14] = [
         GuestFunction::PutCap,
         GuestFunction::Invoke,
         GuestFunction::GetCap,
@@ -64,6 +69,7 @@ impl GuestFunction {
         GuestFunction::PutCapStream,
         GuestFunction::GetCapRange,
         GuestFunction::DataNodes,
+        GuestFunction::HostKeeps,
     ];
 
     /// The name the function is registered under in the guest.
@@ -82,6 +88,7 @@ impl GuestFunction {
             GuestFunction::PutCapStream => "put_cap_stream",
             GuestFunction::GetCapRange => "get_cap_range",
             GuestFunction::DataNodes => "data_nodes",
+            GuestFunction::HostKeeps => "host_keeps",
         }
     }
 

@@ -8,6 +8,7 @@
 
 mod data_nodes;
 mod functions;
+mod host_keeps;
 #[allow(
     clippy::all,
     unsafe_op_in_unsafe_fn,
@@ -33,6 +34,7 @@ pub use data_nodes::{
 };
 pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
 pub use generated::capbox_abi as wire;
+pub use host_keeps::{MAX_HOST_KEEPS, decode_host_keeps_request, encode_host_keeps_request};
 pub use invoke_codec::{
     InvokeReplyWriter, InvokeRequestView, decode_invoke_one_request, decode_invoke_request,
     encode_invoke_one_request,

@@ -164,6 +164,21 @@ impl<S: BuildHasher> KernelState<'_, S> {
             }
             GuestFunction::Ping => Vec::new(),
             GuestFunction::DataNodes => self.handle_data_nodes(request),
+            GuestFunction::HostKeeps => match abi::decode_host_keeps_request(request) {
+                Ok(raw) => {
+                    let hashes: Vec<CapHash> = raw.iter().map(|h| CapHash(*h)).collect();
+                    let held: Vec<[u8; 32]> = hashes
+                        .iter()
+                        .filter(|h| self.dir.peek_blob(h).is_some())
+                        .map(|h| h.0)
+                        .collect();
+                    self.dir.mark_host_known(&hashes, 0);
+                    // What was kept only because the host lacked it can go.
+                    self.enforce_budget(host);
+                    abi::encode_put_cap_reply(Ok(&held))
+                }
+                Err(e) => abi::encode_put_cap_reply(Err(&bad_message(e))),
+            },
             // Transfers need the kernel's `StreamState`: the backends send
             // them through `handle_with_streams`.
             GuestFunction::PutCapStream => abi::encode_put_cap_reply(Err(&remote(
