@@ -241,7 +241,7 @@ fn interpret<const STEP: bool>(
         };
         macro_rules! reg {
             ($r:ident) => {
-                regs[usize::from(op.$r & 15)]
+                regs[op.$r.index()]
             };
         }
         macro_rules! exit {

@@ -30,15 +30,65 @@ pub(crate) const INVALID_TARGET: u32 = u32::MAX;
 pub(crate) struct Op {
     /// The instruction's opcode, or a fused pair starting with it.
     pub opcode: Handler,
-    pub a: u8,
-    pub b: u8,
-    pub d: u8,
+    pub a: RegIndex,
+    pub b: RegIndex,
+    pub d: RegIndex,
     pub x: u32,
     pub y: u32,
     /// Gas charged on entering this instruction from a jump, a branch or
     /// `run`: the cost of every instruction from here to the end of its
     /// gas block (see [`crate::pvm`]).
     pub gas: u32,
+}
+
+/// A register number, 0 to 12 by its type: indexing the interpreter's
+/// register file with it needs neither a bounds check nor a mask (the
+/// compiler knows the range of a field-less enum), whatever the program.
+#[allow(dead_code)] // Built only by `RegIndex::new`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum RegIndex {
+    R0 = 0,
+    R1,
+    R2,
+    R3,
+    R4,
+    R5,
+    R6,
+    R7,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+}
+
+impl RegIndex {
+    /// Register `n`; decoding already caps register numbers at 12
+    /// (`min(12, …)`), and a larger `n` is taken as 12 the same way.
+    const fn new(n: u8) -> RegIndex {
+        match n {
+            0 => RegIndex::R0,
+            1 => RegIndex::R1,
+            2 => RegIndex::R2,
+            3 => RegIndex::R3,
+            4 => RegIndex::R4,
+            5 => RegIndex::R5,
+            6 => RegIndex::R6,
+            7 => RegIndex::R7,
+            8 => RegIndex::R8,
+            9 => RegIndex::R9,
+            10 => RegIndex::R10,
+            11 => RegIndex::R11,
+            _ => RegIndex::R12,
+        }
+    }
+
+    /// The register's index into the register file.
+    #[inline(always)]
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// A decoded program, ready to run any number of times. Cheap to share
@@ -270,9 +320,9 @@ fn starts_basic_block(raw: &[Raw], i: usize) -> bool {
 fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
     let mut op = Op {
         opcode: Handler::trap,
-        a: 0,
-        b: 0,
-        d: 0,
+        a: RegIndex::R0,
+        b: RegIndex::R0,
+        d: RegIndex::R0,
         x: 0,
         y: 0,
         gas: 0,
@@ -285,7 +335,7 @@ fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
         Operands::NoArgs => {}
         Operands::OneImm { imm } => op.x = imm as u32,
         Operands::OneRegExtImm { ra, imm } => {
-            op.a = ra;
+            op.a = RegIndex::new(ra);
             op.x = imm as u32;
             op.y = (imm >> 32) as u32;
         }
@@ -295,43 +345,43 @@ fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
         }
         Operands::OneOffset { target } => op.y = resolve(target),
         Operands::OneRegOneImm { ra, imm } => {
-            op.a = ra;
+            op.a = RegIndex::new(ra);
             op.x = imm as u32;
         }
         Operands::OneRegTwoImms { ra, x, y } => {
-            op.a = ra;
+            op.a = RegIndex::new(ra);
             op.x = x as u32;
             op.y = y as u32;
         }
         Operands::OneRegImmOffset { ra, imm, target } => {
-            op.a = ra;
+            op.a = RegIndex::new(ra);
             op.x = imm as u32;
             op.y = resolve(target);
         }
         Operands::TwoRegs { rd, ra } => {
-            op.d = rd;
-            op.a = ra;
+            op.d = RegIndex::new(rd);
+            op.a = RegIndex::new(ra);
         }
         Operands::TwoRegsOneImm { ra, rb, imm } => {
-            op.a = ra;
-            op.b = rb;
+            op.a = RegIndex::new(ra);
+            op.b = RegIndex::new(rb);
             op.x = imm as u32;
         }
         Operands::TwoRegsOneOffset { ra, rb, target } => {
-            op.a = ra;
-            op.b = rb;
+            op.a = RegIndex::new(ra);
+            op.b = RegIndex::new(rb);
             op.y = resolve(target);
         }
         Operands::TwoRegsTwoImms { ra, rb, x, y } => {
-            op.a = ra;
-            op.b = rb;
+            op.a = RegIndex::new(ra);
+            op.b = RegIndex::new(rb);
             op.x = x as u32;
             op.y = y as u32;
         }
         Operands::ThreeRegs { ra, rb, rd } => {
-            op.a = ra;
-            op.b = rb;
-            op.d = rd;
+            op.a = RegIndex::new(ra);
+            op.b = RegIndex::new(rb);
+            op.d = RegIndex::new(rd);
         }
     }
     op
@@ -438,6 +488,16 @@ mod tests {
             .initialize(0x10000, &42u64.to_le_bytes())
             .expect("fits");
         (program, memory)
+    }
+
+    #[test]
+    fn register_indices_are_the_register_numbers_capped_at_12() {
+        for n in 0..=12u8 {
+            assert_eq!(RegIndex::new(n).index(), usize::from(n));
+        }
+        for n in [13, 15, 16, 255] {
+            assert_eq!(RegIndex::new(n), RegIndex::R12);
+        }
     }
 
     #[test]
