@@ -467,11 +467,10 @@ pub(crate) fn run_frame<S: BuildHasher>(
 
     // 4. Commit on halt. One scan for written pages serves both the commit
     // and the memory reset.
-    let dirty: Vec<u32> = if machine.memory.has_dirty_pages() {
-        machine.memory.dirty_pages().map(|(addr, _)| addr).collect()
-    } else {
-        Vec::new()
-    };
+    let mut dirty: Vec<u32> = Vec::new();
+    if machine.memory.has_dirty_pages() {
+        machine.memory.dirty_page_addresses(&mut dirty);
+    }
     let halted = matches!(exit, Ok(ExitReason::Halt));
     let committed = if halted {
         let new_root = frame.take_changed_root();
@@ -518,7 +517,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
 /// it. Errors come in the order they always did: a missing or wrong blob,
 /// then a bad `endpoint`, then a bad program, then a bad layout; nothing
 /// is cached unless all of it succeeded.
-fn prepare<S: BuildHasher>(
+pub(super) fn prepare<S: BuildHasher>(
     dir: &CacheDirectory<S>,
     programs: &ProgramCache,
     instance_hash: &CapHash,

@@ -524,7 +524,7 @@ pub(crate) fn carry_prepared(programs: &ProgramCache, old: &Prepared, hash: CapH
 /// Promotes the instance to a working entry, links its new memory and/or
 /// root CNode, settles the graph bottom-up (publishing every cap of it)
 /// and returns (instance hash, memory hash).
-fn commit_settled<S: BuildHasher>(
+pub(crate) fn commit_settled<S: BuildHasher>(
     txn: &mut Txn<'_, S>,
     instance_hash: &CapHash,
     instance: &InstanceCap,

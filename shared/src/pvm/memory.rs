@@ -100,23 +100,6 @@ impl Region {
     }
 }
 
-/// The indexes of a word's set bits, lowest first.
-struct SetBits(u64);
-
-impl Iterator for SetBits {
-    type Item = usize;
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        if self.0 == 0 {
-            return None;
-        }
-        let bit = self.0.trailing_zeros() as usize;
-        self.0 &= self.0 - 1;
-        Some(bit)
-    }
-}
-
 /// The heap that `sbrk` grows: the end of one writable region.
 #[derive(Clone, Copy, Debug)]
 struct Heap {
@@ -326,21 +309,34 @@ impl Memory {
 
     /// Writable pages written since creation or the last
     /// [`clear_dirty`](Self::clear_dirty), in address order, with contents.
-    /// Walks the set bits of the dirty bitmaps (one step per 64 pages plus
-    /// one per dirty page), not every page of every region.
     pub fn dirty_pages(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
-        let page_size = PAGE_SIZE as usize;
-        self.regions.iter().flat_map(move |r| {
-            r.dirty
-                .iter()
+        self.regions.iter().flat_map(|r| {
+            r.data
+                .chunks(PAGE_SIZE as usize)
                 .enumerate()
-                .flat_map(|(word, &bits)| SetBits(bits).map(move |bit| word * 64 + bit))
-                .filter_map(move |page| {
-                    let start = page * page_size;
-                    let bytes = r.data.get(start..start.checked_add(page_size)?)?;
-                    Some((r.base.wrapping_add(start as u32), bytes))
-                })
+                .filter(|(page, _)| r.dirty[page / 64] & (1 << (page % 64)) != 0)
+                .map(|(page, bytes)| (r.base + page as u32 * PAGE_SIZE, bytes))
         })
+    }
+
+    /// Appends the address of every page [`dirty_pages`](Self::dirty_pages)
+    /// lists to `out`, in address order: one step per 64 pages of the
+    /// dirty bitmaps plus one per dirty page, no walk over the pages (the
+    /// kernel's commit and memory reset need only the addresses).
+    pub fn dirty_page_addresses(&self, out: &mut Vec<u32>) {
+        for r in &self.regions {
+            let pages = r.data.len() / PAGE_SIZE as usize;
+            for (word, &bits) in r.dirty.iter().enumerate() {
+                let mut bits = bits;
+                while bits != 0 {
+                    let page = word * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if page < pages {
+                        out.push(r.base.wrapping_add(page as u32 * PAGE_SIZE));
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets which pages were written.
