@@ -407,6 +407,7 @@ pub(crate) struct Carry {
 /// a working entry (the new root, if any, links only blobs), else the
 /// working-graph path ([`commit_settled`]). Both publish the same blobs
 /// and give the same hashes.
+#[inline(never)]
 pub(crate) fn commit<S: BuildHasher>(
     txn: &mut Txn<'_, S>,
     instance_hash: &CapHash,
@@ -485,6 +486,7 @@ fn commit_direct<S: BuildHasher>(
 /// the layout recomputed only if the memory's length changed. A layout
 /// that no longer fits caches nothing (the next call's `prepare` reports
 /// it).
+#[inline(never)]
 pub(crate) fn carry_prepared(programs: &ProgramCache, old: &Prepared, hash: CapHash, carry: Carry) {
     let Carry {
         instance,
