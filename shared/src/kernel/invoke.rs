@@ -247,10 +247,11 @@ pub fn invoke<S: BuildHasher>(
 }
 
 /// Runs one invocation (DESIGN §5). On halt, everything the program (and
-/// the children it called, at any depth) changed is committed: the
-/// instance is promoted to a working entry, its memory and root CNode
-/// linked to their working versions, and the graph settled bottom-up into
-/// the new instance hash. On any other exit nothing is committed and the
+/// the children it called, at any depth) changed is committed into the
+/// new instance hash: new memory and root published as blobs, then the new
+/// instance (or, when the root links working entries, the instance
+/// promoted to a working entry and the graph settled bottom-up; see
+/// `transaction::commit`). On any other exit nothing is committed and the
 /// hash is unchanged; either way the working entries the invocation made
 /// are swept. When `call.timeout` ticks of the host's clock pass first
 /// (looked at every [`SLICE_GAS`] gas, at a block boundary or before a
