@@ -3,11 +3,18 @@
 # as emulated instructions (this machine's nested KVM emulates every guest
 # instruction): perf stat over N calls minus 0 calls, divided by N.
 #   scripts/measure-calls.sh [N]     (needs root for the kvm tracepoint)
+# CAPBOX_BIN=path: use that capbox binary instead of building the release
+# one (the guest is a release build either way, so a debug host counts the
+# same guest instructions); CAPBOX_GUEST=elf: run that guest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-100}
-cargo build --release -q -p capbox
-bin=target/release/capbox
+if [ -n "${CAPBOX_BIN:-}" ]; then
+  bin=$CAPBOX_BIN
+else
+  cargo build --release -q -p capbox
+  bin=target/release/capbox
+fi
 count() { perf stat -e kvm:kvm_emulate_insn -x, "$@" 2>&1 >/dev/null | awk -F, '/kvm_emulate_insn/ {print $1}'; }
 per_call() { # kind
   local zero many
@@ -26,6 +33,8 @@ empty=$(per_call invoke-empty)
 echo "guest instructions per call (N=$n):"
 echo "  bare call (ping):          $ping"
 echo "  invoke, empty endpoint:    $empty  ($(awk "BEGIN {printf \"%.2f\", $empty / $ping}")x the bare call)"
+increment=$(per_call invoke-increment)
+echo "  invoke, one-page state change (increment): $increment  ($(( increment - empty )) over the empty invoke, page hash included)"
 zero=$(count "$bin" bench --backend sandbox --calls 0 --call invoke-empty --per-call 100)
 many=$(count "$bin" bench --backend sandbox --calls 10 --call invoke-empty --per-call 100)
 echo "  invoke, empty endpoint, 100 per call: $(( (many - zero) / 1000 )) per invocation"

@@ -168,6 +168,8 @@ def main():
     p.add_argument("--call", default="invoke-empty")
     p.add_argument("--per-call", type=int, default=1)
     p.add_argument("--top", type=int, default=40)
+    p.add_argument("--bin", default=BIN,
+                   help="the capbox binary (the guest is always the release build; a debug host runs the same guest code)")
     p.add_argument("--inclusive", action="store_true",
                    help="count each function's callees too (shadow call stack from the trace)")
     p.add_argument("--inline", action="store_true",
@@ -179,7 +181,7 @@ def main():
     syms = symbols(GUEST)
 
     def run(n):
-        return record([BIN, "bench", "--backend", "sandbox", "--calls", str(n), "--call", a.call,
+        return record([a.bin, "bench", "--backend", "sandbox", "--calls", str(n), "--call", a.call,
                        "--per-call", str(a.per_call)])
 
     zero, many = run(0), run(a.calls)

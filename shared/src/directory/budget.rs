@@ -223,6 +223,22 @@ impl<S: BuildHasher> CacheDirectory<S> {
             .is_some_and(|entry| entry.host_known)
     }
 
+    /// Counts a use of each blob present (least-recently-used order), as
+    /// looking it up would, without handing it out: what a commit does for
+    /// the blobs the new state keeps (its image, an unchanged root), which
+    /// the next call reaches through the carried prepared entry instead of
+    /// a lookup.
+    pub fn touch_blobs(&self, hashes: &[CapHash]) {
+        let mut inner = self.inner.lock();
+        for hash in hashes {
+            inner.tick += 1;
+            let tick = inner.tick;
+            if let Some(entry) = inner.blobs.get_mut(hash) {
+                entry.used = tick;
+            }
+        }
+    }
+
     /// The blob without counting a use (for spilling it).
     pub fn peek_blob(&self, hash: &CapHash) -> Option<Arc<Cap>> {
         self.inner

@@ -213,6 +213,20 @@ impl<S: BuildHasher> CacheDirectory<S> {
         Ok(hash)
     }
 
+    /// Publishes the given `Arc` under a hash the caller already computed
+    /// (the kernel's commit hashes each new cap once, to link it): what
+    /// settling a working entry of it would publish, without the entry.
+    /// An existing blob is kept. Fails if the cap holds a `Ref`; debug
+    /// builds check the hash.
+    pub fn publish_arc(&self, hash: CapHash, cap: Arc<Cap>) -> Result<(), CacheError> {
+        if cap.has_refs() {
+            return Err(CacheError::Cap(crate::cap::CapError::UnsettledRef));
+        }
+        debug_assert_eq!(cap.hash(), Ok(hash), "publish_arc: wrong hash");
+        self.insert_blob(hash, cap);
+        Ok(())
+    }
+
     /// Inserts unless present (the kernel made it: not host-known); an
     /// unused `cap` is dropped after unlocking.
     fn insert_blob(&self, hash: CapHash, cap: Arc<Cap>) {

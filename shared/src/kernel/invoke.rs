@@ -8,11 +8,11 @@ use super::error::KernelError;
 use super::ops::{self, KernelOp};
 use super::programs::{Prepared, ProgramCache};
 use super::service::KernelHost;
-use super::transaction::{Frame, OpError, Txn};
-use crate::cap::{CNode, Cap, CapHashOrRef, CapKind, Data, Image, InstanceCap, PAGE_SIZE};
+use super::transaction::{Frame, OpError, Txn, carry_prepared, commit};
+use crate::CacheDirectory;
+use crate::cap::{Cap, CapHashOrRef, CapKind, Data, Image, InstanceCap, PAGE_SIZE};
 use crate::hash::CapHash;
 use crate::pvm::{Exit, Machine, Memory, MemoryError, StandardLayout};
-use crate::{CacheDirectory, CacheError};
 
 /// Most memory (read-only data + read-write data and heap + stack) one
 /// invocation may map. Both backends refuse larger layouts the same way,
@@ -149,7 +149,7 @@ fn as_image(cap: &Cap) -> &Image {
     }
 }
 
-fn as_data(cap: &Cap) -> &Data {
+pub(super) fn as_data(cap: &Cap) -> &Data {
     match cap {
         Cap::Data(d) => d,
         _ => unreachable!("kind checked in resolve"),
@@ -160,7 +160,7 @@ fn as_data(cap: &Cap) -> &Data {
 /// the instance's memory (`mem_len` bytes). Heap pages the image declares
 /// beyond its rw data stay mapped; memory that grew past them keeps its
 /// length.
-fn layout_for(
+pub(super) fn layout_for(
     image: &Image,
     mem_len: u64,
     instance_hash: &CapHash,
@@ -247,10 +247,11 @@ pub fn invoke<S: BuildHasher>(
 }
 
 /// Runs one invocation (DESIGN §5). On halt, everything the program (and
-/// the children it called, at any depth) changed is committed: the
-/// instance is promoted to a working entry, its memory and root CNode
-/// linked to their working versions, and the graph settled bottom-up into
-/// the new instance hash. On any other exit nothing is committed and the
+/// the children it called, at any depth) changed is committed into the
+/// new instance hash: new memory and root published as blobs, then the new
+/// instance (or, when the root links working entries, the instance
+/// promoted to a working entry and the graph settled bottom-up; see
+/// `transaction::commit`). On any other exit nothing is committed and the
 /// hash is unchanged; either way the working entries the invocation made
 /// are swept. When `call.timeout` ticks of the host's clock pass first
 /// (looked at every [`SLICE_GAS`] gas, at a block boundary or before a
@@ -467,11 +468,10 @@ pub(crate) fn run_frame<S: BuildHasher>(
 
     // 4. Commit on halt. One scan for written pages serves both the commit
     // and the memory reset.
-    let dirty: Vec<u32> = if machine.memory.has_dirty_pages() {
-        machine.memory.dirty_pages().map(|(addr, _)| addr).collect()
-    } else {
-        Vec::new()
-    };
+    let mut dirty: Vec<u32> = Vec::new();
+    if machine.memory.has_dirty_pages() {
+        machine.memory.dirty_page_addresses(&mut dirty);
+    }
     let halted = matches!(exit, Ok(ExitReason::Halt));
     let committed = if halted {
         let new_root = frame.take_changed_root();
@@ -488,7 +488,16 @@ pub(crate) fn run_frame<S: BuildHasher>(
     } else {
         None
     };
-    let (new_hash, new_memory_hash) = committed.unwrap_or((*instance_hash, memory_hash));
+    let (new_hash, new_memory_hash) = match committed {
+        Some(committed) => {
+            let hashes = (committed.hash, committed.memory_hash);
+            if let Some(carry) = committed.carry {
+                carry_prepared(txn.programs, &prepared, committed.hash, carry);
+            }
+            hashes
+        }
+        None => (*instance_hash, memory_hash),
+    };
     // 5. Keep the memory warm for the next call on the resulting state.
     let mut memory = machine.memory;
     if reset_memory(&mut memory, &layout, halted, memory_data, &dirty) {
@@ -509,7 +518,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
 /// it. Errors come in the order they always did: a missing or wrong blob,
 /// then a bad `endpoint`, then a bad program, then a bad layout; nothing
 /// is cached unless all of it succeeded.
-fn prepare<S: BuildHasher>(
+pub(super) fn prepare<S: BuildHasher>(
     dir: &CacheDirectory<S>,
     programs: &ProgramCache,
     instance_hash: &CapHash,
@@ -561,11 +570,11 @@ fn prepare<S: BuildHasher>(
     Ok(prepared)
 }
 
-fn instance_memory_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
+pub(super) fn instance_memory_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
     settled_link(&instance.memory)
 }
 
-fn instance_root_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
+pub(super) fn instance_root_hash(instance: &InstanceCap) -> Result<CapHash, KernelError> {
     settled_link(&instance.root_cnode)
 }
 
@@ -600,6 +609,9 @@ fn fresh_memory(
     Ok(memory)
 }
 
+/// What a zeroed page is reset from (no allocation, no memset per call).
+static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
 /// Brings `memory` back to "fresh for the resulting state" by undoing only
 /// what the run dirtied: stack pages are zeroed; read-write pages are kept
 /// when the run committed (they are the new state) and restored from
@@ -620,18 +632,13 @@ fn reset_memory(
         return true;
     }
     let page_size = PAGE_SIZE as u32;
-    // On the heap and only when needed: zeroing a 4 KiB stack buffer on
-    // every call costs more than the whole empty invocation.
-    let mut page = alloc::vec![0u8; PAGE_SIZE];
-    // Whether `page` holds old bytes (else it is still all zeros: a
-    // committed call's stack pages need no re-zeroing of the buffer).
-    let mut holds_bytes = false;
+    // Old bytes go through a buffer on the heap, made only when a page is
+    // restored (zeroing a 4 KiB stack buffer on every call costs more than
+    // the whole empty invocation); zeroed pages come from `ZERO_PAGE`.
+    let mut buffer: Option<Vec<u8>> = None;
     for &addr in dirty {
-        if holds_bytes {
-            page.fill(0);
-            holds_bytes = false;
-        }
         let in_rw = addr >= layout.rw_start() && addr < layout.stack_start();
+        let mut bytes: &[u8] = &ZERO_PAGE;
         if in_rw {
             if committed {
                 continue;
@@ -640,13 +647,15 @@ fn reset_memory(
             let len = old_memory.len();
             if offset < len {
                 let n = (len - offset).min(u64::from(page_size)) as usize;
-                holds_bytes = true;
+                let page = buffer.get_or_insert_with(|| alloc::vec![0u8; PAGE_SIZE]);
+                page[n..].fill(0);
                 if old_memory.read(offset, &mut page[..n]).is_err() {
                     return false;
                 }
+                bytes = page;
             }
         }
-        if memory.initialize(addr, &page).is_err() {
+        if memory.initialize(addr, bytes).is_err() {
             return false;
         }
     }
@@ -688,40 +697,4 @@ fn memory_after(
         data.write_page(index, page)?;
     }
     Ok(new_memory)
-}
-
-/// Promotes the instance to a working entry, links its new memory and/or
-/// root CNode, settles the graph bottom-up (publishing every cap of it)
-/// and returns (instance hash, memory hash).
-fn commit<S: BuildHasher>(
-    txn: &mut Txn<'_, S>,
-    instance_hash: &CapHash,
-    instance: &InstanceCap,
-    new_memory: Option<Data>,
-    new_root: Option<CNode>,
-) -> Result<(CapHash, CapHash), KernelError> {
-    let working = txn.dir.promote_blob_to_instance(instance_hash)?;
-    txn.made_working = true;
-    let mut updated = instance.clone();
-    if let Some(memory) = new_memory {
-        updated.memory = CapHashOrRef::Ref(txn.working(Arc::new(Cap::Data(memory))));
-    }
-    if let Some(root) = new_root {
-        updated.root_cnode = CapHashOrRef::Ref(txn.working(Arc::new(Cap::CNode(root))));
-    }
-    txn.dir
-        .set_instance(&working, Arc::new(Cap::Instance(updated)))?;
-    let hash = txn.settle(&CapHashOrRef::Ref(working.clone()))?;
-    let settled = txn
-        .dir
-        .get_instance(&working)
-        .ok_or(KernelError::Directory(CacheError::InstanceMissing(
-            working.id(),
-        )))?;
-    let Cap::Instance(settled) = &*settled else {
-        return Err(KernelError::Directory(CacheError::InstanceMissing(
-            working.id(),
-        )));
-    };
-    Ok((hash, instance_memory_hash(settled)?))
 }

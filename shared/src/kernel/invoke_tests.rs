@@ -329,3 +329,153 @@ fn owned_invoke_requests_get_the_same_replies() {
         assert_eq!(via_invoke, via_one_owned);
     }
 }
+
+fn blob_hashes(dir: &CacheDirectory) -> Vec<CapHash> {
+    let mut hashes: Vec<CapHash> = dir.iter_blobs().into_iter().map(|(h, _)| h).collect();
+    hashes.sort();
+    hashes
+}
+
+#[test]
+fn the_direct_commit_publishes_what_settling_a_working_graph_publishes() {
+    use super::transaction::{Txn, commit, commit_settled};
+    use crate::cap::{CNode, CapHashOrRef, InstanceCap};
+    let (direct, settled) = (fixture(), fixture());
+    let Cap::Instance(instance) = &*direct.dir.get_blob(&direct.instance).unwrap() else {
+        panic!("an instance");
+    };
+    let instance: InstanceCap = instance.clone();
+    let CapHashOrRef::Hash(memory_hash) = instance.memory else {
+        panic!("a settled memory link");
+    };
+    let Cap::Data(memory) = &*direct.dir.get_blob(&memory_hash).unwrap() else {
+        panic!("a Data");
+    };
+    let mut memory = memory.clone();
+    memory.set_len(2 * crate::cap::PAGE_SIZE as u64).unwrap();
+    memory
+        .write(crate::cap::PAGE_SIZE as u64 + 3, &[7; 9])
+        .unwrap();
+    let mut root = CNode::new();
+    root.set(5, CapHashOrRef::Hash(instance.image)).unwrap();
+
+    let mut host = NoHost;
+    let mut txn = Txn::new(&direct.dir, &direct.programs, &mut host, &[]);
+    let made = commit(
+        &mut txn,
+        &direct.instance,
+        &instance,
+        Some(memory.clone()),
+        Some(root.clone()),
+    )
+    .unwrap();
+    assert!(!txn.made_working, "no working entries");
+    assert!(made.carry.is_some(), "the caps are kept for the next call");
+    let mut txn = Txn::new(&settled.dir, &settled.programs, &mut host, &[]);
+    let (hash, new_memory_hash) = commit_settled(
+        &mut txn,
+        &settled.instance,
+        &instance,
+        Some(memory.clone()),
+        Some(root),
+    )
+    .unwrap();
+    settled.dir.sweep_instances();
+    assert_eq!((made.hash, made.memory_hash), (hash, new_memory_hash));
+    assert_eq!(new_memory_hash, memory.hash_uncached());
+    assert_eq!(blob_hashes(&direct.dir), blob_hashes(&settled.dir));
+    assert_eq!(direct.dir.instance_count(), 0);
+    assert_eq!(settled.dir.instance_count(), 0);
+
+    // A new root linking a working entry takes the settling path.
+    let mut root = CNode::new();
+    let working = direct.dir.put_instance(Cap::Data(memory));
+    root.set(1, CapHashOrRef::Ref(working)).unwrap();
+    let mut txn = Txn::new(&direct.dir, &direct.programs, &mut host, &[]);
+    let made = commit(&mut txn, &direct.instance, &instance, None, Some(root)).unwrap();
+    assert!(txn.made_working);
+    assert!(made.carry.is_none());
+    direct.dir.sweep_instances();
+    assert_eq!(direct.dir.instance_count(), 0);
+    assert!(direct.dir.contains_blob(&made.hash));
+}
+
+#[test]
+fn a_carried_prepared_entry_equals_a_fresh_one() {
+    let f = fixture();
+    let mut state = f.instance;
+    // The first increment grows the 8-byte memory to a page (a new
+    // layout), the later ones keep its length.
+    for n in 1..=3 {
+        let o = f.call(&state, Endpoint::Increment, 0, 1000);
+        assert_eq!(o.r7, n);
+        state = o.instance;
+        let carried = f.programs.prepared(&state).expect("carried forward");
+        let ep = Endpoint::Read.index();
+        let fresh = invoke::prepare(&f.dir, &ProgramCache::new(), &state, ep).unwrap();
+        assert_eq!(carried.instance_hash, fresh.instance_hash);
+        assert_eq!(carried.instance, fresh.instance);
+        assert_eq!(carried.memory_hash, fresh.memory_hash);
+        assert_eq!(carried.memory, fresh.memory);
+        assert_eq!(carried.image, fresh.image);
+        assert_eq!(carried.root, fresh.root);
+        assert_eq!(carried.layout, fresh.layout);
+        assert_eq!(carried.entry_indexes, fresh.entry_indexes);
+        assert_eq!(f.call(&state, Endpoint::Read, 0, 1000).r7, n);
+    }
+}
+
+#[test]
+fn dirty_page_addresses_list_what_dirty_pages_lists() {
+    use crate::pvm::{Access, Memory, PageMapEntry};
+    let page = crate::pvm::PAGE_SIZE;
+    let mut memory = Memory::from_page_map(&[
+        PageMapEntry {
+            address: 0x10_0000,
+            length: 130 * page,
+            access: Access::Write,
+        },
+        PageMapEntry {
+            address: 0x40_0000,
+            length: 2 * page,
+            access: Access::Read,
+        },
+        PageMapEntry {
+            address: 0x50_0000,
+            length: 3 * page,
+            access: Access::Write,
+        },
+    ])
+    .unwrap();
+    let mut none = Vec::new();
+    memory.dirty_page_addresses(&mut none);
+    assert!(none.is_empty());
+    // Pages in the first, second and third bitmap word, one write across
+    // a word boundary (pages 63 and 64), and the last page of a region.
+    for (address, len) in [
+        (0x10_0000, 1),
+        (0x10_0000 + 63 * page + page - 2, 4),
+        (0x10_0000 + 129 * page, 8),
+        (0x50_0000 + 2 * page + 5, 1),
+    ] {
+        memory.write(address, &alloc::vec![1; len]).unwrap();
+    }
+    let mut listed = Vec::new();
+    memory.dirty_page_addresses(&mut listed);
+    let want: Vec<u32> = memory.dirty_pages().map(|(address, _)| address).collect();
+    assert_eq!(listed, want);
+    assert_eq!(
+        listed,
+        [
+            0x10_0000,
+            0x10_0000 + 63 * page,
+            0x10_0000 + 64 * page,
+            0x10_0000 + 129 * page,
+            0x50_0000 + 2 * page
+        ]
+    );
+    memory.clear_dirty();
+    listed.clear();
+    memory.dirty_page_addresses(&mut listed);
+    assert!(listed.is_empty());
+}

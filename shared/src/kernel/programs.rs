@@ -72,8 +72,9 @@ pub(crate) struct Prepared {
     pub cached: Arc<CachedImage>,
     pub layout: StandardLayout,
     /// Per endpoint: the index of its entry instruction in the decoded
-    /// program (`Program::index_of`), looked up once here, not per call.
-    pub entry_indexes: alloc::vec::Vec<Option<usize>>,
+    /// program (`Program::index_of`), looked up once here, not per call;
+    /// shared with the entries carried forward across commits (same image).
+    pub entry_indexes: Arc<[Option<usize>]>,
 }
 
 /// A PVM memory that equals a fresh `Memory::standard` for the instance

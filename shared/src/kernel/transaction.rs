@@ -18,12 +18,13 @@ use alloc::vec::Vec;
 use core::hash::BuildHasher;
 
 use super::error::KernelError;
+use super::invoke::{as_data, instance_memory_hash, layout_for};
 use super::ops::{self, MAX_NEW_BYTES};
-use super::programs::ProgramCache;
+use super::programs::{Prepared, ProgramCache};
 use super::service::KernelHost;
-use crate::CacheDirectory;
-use crate::cap::{CNode, Cap, CapHashOrRef, CapRef, MAX_CNODE_SLOTS};
+use crate::cap::{CNode, Cap, CapHashOrRef, CapRef, Data, InstanceCap, MAX_CNODE_SLOTS};
 use crate::hash::CapHash;
+use crate::{CacheDirectory, CacheError};
 
 /// Most blobs one invocation fetches from the host while it runs (each is
 /// a guest → host call).
@@ -378,4 +379,180 @@ impl Frame {
             None
         }
     }
+}
+
+/// What a commit made.
+pub(crate) struct Committed {
+    /// The new instance's hash.
+    pub hash: CapHash,
+    /// Its memory's hash.
+    pub memory_hash: CapHash,
+    /// Its caps, when the commit had them at hand (see [`commit_direct`]).
+    pub carry: Option<Carry>,
+}
+
+/// The caps of a committed instance, for its prepared entry.
+pub(crate) struct Carry {
+    instance: InstanceCap,
+    instance_cap: Arc<Cap>,
+    /// The new memory (`None`: unchanged).
+    memory: Option<Arc<Cap>>,
+    /// The new root CNode (`None`: unchanged).
+    root: Option<Arc<Cap>>,
+}
+
+/// Commits the frame's changes: [`commit_direct`] when nothing of them is
+/// a working entry (the new root, if any, links only blobs), else the
+/// working-graph path ([`commit_settled`]). Both publish the same blobs
+/// and give the same hashes.
+#[inline(never)]
+pub(crate) fn commit<S: BuildHasher>(
+    txn: &mut Txn<'_, S>,
+    instance_hash: &CapHash,
+    instance: &InstanceCap,
+    new_memory: Option<Data>,
+    new_root: Option<CNode>,
+) -> Result<Committed, KernelError> {
+    if new_root.as_ref().is_none_or(|root| !root.has_refs()) {
+        return commit_direct(txn, instance, new_memory, new_root);
+    }
+    let (hash, memory_hash) = commit_settled(txn, instance_hash, instance, new_memory, new_root)?;
+    Ok(Committed {
+        hash,
+        memory_hash,
+        carry: None,
+    })
+}
+
+/// The commit of a frame whose changes hold no `Ref`: its new memory and
+/// root are hashed and published as they are, then the new instance (old
+/// image and chain, new links), exactly what settling a working graph of
+/// them would publish, without making (and sweeping) working entries. The
+/// caps are kept for the new instance's prepared entry.
+fn commit_direct<S: BuildHasher>(
+    txn: &mut Txn<'_, S>,
+    instance: &InstanceCap,
+    new_memory: Option<Data>,
+    new_root: Option<CNode>,
+) -> Result<Committed, KernelError> {
+    let mut updated = instance.clone();
+    let mut memory_hash = instance_memory_hash(instance)?;
+    let memory = match new_memory {
+        Some(data) => {
+            memory_hash = data.hash();
+            let cap = Arc::new(Cap::Data(data));
+            txn.dir.publish_arc(memory_hash, cap.clone())?;
+            updated.memory = CapHashOrRef::Hash(memory_hash);
+            Some(cap)
+        }
+        None => None,
+    };
+    // The blobs the new state keeps count as used, as the next call's
+    // lookups would have counted them without the carried prepared entry.
+    let root_hash = super::invoke::instance_root_hash(instance)?;
+    match new_root {
+        Some(_) => txn.dir.touch_blobs(&[instance.image]),
+        None => txn.dir.touch_blobs(&[instance.image, root_hash]),
+    }
+    let root = match new_root {
+        Some(cnode) => {
+            let hash = cnode.hash()?;
+            let cap = Arc::new(Cap::CNode(cnode));
+            txn.dir.publish_arc(hash, cap.clone())?;
+            updated.root_cnode = CapHashOrRef::Hash(hash);
+            Some(cap)
+        }
+        None => None,
+    };
+    let instance_cap = Arc::new(Cap::Instance(updated.clone()));
+    let hash = instance_cap.hash()?;
+    txn.dir.publish_arc(hash, instance_cap.clone())?;
+    Ok(Committed {
+        hash,
+        memory_hash,
+        carry: Some(Carry {
+            instance: updated,
+            instance_cap,
+            memory,
+            root,
+        }),
+    })
+}
+
+/// Caches the prepared entry of the instance `hash` a commit of `old`'s
+/// instance made: the same image, program and entry indexes, the new caps,
+/// the layout recomputed only if the memory's length changed. A layout
+/// that no longer fits caches nothing (the next call's `prepare` reports
+/// it).
+#[inline(never)]
+pub(crate) fn carry_prepared(programs: &ProgramCache, old: &Prepared, hash: CapHash, carry: Carry) {
+    let Carry {
+        instance,
+        instance_cap,
+        memory,
+        root,
+    } = carry;
+    let memory = memory.unwrap_or_else(|| old.memory.clone());
+    let (Cap::Data(data), Cap::Image(image)) = (&*memory, &*old.image) else {
+        return;
+    };
+    let layout = if data.len() == as_data(&old.memory).len() {
+        old.layout
+    } else {
+        match layout_for(image, data.len(), &hash) {
+            Ok(layout) => layout,
+            Err(_) => return,
+        }
+    };
+    let Ok(memory_hash) = instance_memory_hash(&instance) else {
+        return;
+    };
+    programs.put_prepared(Arc::new(Prepared {
+        instance_hash: hash,
+        instance,
+        instance_cap,
+        image: old.image.clone(),
+        memory,
+        memory_hash,
+        root: root.or_else(|| old.root.clone()),
+        cached: old.cached.clone(),
+        layout,
+        entry_indexes: old.entry_indexes.clone(),
+    }));
+}
+
+/// Promotes the instance to a working entry, links its new memory and/or
+/// root CNode, settles the graph bottom-up (publishing every cap of it)
+/// and returns (instance hash, memory hash).
+pub(crate) fn commit_settled<S: BuildHasher>(
+    txn: &mut Txn<'_, S>,
+    instance_hash: &CapHash,
+    instance: &InstanceCap,
+    new_memory: Option<Data>,
+    new_root: Option<CNode>,
+) -> Result<(CapHash, CapHash), KernelError> {
+    let working = txn.dir.promote_blob_to_instance(instance_hash)?;
+    txn.made_working = true;
+    let mut updated = instance.clone();
+    if let Some(memory) = new_memory {
+        updated.memory = CapHashOrRef::Ref(txn.working(Arc::new(Cap::Data(memory))));
+    }
+    if let Some(root) = new_root {
+        updated.root_cnode = CapHashOrRef::Ref(txn.working(Arc::new(Cap::CNode(root))));
+    }
+    txn.dir
+        .set_instance(&working, Arc::new(Cap::Instance(updated)))?;
+    let hash = txn.settle(&CapHashOrRef::Ref(working.clone()))?;
+    let settled = txn
+        .dir
+        .get_instance(&working)
+        .ok_or(KernelError::Directory(CacheError::InstanceMissing(
+            working.id(),
+        )))?;
+    let Cap::Instance(settled) = &*settled else {
+        return Err(KernelError::Directory(CacheError::InstanceMissing(
+            working.id(),
+        )));
+    };
+    Ok((hash, instance_memory_hash(settled)?))
 }
