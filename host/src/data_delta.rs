@@ -17,8 +17,8 @@ use std::sync::Arc;
 use capbox_shared::CapHash;
 use capbox_shared::abi::TreePosition;
 use capbox_shared::cap::{
-    Cap, CapKind, Data, NodeDigest, Page, data_delta_len, data_depth_for_len, data_node_digest,
-    data_page_digest, data_zero_digest, encode_data_delta,
+    Cap, CapKind, Data, NodeDigest, PAGE_SIZE, Page, data_delta_len, data_depth_for_len,
+    data_node_digest, data_page_digest, data_zero_digest, encode_data_delta,
 };
 
 use crate::export_pages::{DataNodeSource, split_pair};
@@ -332,7 +332,13 @@ pub(crate) fn delta_against(
 /// A whole Data encoding decoded with its page digests, if `bytes` is a
 /// Data encoding large enough for deltas to matter.
 pub(crate) fn large_data(bytes: &[u8]) -> Option<(Data, Arc<PageDigests>)> {
-    if bytes.len() < MIN_DELTA_SOURCE_BYTES || bytes.first() != Some(&CapKind::Data.tag()) {
+    // Past what the digest bound can remember (1 GiB of pages), a delta
+    // is never sent: skip the decode and hashing.
+    let too_large = bytes.len() / (PAGE_SIZE + 4) * 32 > MAX_DIGEST_BYTES;
+    if bytes.len() < MIN_DELTA_SOURCE_BYTES
+        || too_large
+        || bytes.first() != Some(&CapKind::Data.tag())
+    {
         return None;
     }
     let Ok(Cap::Data(data)) = Cap::decode(bytes) else {
@@ -345,7 +351,7 @@ pub(crate) fn large_data(bytes: &[u8]) -> Option<(Data, Arc<PageDigests>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use capbox_shared::cap::{PAGE_SIZE, apply_data_delta};
+    use capbox_shared::cap::apply_data_delta;
 
     /// `pages` non-zero pages, page i filled with `seed + i` (odd).
     fn data(pages: u32, seed: u8) -> Data {
