@@ -8,9 +8,9 @@ mod pg_support;
 mod store_support;
 
 use capbox::shared::abi::GuestFunction;
-use capbox::shared::cap::{Cap, Data, Image, PAGE_SIZE, data_page_digest};
+use capbox::shared::cap::{Cap, Data, PAGE_SIZE, data_page_digest};
 use capbox::shared::kernel::ExitReason;
-use capbox::shared::pvm::asm::{ProgramBuilder, Reg};
+use capbox::shared::kernel::sample::writer_image;
 use capbox::{
     BackendChoice, Invocation, Kernel, PgStore, Session, SessionOptions, StoreBackend,
     StoreOptions, VerifyProblem,
@@ -32,25 +32,6 @@ fn cap_table_bytes(client: &mut postgres::Client) -> u64 {
         )
         .unwrap();
     row.get::<_, i64>(0) as u64
-}
-
-/// Endpoint 0 stores φ8 (u64) at memory offset φ7; the memory is
-/// `memory_len` non-zero bytes.
-fn writer_image(memory_len: usize) -> Image {
-    let mut b = ProgramBuilder::new();
-    let entry = b.here();
-    b.store_ind_u64(Reg::R8, Reg::R7, 0x2_0000i32)
-        .jump_ind(Reg::R0, 0u32);
-    let built = b.build_program().unwrap();
-    Image {
-        code: built.blob.clone(),
-        ro_data: Vec::new(),
-        rw_data: (0..memory_len).map(|i| (i % 251) as u8 + 1).collect(),
-        heap_pages: 0,
-        stack_size: 4096,
-        endpoint_names: Vec::new(),
-        endpoints: vec![built.pc(entry).unwrap()],
-    }
 }
 
 fn write_at(offset: u64, value: u64) -> Invocation {

@@ -269,11 +269,11 @@ mod simd {
         out: &mut [u8],
     ) {
         assert!(out.len() >= N * HASH_LEN);
-        // SAFETY: every input pointer points to `blocks * 64` readable bytes
-        // (the callers below pass slices of that length), `key` is 8 words,
-        // `out` holds `N * 32` bytes (checked above), and the function only
-        // uses SSE4.1, which this build requires of the CPU (the host checks
-        // CPUID before loading a guest built with it; host tests check it).
+        // The function only uses SSE4.1, which this build requires of the
+        // CPU (the host checks CPUID before loading a guest built with it).
+        // SAFETY: each input points to `blocks * 64` readable bytes (the
+        // callers pass slices of that length), `key` is 8 words, `out`
+        // holds `N * 32` bytes (checked above), SSE4.1 is present.
         unsafe {
             blake3_hash_many_sse41(
                 inputs.as_ptr(),

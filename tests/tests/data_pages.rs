@@ -9,14 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use capbox::shared::CapHash;
 use capbox::shared::abi::GuestFunction;
 use capbox::shared::abi::{self, CapBlobMsg, ErrorKind};
-use capbox::shared::cap::{Cap, Data, Image, PAGE_SIZE, encode_data_delta};
+use capbox::shared::cap::{Cap, Data, PAGE_SIZE, encode_data_delta};
 use capbox::shared::kernel::ExitReason;
-use capbox::shared::pvm::asm::{ProgramBuilder, Reg};
+use capbox::shared::kernel::sample::writer_image;
 use capbox::{Invocation, Kernel, Session, SessionOptions, Store};
 use capbox_tests::backend_tests;
-
-/// Where the read-write data (the instance's memory) starts.
-const RW: u32 = 0x2_0000;
 
 struct TempDir(PathBuf);
 
@@ -62,25 +59,6 @@ fn cap_bytes(store: &Store) -> u64 {
         .iter()
         .map(|d| tree_bytes(&store.path().join(d)))
         .sum()
-}
-
-/// Endpoint 0 stores φ8 (u64) at memory offset φ7, then halts. The
-/// memory is `memory_len` bytes, none of them zero.
-fn writer_image(memory_len: usize) -> Image {
-    let mut b = ProgramBuilder::new();
-    let entry = b.here();
-    b.store_ind_u64(Reg::R8, Reg::R7, RW as i32)
-        .jump_ind(Reg::R0, 0u32);
-    let built = b.build_program().unwrap();
-    Image {
-        code: built.blob.clone(),
-        ro_data: Vec::new(),
-        rw_data: (0..memory_len).map(|i| (i % 251) as u8 + 1).collect(),
-        heap_pages: 0,
-        stack_size: 4096,
-        endpoint_names: Vec::new(),
-        endpoints: vec![built.pc(entry).unwrap()],
-    }
 }
 
 fn write_at(offset: u64, value: u64) -> Invocation {

@@ -181,6 +181,28 @@ pub fn sample_image() -> Image {
     }
 }
 
+/// A second sample for large memories: endpoint 0 stores φ8 (u64) at
+/// read-write offset φ7 (memory address [`COUNTER_ADDRESS`] + φ7) and
+/// halts. Its memory is `memory_len` bytes, none zero (byte i is
+/// `i % 251 + 1`), so every page is stored and hashed: the store's page
+/// checks and the Data delta tests use it.
+pub fn writer_image(memory_len: usize) -> Image {
+    let mut b = ProgramBuilder::new();
+    let entry = b.here();
+    b.store_ind_u64(Reg::R8, Reg::R7, COUNTER_ADDRESS as i32);
+    halt(&mut b);
+    let built = b.build_program().expect("the writer program builds");
+    Image {
+        code: built.blob.clone(),
+        ro_data: Vec::new(),
+        rw_data: (0..memory_len).map(|i| (i % 251) as u8 + 1).collect(),
+        heap_pages: 0,
+        stack_size: 4096,
+        endpoint_names: Vec::new(),
+        endpoints: vec![built.pc(entry).expect("the entry is an instruction start")],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
