@@ -47,13 +47,13 @@ pub struct PageDigests {
 }
 
 impl PageDigests {
-    /// The digests of `data`'s pages (hashes every present page).
+    /// The digests of `data`'s pages, from the digests the Data caches
+    /// (a Data that was hashed hashes no page again).
     pub fn of(data: &Data) -> PageDigests {
         let zero = data_zero_digest(0);
-        let mut digests = vec![zero; data.page_count() as usize];
-        for (index, page) in data.pages() {
-            digests[index as usize] = data_page_digest(page);
-        }
+        let digests = (0..data.page_count())
+            .map(|index| data.node_digest(0, index).unwrap_or(zero))
+            .collect();
         PageDigests {
             len: data.len(),
             digests,
