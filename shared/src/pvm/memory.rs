@@ -413,6 +413,34 @@ impl Memory {
         self.load_walk(address)
     }
 
+    /// The interpreter's fast path: `N` octets at `address` from the
+    /// region of the previous load, or `None` (nothing changed) when the
+    /// access leaves that region; [`Self::load`] then does the rest.
+    #[inline(always)]
+    pub(crate) fn load_hinted<const N: usize>(&self, address: u32) -> Option<[u8; N]> {
+        let r = self.regions.get(self.last_load)?;
+        let offset = address.wrapping_sub(r.base) as usize;
+        <[u8; N]>::try_from(r.data.get(offset..offset + N)?).ok()
+    }
+
+    /// The interpreter's fast path for stores: like [`Self::store`] when
+    /// the access falls in the region of the previous store, else `false`
+    /// and nothing changed.
+    #[inline(always)]
+    pub(crate) fn store_hinted<const N: usize>(&mut self, address: u32, bytes: [u8; N]) -> bool {
+        if let Some(r) = self.regions.get_mut(self.last_store) {
+            let offset = address.wrapping_sub(r.base) as usize;
+            if r.access == Access::Write
+                && let Some(target) = r.data.get_mut(offset..offset + N)
+            {
+                target.copy_from_slice(&bytes);
+                r.mark_dirty(offset, N);
+                return true;
+            }
+        }
+        false
+    }
+
     #[inline(never)]
     fn load_walk<const N: usize>(&mut self, address: u32) -> Result<[u8; N], AccessTrap> {
         for (i, r) in self.regions.iter().enumerate() {

@@ -124,6 +124,7 @@ pub mod blob;
 mod buffer;
 pub mod decode;
 mod error;
+mod handlers;
 pub mod instructions;
 pub mod interpreter;
 pub mod layout;

@@ -432,6 +432,12 @@ macro_rules! define_handlers {
         }
 
         impl Handler {
+            /// Every handler, the fused pairs last.
+            pub(crate) const ALL: &'static [Handler] = &[
+                $(Handler::$name,)*
+                $(Handler::$fused,)*
+            ];
+
             pub(crate) const fn from_opcode(opcode: Opcode) -> Handler {
                 match opcode {
                     $(Opcode::$name => Handler::$name,)*

@@ -1,0 +1,689 @@
+//! The instruction handlers: one function per [`Handler`], each ending in
+//! the dispatch of the next instruction as a call in tail position.
+//!
+//! **Why functions, not one `match`.** With one `match` every instruction
+//! goes through the same indirect jump, and where LLVM lays out that one
+//! big function (which values stay in registers, how handlers reach the
+//! jump) moved unrelated loops by up to 60 % with every edit
+//! (docs/pvm-speed.md). Here each handler is a small function of its own
+//! with the run's state in argument registers (machine, program, op,
+//! index, gas, fuel); it ends by loading the next op and calling that op's
+//! handler from [`TABLE`]. In an optimised build that call is a jump, so
+//! each handler has its own dispatch jump, predicted from its own history,
+//! and one handler's code cannot change another's.
+//!
+//! **Bounded depth without guaranteed tail calls.** Stable Rust does not
+//! promise that a call in tail position reuses the frame (`become` is
+//! nightly only), so every dispatch spends one unit of *fuel*: a handler
+//! called with no fuel left returns to the caller's loop
+//! ([`Stop::resume`]) instead of calling on. The stack depth of a run is
+//! therefore at most [`FUEL`] frames whatever the build does with the
+//! calls, and the stepping loop (out of gas) calls every handler with no
+//! fuel, so each returns after its one instruction.
+//!
+//! **Gas.** Charged per gas block on entry, as before: a jump, a branch or
+//! a fall-through into a block charges the target's cost when the gas
+//! suffices and fuel is left, and otherwise returns to the caller's loop
+//! ([`Stop::enter`]), which charges it, stops for a slice, or steps.
+//! Handlers keep the gas in a register and write it to [`Machine::gas`]
+//! whenever they return.
+
+use super::interpreter::{Exit, Machine};
+use super::layout::HALT_ADDRESS;
+use super::memory::AccessTrap;
+use super::program::{Handler, INVALID_TARGET, Op, Program};
+
+/// A handler: runs the instruction `op` (at index `idx` of the program's
+/// ops) on the machine, then the ones after it while fuel is left.
+pub(super) type HandlerFn = for<'a> fn(
+    m: &mut Machine,
+    p: &'a Program,
+    op: &'a Op,
+    idx: usize,
+    gas: i64,
+    fuel: u32,
+) -> Stop;
+
+/// Dispatches per call from the loops in `interpreter.rs`. Bounds the
+/// stack depth of a run (see the module's docs); a run returns to the loop
+/// this often, which costs a return and one dispatch.
+pub(super) const FUEL: u32 = 255;
+
+/// Where and why a chain of handlers returned: two words, so it comes back
+/// in registers. `what` holds a kind in its top byte and an index or an
+/// exit's payload in its low 32 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Stop {
+    /// The index of the instruction that stopped (the one that exited,
+    /// jumped, or ran last).
+    pub at: usize,
+    what: u64,
+}
+
+/// What the loop does after a [`Stop`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Enter the block at this index: charge it first.
+    Enter(usize),
+    /// Go on at this index, nothing to charge (the fuel ran out, or the
+    /// stepping loop's one instruction is done).
+    Resume(usize),
+    /// The machine exited.
+    Exit(Exit),
+}
+
+const KIND_SHIFT: u32 = 56;
+const ENTER: u64 = 0;
+const RESUME: u64 = 1;
+const HALT: u64 = 2;
+const PANIC: u64 = 3;
+const OUT_OF_GAS: u64 = 4;
+const PAGE_FAULT: u64 = 5;
+const HOST_CALL: u64 = 6;
+
+impl Stop {
+    #[inline(always)]
+    fn new(at: usize, kind: u64, low: u32) -> Stop {
+        Stop {
+            at,
+            what: (kind << KIND_SHIFT) | u64::from(low),
+        }
+    }
+
+    /// Control moves from `at` to the block at `to`, which is not charged.
+    #[inline(always)]
+    pub(super) fn enter(at: usize, to: usize) -> Stop {
+        // Indices fit in 32 bits: a program has fewer instructions than
+        // its code has bytes, and code lengths are u32.
+        Stop::new(at, ENTER, to as u32)
+    }
+
+    /// `at` ran and the run goes on at `to` with nothing to charge.
+    #[inline(always)]
+    pub(super) fn resume(at: usize, to: usize) -> Stop {
+        Stop::new(at, RESUME, to as u32)
+    }
+
+    /// The machine exited at `at`.
+    #[inline(always)]
+    pub(super) fn exit(at: usize, exit: Exit) -> Stop {
+        match exit {
+            Exit::Halt => Stop::new(at, HALT, 0),
+            Exit::Panic => Stop::new(at, PANIC, 0),
+            Exit::OutOfGas => Stop::new(at, OUT_OF_GAS, 0),
+            Exit::PageFault(page) => Stop::new(at, PAGE_FAULT, page),
+            Exit::HostCall(n) => Stop::new(at, HOST_CALL, n),
+            // Handlers never stop for a slice; the loop does.
+            Exit::Slice => Stop::new(at, PANIC, 0),
+        }
+    }
+
+    /// What the loop does next.
+    #[inline(always)]
+    pub(super) fn next(self) -> Next {
+        let low = self.what as u32;
+        match self.what >> KIND_SHIFT {
+            ENTER => Next::Enter(low as usize),
+            RESUME => Next::Resume(low as usize),
+            HALT => Next::Exit(Exit::Halt),
+            OUT_OF_GAS => Next::Exit(Exit::OutOfGas),
+            PAGE_FAULT => Next::Exit(Exit::PageFault(low)),
+            HOST_CALL => Next::Exit(Exit::HostCall(low)),
+            _ => Next::Exit(Exit::Panic),
+        }
+    }
+}
+
+/// Calls the handler of `op` (index `idx`).
+#[inline(always)]
+pub(super) fn dispatch<'a>(
+    m: &mut Machine,
+    p: &'a Program,
+    op: &'a Op,
+    idx: usize,
+    gas: i64,
+    fuel: u32,
+) -> Stop {
+    TABLE[op.opcode as usize](m, p, op, idx, gas, fuel)
+}
+
+/// Calls `handler` for entry `op` (index `idx`), whatever `op.opcode` says.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dispatch_as<'a>(
+    handler: Handler,
+    m: &mut Machine,
+    p: &'a Program,
+    op: &'a Op,
+    idx: usize,
+    gas: i64,
+    fuel: u32,
+) -> Stop {
+    TABLE[handler as usize](m, p, op, idx, gas, fuel)
+}
+
+/// The fast twin of every [`Handler`]'s handler by its number.
+static TABLE: [HandlerFn; 256] = table::<false>();
+
+/// The slow twins: loads and stores go through the whole region walk.
+static SLOW_TABLE: [HandlerFn; 256] = table::<true>();
+
+const fn table<const SLOW: bool>() -> [HandlerFn; 256] {
+    let mut table: [HandlerFn; 256] = [handlers::trap::<SLOW>; 256];
+    let mut i = 0;
+    while i < Handler::ALL.len() {
+        let handler = Handler::ALL[i];
+        table[handler as usize] = handler_fn::<SLOW>(handler);
+        i += 1;
+    }
+    table
+}
+
+/// A load or store left the region of the previous one: runs the
+/// instruction at `idx` alone (a fused pair's first half, or the second
+/// half's own entry, so nothing runs twice) through its slow twin, which
+/// walks the regions (and updates the hint) or traps, then goes on as
+/// usual.
+#[cold]
+#[inline(never)]
+fn retry_slow<'a>(
+    m: &mut Machine,
+    p: &'a Program,
+    op: &'a Op,
+    idx: usize,
+    gas: i64,
+    fuel: u32,
+) -> Stop {
+    let single = Handler::from_opcode(op.opcode.unfused());
+    SLOW_TABLE[single as usize](m, p, op, idx, gas, fuel)
+}
+
+#[inline(always)]
+fn sext32(value: u64) -> u64 {
+    value as u32 as i32 as i64 as u64
+}
+
+#[inline(always)]
+fn imm(value: u32) -> u64 {
+    value as i32 as i64 as u64
+}
+
+/// Generates one function per `name => body;` in module `handlers` and
+/// [`handler_fn`], whose `match` makes a [`Handler`] without a body a
+/// compile error. The bodies name the run's state by the identifiers
+/// passed first (`|m, p, op, idx, gas, fuel|`) and use the helper macros
+/// defined here (`reg!`, `exit!`, `enter!`, `load!`, ...); `$d` is a `$`,
+/// for the helper macros' own parameters.
+macro_rules! define_handlers {
+    (
+        $d:tt |$m:ident, $p:ident, $op:ident, $idx:ident, $gas:ident, $fuel:ident|
+        $($name:ident => $body:expr;)*
+    ) => {
+        /// The fast twin (`SLOW` = false) or the slow twin of a handler.
+        const fn handler_fn<const SLOW: bool>(handler: Handler) -> HandlerFn {
+            match handler {
+                $(Handler::$name => handlers::$name::<SLOW>,)*
+            }
+        }
+
+        #[allow(non_snake_case, unused_mut, unused_macros, unused_variables, unreachable_code)]
+        mod handlers {
+            use super::*;
+
+            $(
+                pub(super) fn $name<'a, const SLOW: bool>(
+                    $m: &mut Machine,
+                    $p: &'a Program,
+                    mut $op: &'a Op,
+                    mut $idx: usize,
+                    mut $gas: i64,
+                    $fuel: u32,
+                ) -> Stop {
+                    macro_rules! reg {
+                        ($d r:ident) => {
+                            $m.regs[$op.$d r.index()]
+                        };
+                    }
+                    macro_rules! exit {
+                        ($d exit:expr) => {{
+                            $m.gas = $gas;
+                            return Stop::exit($idx, $d exit);
+                        }};
+                    }
+                    macro_rules! trap {
+                        ($d trap:expr) => {
+                            match $d trap {
+                                AccessTrap::Panic => exit!(Exit::Panic),
+                                AccessTrap::Fault(page) => exit!(Exit::PageFault(page)),
+                            }
+                        };
+                    }
+                    // Enters the block at `to`: charges it and calls on when
+                    // fuel is left and the gas suffices; otherwise the loop
+                    // decides (charge, slice, or step).
+                    macro_rules! enter {
+                        ($d to:expr) => {{
+                            let to: usize = $d to;
+                            if $fuel > 0
+                                && let Some(next) = $p.ops.get(to)
+                                && $gas >= i64::from(next.gas)
+                            {
+                                $gas -= i64::from(next.gas);
+                                return dispatch($m, $p, next, to, $gas, $fuel - 1);
+                            }
+                            $m.gas = $gas;
+                            return Stop::enter($idx, to);
+                        }};
+                    }
+                    macro_rules! jump {
+                        ($d target:expr) => {{
+                            let target = $d target;
+                            if target == INVALID_TARGET {
+                                exit!(Exit::Panic);
+                            }
+                            enter!(target as usize);
+                        }};
+                    }
+                    // A conditional branch whose target is not a block start
+                    // panics whether or not it is taken (departure 11 in
+                    // `pvm`'s docs).
+                    macro_rules! branch {
+                        ($d cond:expr) => {{
+                            if $op.y == INVALID_TARGET {
+                                exit!(Exit::Panic);
+                            }
+                            if $d cond {
+                                enter!($op.y as usize);
+                            }
+                            enter!($idx + 1);
+                        }};
+                    }
+                    macro_rules! djump {
+                        ($d address:expr) => {{
+                            let address = $d address as u32;
+                            if address == HALT_ADDRESS {
+                                exit!(Exit::Halt);
+                            }
+                            let entry = (address / 2) as usize;
+                            if address == 0 || address % 2 != 0 {
+                                exit!(Exit::Panic);
+                            }
+                            match $p.jump_targets.get(entry - 1) {
+                                Some(&target) => jump!(target),
+                                None => exit!(Exit::Panic),
+                            }
+                        }};
+                    }
+                    // The fast twin tries the previous access's region
+                    // only; on a miss it hands this instruction to its slow
+                    // twin (`retry_slow`), so the fast path holds no call.
+                    macro_rules! load {
+                        ($d dst:ident, $d address:expr, $d n:literal, $d convert:expr) => {{
+                            let address = $d address as u32;
+                            if SLOW {
+                                match $m.memory.load::<$d n>(address) {
+                                    Ok(bytes) => reg!($d dst) = $d convert(bytes),
+                                    Err(trap) => trap!(trap),
+                                }
+                            } else {
+                                match $m.memory.load_hinted::<$d n>(address) {
+                                    Some(bytes) => reg!($d dst) = $d convert(bytes),
+                                    None => return retry_slow($m, $p, $op, $idx, $gas, $fuel),
+                                }
+                            }
+                        }};
+                    }
+                    macro_rules! store {
+                        ($d address:expr, $d bytes:expr) => {{
+                            let address = $d address as u32;
+                            let bytes = $d bytes;
+                            if SLOW {
+                                if let Err(trap) = $m.memory.store(address, bytes) {
+                                    trap!(trap);
+                                }
+                            } else if !$m.memory.store_hinted(address, bytes) {
+                                return retry_slow($m, $p, $op, $idx, $gas, $fuel);
+                            }
+                        }};
+                    }
+                    macro_rules! sbrk {
+                        ($d size:expr) => {{
+                            let size = $d size;
+                            $m.memory.sbrk(size)
+                        }};
+                    }
+                    macro_rules! alu3 {
+                        (|$d a:ident, $d b:ident| $d value:expr) => {{
+                            let $d a = reg!(a);
+                            let $d b = reg!(b);
+                            reg!(d) = $d value;
+                        }};
+                    }
+                    macro_rules! alu_imm {
+                        (|$d b:ident, $d x:ident| $d value:expr) => {{
+                            let $d b = reg!(b);
+                            let $d x = imm($op.x);
+                            reg!(a) = $d value;
+                        }};
+                    }
+                    // The body of one instruction, for the fused pairs.
+                    macro_rules! one {
+                        (load_ind_u64) => {
+                            load!(a, reg!(b).wrapping_add(imm($op.x)), 8, u64::from_le_bytes)
+                        };
+                        (load_ind_u8) => {
+                            load!(a, reg!(b).wrapping_add(imm($op.x)), 1, |b: [u8; 1]| {
+                                u64::from(b[0])
+                            })
+                        };
+                        (store_ind_u64) => {
+                            store!(reg!(b).wrapping_add(imm($op.x)), reg!(a).to_le_bytes())
+                        };
+                        (add_64) => {
+                            alu3!(|a, b| a.wrapping_add(b))
+                        };
+                        (xor) => {
+                            alu3!(|a, b| a ^ b)
+                        };
+                        (mul_64) => {
+                            alu3!(|a, b| a.wrapping_mul(b))
+                        };
+                        (rot_r_64_imm) => {
+                            alu_imm!(|b, x| b.rotate_right((x & 63) as u32))
+                        };
+                        (add_imm_64) => {
+                            alu_imm!(|b, x| b.wrapping_add(x))
+                        };
+                        (branch_ne_imm) => {
+                            branch!(reg!(a) != imm($op.x))
+                        };
+                    }
+                    // A fused pair: the first instruction, then the second
+                    // (its own entry, so an exit there reports its index);
+                    // the second never is past the end, as the first is not
+                    // a terminator.
+                    macro_rules! pair {
+                        ($d first:ident, $d second:ident) => {{
+                            one!($d first);
+                            $idx += 1;
+                            $op = match $p.ops.get($idx) {
+                                Some(next) => next,
+                                None => exit!(Exit::Panic),
+                            };
+                            one!($d second);
+                        }};
+                    }
+
+                    $body;
+
+                    // Not a terminator: on to the next instruction (the last
+                    // entry is always a trap, so there is one).
+                    let next = $idx + 1;
+                    if $fuel == 0 {
+                        $m.gas = $gas;
+                        return Stop::resume($idx, next);
+                    }
+                    debug_assert!(core::ptr::eq($op, &$p.ops[$idx]) && next < $p.ops.len());
+                    // SAFETY: `op` is entry `idx` of `p.ops` (every caller
+                    // passes an entry of the program with its index, see
+                    // `HandlerFn`), and not the last one: this instruction
+                    // falls through, and the last entry is always a
+                    // synthesised trap (`Program::from_parts`).
+                    let op = unsafe { &*core::ptr::from_ref($op).add(1) };
+                    dispatch($m, $p, op, next, $gas, $fuel - 1)
+                }
+            )*
+        }
+    };
+}
+
+define_handlers! {
+    $ |m, p, op, idx, gas, fuel|
+    load_ind_u64__add_64 => pair!(load_ind_u64, add_64);
+    load_ind_u64__load_ind_u64 => pair!(load_ind_u64, load_ind_u64);
+    store_ind_u64__load_ind_u64 => pair!(store_ind_u64, load_ind_u64);
+    add_64__store_ind_u64 => pair!(add_64, store_ind_u64);
+    add_64__add_64 => pair!(add_64, add_64);
+    xor__rot_r_64_imm => pair!(xor, rot_r_64_imm);
+    load_ind_u8__add_imm_64 => pair!(load_ind_u8, add_imm_64);
+    xor__add_imm_64 => pair!(xor, add_imm_64);
+    mul_64__branch_ne_imm => pair!(mul_64, branch_ne_imm);
+    trap => exit!(Exit::Panic);
+    fallthrough => enter!(idx + 1);
+    ecalli => exit!(Exit::HostCall(op.x));
+    load_imm_64 => reg!(a) = u64::from(op.x) | (u64::from(op.y) << 32);
+    store_imm_u8 => store!(op.x, [op.y as u8]);
+    store_imm_u16 => store!(op.x, (op.y as u16).to_le_bytes());
+    store_imm_u32 => store!(op.x, op.y.to_le_bytes());
+    store_imm_u64 => store!(op.x, imm(op.y).to_le_bytes());
+    jump => jump!(op.y);
+    jump_ind => djump!(reg!(a).wrapping_add(imm(op.x)));
+    load_imm => reg!(a) = imm(op.x);
+    load_u8 => load!(a, op.x, 1, |b: [u8; 1]| u64::from(b[0]));
+    load_i8 => load!(a, op.x, 1, |b: [u8; 1]| b[0] as i8 as i64 as u64);
+    load_u16 => load!(a, op.x, 2, |b| u64::from(u16::from_le_bytes(b)));
+    load_i16 => load!(a, op.x, 2, |b| i16::from_le_bytes(b) as i64 as u64);
+    load_u32 => load!(a, op.x, 4, |b| u64::from(u32::from_le_bytes(b)));
+    load_i32 => load!(a, op.x, 4, |b| i32::from_le_bytes(b) as i64 as u64);
+    load_u64 => load!(a, op.x, 8, u64::from_le_bytes);
+    store_u8 => store!(op.x, [reg!(a) as u8]);
+    store_u16 => store!(op.x, (reg!(a) as u16).to_le_bytes());
+    store_u32 => store!(op.x, (reg!(a) as u32).to_le_bytes());
+    store_u64 => store!(op.x, reg!(a).to_le_bytes());
+    store_imm_ind_u8 => {
+            store!(reg!(a).wrapping_add(imm(op.x)), [op.y as u8])
+        };
+    store_imm_ind_u16 => {
+            store!(reg!(a).wrapping_add(imm(op.x)), (op.y as u16).to_le_bytes())
+        };
+    store_imm_ind_u32 => {
+            store!(reg!(a).wrapping_add(imm(op.x)), op.y.to_le_bytes())
+        };
+    store_imm_ind_u64 => {
+            store!(reg!(a).wrapping_add(imm(op.x)), imm(op.y).to_le_bytes())
+        };
+    load_imm_jump => {
+            reg!(a) = imm(op.x);
+            jump!(op.y)
+        };
+    branch_eq_imm => branch!(reg!(a) == imm(op.x));
+    branch_ne_imm => branch!(reg!(a) != imm(op.x));
+    branch_lt_u_imm => branch!(reg!(a) < imm(op.x));
+    branch_le_u_imm => branch!(reg!(a) <= imm(op.x));
+    branch_ge_u_imm => branch!(reg!(a) >= imm(op.x));
+    branch_gt_u_imm => branch!(reg!(a) > imm(op.x));
+    branch_lt_s_imm => branch!((reg!(a) as i64) < (imm(op.x) as i64));
+    branch_le_s_imm => branch!((reg!(a) as i64) <= (imm(op.x) as i64));
+    branch_ge_s_imm => branch!((reg!(a) as i64) >= (imm(op.x) as i64));
+    branch_gt_s_imm => branch!((reg!(a) as i64) > (imm(op.x) as i64));
+    move_reg => reg!(d) = reg!(a);
+    sbrk => reg!(d) = sbrk!(reg!(a));
+    count_set_bits_64 => reg!(d) = u64::from(reg!(a).count_ones());
+    count_set_bits_32 => reg!(d) = u64::from((reg!(a) as u32).count_ones());
+    leading_zero_bits_64 => reg!(d) = u64::from(reg!(a).leading_zeros());
+    leading_zero_bits_32 => reg!(d) = u64::from((reg!(a) as u32).leading_zeros());
+    trailing_zero_bits_64 => reg!(d) = u64::from(reg!(a).trailing_zeros());
+    trailing_zero_bits_32 => {
+            reg!(d) = u64::from((reg!(a) as u32).trailing_zeros())
+        };
+    sign_extend_8 => reg!(d) = reg!(a) as u8 as i8 as i64 as u64;
+    sign_extend_16 => reg!(d) = reg!(a) as u16 as i16 as i64 as u64;
+    zero_extend_16 => reg!(d) = u64::from(reg!(a) as u16);
+    reverse_bytes => reg!(d) = reg!(a).swap_bytes();
+    store_ind_u8 => store!(reg!(b).wrapping_add(imm(op.x)), [reg!(a) as u8]);
+    store_ind_u16 => store!(
+            reg!(b).wrapping_add(imm(op.x)),
+            (reg!(a) as u16).to_le_bytes()
+        );
+    store_ind_u32 => store!(
+            reg!(b).wrapping_add(imm(op.x)),
+            (reg!(a) as u32).to_le_bytes()
+        );
+    store_ind_u64 => {
+            store!(reg!(b).wrapping_add(imm(op.x)), reg!(a).to_le_bytes())
+        };
+    load_ind_u8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
+            u64::from(b[0])
+        });
+    load_ind_i8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
+            b[0] as i8 as i64 as u64
+        });
+    load_ind_u16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
+            u64::from(u16::from_le_bytes(b))
+        });
+    load_ind_i16 => load!(a, reg!(b).wrapping_add(imm(op.x)), 2, |b| {
+            i16::from_le_bytes(b) as i64 as u64
+        });
+    load_ind_u32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
+            u64::from(u32::from_le_bytes(b))
+        });
+    load_ind_i32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
+            i32::from_le_bytes(b) as i64 as u64
+        });
+    load_ind_u64 => {
+            load!(a, reg!(b).wrapping_add(imm(op.x)), 8, u64::from_le_bytes)
+        };
+    add_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_add(x)));
+    and_imm => alu_imm!(|b, x| b & x);
+    xor_imm => alu_imm!(|b, x| b ^ x);
+    or_imm => alu_imm!(|b, x| b | x);
+    mul_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_mul(x)));
+    set_lt_u_imm => alu_imm!(|b, x| u64::from(b < x));
+    set_lt_s_imm => alu_imm!(|b, x| u64::from((b as i64) < (x as i64)));
+    shlo_l_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) << (x & 31))));
+    shlo_r_imm_32 => alu_imm!(|b, x| sext32(u64::from((b as u32) >> (x & 31))));
+    shar_r_imm_32 => alu_imm!(|b, x| ((b as i32) >> (x & 31)) as i64 as u64);
+    neg_add_imm_32 => alu_imm!(|b, x| sext32(x.wrapping_sub(b)));
+    set_gt_u_imm => alu_imm!(|b, x| u64::from(b > x));
+    set_gt_s_imm => alu_imm!(|b, x| u64::from((b as i64) > (x as i64)));
+    shlo_l_imm_alt_32 => {
+            alu_imm!(|b, x| sext32(u64::from((x as u32) << (b & 31))))
+        };
+    shlo_r_imm_alt_32 => {
+            alu_imm!(|b, x| sext32(u64::from((x as u32) >> (b & 31))))
+        };
+    shar_r_imm_alt_32 => {
+            alu_imm!(|b, x| ((x as i32) >> (b & 31)) as i64 as u64)
+        };
+    cmov_iz_imm => {
+            if reg!(b) == 0 {
+                reg!(a) = imm(op.x);
+            }
+        };
+    cmov_nz_imm => {
+            if reg!(b) != 0 {
+                reg!(a) = imm(op.x);
+            }
+        };
+    add_imm_64 => alu_imm!(|b, x| b.wrapping_add(x));
+    mul_imm_64 => alu_imm!(|b, x| b.wrapping_mul(x));
+    shlo_l_imm_64 => alu_imm!(|b, x| b << (x & 63));
+    shlo_r_imm_64 => alu_imm!(|b, x| b >> (x & 63));
+    shar_r_imm_64 => alu_imm!(|b, x| ((b as i64) >> (x & 63)) as u64);
+    neg_add_imm_64 => alu_imm!(|b, x| x.wrapping_sub(b));
+    shlo_l_imm_alt_64 => alu_imm!(|b, x| x << (b & 63));
+    shlo_r_imm_alt_64 => alu_imm!(|b, x| x >> (b & 63));
+    shar_r_imm_alt_64 => alu_imm!(|b, x| ((x as i64) >> (b & 63)) as u64);
+    rot_r_64_imm => alu_imm!(|b, x| b.rotate_right((x & 63) as u32));
+    rot_r_64_imm_alt => alu_imm!(|b, x| x.rotate_right((b & 63) as u32));
+    rot_r_32_imm => {
+            alu_imm!(|b, x| sext32(u64::from((b as u32).rotate_right((x & 31) as u32))))
+        };
+    rot_r_32_imm_alt => {
+            alu_imm!(|b, x| sext32(u64::from((x as u32).rotate_right((b & 31) as u32))))
+        };
+    branch_eq => branch!(reg!(a) == reg!(b));
+    branch_ne => branch!(reg!(a) != reg!(b));
+    branch_lt_u => branch!(reg!(a) < reg!(b));
+    branch_lt_s => branch!((reg!(a) as i64) < (reg!(b) as i64));
+    branch_ge_u => branch!(reg!(a) >= reg!(b));
+    branch_ge_s => branch!((reg!(a) as i64) >= (reg!(b) as i64));
+    load_imm_jump_ind => {
+            let address = reg!(b).wrapping_add(imm(op.y));
+            reg!(a) = imm(op.x);
+            djump!(address)
+        };
+    add_32 => alu3!(|a, b| sext32(a.wrapping_add(b)));
+    sub_32 => alu3!(|a, b| sext32(a.wrapping_sub(b)));
+    mul_32 => alu3!(|a, b| sext32(a.wrapping_mul(b)));
+    div_u_32 => alu3!(|a, b| match b as u32 {
+            0 => u64::MAX,
+            divisor => sext32(u64::from((a as u32) / divisor)),
+        });
+    div_s_32 => alu3!(|a, b| {
+            let (a, b) = (a as i32, b as i32);
+            match b {
+                0 => u64::MAX,
+                _ => a.wrapping_div(b) as i64 as u64,
+            }
+        });
+    rem_u_32 => alu3!(|a, b| match b as u32 {
+            0 => sext32(a),
+            divisor => sext32(u64::from((a as u32) % divisor)),
+        });
+    rem_s_32 => alu3!(|a, b| {
+            let (a, b) = (a as i32, b as i32);
+            match b {
+                0 => a as i64 as u64,
+                _ => a.wrapping_rem(b) as i64 as u64,
+            }
+        });
+    shlo_l_32 => alu3!(|a, b| sext32(u64::from((a as u32) << (b & 31))));
+    shlo_r_32 => alu3!(|a, b| sext32(u64::from((a as u32) >> (b & 31))));
+    shar_r_32 => alu3!(|a, b| ((a as i32) >> (b & 31)) as i64 as u64);
+    add_64 => alu3!(|a, b| a.wrapping_add(b));
+    sub_64 => alu3!(|a, b| a.wrapping_sub(b));
+    mul_64 => alu3!(|a, b| a.wrapping_mul(b));
+    div_u_64 => alu3!(|a, b| a.checked_div(b).unwrap_or(u64::MAX));
+    div_s_64 => alu3!(|a, b| match b {
+            0 => u64::MAX,
+            _ => (a as i64).wrapping_div(b as i64) as u64,
+        });
+    rem_u_64 => alu3!(|a, b| a.checked_rem(b).unwrap_or(a));
+    rem_s_64 => alu3!(|a, b| match b {
+            0 => a,
+            _ => (a as i64).wrapping_rem(b as i64) as u64,
+        });
+    shlo_l_64 => alu3!(|a, b| a << (b & 63));
+    shlo_r_64 => alu3!(|a, b| a >> (b & 63));
+    shar_r_64 => alu3!(|a, b| ((a as i64) >> (b & 63)) as u64);
+    and => alu3!(|a, b| a & b);
+    xor => alu3!(|a, b| a ^ b);
+    or => alu3!(|a, b| a | b);
+    mul_upper_s_s => {
+            alu3!(|a, b| ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64)
+        };
+    mul_upper_u_u => {
+            alu3!(|a, b| ((u128::from(a) * u128::from(b)) >> 64) as u64)
+        };
+    mul_upper_s_u => {
+            alu3!(|a, b| ((i128::from(a as i64) * i128::from(b)) >> 64) as u64)
+        };
+    set_lt_u => alu3!(|a, b| u64::from(a < b));
+    set_lt_s => alu3!(|a, b| u64::from((a as i64) < (b as i64)));
+    cmov_iz => {
+            if reg!(b) == 0 {
+                reg!(d) = reg!(a);
+            }
+        };
+    cmov_nz => {
+            if reg!(b) != 0 {
+                reg!(d) = reg!(a);
+            }
+        };
+    rot_l_64 => alu3!(|a, b| a.rotate_left((b & 63) as u32));
+    rot_l_32 => {
+            alu3!(|a, b| sext32(u64::from((a as u32).rotate_left((b & 31) as u32))))
+        };
+    rot_r_64 => alu3!(|a, b| a.rotate_right((b & 63) as u32));
+    rot_r_32 => {
+            alu3!(|a, b| sext32(u64::from((a as u32).rotate_right((b & 31) as u32))))
+        };
+    and_inv => alu3!(|a, b| a & !b);
+    or_inv => alu3!(|a, b| a | !b);
+    xnor => alu3!(|a, b| !(a ^ b));
+    max => alu3!(|a, b| (a as i64).max(b as i64) as u64);
+    max_u => alu3!(|a, b| a.max(b));
+    min => alu3!(|a, b| (a as i64).min(b as i64) as u64);
+    min_u => alu3!(|a, b| a.min(b));
+}
