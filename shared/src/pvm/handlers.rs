@@ -31,18 +31,12 @@
 use super::interpreter::{Exit, Machine};
 use super::layout::HALT_ADDRESS;
 use super::memory::AccessTrap;
-use super::program::{Handler, INVALID_TARGET, Op, Program};
+use super::program::{Handler, INVALID_TARGET, Op, Program, with_fused_pairs};
 
 /// A handler: runs the instruction `op` (at index `idx` of the program's
 /// ops) on the machine, then the ones after it while fuel is left.
-pub(super) type HandlerFn = for<'a> fn(
-    m: &mut Machine,
-    p: &'a Program,
-    op: &'a Op,
-    idx: usize,
-    gas: i64,
-    fuel: u32,
-) -> Stop;
+pub(super) type HandlerFn =
+    for<'a> fn(m: &mut Machine, p: &'a Program, op: &'a Op, fuel: u32) -> Stop;
 
 /// Dispatches per call from the loops in `interpreter.rs`. Bounds the
 /// stack depth of a run (see the module's docs); a run returns to the loop
@@ -136,30 +130,20 @@ impl Stop {
 
 /// Calls the handler of `op` (index `idx`).
 #[inline(always)]
-pub(super) fn dispatch<'a>(
-    m: &mut Machine,
-    p: &'a Program,
-    op: &'a Op,
-    idx: usize,
-    gas: i64,
-    fuel: u32,
-) -> Stop {
-    TABLE[op.opcode as usize](m, p, op, idx, gas, fuel)
+pub(super) fn dispatch<'a>(m: &mut Machine, p: &'a Program, op: &'a Op, fuel: u32) -> Stop {
+    TABLE[op.opcode as usize](m, p, op, fuel)
 }
 
 /// Calls `handler` for entry `op` (index `idx`), whatever `op.opcode` says.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 pub(super) fn dispatch_as<'a>(
     handler: Handler,
     m: &mut Machine,
     p: &'a Program,
     op: &'a Op,
-    idx: usize,
-    gas: i64,
     fuel: u32,
 ) -> Stop {
-    TABLE[handler as usize](m, p, op, idx, gas, fuel)
+    TABLE[handler as usize](m, p, op, fuel)
 }
 
 /// The fast twin of every [`Handler`]'s handler by its number.
@@ -186,16 +170,31 @@ const fn table<const SLOW: bool>() -> [HandlerFn; 256] {
 /// usual.
 #[cold]
 #[inline(never)]
-fn retry_slow<'a>(
-    m: &mut Machine,
-    p: &'a Program,
-    op: &'a Op,
-    idx: usize,
-    gas: i64,
-    fuel: u32,
-) -> Stop {
+fn retry_slow<'a>(m: &mut Machine, p: &'a Program, op: &'a Op, fuel: u32) -> Stop {
     let single = Handler::from_opcode(op.opcode.unfused());
-    SLOW_TABLE[single as usize](m, p, op, idx, gas, fuel)
+    SLOW_TABLE[single as usize](m, p, op, fuel)
+}
+
+/// The entry after `op`.
+///
+/// # Safety
+///
+/// `op` must be an entry of a [`Program`]'s ops other than the last one.
+#[inline(always)]
+unsafe fn next_op(op: &Op) -> &Op {
+    // SAFETY: by the contract, `op + 1` is the next entry of the same
+    // `Vec<Op>`, alive as long as `op` (same lifetime).
+    unsafe { &*core::ptr::from_ref(op).add(1) }
+}
+
+/// The index of `op`, an entry of `p.ops`: computed where a run stops
+/// rather than carried in a register through every handler.
+#[inline(always)]
+fn index_of(p: &Program, op: &Op) -> usize {
+    let offset = core::ptr::from_ref(op)
+        .addr()
+        .wrapping_sub(p.ops.as_ptr().addr());
+    offset / core::mem::size_of::<Op>()
 }
 
 #[inline(always)]
@@ -215,8 +214,22 @@ fn imm(value: u32) -> u64 {
 /// defined here (`reg!`, `exit!`, `enter!`, `load!`, ...); `$d` is a `$`,
 /// for the helper macros' own parameters.
 macro_rules! define_handlers {
+    // From `with_fused_pairs!`: the bodies written below, then the pairs.
     (
-        $d:tt |$m:ident, $p:ident, $op:ident, $idx:ident, $gas:ident, $fuel:ident|
+        [
+            $d:tt |$m:ident, $p:ident, $op:ident, $fuel:ident|
+            $($name:ident => $body:expr;)*
+        ]
+        [$($fused:ident = $number:literal, $first:ident, $second:ident;)*]
+    ) => {
+        define_handlers! {
+            @bodies $d |$m, $p, $op, $fuel|
+            $($name => $body;)*
+            $($fused => pair!($first, $second);)*
+        }
+    };
+    (
+        @bodies $d:tt |$m:ident, $p:ident, $op:ident, $fuel:ident|
         $($name:ident => $body:expr;)*
     ) => {
         /// The fast twin (`SLOW` = false) or the slow twin of a handler.
@@ -235,8 +248,6 @@ macro_rules! define_handlers {
                     $m: &mut Machine,
                     $p: &'a Program,
                     mut $op: &'a Op,
-                    mut $idx: usize,
-                    mut $gas: i64,
                     $fuel: u32,
                 ) -> Stop {
                     macro_rules! reg {
@@ -246,8 +257,7 @@ macro_rules! define_handlers {
                     }
                     macro_rules! exit {
                         ($d exit:expr) => {{
-                            $m.gas = $gas;
-                            return Stop::exit($idx, $d exit);
+                            return Stop::exit(index_of($p, $op), $d exit);
                         }};
                     }
                     macro_rules! trap {
@@ -266,13 +276,39 @@ macro_rules! define_handlers {
                             let to: usize = $d to;
                             if $fuel > 0
                                 && let Some(next) = $p.ops.get(to)
-                                && $gas >= i64::from(next.gas)
+                                && $m.gas >= i64::from(next.gas)
                             {
-                                $gas -= i64::from(next.gas);
-                                return dispatch($m, $p, next, to, $gas, $fuel - 1);
+                                $m.gas -= i64::from(next.gas);
+                                return dispatch($m, $p, next, $fuel - 1);
                             }
-                            $m.gas = $gas;
-                            return Stop::enter($idx, to);
+                            return Stop::enter(index_of($p, $op), to);
+                        }};
+                    }
+                    // The entry after this one (this instruction is not the
+                    // last entry: see `next_op`).
+                    macro_rules! next {
+                        () => {{
+                            debug_assert!(index_of($p, $op) + 1 < $p.ops.len());
+                            // SAFETY: every handler is called with an entry of
+                            // its program (the loops in `interpreter.rs` and
+                            // the handlers pass nothing else), and `next!`
+                            // serves only an instruction that falls through, a
+                            // branch not taken, or a fused pair's first half:
+                            // none is the last entry, which is always a
+                            // synthesised `trap` (`Program::from_parts`).
+                            unsafe { next_op($op) }
+                        }};
+                    }
+                    // `enter!(index + 1)`, without computing the index.
+                    macro_rules! enter_next {
+                        () => {{
+                            let next = next!();
+                            if $fuel > 0 && $m.gas >= i64::from(next.gas) {
+                                $m.gas -= i64::from(next.gas);
+                                return dispatch($m, $p, next, $fuel - 1);
+                            }
+                            let at = index_of($p, $op);
+                            return Stop::enter(at, at + 1);
                         }};
                     }
                     macro_rules! jump {
@@ -295,7 +331,7 @@ macro_rules! define_handlers {
                             if $d cond {
                                 enter!($op.y as usize);
                             }
-                            enter!($idx + 1);
+                            enter_next!();
                         }};
                     }
                     macro_rules! djump {
@@ -328,7 +364,7 @@ macro_rules! define_handlers {
                             } else {
                                 match $m.memory.load_hinted::<$d n>(address) {
                                     Some(bytes) => reg!($d dst) = $d convert(bytes),
-                                    None => return retry_slow($m, $p, $op, $idx, $gas, $fuel),
+                                    None => return retry_slow($m, $p, $op, $fuel),
                                 }
                             }
                         }};
@@ -342,7 +378,7 @@ macro_rules! define_handlers {
                                     trap!(trap);
                                 }
                             } else if !$m.memory.store_hinted(address, bytes) {
-                                return retry_slow($m, $p, $op, $idx, $gas, $fuel);
+                                return retry_slow($m, $p, $op, $fuel);
                             }
                         }};
                     }
@@ -366,7 +402,9 @@ macro_rules! define_handlers {
                             reg!(a) = $d value;
                         }};
                     }
-                    // The body of one instruction, for the fused pairs.
+                    // The body of each instruction that takes part in a
+                    // fused pair (its only definition: its own handler runs
+                    // it through here too).
                     macro_rules! one {
                         (load_ind_u64) => {
                             load!(a, reg!(b).wrapping_add(imm($op.x)), 8, u64::from_le_bytes)
@@ -379,14 +417,26 @@ macro_rules! define_handlers {
                         (store_ind_u64) => {
                             store!(reg!(b).wrapping_add(imm($op.x)), reg!(a).to_le_bytes())
                         };
+                        (store_ind_u8) => {
+                            store!(reg!(b).wrapping_add(imm($op.x)), [reg!(a) as u8])
+                        };
+                        (store_imm_ind_u8) => {
+                            store!(reg!(a).wrapping_add(imm($op.x)), [$op.y as u8])
+                        };
                         (add_64) => {
                             alu3!(|a, b| a.wrapping_add(b))
                         };
                         (xor) => {
                             alu3!(|a, b| a ^ b)
                         };
+                        (or) => {
+                            alu3!(|a, b| a | b)
+                        };
                         (mul_64) => {
                             alu3!(|a, b| a.wrapping_mul(b))
+                        };
+                        (shlo_l_64) => {
+                            alu3!(|a, b| a << (b & 63))
                         };
                         (rot_r_64_imm) => {
                             alu_imm!(|b, x| b.rotate_right((x & 63) as u32))
@@ -394,8 +444,23 @@ macro_rules! define_handlers {
                         (add_imm_64) => {
                             alu_imm!(|b, x| b.wrapping_add(x))
                         };
+                        (and_imm) => {
+                            alu_imm!(|b, x| b & x)
+                        };
+                        (shlo_l_imm_64) => {
+                            alu_imm!(|b, x| b << (x & 63))
+                        };
+                        (shlo_r_imm_64) => {
+                            alu_imm!(|b, x| b >> (x & 63))
+                        };
                         (branch_ne_imm) => {
                             branch!(reg!(a) != imm($op.x))
+                        };
+                        (branch_ge_u) => {
+                            branch!(reg!(a) >= reg!(b))
+                        };
+                        (jump) => {
+                            jump!($op.y)
                         };
                     }
                     // A fused pair: the first instruction, then the second
@@ -405,11 +470,7 @@ macro_rules! define_handlers {
                     macro_rules! pair {
                         ($d first:ident, $d second:ident) => {{
                             one!($d first);
-                            $idx += 1;
-                            $op = match $p.ops.get($idx) {
-                                Some(next) => next,
-                                None => exit!(Exit::Panic),
-                            };
+                            $op = next!();
                             one!($d second);
                         }};
                     }
@@ -418,45 +479,28 @@ macro_rules! define_handlers {
 
                     // Not a terminator: on to the next instruction (the last
                     // entry is always a trap, so there is one).
-                    let next = $idx + 1;
                     if $fuel == 0 {
-                        $m.gas = $gas;
-                        return Stop::resume($idx, next);
+                        let at = index_of($p, $op);
+                        return Stop::resume(at, at + 1);
                     }
-                    debug_assert!(core::ptr::eq($op, &$p.ops[$idx]) && next < $p.ops.len());
-                    // SAFETY: `op` is entry `idx` of `p.ops` (every caller
-                    // passes an entry of the program with its index, see
-                    // `HandlerFn`), and not the last one: this instruction
-                    // falls through, and the last entry is always a
-                    // synthesised trap (`Program::from_parts`).
-                    let op = unsafe { &*core::ptr::from_ref($op).add(1) };
-                    dispatch($m, $p, op, next, $gas, $fuel - 1)
+                    dispatch($m, $p, next!(), $fuel - 1)
                 }
             )*
         }
     };
 }
 
-define_handlers! {
-    $ |m, p, op, idx, gas, fuel|
-    load_ind_u64__add_64 => pair!(load_ind_u64, add_64);
-    load_ind_u64__load_ind_u64 => pair!(load_ind_u64, load_ind_u64);
-    store_ind_u64__load_ind_u64 => pair!(store_ind_u64, load_ind_u64);
-    add_64__store_ind_u64 => pair!(add_64, store_ind_u64);
-    add_64__add_64 => pair!(add_64, add_64);
-    xor__rot_r_64_imm => pair!(xor, rot_r_64_imm);
-    load_ind_u8__add_imm_64 => pair!(load_ind_u8, add_imm_64);
-    xor__add_imm_64 => pair!(xor, add_imm_64);
-    mul_64__branch_ne_imm => pair!(mul_64, branch_ne_imm);
+with_fused_pairs!(define_handlers {
+    $ |m, p, op, fuel|
     trap => exit!(Exit::Panic);
-    fallthrough => enter!(idx + 1);
+    fallthrough => enter_next!();
     ecalli => exit!(Exit::HostCall(op.x));
     load_imm_64 => reg!(a) = u64::from(op.x) | (u64::from(op.y) << 32);
     store_imm_u8 => store!(op.x, [op.y as u8]);
     store_imm_u16 => store!(op.x, (op.y as u16).to_le_bytes());
     store_imm_u32 => store!(op.x, op.y.to_le_bytes());
     store_imm_u64 => store!(op.x, imm(op.y).to_le_bytes());
-    jump => jump!(op.y);
+    jump => one!(jump);
     jump_ind => djump!(reg!(a).wrapping_add(imm(op.x)));
     load_imm => reg!(a) = imm(op.x);
     load_u8 => load!(a, op.x, 1, |b: [u8; 1]| u64::from(b[0]));
@@ -470,9 +514,7 @@ define_handlers! {
     store_u16 => store!(op.x, (reg!(a) as u16).to_le_bytes());
     store_u32 => store!(op.x, (reg!(a) as u32).to_le_bytes());
     store_u64 => store!(op.x, reg!(a).to_le_bytes());
-    store_imm_ind_u8 => {
-            store!(reg!(a).wrapping_add(imm(op.x)), [op.y as u8])
-        };
+    store_imm_ind_u8 => one!(store_imm_ind_u8);
     store_imm_ind_u16 => {
             store!(reg!(a).wrapping_add(imm(op.x)), (op.y as u16).to_le_bytes())
         };
@@ -487,7 +529,7 @@ define_handlers! {
             jump!(op.y)
         };
     branch_eq_imm => branch!(reg!(a) == imm(op.x));
-    branch_ne_imm => branch!(reg!(a) != imm(op.x));
+    branch_ne_imm => one!(branch_ne_imm);
     branch_lt_u_imm => branch!(reg!(a) < imm(op.x));
     branch_le_u_imm => branch!(reg!(a) <= imm(op.x));
     branch_ge_u_imm => branch!(reg!(a) >= imm(op.x));
@@ -510,7 +552,7 @@ define_handlers! {
     sign_extend_16 => reg!(d) = reg!(a) as u16 as i16 as i64 as u64;
     zero_extend_16 => reg!(d) = u64::from(reg!(a) as u16);
     reverse_bytes => reg!(d) = reg!(a).swap_bytes();
-    store_ind_u8 => store!(reg!(b).wrapping_add(imm(op.x)), [reg!(a) as u8]);
+    store_ind_u8 => one!(store_ind_u8);
     store_ind_u16 => store!(
             reg!(b).wrapping_add(imm(op.x)),
             (reg!(a) as u16).to_le_bytes()
@@ -519,12 +561,8 @@ define_handlers! {
             reg!(b).wrapping_add(imm(op.x)),
             (reg!(a) as u32).to_le_bytes()
         );
-    store_ind_u64 => {
-            store!(reg!(b).wrapping_add(imm(op.x)), reg!(a).to_le_bytes())
-        };
-    load_ind_u8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
-            u64::from(b[0])
-        });
+    store_ind_u64 => one!(store_ind_u64);
+    load_ind_u8 => one!(load_ind_u8);
     load_ind_i8 => load!(a, reg!(b).wrapping_add(imm(op.x)), 1, |b: [u8; 1]| {
             b[0] as i8 as i64 as u64
         });
@@ -540,11 +578,9 @@ define_handlers! {
     load_ind_i32 => load!(a, reg!(b).wrapping_add(imm(op.x)), 4, |b| {
             i32::from_le_bytes(b) as i64 as u64
         });
-    load_ind_u64 => {
-            load!(a, reg!(b).wrapping_add(imm(op.x)), 8, u64::from_le_bytes)
-        };
+    load_ind_u64 => one!(load_ind_u64);
     add_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_add(x)));
-    and_imm => alu_imm!(|b, x| b & x);
+    and_imm => one!(and_imm);
     xor_imm => alu_imm!(|b, x| b ^ x);
     or_imm => alu_imm!(|b, x| b | x);
     mul_imm_32 => alu_imm!(|b, x| sext32(b.wrapping_mul(x)));
@@ -575,16 +611,16 @@ define_handlers! {
                 reg!(a) = imm(op.x);
             }
         };
-    add_imm_64 => alu_imm!(|b, x| b.wrapping_add(x));
+    add_imm_64 => one!(add_imm_64);
     mul_imm_64 => alu_imm!(|b, x| b.wrapping_mul(x));
-    shlo_l_imm_64 => alu_imm!(|b, x| b << (x & 63));
-    shlo_r_imm_64 => alu_imm!(|b, x| b >> (x & 63));
+    shlo_l_imm_64 => one!(shlo_l_imm_64);
+    shlo_r_imm_64 => one!(shlo_r_imm_64);
     shar_r_imm_64 => alu_imm!(|b, x| ((b as i64) >> (x & 63)) as u64);
     neg_add_imm_64 => alu_imm!(|b, x| x.wrapping_sub(b));
     shlo_l_imm_alt_64 => alu_imm!(|b, x| x << (b & 63));
     shlo_r_imm_alt_64 => alu_imm!(|b, x| x >> (b & 63));
     shar_r_imm_alt_64 => alu_imm!(|b, x| ((x as i64) >> (b & 63)) as u64);
-    rot_r_64_imm => alu_imm!(|b, x| b.rotate_right((x & 63) as u32));
+    rot_r_64_imm => one!(rot_r_64_imm);
     rot_r_64_imm_alt => alu_imm!(|b, x| x.rotate_right((b & 63) as u32));
     rot_r_32_imm => {
             alu_imm!(|b, x| sext32(u64::from((b as u32).rotate_right((x & 31) as u32))))
@@ -596,7 +632,7 @@ define_handlers! {
     branch_ne => branch!(reg!(a) != reg!(b));
     branch_lt_u => branch!(reg!(a) < reg!(b));
     branch_lt_s => branch!((reg!(a) as i64) < (reg!(b) as i64));
-    branch_ge_u => branch!(reg!(a) >= reg!(b));
+    branch_ge_u => one!(branch_ge_u);
     branch_ge_s => branch!((reg!(a) as i64) >= (reg!(b) as i64));
     load_imm_jump_ind => {
             let address = reg!(b).wrapping_add(imm(op.y));
@@ -631,9 +667,9 @@ define_handlers! {
     shlo_l_32 => alu3!(|a, b| sext32(u64::from((a as u32) << (b & 31))));
     shlo_r_32 => alu3!(|a, b| sext32(u64::from((a as u32) >> (b & 31))));
     shar_r_32 => alu3!(|a, b| ((a as i32) >> (b & 31)) as i64 as u64);
-    add_64 => alu3!(|a, b| a.wrapping_add(b));
+    add_64 => one!(add_64);
     sub_64 => alu3!(|a, b| a.wrapping_sub(b));
-    mul_64 => alu3!(|a, b| a.wrapping_mul(b));
+    mul_64 => one!(mul_64);
     div_u_64 => alu3!(|a, b| a.checked_div(b).unwrap_or(u64::MAX));
     div_s_64 => alu3!(|a, b| match b {
             0 => u64::MAX,
@@ -644,12 +680,12 @@ define_handlers! {
             0 => a,
             _ => (a as i64).wrapping_rem(b as i64) as u64,
         });
-    shlo_l_64 => alu3!(|a, b| a << (b & 63));
+    shlo_l_64 => one!(shlo_l_64);
     shlo_r_64 => alu3!(|a, b| a >> (b & 63));
     shar_r_64 => alu3!(|a, b| ((a as i64) >> (b & 63)) as u64);
     and => alu3!(|a, b| a & b);
-    xor => alu3!(|a, b| a ^ b);
-    or => alu3!(|a, b| a | b);
+    xor => one!(xor);
+    or => one!(or);
     mul_upper_s_s => {
             alu3!(|a, b| ((i128::from(a as i64) * i128::from(b as i64)) >> 64) as u64)
         };
@@ -686,4 +722,4 @@ define_handlers! {
     max_u => alu3!(|a, b| a.max(b));
     min => alu3!(|a, b| (a as i64).min(b as i64) as u64);
     min_u => alu3!(|a, b| a.min(b));
-}
+});

@@ -177,17 +177,18 @@ impl Machine {
     /// Runs from `idx`, a block start already paid (or resumed inside
     /// one), until control enters a block the handlers could not charge or
     /// the machine exits; returns that stop and the gas left.
-    fn run_paid(&mut self, program: &Program, mut idx: usize, mut gas: i64) -> (Stop, i64) {
+    fn run_paid(&mut self, program: &Program, mut idx: usize, gas: i64) -> (Stop, i64) {
+        // The handlers charge blocks from `self.gas`.
+        self.gas = gas;
         loop {
             let Some(op) = program.ops.get(idx) else {
                 // Unreachable: the last entry is always a trap.
-                return (Stop::exit(idx.saturating_sub(1), Exit::Panic), gas);
+                return (Stop::exit(idx.saturating_sub(1), Exit::Panic), self.gas);
             };
-            let stop = dispatch(self, program, op, idx, gas, FUEL);
-            gas = self.gas;
+            let stop = dispatch(self, program, op, FUEL);
             match stop.next() {
                 Next::Resume(to) => idx = to,
-                _ => return (stop, gas),
+                _ => return (stop, self.gas),
             }
         }
     }
@@ -196,7 +197,6 @@ impl Machine {
     /// instruction alone), with nothing charged, and stops before `stop`
     /// (out of gas) or where control enters a block or the machine exits.
     fn step(&mut self, program: &Program, mut idx: usize, stop: usize) -> Stop {
-        let gas = self.gas;
         loop {
             if idx >= stop {
                 return Stop::exit(idx, Exit::OutOfGas);
@@ -208,7 +208,7 @@ impl Machine {
             // A fused pair's first instruction alone: handlers do not read
             // `opcode`, so the entry itself goes to its first half's handler.
             let single = Handler::from_opcode(op.opcode.unfused());
-            let stop = dispatch_as(single, self, program, op, idx, gas, 0);
+            let stop = dispatch_as(single, self, program, op, 0);
             match stop.next() {
                 Next::Resume(to) => idx = to,
                 _ => return stop,

@@ -404,10 +404,27 @@ macro_rules! with_fused_pairs {
                 load_ind_u8__add_imm_64 = 248, load_ind_u8, add_imm_64;
                 xor__add_imm_64 = 249, xor, add_imm_64;
                 mul_64__branch_ne_imm = 250, mul_64, branch_ne_imm;
+                add_64__load_ind_u64 = 231, add_64, load_ind_u64;
+                load_ind_u64__xor = 232, load_ind_u64, xor;
+                xor__store_ind_u64 = 233, xor, store_ind_u64;
+                load_ind_u64__store_ind_u64 = 234, load_ind_u64, store_ind_u64;
+                store_ind_u64__add_64 = 235, store_ind_u64, add_64;
+                shlo_l_imm_64__shlo_l_imm_64 = 236, shlo_l_imm_64, shlo_l_imm_64;
+                shlo_r_imm_64__add_64 = 237, shlo_r_imm_64, add_64;
+                load_ind_u8__and_imm = 238, load_ind_u8, and_imm;
+                shlo_l_64__or = 239, shlo_l_64, or;
+                add_64__store_ind_u8 = 251, add_64, store_ind_u8;
+                add_64__store_imm_ind_u8 = 252, add_64, store_imm_ind_u8;
+                add_64__jump = 253, add_64, jump;
+                load_ind_u64__branch_ge_u = 254, load_ind_u64, branch_ge_u;
+                store_ind_u64__add_imm_64 = 255, store_ind_u64, add_imm_64;
+                add_64__branch_ne_imm = 2, add_64, branch_ne_imm;
             ]
         }
     };
 }
+
+pub(crate) use with_fused_pairs;
 
 macro_rules! handlers_from_instructions {
     ($($instructions:tt)*) => {
