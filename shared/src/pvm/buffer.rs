@@ -82,6 +82,14 @@ impl RegionBuffer {
     }
 }
 
+impl RegionBuffer {
+    /// The block's pointer itself (not derived from a borrow of the
+    /// bytes), for [`super::window::Window`].
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.block.as_ptr()
+    }
+}
+
 impl Deref for RegionBuffer {
     type Target = [u8];
 

@@ -12,6 +12,7 @@ use alloc::vec::Vec;
 
 use super::buffer::RegionBuffer;
 use super::error::MemoryError;
+use super::window::Window;
 
 /// The PVM page size `Z_P`.
 pub const PAGE_SIZE: u32 = 1 << 12;
@@ -123,11 +124,11 @@ pub struct Memory {
     /// run's result depends on the allocator's state, so the kernel must
     /// not keep it.
     storage_exhausted: bool,
-    /// The region the interpreter's last load hit (a hint: any index is
-    /// safe, a wrong one only costs the region walk).
-    last_load: usize,
-    /// The region the interpreter's last store hit (a hint, as above).
-    last_store: usize,
+    /// The region the interpreter's last load hit (empty until one does,
+    /// and after anything that changes the regions).
+    load_window: Window,
+    /// The writable region the interpreter's last store hit (as above).
+    store_window: Window,
 }
 
 impl Default for Memory {
@@ -137,8 +138,8 @@ impl Default for Memory {
             heap: None,
             sbrk_budget: u64::MAX,
             storage_exhausted: false,
-            last_load: 0,
-            last_store: 0,
+            load_window: Window::EMPTY,
+            store_window: Window::EMPTY,
         }
     }
 }
@@ -181,6 +182,7 @@ impl Memory {
     /// page aligned, the range must not overlap the first 64 KiB or another
     /// region.
     pub fn map(&mut self, address: u32, length: u32, access: Access) -> Result<(), MemoryError> {
+        self.forget_windows();
         if !address.is_multiple_of(PAGE_SIZE) || !length.is_multiple_of(PAGE_SIZE) {
             return Err(MemoryError::Unaligned { address, length });
         }
@@ -216,6 +218,7 @@ impl Memory {
     /// `sbrk` hands out octets from `top` upward, growing the region page by
     /// page, but never past `limit`.
     pub(crate) fn set_heap(&mut self, region_base: u32, top: u32, limit: u32) {
+        self.forget_windows();
         let existing = self
             .regions
             .iter()
@@ -341,6 +344,8 @@ impl Memory {
 
     /// Forgets which pages were written.
     pub fn clear_dirty(&mut self) {
+        // The store window remembers a page it marked.
+        self.forget_windows();
         for r in &mut self.regions {
             r.dirty.fill(0);
         }
@@ -351,6 +356,8 @@ impl Memory {
     /// memory has no heap or the request does not fit (past the limit, or
     /// more than the page allocator can provide).
     pub fn sbrk(&mut self, size: u64) -> u64 {
+        // Growing the heap may move its buffers.
+        self.forget_windows();
         let Some(heap) = self.heap else {
             return 0;
         };
@@ -397,58 +404,47 @@ impl Memory {
         self.heap.map(|heap| heap.top)
     }
 
-    /// Loads `N` octets at `address` for the interpreter. The region of
-    /// the previous load is tried first (one range check); the walk over
-    /// all regions runs only when the access leaves it.
-    #[inline(always)]
-    pub(crate) fn load<const N: usize>(&mut self, address: u32) -> Result<[u8; N], AccessTrap> {
-        if let Some(r) = self.regions.get(self.last_load) {
-            let offset = address.wrapping_sub(r.base) as usize;
-            if let Some(bytes) = r.data.get(offset..offset + N)
-                && let Ok(array) = <[u8; N]>::try_from(bytes)
-            {
-                return Ok(array);
-            }
-        }
-        self.load_walk(address)
+    /// Empties the interpreter's windows (before the regions change).
+    fn forget_windows(&mut self) {
+        self.load_window = Window::EMPTY;
+        self.store_window = Window::EMPTY;
     }
 
-    /// The interpreter's fast path: `N` octets at `address` from the
-    /// region of the previous load, or `None` (nothing changed) when the
-    /// access leaves that region; [`Self::load`] then does the rest.
+    /// Loads `N` octets at `address` for the interpreter: through the
+    /// window of the previous load, else the walk over all regions (which
+    /// moves the window).
+    #[inline(always)]
+    pub(crate) fn load<const N: usize>(&mut self, address: u32) -> Result<[u8; N], AccessTrap> {
+        match self.load_window.load(address) {
+            Some(bytes) => Ok(bytes),
+            None => self.load_walk(address),
+        }
+    }
+
+    /// The interpreter's fast path: `N` octets at `address` through the
+    /// window of the previous load, or `None` (nothing changed) when the
+    /// access leaves it; [`Self::load`] then does the rest.
     #[inline(always)]
     pub(crate) fn load_hinted<const N: usize>(&self, address: u32) -> Option<[u8; N]> {
-        let r = self.regions.get(self.last_load)?;
-        let offset = address.wrapping_sub(r.base) as usize;
-        <[u8; N]>::try_from(r.data.get(offset..offset + N)?).ok()
+        self.load_window.load(address)
     }
 
     /// The interpreter's fast path for stores: like [`Self::store`] when
-    /// the access falls in the region of the previous store, else `false`
+    /// the access falls in the window of the previous store, else `false`
     /// and nothing changed.
     #[inline(always)]
     pub(crate) fn store_hinted<const N: usize>(&mut self, address: u32, bytes: [u8; N]) -> bool {
-        if let Some(r) = self.regions.get_mut(self.last_store) {
-            let offset = address.wrapping_sub(r.base) as usize;
-            if r.access == Access::Write
-                && let Some(target) = r.data.get_mut(offset..offset + N)
-            {
-                target.copy_from_slice(&bytes);
-                r.mark_dirty(offset, N);
-                return true;
-            }
-        }
-        false
+        self.store_window.store(address, bytes)
     }
 
     #[inline(never)]
     fn load_walk<const N: usize>(&mut self, address: u32) -> Result<[u8; N], AccessTrap> {
-        for (i, r) in self.regions.iter().enumerate() {
+        for r in self.regions.iter_mut() {
             let offset = address.wrapping_sub(r.base) as usize;
             if let Some(bytes) = r.data.get(offset..offset + N)
                 && let Ok(array) = <[u8; N]>::try_from(bytes)
             {
-                self.last_load = i;
+                self.load_window = Window::new(r.base, &mut r.data, &mut r.dirty);
                 return Ok(array);
             }
         }
@@ -456,22 +452,15 @@ impl Memory {
     }
 
     /// Stores `N` octets at `address` for the interpreter; like
-    /// [`Self::load`], the previous store's region is tried first.
+    /// [`Self::load`], through the previous store's window first.
     #[inline(always)]
     pub(crate) fn store<const N: usize>(
         &mut self,
         address: u32,
         bytes: [u8; N],
     ) -> Result<(), AccessTrap> {
-        if let Some(r) = self.regions.get_mut(self.last_store) {
-            let offset = address.wrapping_sub(r.base) as usize;
-            if r.access == Access::Write
-                && let Some(target) = r.data.get_mut(offset..offset + N)
-            {
-                target.copy_from_slice(&bytes);
-                r.mark_dirty(offset, N);
-                return Ok(());
-            }
+        if self.store_window.store(address, bytes) {
+            return Ok(());
         }
         self.store_walk(address, bytes)
     }
@@ -482,14 +471,14 @@ impl Memory {
         address: u32,
         bytes: [u8; N],
     ) -> Result<(), AccessTrap> {
-        for (i, r) in self.regions.iter_mut().enumerate() {
+        for r in self.regions.iter_mut() {
             let offset = address.wrapping_sub(r.base) as usize;
             if r.access == Access::Write
                 && let Some(target) = r.data.get_mut(offset..offset + N)
             {
                 target.copy_from_slice(&bytes);
                 r.mark_dirty(offset, N);
-                self.last_store = i;
+                self.store_window = Window::new(r.base, &mut r.data, &mut r.dirty);
                 return Ok(());
             }
         }

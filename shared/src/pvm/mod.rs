@@ -130,6 +130,7 @@ pub mod interpreter;
 pub mod layout;
 pub mod memory;
 pub mod program;
+mod window;
 
 pub use blob::{Bitmask, ProgramParts, deblob, decode_natural, encode_natural};
 pub use decode::{Instruction, Operands, decode_instruction, instructions};

@@ -1,0 +1,196 @@
+//! The interpreter's fast path into memory: where the last load (or
+//! store) landed, as raw parts of that region's buffers.
+//!
+//! Reaching a region's bytes through `Memory` means three dependent loads
+//! (the regions' `Vec`, the `Region`, its buffer) before the access itself;
+//! the register file and the window sit next to each other in the
+//! `Machine`, so a hit costs one subtraction, one compare and the access.
+//! `Memory` keeps the invariant below; everything else (finding the region,
+//! faults, access rights) stays on the slow path.
+
+use core::ptr::NonNull;
+
+use alloc::vec::Vec;
+
+use super::buffer::RegionBuffer;
+use super::memory::PAGE_SIZE;
+
+/// The raw parts of one region's buffers, or nothing (`len` 0: every access
+/// misses).
+///
+/// Invariant (kept by `Memory`, which owns the region): while `len` > 0,
+/// `data` is valid for reads and writes of `len` bytes and `dirty` for
+/// `len` / `PAGE_SIZE` / 64 words (rounded up), both the buffers of the
+/// region based at `base`; `Memory` empties its windows before anything
+/// that can move, resize or free a region's buffers (`map`, `set_heap`,
+/// `sbrk`), and drops them with the buffers.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Window {
+    base: u32,
+    len: usize,
+    data: *mut u8,
+    dirty: *mut u64,
+    /// A page this window already marked dirty (`usize::MAX`: none): a
+    /// store to it skips the bitmap. `Memory` empties its windows when it
+    /// clears the bitmaps, so the page's bit is set while this names it.
+    marked: usize,
+}
+
+// SAFETY: a window only points into buffers owned by the `Memory` that
+// holds it, and is only used through that `Memory`'s `&self`/`&mut self`
+// methods, so sharing or sending it is as safe as sharing or sending the
+// `Memory` (whose `RegionBuffer`s are `Send` and `Sync`).
+unsafe impl Send for Window {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Window {}
+
+impl Window {
+    /// Matches no address.
+    pub(super) const EMPTY: Window = Window {
+        base: 0,
+        len: 0,
+        data: NonNull::dangling().as_ptr(),
+        dirty: NonNull::dangling().as_ptr(),
+        marked: usize::MAX,
+    };
+
+    /// The window of the region based at `base` with these buffers, or
+    /// [`Window::EMPTY`] if the dirty bitmap does not cover the data (never
+    /// for a well-formed region).
+    pub(super) fn new(base: u32, data: &mut RegionBuffer, dirty: &mut Vec<u64>) -> Window {
+        let pages = data.len().div_ceil(PAGE_SIZE as usize);
+        if dirty.len() < pages.div_ceil(64) {
+            return Window::EMPTY;
+        }
+        Window {
+            base,
+            len: data.len(),
+            data: data.as_mut_ptr(),
+            dirty: dirty.as_mut_ptr(),
+            marked: usize::MAX,
+        }
+    }
+
+    /// The offset of `address` in the window if all `n` bytes from it are.
+    #[inline(always)]
+    fn offset(&self, address: u32, n: usize) -> Option<usize> {
+        let offset = address.wrapping_sub(self.base) as usize;
+        // No overflow: `offset` < 2^32 and `n` ≤ 8, in 64 bits.
+        (offset as u64 + n as u64 <= self.len as u64).then_some(offset)
+    }
+
+    /// `N` bytes at `address`, if the window holds them all.
+    #[inline(always)]
+    pub(super) fn load<const N: usize>(&self, address: u32) -> Option<[u8; N]> {
+        let offset = self.offset(address, N)?;
+        // SAFETY: `offset + N ≤ len`, and `data` is valid for `len` bytes
+        // (the type's invariant); `read_unaligned` needs no alignment.
+        Some(unsafe { self.data.add(offset).cast::<[u8; N]>().read_unaligned() })
+    }
+
+    /// Writes `bytes` at `address` and marks their pages dirty, if the
+    /// window holds them all (only writable regions get a store window).
+    #[inline(always)]
+    pub(super) fn store<const N: usize>(&mut self, address: u32, bytes: [u8; N]) -> bool {
+        let Some(offset) = self.offset(address, N) else {
+            return false;
+        };
+        let first = offset / PAGE_SIZE as usize;
+        let last = (offset + N - 1) / PAGE_SIZE as usize;
+        // SAFETY: `offset + N ≤ len` and `data` is valid for writes of `len`
+        // bytes (the type's invariant); the caller holds the `Memory`
+        // mutably.
+        unsafe {
+            self.data
+                .add(offset)
+                .cast::<[u8; N]>()
+                .write_unaligned(bytes)
+        };
+        if first != self.marked || last != first {
+            self.mark(first);
+            self.mark(last);
+            self.marked = last;
+        }
+        true
+    }
+
+    /// Sets page `page`'s dirty bit; `page` < `len` / `PAGE_SIZE` (rounded
+    /// up).
+    #[inline(always)]
+    fn mark(&self, page: usize) {
+        // SAFETY: `page` is below `len / PAGE_SIZE` rounded up, so its word
+        // is below the bitmap's length (the type's invariant).
+        unsafe { *self.dirty.add(page / 64) |= 1 << (page % 64) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pvm::{Access, Memory, PageMapEntry};
+
+    fn two_pages() -> Memory {
+        Memory::from_page_map(&[PageMapEntry {
+            address: 0x10000,
+            length: 0x2000,
+            access: Access::Write,
+        }])
+        .expect("maps")
+    }
+
+    fn dirty(memory: &Memory) -> alloc::vec::Vec<u32> {
+        let mut out = alloc::vec::Vec::new();
+        memory.dirty_page_addresses(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_store_after_clear_dirty_marks_its_page_again() {
+        let mut memory = two_pages();
+        memory.store(0x10008, 7u64.to_le_bytes()).expect("stores");
+        assert!(
+            memory.store_hinted(0x10010, 8u64.to_le_bytes()),
+            "window hit"
+        );
+        assert_eq!(dirty(&memory), [0x10000]);
+        memory.clear_dirty();
+        assert!(dirty(&memory).is_empty());
+        // The same page again: the window must not trust what it marked
+        // before the bitmaps were cleared.
+        memory.store(0x10018, 9u64.to_le_bytes()).expect("stores");
+        assert!(
+            memory.store_hinted(0x10020, 1u64.to_le_bytes()),
+            "window hit"
+        );
+        assert_eq!(dirty(&memory), [0x10000]);
+    }
+
+    #[test]
+    fn a_store_across_a_page_boundary_marks_both_pages() {
+        let mut memory = two_pages();
+        memory.store(0x10000, [1u8]).expect("stores");
+        memory.clear_dirty();
+        memory.store(0x10000, [1u8]).expect("stores");
+        assert!(memory.store_hinted(0x10ffc, u64::MAX.to_le_bytes()));
+        assert_eq!(dirty(&memory), [0x10000, 0x11000]);
+        let mut back = [0u8; 8];
+        memory.read(0x10ffc, &mut back).expect("reads");
+        assert_eq!(back, [0xff; 8]);
+    }
+
+    #[test]
+    fn windows_miss_outside_their_region_and_after_sbrk_moves_the_heap() {
+        let mut memory = two_pages();
+        memory.store(0x10000, [5u8]).expect("stores");
+        assert_eq!(memory.load_hinted::<1>(0x10000), None, "no load yet");
+        assert_eq!(memory.load::<1>(0x10000), Ok([5]));
+        assert_eq!(memory.load_hinted::<1>(0x10000), Some([5]));
+        assert_eq!(memory.load_hinted::<8>(0x11ff9), None, "past the end");
+        assert_eq!(memory.load_hinted::<8>(0x11ff8), Some([0; 8]));
+        memory.set_heap(0x10000, 0x12000, 0x20000);
+        assert_eq!(memory.load_hinted::<1>(0x10000), None, "forgotten");
+        assert!(!memory.store_hinted(0x10000, [1u8]), "forgotten");
+        assert_ne!(memory.sbrk(0x4000), 0);
+        assert_eq!(memory.load::<1>(0x13000), Ok([0]), "the grown heap");
+        assert_eq!(memory.load_hinted::<1>(0x10000), Some([5]));
+    }
+}
