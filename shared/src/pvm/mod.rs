@@ -7,7 +7,10 @@
 //! * [`layout`] — the standard program format `Y` and its memory layout.
 //! * [`memory`] — pages, access rights, dirty tracking.
 //! * [`program`] — a blob pre-decoded once into a fast form.
-//! * [`interpreter`] — [`Machine::run`].
+//! * [`interpreter`] — [`Machine::run`]: gas blocks, slices, the stepping
+//!   loop; `handlers` (private) — one function per instruction handler,
+//!   each dispatching the next; `window` (private) — the handlers' fast
+//!   path into memory.
 //!
 //! # Where this implementation departs from the Graypaper's text
 //!
