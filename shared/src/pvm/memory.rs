@@ -124,9 +124,12 @@ pub struct Memory {
     /// run's result depends on the allocator's state, so the kernel must
     /// not keep it.
     storage_exhausted: bool,
-    /// The region the interpreter's last load hit (empty until one does,
-    /// and after anything that changes the regions).
+    /// The region the interpreter's last load walk found (empty until one
+    /// does, and after anything that changes the regions).
     load_window: Window,
+    /// The one the walk found before that: code that alternates between
+    /// two regions (the stack and its data) hits one of the two.
+    older_load_window: Window,
     /// The writable region the interpreter's last store hit (as above).
     store_window: Window,
 }
@@ -139,6 +142,7 @@ impl Default for Memory {
             sbrk_budget: u64::MAX,
             storage_exhausted: false,
             load_window: Window::EMPTY,
+            older_load_window: Window::EMPTY,
             store_window: Window::EMPTY,
         }
     }
@@ -407,6 +411,7 @@ impl Memory {
     /// Empties the interpreter's windows (before the regions change).
     fn forget_windows(&mut self) {
         self.load_window = Window::EMPTY;
+        self.older_load_window = Window::EMPTY;
         self.store_window = Window::EMPTY;
     }
 
@@ -415,18 +420,21 @@ impl Memory {
     /// moves the window).
     #[inline(always)]
     pub(crate) fn load<const N: usize>(&mut self, address: u32) -> Result<[u8; N], AccessTrap> {
-        match self.load_window.load(address) {
+        match self.load_hinted(address) {
             Some(bytes) => Ok(bytes),
             None => self.load_walk(address),
         }
     }
 
     /// The interpreter's fast path: `N` octets at `address` through the
-    /// window of the previous load, or `None` (nothing changed) when the
+    /// windows of the last two load walks, or `None` (nothing changed) when the
     /// access leaves it; [`Self::load`] then does the rest.
     #[inline(always)]
     pub(crate) fn load_hinted<const N: usize>(&self, address: u32) -> Option<[u8; N]> {
-        self.load_window.load(address)
+        match self.load_window.load(address) {
+            Some(bytes) => Some(bytes),
+            None => self.older_load_window.load(address),
+        }
     }
 
     /// The interpreter's fast path for stores: like [`Self::store`] when
@@ -444,6 +452,7 @@ impl Memory {
             if let Some(bytes) = r.data.get(offset..offset + N)
                 && let Ok(array) = <[u8; N]>::try_from(bytes)
             {
+                self.older_load_window = self.load_window;
                 self.load_window = Window::new(r.base, &mut r.data, &mut r.dirty);
                 return Ok(array);
             }

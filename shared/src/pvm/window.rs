@@ -193,4 +193,39 @@ mod tests {
         assert_eq!(memory.load::<1>(0x13000), Ok([0]), "the grown heap");
         assert_eq!(memory.load_hinted::<1>(0x10000), Some([5]));
     }
+
+    #[test]
+    fn loads_that_alternate_between_two_regions_hit_both_windows() {
+        let mut memory = Memory::from_page_map(&[
+            PageMapEntry {
+                address: 0x10000,
+                length: 0x1000,
+                access: Access::Read,
+            },
+            PageMapEntry {
+                address: 0x20000,
+                length: 0x1000,
+                access: Access::Write,
+            },
+        ])
+        .expect("maps");
+        memory.initialize(0x10000, &[1]).expect("fits");
+        memory.initialize(0x20000, &[2]).expect("fits");
+        assert_eq!(memory.load::<1>(0x10000), Ok([1]));
+        assert_eq!(memory.load::<1>(0x20000), Ok([2]));
+        assert_eq!(
+            memory.load_hinted::<1>(0x10000),
+            Some([1]),
+            "the older window"
+        );
+        assert_eq!(
+            memory.load_hinted::<1>(0x20000),
+            Some([2]),
+            "the newer window"
+        );
+        assert_eq!(memory.load_hinted::<1>(0x30000), None);
+        // A store can still go to neither: the read-only region has no
+        // store window, whatever the load windows hold.
+        assert!(!memory.store_hinted(0x10000, [9u8]));
+    }
 }
