@@ -6,8 +6,8 @@
 //! big function (which values stay in registers, how handlers reach the
 //! jump) moved unrelated loops by up to 60 % with every edit
 //! (docs/pvm-speed.md). Here each handler is a small function of its own
-//! with the run's state in argument registers (machine, program, op,
-//! index, gas, fuel); it ends by loading the next op and calling that op's
+//! with the run's state in four argument registers (machine, program, op,
+//! fuel); it ends by loading the next op and calling that op's
 //! handler from [`TABLE`]. In an optimised build that call is a jump, so
 //! each handler has its own dispatch jump, predicted from its own history,
 //! and one handler's code cannot change another's.
@@ -25,16 +25,19 @@
 //! a fall-through into a block charges the target's cost when the gas
 //! suffices and fuel is left, and otherwise returns to the caller's loop
 //! ([`Stop::enter`]), which charges it, stops for a slice, or steps.
-//! Handlers keep the gas in a register and write it to [`Machine::gas`]
-//! whenever they return.
+//! During a run [`Machine::gas`] holds the gas the run may use; an op's
+//! index is computed from its address only where a run stops, so neither
+//! takes an argument register (with six, the hot handlers ran out of
+//! scratch registers and saved and restored up to six on every dispatch).
 
 use super::interpreter::{Exit, Machine};
 use super::layout::HALT_ADDRESS;
 use super::memory::AccessTrap;
 use super::program::{Handler, INVALID_TARGET, Op, Program, with_fused_pairs};
 
-/// A handler: runs the instruction `op` (at index `idx` of the program's
-/// ops) on the machine, then the ones after it while fuel is left.
+/// A handler: runs the instruction `op` (an entry of `p.ops`, never
+/// anything else: see `next_op`) on the machine, then the ones after it
+/// while fuel is left.
 pub(super) type HandlerFn =
     for<'a> fn(m: &mut Machine, p: &'a Program, op: &'a Op, fuel: u32) -> Stop;
 
@@ -166,8 +169,8 @@ const fn table<const SLOW: bool>() -> [HandlerFn; 256] {
 /// A load or store left the region of the previous one: runs the
 /// instruction at `idx` alone (a fused pair's first half, or the second
 /// half's own entry, so nothing runs twice) through its slow twin, which
-/// walks the regions (and updates the hint) or traps, then goes on as
-/// usual.
+/// walks the regions (and moves the memory's window) or traps, then goes
+/// on as usual.
 #[cold]
 #[inline(never)]
 fn retry_slow<'a>(m: &mut Machine, p: &'a Program, op: &'a Op, fuel: u32) -> Stop {
@@ -210,7 +213,7 @@ fn imm(value: u32) -> u64 {
 /// Generates one function per `name => body;` in module `handlers` and
 /// [`handler_fn`], whose `match` makes a [`Handler`] without a body a
 /// compile error. The bodies name the run's state by the identifiers
-/// passed first (`|m, p, op, idx, gas, fuel|`) and use the helper macros
+/// passed first (`|m, p, op, fuel|`) and use the helper macros
 /// defined here (`reg!`, `exit!`, `enter!`, `load!`, ...); `$d` is a `$`,
 /// for the helper macros' own parameters.
 macro_rules! define_handlers {
