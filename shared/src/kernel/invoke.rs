@@ -369,7 +369,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
         entry_indexes,
         ..
     } = &*prepared;
-    let (instance, layout, memory_hash) = (instance, *layout, *memory_hash);
+    // Borrowed from the prepared entry (held to the end), not copied.
     let image = as_image(image_cap);
     let memory_data = as_data(memory_cap);
     let entry_pc = *image
@@ -380,20 +380,20 @@ pub(crate) fn run_frame<S: BuildHasher>(
             endpoint,
             count: image.endpoints.len(),
         })?;
-    let root_hash = instance_root_hash(instance)?;
+    let root_hash = settled_link_ref(&instance.root_cnode)?;
     // The memory of every frame on the call stack counts against one budget.
     let mapped = layout.mapped_bytes();
     if depth > 0 && txn.mapped + mapped > MAX_MAPPED_BYTES {
         return Err(KernelError::CallStackMemory);
     }
-    let memory = match cached.take_warm(&memory_hash) {
+    let memory = match cached.take_warm(memory_hash) {
         Some(warm) => warm,
         // A full page arena may be full of other images' warm memories:
         // drop them and try once more.
-        None => match fresh_memory(&layout, image, memory_data, instance_hash) {
+        None => match fresh_memory(layout, image, memory_data, instance_hash) {
             Err(KernelError::OutOfMemory { .. }) => {
                 txn.programs.drop_warm_memories();
-                fresh_memory(&layout, image, memory_data, instance_hash)?
+                fresh_memory(layout, image, memory_data, instance_hash)?
             }
             other => other?,
         },
@@ -404,7 +404,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
     let mut regs = layout.initial_registers();
     regs[7..11].copy_from_slice(&args);
     let mut machine = Machine::new(regs, entry_pc, gas, memory);
-    let mut frame = Frame::new(depth, instance.image_hash_chain, root_hash, root.clone());
+    let mut frame = Frame::new(depth, &instance.image_hash_chain, root_hash, root.as_ref());
 
     // 3. Run, serving kernel ops.
     txn.mapped += mapped;
@@ -478,7 +478,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
         let new_memory = if dirty.is_empty() {
             None
         } else {
-            memory_after(memory_data, &machine.memory, &layout, &dirty)?
+            memory_after(memory_data, &machine.memory, layout, &dirty)?
         };
         if new_memory.is_some() || new_root.is_some() {
             Some(commit(txn, instance_hash, instance, new_memory, new_root)?)
@@ -496,11 +496,11 @@ pub(crate) fn run_frame<S: BuildHasher>(
             }
             hashes
         }
-        None => (*instance_hash, memory_hash),
+        None => (*instance_hash, *memory_hash),
     };
     // 5. Keep the memory warm for the next call on the resulting state.
     let mut memory = machine.memory;
-    if reset_memory(&mut memory, &layout, halted, memory_data, &dirty) {
+    if reset_memory(&mut memory, layout, halted, memory_data, &dirty) {
         cached.put_warm(new_memory_hash, memory);
     }
     let exit = exit?;
@@ -580,8 +580,13 @@ pub(super) fn instance_root_hash(instance: &InstanceCap) -> Result<CapHash, Kern
 
 /// A published blob never holds a `Ref` (the codec cannot express one).
 fn settled_link(link: &CapHashOrRef) -> Result<CapHash, KernelError> {
+    settled_link_ref(link).copied()
+}
+
+/// [`settled_link`], borrowed.
+fn settled_link_ref(link: &CapHashOrRef) -> Result<&CapHash, KernelError> {
     match link {
-        CapHashOrRef::Hash(h) => Ok(*h),
+        CapHashOrRef::Hash(h) => Ok(h),
         CapHashOrRef::Ref(_) => Err(KernelError::Cap(crate::cap::CapError::UnsettledRef)),
     }
 }

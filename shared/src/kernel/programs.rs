@@ -103,7 +103,13 @@ impl CachedImage {
         let at = warm
             .iter()
             .rposition(|w| same_hash(&w.memory_hash, memory_hash))?;
-        Some(warm.remove(at).memory)
+        // The most recent (the last) is the common match: no shifting.
+        let taken = if at + 1 == warm.len() {
+            warm.pop()?
+        } else {
+            warm.remove(at)
+        };
+        Some(taken.memory)
     }
 
     /// Keeps `memory` (reset to the state `memory_hash`) for the next call;
@@ -150,7 +156,10 @@ impl ProgramCache {
         }
     }
 
-    /// The prepared entry for `instance`, if cached.
+    /// The prepared entry for `instance`, if cached. Not inlined: inlined
+    /// into `run_frame`'s retry loop, the hash was kept in pieces across
+    /// the loop at more instructions than the call costs.
+    #[inline(never)]
     pub(crate) fn prepared(&self, instance: &CapHash) -> Option<Arc<Prepared>> {
         let slots = self.prepared.lock();
         let at = slot_of(instance);
