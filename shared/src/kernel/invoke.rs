@@ -622,6 +622,8 @@ static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 /// when the run committed (they are the new state) and restored from
 /// `old_memory` otherwise. `dirty` lists the written pages. Returns false
 /// when the memory cannot be reused (the program moved the heap break).
+/// The checks are inlined; the page loop runs only for a dirty page.
+#[inline]
 fn reset_memory(
     memory: &mut Memory,
     layout: &StandardLayout,
@@ -633,9 +635,18 @@ fn reset_memory(
     if memory.heap_top() != Some(initial_top) || memory.storage_exhausted() {
         return false;
     }
-    if dirty.is_empty() {
-        return true;
-    }
+    dirty.is_empty() || reset_dirty_pages(memory, layout, committed, old_memory, dirty)
+}
+
+/// [`reset_memory`]'s page loop, for a run that dirtied `dirty`.
+#[inline(never)]
+fn reset_dirty_pages(
+    memory: &mut Memory,
+    layout: &StandardLayout,
+    committed: bool,
+    old_memory: &Data,
+    dirty: &[u32],
+) -> bool {
     let page_size = PAGE_SIZE as u32;
     // Old bytes go through a buffer on the heap, made only when a page is
     // restored (zeroing a 4 KiB stack buffer on every call costs more than

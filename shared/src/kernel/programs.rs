@@ -98,6 +98,7 @@ pub(crate) struct CachedImage {
 impl CachedImage {
     /// The warm memory, if it is for `memory_hash` (taken: concurrent
     /// invocations never share it).
+    #[inline]
     pub fn take_warm(&self, memory_hash: &CapHash) -> Option<Memory> {
         let mut warm = self.warm.lock();
         let at = warm
@@ -114,6 +115,7 @@ impl CachedImage {
 
     /// Keeps `memory` (reset to the state `memory_hash`) for the next call;
     /// past [`WARM_PER_IMAGE`] the oldest is dropped.
+    #[inline(always)]
     pub fn put_warm(&self, memory_hash: CapHash, memory: Memory) {
         let mut warm = self.warm.lock();
         let entry = WarmMemory {
