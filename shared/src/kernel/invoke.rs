@@ -258,6 +258,7 @@ pub fn invoke<S: BuildHasher>(
 /// `call`), the invocation ends as [`ExitReason::Timeout`], nothing
 /// committed. An `Err` means the invocation did not run to an outcome
 /// (e.g. a blob neither the directory nor `host` has).
+#[inline(always)]
 pub fn invoke_call<S: BuildHasher>(
     dir: &CacheDirectory<S>,
     programs: &ProgramCache,

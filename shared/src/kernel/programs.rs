@@ -122,15 +122,14 @@ impl CachedImage {
             memory_hash,
             memory,
         };
+        if warm.len() < WARM_PER_IMAGE {
+            warm.push(entry);
+            return;
+        }
         // Full: replace the oldest (the front), keeping the rest in order
         // without shifting memories around.
-        let old = if warm.len() >= WARM_PER_IMAGE {
-            warm.rotate_left(1);
-            warm.last_mut().map(|last| core::mem::replace(last, entry))
-        } else {
-            warm.push(entry);
-            None
-        };
+        warm.rotate_left(1);
+        let old = warm.last_mut().map(|last| core::mem::replace(last, entry));
         drop(warm);
         drop(old); // outside the lock
     }
