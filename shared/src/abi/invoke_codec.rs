@@ -145,11 +145,8 @@ const ONE_REQUEST_BYTES: usize = ONE_REQUEST_HEAD.len() + INVOCATION_BYTES;
 /// flatbuffers verifier. An input over `MAX_INPUT_LEN` is refused.
 pub fn decode_invoke_one_request(bytes: &[u8]) -> Result<InvocationMsg<'_>, AbiError> {
     const NAME: &str = "InvokeOneRequest";
-    if let Some(call) = bytes
-        .strip_prefix(&ONE_REQUEST_HEAD)
-        .and_then(|rest| <[u8; INVOCATION_BYTES]>::try_from(rest).ok())
-    {
-        return Ok(invocation_from_wire(&wire::Invocation(call)));
+    if let Some(call) = decode_invoke_one_fixed(bytes) {
+        return Ok(call);
     }
     let req = root::<wire::InvokeOneRequest>(NAME, bytes)?;
     let input = input_bytes(req.input());
@@ -158,6 +155,19 @@ pub fn decode_invoke_one_request(bytes: &[u8]) -> Result<InvocationMsg<'_>, AbiE
         input,
         ..invocation_from_wire(req.call())
     })
+}
+
+/// The call of an `invoke_one` request in the fixed layout
+/// [`encode_invoke_one_request`] writes for a call without input (byte for
+/// byte; every bit pattern of the struct is a valid call), borrowing
+/// nothing from `bytes`; `None` for any other layout (which
+/// [`decode_invoke_one_request`] reads through the verifier).
+#[inline]
+pub fn decode_invoke_one_fixed(bytes: &[u8]) -> Option<InvocationMsg<'static>> {
+    let call = bytes
+        .strip_prefix(&ONE_REQUEST_HEAD)
+        .and_then(|rest| <[u8; INVOCATION_BYTES]>::try_from(rest).ok())?;
+    Some(invocation_from_wire(&wire::Invocation(call)))
 }
 
 /// `invoke_one` request: a single call. Without input it is written
@@ -280,6 +290,7 @@ impl InvokeReplyWriter {
 
     /// Appends a call that ran: its resulting instance hash, exit,
     /// `[r7, r8, gas_used]` and output (taken only when not empty).
+    #[inline]
     pub fn push_outcome(
         &mut self,
         instance: &[u8; 32],
@@ -311,13 +322,20 @@ impl InvokeReplyWriter {
     }
 
     /// The finished reply message.
+    #[inline]
     pub fn finish(mut self) -> Vec<u8> {
         if self.outputs.is_empty() && self.errors.is_empty() {
             self.bytes[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&self.calls.to_le_bytes());
             return self.bytes;
         }
-        // Rare: some call had output or an error. Rebuild the results and
-        // let the builder lay out the side tables.
+        self.finish_with_builder()
+    }
+
+    /// Rare: some call had output or an error. Rebuild the results and
+    /// let the builder lay out the side tables.
+    #[cold]
+    #[inline(never)]
+    fn finish_with_builder(self) -> Vec<u8> {
         let mut outputs = self.outputs.into_iter().peekable();
         let mut errors = self.errors.into_iter().peekable();
         let results: Vec<Result<InvokeResultMsg, RemoteError>> = self.bytes[DIRECT_HEAD.len()..]

@@ -223,7 +223,9 @@ fn invoke_one_round_trip_and_garbage() {
 #[test]
 fn invoke_one_direct_shape_is_a_valid_flatbuffer_and_builder_shape_still_reads() {
     use super::super::invoke_codec::encode_invoke_one_request_with_builder;
-    use super::super::{decode_invoke_one_request, encode_invoke_one_request};
+    use super::super::{
+        decode_invoke_one_fixed, decode_invoke_one_request, encode_invoke_one_request,
+    };
     let call = InvocationMsg {
         instance: [9; 32],
         endpoint: 7,
@@ -243,10 +245,16 @@ fn invoke_one_direct_shape_is_a_valid_flatbuffer_and_builder_shape_still_reads()
     assert_ne!(by_builder, direct);
     assert_eq!(decode_invoke_one_request(&by_builder).unwrap(), call);
     assert_eq!(decode_invoke_one_request(&direct).unwrap(), call);
+    // The fixed-layout reader (the guest's first try) takes exactly the
+    // direct shape and nothing else.
+    assert_eq!(decode_invoke_one_fixed(&direct), Some(call));
+    assert_eq!(decode_invoke_one_fixed(&by_builder), None);
     // One byte more or a changed head leaves the fast path; a broken head is
     // refused by the verifier.
     let mut longer = direct.clone();
     longer.push(0);
+    assert_eq!(decode_invoke_one_fixed(&longer), None);
+    assert_eq!(decode_invoke_one_fixed(&direct[..direct.len() - 1]), None);
     assert_eq!(decode_invoke_one_request(&longer).unwrap(), call);
     let mut broken = direct.clone();
     broken[0] = 200; // the root table lies past the end
@@ -298,6 +306,7 @@ fn invoke_one_with_and_without_input_round_trips() {
         let call = call_with_input(5, input);
         let bytes = encode_invoke_one_request(&call);
         assert_ne!(bytes.len(), 104);
+        assert_eq!(super::super::decode_invoke_one_fixed(&bytes), None);
         assert_eq!(decode_invoke_one_request(&bytes).unwrap(), call);
         for cut in (0..bytes.len()).step_by(1 + bytes.len() / 512) {
             let _ = decode_invoke_one_request(&bytes[..cut]);

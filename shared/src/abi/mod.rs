@@ -36,8 +36,8 @@ pub use functions::{ABI_VERSION, GuestFunction, HostFunction};
 pub use generated::capbox_abi as wire;
 pub use host_keeps::{MAX_HOST_KEEPS, decode_host_keeps_request, encode_host_keeps_request};
 pub use invoke_codec::{
-    InvokeReplyWriter, InvokeRequestView, decode_invoke_one_request, decode_invoke_request,
-    encode_invoke_one_request,
+    InvokeReplyWriter, InvokeRequestView, decode_invoke_one_fixed, decode_invoke_one_request,
+    decode_invoke_request, encode_invoke_one_request,
 };
 pub use messages::{
     AbiError, CapBlobMsg, ErrorKind, ExitMsg, InvocationMsg, InvokeResultMsg, RemoteError,

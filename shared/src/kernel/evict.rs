@@ -32,10 +32,17 @@ pub const MAX_SPILLED_BLOB_BYTES: usize = (4 << 20) - (64 << 10);
 impl<S: BuildHasher> KernelState<'_, S> {
     /// Evicts down to the budget's low water if the directory is over
     /// budget (one atomic load otherwise).
+    #[inline]
     pub fn enforce_budget(&self, host: &mut dyn KernelHost) {
-        if !self.dir.over_budget() {
-            return;
+        if self.dir.over_budget() {
+            self.evict_to_budget(host);
         }
+    }
+
+    /// The eviction pass of [`Self::enforce_budget`].
+    #[cold]
+    #[inline(never)]
+    fn evict_to_budget(&self, host: &mut dyn KernelHost) {
         let (mut plan, enough) = self.dir.plan_eviction_checked();
         if !enough {
             // Prepared instances hold their instance, image, memory and

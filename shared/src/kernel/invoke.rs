@@ -258,6 +258,7 @@ pub fn invoke<S: BuildHasher>(
 /// `call`), the invocation ends as [`ExitReason::Timeout`], nothing
 /// committed. An `Err` means the invocation did not run to an outcome
 /// (e.g. a blob neither the directory nor `host` has).
+#[inline(always)]
 pub fn invoke_call<S: BuildHasher>(
     dir: &CacheDirectory<S>,
     programs: &ProgramCache,
@@ -369,7 +370,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
         entry_indexes,
         ..
     } = &*prepared;
-    let (instance, layout, memory_hash) = (instance, *layout, *memory_hash);
+    // Borrowed from the prepared entry (held to the end), not copied.
     let image = as_image(image_cap);
     let memory_data = as_data(memory_cap);
     let entry_pc = *image
@@ -380,20 +381,20 @@ pub(crate) fn run_frame<S: BuildHasher>(
             endpoint,
             count: image.endpoints.len(),
         })?;
-    let root_hash = instance_root_hash(instance)?;
+    let root_hash = settled_link_ref(&instance.root_cnode)?;
     // The memory of every frame on the call stack counts against one budget.
     let mapped = layout.mapped_bytes();
     if depth > 0 && txn.mapped + mapped > MAX_MAPPED_BYTES {
         return Err(KernelError::CallStackMemory);
     }
-    let memory = match cached.take_warm(&memory_hash) {
+    let memory = match cached.take_warm(memory_hash) {
         Some(warm) => warm,
         // A full page arena may be full of other images' warm memories:
         // drop them and try once more.
-        None => match fresh_memory(&layout, image, memory_data, instance_hash) {
+        None => match fresh_memory(layout, image, memory_data, instance_hash) {
             Err(KernelError::OutOfMemory { .. }) => {
                 txn.programs.drop_warm_memories();
-                fresh_memory(&layout, image, memory_data, instance_hash)?
+                fresh_memory(layout, image, memory_data, instance_hash)?
             }
             other => other?,
         },
@@ -404,7 +405,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
     let mut regs = layout.initial_registers();
     regs[7..11].copy_from_slice(&args);
     let mut machine = Machine::new(regs, entry_pc, gas, memory);
-    let mut frame = Frame::new(depth, instance.image_hash_chain, root_hash, root.clone());
+    let mut frame = Frame::new(depth, &instance.image_hash_chain, root_hash, root.as_ref());
 
     // 3. Run, serving kernel ops.
     txn.mapped += mapped;
@@ -478,7 +479,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
         let new_memory = if dirty.is_empty() {
             None
         } else {
-            memory_after(memory_data, &machine.memory, &layout, &dirty)?
+            memory_after(memory_data, &machine.memory, layout, &dirty)?
         };
         if new_memory.is_some() || new_root.is_some() {
             Some(commit(txn, instance_hash, instance, new_memory, new_root)?)
@@ -496,11 +497,11 @@ pub(crate) fn run_frame<S: BuildHasher>(
             }
             hashes
         }
-        None => (*instance_hash, memory_hash),
+        None => (*instance_hash, *memory_hash),
     };
     // 5. Keep the memory warm for the next call on the resulting state.
     let mut memory = machine.memory;
-    if reset_memory(&mut memory, &layout, halted, memory_data, &dirty) {
+    if reset_memory(&mut memory, layout, halted, memory_data, &dirty) {
         cached.put_warm(new_memory_hash, memory);
     }
     let exit = exit?;
@@ -580,8 +581,13 @@ pub(super) fn instance_root_hash(instance: &InstanceCap) -> Result<CapHash, Kern
 
 /// A published blob never holds a `Ref` (the codec cannot express one).
 fn settled_link(link: &CapHashOrRef) -> Result<CapHash, KernelError> {
+    settled_link_ref(link).copied()
+}
+
+/// [`settled_link`], borrowed.
+fn settled_link_ref(link: &CapHashOrRef) -> Result<&CapHash, KernelError> {
     match link {
-        CapHashOrRef::Hash(h) => Ok(*h),
+        CapHashOrRef::Hash(h) => Ok(h),
         CapHashOrRef::Ref(_) => Err(KernelError::Cap(crate::cap::CapError::UnsettledRef)),
     }
 }
@@ -617,6 +623,8 @@ static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
 /// when the run committed (they are the new state) and restored from
 /// `old_memory` otherwise. `dirty` lists the written pages. Returns false
 /// when the memory cannot be reused (the program moved the heap break).
+/// The checks are inlined; the page loop runs only for a dirty page.
+#[inline]
 fn reset_memory(
     memory: &mut Memory,
     layout: &StandardLayout,
@@ -628,9 +636,18 @@ fn reset_memory(
     if memory.heap_top() != Some(initial_top) || memory.storage_exhausted() {
         return false;
     }
-    if dirty.is_empty() {
-        return true;
-    }
+    dirty.is_empty() || reset_dirty_pages(memory, layout, committed, old_memory, dirty)
+}
+
+/// [`reset_memory`]'s page loop, for a run that dirtied `dirty`.
+#[inline(never)]
+fn reset_dirty_pages(
+    memory: &mut Memory,
+    layout: &StandardLayout,
+    committed: bool,
+    old_memory: &Data,
+    dirty: &[u32],
+) -> bool {
     let page_size = PAGE_SIZE as u32;
     // Old bytes go through a buffer on the heap, made only when a page is
     // restored (zeroing a 4 KiB stack buffer on every call costs more than

@@ -98,31 +98,38 @@ pub(crate) struct CachedImage {
 impl CachedImage {
     /// The warm memory, if it is for `memory_hash` (taken: concurrent
     /// invocations never share it).
+    #[inline]
     pub fn take_warm(&self, memory_hash: &CapHash) -> Option<Memory> {
         let mut warm = self.warm.lock();
         let at = warm
             .iter()
             .rposition(|w| same_hash(&w.memory_hash, memory_hash))?;
-        Some(warm.remove(at).memory)
+        // The most recent (the last) is the common match: no shifting.
+        let taken = if at + 1 == warm.len() {
+            warm.pop()?
+        } else {
+            warm.remove(at)
+        };
+        Some(taken.memory)
     }
 
     /// Keeps `memory` (reset to the state `memory_hash`) for the next call;
     /// past [`WARM_PER_IMAGE`] the oldest is dropped.
+    #[inline(always)]
     pub fn put_warm(&self, memory_hash: CapHash, memory: Memory) {
         let mut warm = self.warm.lock();
         let entry = WarmMemory {
             memory_hash,
             memory,
         };
+        if warm.len() < WARM_PER_IMAGE {
+            warm.push(entry);
+            return;
+        }
         // Full: replace the oldest (the front), keeping the rest in order
         // without shifting memories around.
-        let old = if warm.len() >= WARM_PER_IMAGE {
-            warm.rotate_left(1);
-            warm.last_mut().map(|last| core::mem::replace(last, entry))
-        } else {
-            warm.push(entry);
-            None
-        };
+        warm.rotate_left(1);
+        let old = warm.last_mut().map(|last| core::mem::replace(last, entry));
         drop(warm);
         drop(old); // outside the lock
     }
@@ -150,7 +157,10 @@ impl ProgramCache {
         }
     }
 
-    /// The prepared entry for `instance`, if cached.
+    /// The prepared entry for `instance`, if cached. Not inlined: inlined
+    /// into `run_frame`'s retry loop, the hash was kept in pieces across
+    /// the loop at more instructions than the call costs.
+    #[inline(never)]
     pub(crate) fn prepared(&self, instance: &CapHash) -> Option<Arc<Prepared>> {
         let slots = self.prepared.lock();
         let at = slot_of(instance);

@@ -311,14 +311,20 @@ impl<S: BuildHasher> KernelState<'_, S> {
         request: Vec<u8>,
     ) -> Vec<u8> {
         match function {
-            GuestFunction::InvokeOne => match abi::decode_invoke_one_request(&request) {
-                Ok(call) => match without_input(&call) {
-                    Some(call) => self.answer_one(host, call, request),
-                    // The input lives in the request: no buffer reuse.
-                    None => self.answer_one(host, call, Vec::new()),
-                },
-                Err(e) => abi::encode_invoke_reply(Err(&bad_message(e))),
-            },
+            GuestFunction::InvokeOne => {
+                // The common layout borrows nothing: straight to the call.
+                if let Some(call) = abi::decode_invoke_one_fixed(&request) {
+                    return self.answer_one(host, call, request);
+                }
+                match abi::decode_invoke_one_request(&request) {
+                    Ok(call) => match without_input(&call) {
+                        Some(call) => self.answer_one(host, call, request),
+                        // The input lives in the request: no buffer reuse.
+                        None => self.answer_one(host, call, Vec::new()),
+                    },
+                    Err(e) => abi::encode_invoke_reply(Err(&bad_message(e))),
+                }
+            }
             GuestFunction::Invoke => {
                 let single = match abi::InvokeRequestView::new(&request) {
                     Ok(view)

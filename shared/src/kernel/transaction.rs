@@ -243,15 +243,15 @@ impl<'a, S: BuildHasher> Txn<'a, S> {
 }
 
 /// One running instance of the call stack.
-pub(crate) struct Frame {
+pub(crate) struct Frame<'p> {
     /// 0 for the top-level invocation, +1 per `call`.
     pub depth: u32,
     /// The instance's type chain (what `spawn` derives children's from).
-    pub chain: CapHash,
+    pub chain: &'p CapHash,
     /// Its root CNode as it was at the start.
-    root_hash: CapHash,
+    root_hash: &'p CapHash,
     /// That CNode's blob, if already at hand.
-    root_blob: Option<Arc<Cap>>,
+    root_blob: Option<&'p Arc<Cap>>,
     /// Its root CNode as the frame sees it (loaded on first use).
     root: Option<CNode>,
     /// Whether `root` differs from `root_hash`.
@@ -262,12 +262,14 @@ pub(crate) struct Frame {
     pub child_output: Vec<u8>,
 }
 
-impl Frame {
+impl<'p> Frame<'p> {
+    /// Borrows the hashes and the root blob from the caller's prepared
+    /// entry (which outlives the frame) instead of copying them.
     pub fn new(
         depth: u32,
-        chain: CapHash,
-        root_hash: CapHash,
-        root_blob: Option<Arc<Cap>>,
+        chain: &'p CapHash,
+        root_hash: &'p CapHash,
+        root_blob: Option<&'p Arc<Cap>>,
     ) -> Self {
         Frame {
             depth,
@@ -284,12 +286,12 @@ impl Frame {
     fn loaded<S: BuildHasher>(&mut self, txn: &mut Txn<'_, S>) -> Result<&mut CNode, KernelError> {
         if self.root.is_none() {
             let cap = match self.root_blob.take() {
-                Some(cap) => cap,
-                None => txn.blob(&self.root_hash)?,
+                Some(cap) => cap.clone(),
+                None => txn.blob(self.root_hash)?,
             };
             let Cap::CNode(cnode) = &*cap else {
                 return Err(KernelError::WrongKind {
-                    hash: self.root_hash,
+                    hash: *self.root_hash,
                     expected: crate::cap::CapKind::CNode,
                     found: cap.kind(),
                 });
@@ -299,7 +301,7 @@ impl Frame {
         // Just filled if it was empty.
         self.root
             .as_mut()
-            .ok_or(KernelError::MissingCap(self.root_hash))
+            .ok_or(KernelError::MissingCap(*self.root_hash))
     }
 
     /// The root CNode, to read.

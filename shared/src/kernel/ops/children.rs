@@ -45,7 +45,7 @@ pub(crate) fn spawn<S: BuildHasher>(
         image: image_hash,
         memory: CapHashOrRef::Hash(memory_hash),
         root_cnode: CapHashOrRef::Hash(root_hash),
-        image_hash_chain: TypeCap::child(&frame.chain, &image_hash),
+        image_hash_chain: TypeCap::child(frame.chain, &image_hash),
     });
     let child_hash = txn.dir.put_cap(&child)?;
     frame.set(txn, dst, CapHashOrRef::Hash(child_hash))?;
