@@ -33,7 +33,7 @@
 use super::interpreter::{Exit, Machine};
 use super::layout::HALT_ADDRESS;
 use super::memory::AccessTrap;
-use super::program::{Handler, INVALID_TARGET, Op, Program, with_fused_pairs};
+use super::program::{Handler, INVALID_TARGET, Op, Program, with_fusions};
 
 /// A handler: runs the instruction `op` (an entry of `p.ops`, never
 /// anything else: see `next_op`) on the machine, then the ones after it
@@ -167,8 +167,8 @@ const fn table<const SLOW: bool>() -> [HandlerFn; 256] {
 }
 
 /// A load or store left the region of the previous one: runs the
-/// instruction at `idx` alone (a fused pair's first half, or the second
-/// half's own entry, so nothing runs twice) through its slow twin, which
+/// instruction at `op` alone (a fused sequence's part is its own entry, so
+/// nothing runs twice) through its slow twin, which
 /// walks the regions (and moves the memory's window) or traps, then goes
 /// on as usual.
 #[cold]
@@ -217,18 +217,18 @@ fn imm(value: u32) -> u64 {
 /// defined here (`reg!`, `exit!`, `enter!`, `load!`, ...); `$d` is a `$`,
 /// for the helper macros' own parameters.
 macro_rules! define_handlers {
-    // From `with_fused_pairs!`: the bodies written below, then the pairs.
+    // From `with_fusions!`: the bodies written below, then the fusions.
     (
         [
             $d:tt |$m:ident, $p:ident, $op:ident, $fuel:ident|
             $($name:ident => $body:expr;)*
         ]
-        [$($fused:ident = $number:literal, $first:ident, $second:ident;)*]
+        [$($fused:ident = $number:literal, [$first:ident $(, $rest:ident)+];)*]
     ) => {
         define_handlers! {
             @bodies $d |$m, $p, $op, $fuel|
             $($name => $body;)*
-            $($fused => pair!($first, $second);)*
+            $($fused => fused!($first $(, $rest)+);)*
         }
     };
     (
@@ -296,8 +296,8 @@ macro_rules! define_handlers {
                             // its program (the loops in `interpreter.rs` and
                             // the handlers pass nothing else), and `next!`
                             // serves only an instruction that falls through, a
-                            // branch not taken, or a fused pair's first half:
-                            // none is the last entry, which is always a
+                            // branch not taken, or a fused sequence's part before
+                            // its last: none is the last entry, which is always a
                             // synthesised `trap` (`Program::from_parts`).
                             unsafe { next_op($op) }
                         }};
@@ -406,7 +406,7 @@ macro_rules! define_handlers {
                         }};
                     }
                     // The body of each instruction that takes part in a
-                    // fused pair (its only definition: its own handler runs
+                    // fusion (its only definition: its own handler runs
                     // it through here too).
                     macro_rules! one {
                         (load_ind_u64) => {
@@ -465,16 +465,21 @@ macro_rules! define_handlers {
                         (jump) => {
                             jump!($op.y)
                         };
+                        (move_reg) => {
+                            reg!(d) = reg!(a)
+                        };
                     }
-                    // A fused pair: the first instruction, then the second
-                    // (its own entry, so an exit there reports its index);
-                    // the second never is past the end, as the first is not
-                    // a terminator.
-                    macro_rules! pair {
-                        ($d first:ident, $d second:ident) => {{
+                    // A fused sequence: the first instruction, then each
+                    // next one on its own entry (so an exit there reports
+                    // its index); none is past the end, as only the last
+                    // may be a terminator.
+                    macro_rules! fused {
+                        ($d first:ident $d(, $d rest:ident)+) => {{
                             one!($d first);
-                            $op = next!();
-                            one!($d second);
+                            $d(
+                                $op = next!();
+                                one!($d rest);
+                            )+
                         }};
                     }
 
@@ -493,7 +498,7 @@ macro_rules! define_handlers {
     };
 }
 
-with_fused_pairs!(define_handlers {
+with_fusions!(define_handlers {
     $ |m, p, op, fuel|
     trap => exit!(Exit::Panic);
     fallthrough => enter_next!();
@@ -541,7 +546,7 @@ with_fused_pairs!(define_handlers {
     branch_le_s_imm => branch!((reg!(a) as i64) <= (imm(op.x) as i64));
     branch_ge_s_imm => branch!((reg!(a) as i64) >= (imm(op.x) as i64));
     branch_gt_s_imm => branch!((reg!(a) as i64) > (imm(op.x) as i64));
-    move_reg => reg!(d) = reg!(a);
+    move_reg => one!(move_reg);
     sbrk => reg!(d) = sbrk!(reg!(a));
     count_set_bits_64 => reg!(d) = u64::from(reg!(a).count_ones());
     count_set_bits_32 => reg!(d) = u64::from((reg!(a) as u32).count_ones());

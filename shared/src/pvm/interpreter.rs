@@ -193,7 +193,7 @@ impl Machine {
         }
     }
 
-    /// Runs one instruction at a time from `idx` (a fused pair's first
+    /// Runs one instruction at a time from `idx` (a fused sequence's first
     /// instruction alone), with nothing charged, and stops before `stop`
     /// (out of gas) or where control enters a block or the machine exits.
     fn step(&mut self, program: &Program, mut idx: usize, stop: usize) -> Stop {
@@ -205,7 +205,7 @@ impl Machine {
                 // Unreachable: the last entry is always a trap.
                 return Stop::exit(idx.saturating_sub(1), Exit::Panic);
             };
-            // A fused pair's first instruction alone: handlers do not read
+            // A fused sequence's first instruction alone: handlers do not read
             // `opcode`, so the entry itself goes to its first half's handler.
             let single = Handler::from_opcode(op.opcode.unfused());
             let stop = dispatch_as(single, self, program, op, 0);

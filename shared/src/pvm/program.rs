@@ -28,7 +28,7 @@ pub(crate) const INVALID_TARGET: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
 pub(crate) struct Op {
-    /// The instruction's opcode, or a fused pair starting with it.
+    /// The instruction's opcode, or a fused sequence starting with it.
     pub opcode: Handler,
     pub a: RegIndex,
     pub b: RegIndex,
@@ -276,17 +276,105 @@ impl Program {
     }
 }
 
-/// Marks every instruction that is followed, inside its basic block, by
-/// one that forms a fused pair with it (overlapping pairs included: entry
-/// `i + 1` keeps its own handler for runs that start or resume there).
+/// Labels entries with fused handlers where that saves dispatches: for
+/// each entry, the fewest dispatches from it to its block's end, taking
+/// one, two or three instructions of the block per dispatch (a fused
+/// label covers its first instruction and the next one or two). A run
+/// from a block start follows the labels; one that starts or resumes
+/// mid-block (after a host call, a memory retry, a step) does too, as
+/// every entry keeps the best label for its own suffix.
 fn fuse(ops: &mut [Op], block_start: &[bool]) {
-    for i in 0..ops.len().saturating_sub(1) {
-        if block_start.get(i + 1).copied().unwrap_or(true) {
-            continue;
+    // after[k]: the fewest dispatches from entry `i + 1 + k` to the end.
+    let mut after = [0u32; 3];
+    for i in (0..ops.len()).rev() {
+        let in_block =
+            |k: usize| i + k < ops.len() && !block_start.get(i + k).copied().unwrap_or(true);
+        let opcode = |k: usize| ops[i + k].opcode.unfused();
+        let mut best = (after[0] + 1, None);
+        if in_block(1) {
+            if let Some(pair) = FUSIONS.pair(opcode(0), opcode(1))
+                && after[1] < best.0
+            {
+                best = (after[1] + 1, Some(pair));
+            }
+            if in_block(2)
+                && let Some(triple) = FUSIONS.triple(opcode(0), opcode(1), opcode(2))
+                && after[2] < best.0
+            {
+                best = (after[2] + 1, Some(triple));
+            }
         }
-        if let Some(fused) = Handler::fuse(ops[i].opcode, ops[i + 1].opcode) {
+        if let Some(fused) = best.1 {
             ops[i].opcode = fused;
         }
+        after = [best.0, after[0], after[1]];
+    }
+}
+
+/// Distinct opcodes that fused handlers may combine (the tables' side).
+const FUSIBLE: usize = 24;
+
+/// Which fused handler runs a pair or a triple of opcodes: tables indexed
+/// by each opcode's slot among the fusible ones, built at compile time
+/// from [`Handler::ALL`].
+struct Fusions {
+    /// An opcode's slot + 1 (0: it takes part in no fusion).
+    slot: [u8; 256],
+    pairs: [[Option<Handler>; FUSIBLE]; FUSIBLE],
+    triples: [[[Option<Handler>; FUSIBLE]; FUSIBLE]; FUSIBLE],
+}
+
+static FUSIONS: Fusions = Fusions::build();
+
+impl Fusions {
+    const fn build() -> Fusions {
+        let mut f = Fusions {
+            slot: [0; 256],
+            pairs: [[None; FUSIBLE]; FUSIBLE],
+            triples: [[[None; FUSIBLE]; FUSIBLE]; FUSIBLE],
+        };
+        let mut used = 0;
+        let mut h = 0;
+        while h < Handler::ALL.len() {
+            let parts = Handler::ALL[h].parts();
+            let mut at = [0usize; 3];
+            let mut k = 0;
+            while k < parts.len() {
+                let op = parts[k] as usize;
+                if f.slot[op] == 0 {
+                    assert!(used < FUSIBLE, "raise FUSIBLE");
+                    used += 1;
+                    f.slot[op] = used as u8;
+                }
+                at[k] = f.slot[op] as usize - 1;
+                k += 1;
+            }
+            let cell = match parts.len() {
+                0 => None,
+                2 => Some(&mut f.pairs[at[0]][at[1]]),
+                3 => Some(&mut f.triples[at[0]][at[1]][at[2]]),
+                _ => panic!("a fusion is two or three instructions"),
+            };
+            if let Some(cell) = cell {
+                assert!(cell.is_none(), "two fused handlers for one sequence");
+                *cell = Some(Handler::ALL[h]);
+            }
+            h += 1;
+        }
+        f
+    }
+
+    #[inline]
+    fn slot(&self, opcode: Opcode) -> Option<usize> {
+        (self.slot[opcode as usize] as usize).checked_sub(1)
+    }
+
+    fn pair(&self, a: Opcode, b: Opcode) -> Option<Handler> {
+        self.pairs[self.slot(a)?][self.slot(b)?]
+    }
+
+    fn triple(&self, a: Opcode, b: Opcode, c: Opcode) -> Option<Handler> {
+        self.triples[self.slot(a)?][self.slot(b)?][self.slot(c)?]
     }
 }
 
@@ -387,58 +475,71 @@ fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
     op
 }
 
-/// The fused pairs: `name = number, first, second;`. Chosen from dynamic
-/// pair counts of the benchmark suite (docs/pvm-speed.md); numbers are
-/// ones no opcode uses.
-macro_rules! with_fused_pairs {
+/// The fused sequences of two or three instructions: `name = number,
+/// [first, second(, third)];`. Chosen from dynamic pair counts of the
+/// benchmark suite and the dispatches left in its hottest blocks
+/// (docs/pvm-speed.md); numbers are ones no opcode uses.
+macro_rules! with_fusions {
     ($callback:ident { $($instructions:tt)* }) => {
         $callback! {
             [$($instructions)*]
             [
-                load_ind_u64__add_64 = 240, load_ind_u64, add_64;
-                load_ind_u64__load_ind_u64 = 241, load_ind_u64, load_ind_u64;
-                store_ind_u64__load_ind_u64 = 242, store_ind_u64, load_ind_u64;
-                add_64__store_ind_u64 = 243, add_64, store_ind_u64;
-                add_64__add_64 = 244, add_64, add_64;
-                xor__rot_r_64_imm = 245, xor, rot_r_64_imm;
-                load_ind_u8__add_imm_64 = 248, load_ind_u8, add_imm_64;
-                xor__add_imm_64 = 249, xor, add_imm_64;
-                mul_64__branch_ne_imm = 250, mul_64, branch_ne_imm;
-                add_64__load_ind_u64 = 231, add_64, load_ind_u64;
-                load_ind_u64__xor = 232, load_ind_u64, xor;
-                xor__store_ind_u64 = 233, xor, store_ind_u64;
-                load_ind_u64__store_ind_u64 = 234, load_ind_u64, store_ind_u64;
-                store_ind_u64__add_64 = 235, store_ind_u64, add_64;
-                shlo_l_imm_64__shlo_l_imm_64 = 236, shlo_l_imm_64, shlo_l_imm_64;
-                shlo_r_imm_64__add_64 = 237, shlo_r_imm_64, add_64;
-                load_ind_u8__and_imm = 238, load_ind_u8, and_imm;
-                shlo_l_64__or = 239, shlo_l_64, or;
-                add_64__store_ind_u8 = 251, add_64, store_ind_u8;
-                add_64__store_imm_ind_u8 = 252, add_64, store_imm_ind_u8;
-                add_64__jump = 253, add_64, jump;
-                load_ind_u64__branch_ge_u = 254, load_ind_u64, branch_ge_u;
-                store_ind_u64__add_imm_64 = 255, store_ind_u64, add_imm_64;
-                add_64__branch_ne_imm = 2, add_64, branch_ne_imm;
+                load_ind_u64__add_64 = 240, [load_ind_u64, add_64];
+                load_ind_u64__load_ind_u64 = 241, [load_ind_u64, load_ind_u64];
+                store_ind_u64__load_ind_u64 = 242, [store_ind_u64, load_ind_u64];
+                add_64__store_ind_u64 = 243, [add_64, store_ind_u64];
+                add_64__add_64 = 244, [add_64, add_64];
+                xor__rot_r_64_imm = 245, [xor, rot_r_64_imm];
+                load_ind_u8__add_imm_64 = 248, [load_ind_u8, add_imm_64];
+                xor__add_imm_64 = 249, [xor, add_imm_64];
+                mul_64__branch_ne_imm = 250, [mul_64, branch_ne_imm];
+                add_64__load_ind_u64 = 231, [add_64, load_ind_u64];
+                load_ind_u64__xor = 232, [load_ind_u64, xor];
+                xor__store_ind_u64 = 233, [xor, store_ind_u64];
+                load_ind_u64__store_ind_u64 = 234, [load_ind_u64, store_ind_u64];
+                store_ind_u64__add_64 = 235, [store_ind_u64, add_64];
+                shlo_l_imm_64__shlo_l_imm_64 = 236, [shlo_l_imm_64, shlo_l_imm_64];
+                shlo_r_imm_64__add_64 = 237, [shlo_r_imm_64, add_64];
+                load_ind_u8__and_imm = 238, [load_ind_u8, and_imm];
+                shlo_l_64__or = 239, [shlo_l_64, or];
+                add_64__store_ind_u8 = 251, [add_64, store_ind_u8];
+                add_64__store_imm_ind_u8 = 252, [add_64, store_imm_ind_u8];
+                add_64__jump = 253, [add_64, jump];
+                load_ind_u64__branch_ge_u = 254, [load_ind_u64, branch_ge_u];
+                store_ind_u64__add_imm_64 = 255, [store_ind_u64, add_imm_64];
+                add_64__branch_ne_imm = 2, [add_64, branch_ne_imm];
+                rot_r_64_imm__rot_r_64_imm = 3, [rot_r_64_imm, rot_r_64_imm];
+                rot_r_64_imm__load_ind_u64 = 4, [rot_r_64_imm, load_ind_u64];
+                store_ind_u64__rot_r_64_imm = 5, [store_ind_u64, rot_r_64_imm];
+                rot_r_64_imm__store_ind_u64 = 6, [rot_r_64_imm, store_ind_u64];
+                load_ind_u64__add_64__xor = 11, [load_ind_u64, add_64, xor];
+                add_64__store_ind_u64__load_ind_u64 = 12, [add_64, store_ind_u64, load_ind_u64];
+                add_64__load_ind_u64__xor = 13, [add_64, load_ind_u64, xor];
+                rot_r_64_imm__rot_r_64_imm__rot_r_64_imm = 14, [rot_r_64_imm, rot_r_64_imm, rot_r_64_imm];
+                load_ind_u64__move_reg__branch_ne_imm = 15, [load_ind_u64, move_reg, branch_ne_imm];
+                load_ind_u64__shlo_l_imm_64__shlo_l_imm_64 = 16, [load_ind_u64, shlo_l_imm_64, shlo_l_imm_64];
+                load_ind_u64__load_ind_u64__store_ind_u64 = 17, [load_ind_u64, load_ind_u64, store_ind_u64];
+                shlo_l_imm_64__shlo_l_imm_64__add_imm_64 = 18, [shlo_l_imm_64, shlo_l_imm_64, add_imm_64];
             ]
         }
     };
 }
 
-pub(crate) use with_fused_pairs;
+pub(crate) use with_fusions;
 
 macro_rules! handlers_from_instructions {
     ($($instructions:tt)*) => {
-        with_fused_pairs!(define_handlers { $($instructions)* });
+        with_fusions!(define_handlers { $($instructions)* });
     };
 }
 
 macro_rules! define_handlers {
     (
         [$($name:ident = $op:literal, $fmt:ident, $gas:literal, $flow:ident;)*]
-        [$($fused:ident = $fused_op:literal, $first:ident, $second:ident;)*]
+        [$($fused:ident = $fused_op:literal, [$first:ident $(, $rest:ident)+];)*]
     ) => {
         /// What the interpreter dispatches on: every [`Opcode`] (same
-        /// number) and the fused pairs, which the fast loop runs as one
+        /// number) and the fused sequences, which the fast loop runs as one
         /// step (the stepping loop runs their first instruction alone).
         #[allow(non_camel_case_types)]
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -449,7 +550,7 @@ macro_rules! define_handlers {
         }
 
         impl Handler {
-            /// Every handler, the fused pairs last.
+            /// Every handler, the fused sequences last.
             pub(crate) const ALL: &'static [Handler] = &[
                 $(Handler::$name,)*
                 $(Handler::$fused,)*
@@ -469,16 +570,13 @@ macro_rules! define_handlers {
                 }
             }
 
-            /// The fused handler for `first` followed by `second`, if any
-            /// (`first` already fused counts as its first instruction).
-            fn fuse(first: Handler, second: Handler) -> Option<Handler> {
-                let pair = (first.unfused(), second.unfused());
-                $(
-                    if pair == (Opcode::$first, Opcode::$second) {
-                        return Some(Handler::$fused);
-                    }
-                )*
-                None
+            /// The instructions a fused handler runs (empty for a
+            /// plain instruction's).
+            const fn parts(self) -> &'static [Opcode] {
+                match self {
+                    $(Handler::$fused => &[Opcode::$first $(, Opcode::$rest)+],)*
+                    _ => &[],
+                }
             }
         }
     };
@@ -542,6 +640,71 @@ mod tests {
         assert_eq!(m.regs[1], 42, "the first load ran");
         // The whole block (4 instructions) was charged on entry.
         assert_eq!(m.gas, 96);
+    }
+
+    /// `p`'s program and a memory of one writable page at 0x10000 holding
+    /// 42.
+    fn with_page(p: &ProgramBuilder) -> (Program, Memory) {
+        let program = Program::from_blob(&p.build().expect("builds")).expect("decodes");
+        let mut memory = Memory::from_page_map(&[PageMapEntry {
+            address: 0x10000,
+            length: 0x1000,
+            access: Access::Write,
+        }])
+        .expect("maps");
+        memory
+            .initialize(0x10000, &42u64.to_le_bytes())
+            .expect("fits");
+        (program, memory)
+    }
+
+    #[test]
+    fn fusion_takes_the_fewest_dispatches_not_the_first_match() {
+        // add_64 + load_ind_u64 is a pair, but taking it leaves add_64 and
+        // xor alone (three dispatches); add_64 alone, then the triple
+        // load_ind_u64 + add_64 + xor, is two.
+        let mut p = ProgramBuilder::new();
+        p.add_64(R1, R2, R3)
+            .load_ind_u64(R4, R5, 0)
+            .add_64(R6, R4, R1)
+            .xor(R7, R6, R2)
+            .jump_ind(R0, 0);
+        let (program, memory) = with_page(&p);
+        assert_eq!(program.ops[0].opcode, Handler::add_64);
+        assert_eq!(program.ops[1].opcode, Handler::load_ind_u64__add_64__xor);
+        let mut regs = [0; 13];
+        (regs[0], regs[2], regs[3], regs[5]) =
+            (u64::from(crate::pvm::layout::HALT_ADDRESS), 1, 2, 0x10000);
+        let mut m = Machine::new(regs, 0, 100, memory);
+        assert_eq!(m.run(&program), Exit::Halt);
+        assert_eq!(
+            (m.regs[1], m.regs[4], m.regs[6], m.regs[7]),
+            (3, 42, 45, 44)
+        );
+        assert_eq!(m.gas, 95, "five instructions, one gas each");
+    }
+
+    #[test]
+    fn a_fault_in_a_fused_triples_last_instruction_stops_there() {
+        let mut p = ProgramBuilder::new();
+        p.add_64(R1, R2, R3)
+            .store_ind_u64(R1, R5, 8)
+            .load_ind_u64(R4, R6, 0)
+            .jump_ind(R0, 0);
+        let (program, memory) = with_page(&p);
+        assert_eq!(
+            program.ops[0].opcode,
+            Handler::add_64__store_ind_u64__load_ind_u64
+        );
+        let mut regs = [0; 13];
+        (regs[2], regs[3], regs[5], regs[6]) = (1, 2, 0x10000, 0x30000);
+        let mut m = Machine::new(regs, 0, 100, memory);
+        assert_eq!(m.run(&program), Exit::PageFault(0x30000));
+        assert_eq!(m.pc, program.pcs[2], "the load's pc");
+        assert_eq!(m.regs[1], 3, "the add ran");
+        let mut stored = [0; 8];
+        m.memory.read(0x10008, &mut stored).expect("reads");
+        assert_eq!(u64::from_le_bytes(stored), 3, "the store ran");
     }
 
     #[test]

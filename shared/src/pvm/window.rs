@@ -30,10 +30,11 @@ pub(super) struct Window {
     len: usize,
     data: *mut u8,
     dirty: *mut u64,
-    /// A page this window already marked dirty (`usize::MAX`: none): a
-    /// store to it skips the bitmap. `Memory` empties its windows when it
-    /// clears the bitmaps, so the page's bit is set while this names it.
-    marked: usize,
+    /// The offset of a page this window already marked dirty
+    /// ([`NOT_MARKED`]: none): a store inside it skips the bitmap. `Memory`
+    /// empties its windows when it clears the bitmaps, so the page's bit is
+    /// set while this names it.
+    marked: u64,
 }
 
 // SAFETY: a window only points into buffers owned by the `Memory` that
@@ -44,6 +45,10 @@ unsafe impl Send for Window {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for Window {}
 
+/// `marked` when no page is: far above any offset (offsets are below
+/// 2^32), so `offset - NOT_MARKED` wraps to a large number.
+const NOT_MARKED: u64 = 1 << 63;
+
 impl Window {
     /// Matches no address.
     pub(super) const EMPTY: Window = Window {
@@ -51,7 +56,7 @@ impl Window {
         len: 0,
         data: NonNull::dangling().as_ptr(),
         dirty: NonNull::dangling().as_ptr(),
-        marked: usize::MAX,
+        marked: NOT_MARKED,
     };
 
     /// The window of the region based at `base` with these buffers, or
@@ -67,7 +72,7 @@ impl Window {
             len: data.len(),
             data: data.as_mut_ptr(),
             dirty: dirty.as_mut_ptr(),
-            marked: usize::MAX,
+            marked: NOT_MARKED,
         }
     }
 
@@ -95,8 +100,6 @@ impl Window {
         let Some(offset) = self.offset(address, N) else {
             return false;
         };
-        let first = offset / PAGE_SIZE as usize;
-        let last = (offset + N - 1) / PAGE_SIZE as usize;
         // SAFETY: `offset + N ≤ len` and `data` is valid for writes of `len`
         // bytes (the type's invariant); the caller holds the `Memory`
         // mutably.
@@ -106,12 +109,23 @@ impl Window {
                 .cast::<[u8; N]>()
                 .write_unaligned(bytes)
         };
-        if first != self.marked || last != first {
-            self.mark(first);
-            self.mark(last);
-            self.marked = last;
+        // Inside the page marked last: one subtraction and compare.
+        if (offset as u64).wrapping_sub(self.marked) > u64::from(PAGE_SIZE) - N as u64 {
+            self.mark_pages(offset, N);
         }
         true
+    }
+
+    /// Marks the pages of `n` bytes at `offset` (inside the window) dirty
+    /// and remembers the last.
+    #[cold]
+    #[inline(never)]
+    fn mark_pages(&mut self, offset: usize, n: usize) {
+        let page = PAGE_SIZE as usize;
+        let (first, last) = (offset / page, (offset + n - 1) / page);
+        self.mark(first);
+        self.mark(last);
+        self.marked = (last * page) as u64;
     }
 
     /// Sets page `page`'s dirty bit; `page` < `len` / `PAGE_SIZE` (rounded
