@@ -200,6 +200,10 @@ fn index_of(p: &Program, op: &Op) -> usize {
     offset / core::mem::size_of::<Op>()
 }
 
+/// No register's index: what `fwd` in a handler names before any part of
+/// it wrote a register.
+const NO_REG: usize = 13;
+
 #[inline(always)]
 fn sext32(value: u64) -> u64 {
     value as u32 as i32 as i64 as u64
@@ -242,7 +246,14 @@ macro_rules! define_handlers {
             }
         }
 
-        #[allow(non_snake_case, unused_mut, unused_macros, unused_variables, unreachable_code)]
+        #[allow(
+            non_snake_case,
+            unused_mut,
+            unused_macros,
+            unused_variables,
+            unused_assignments,
+            unreachable_code
+        )]
         mod handlers {
             use super::*;
 
@@ -257,6 +268,29 @@ macro_rules! define_handlers {
                         ($d r:ident) => {
                             $m.regs[$op.$d r.index()]
                         };
+                    }
+                    // The register the previous part of a fused sequence
+                    // wrote, and its value: a later part that reads it
+                    // takes the value from here instead of through the
+                    // register file, whose store-then-load round trip
+                    // would sit on the host's critical path. `one!` bodies
+                    // (and the macros they use) read with `get!` and write
+                    // with `set!`; in a handler of one instruction `fwd`
+                    // never names a register, and the test folds away.
+                    let mut fwd: (usize, u64) = (NO_REG, 0);
+                    macro_rules! get {
+                        ($d r:ident) => {{
+                            let i = $op.$d r.index();
+                            if i == fwd.0 { fwd.1 } else { $m.regs[i] }
+                        }};
+                    }
+                    macro_rules! set {
+                        ($d r:ident, $d value:expr) => {{
+                            let value = $d value;
+                            let i = $op.$d r.index();
+                            $m.regs[i] = value;
+                            fwd = (i, value);
+                        }};
                     }
                     macro_rules! exit {
                         ($d exit:expr) => {{
@@ -361,12 +395,12 @@ macro_rules! define_handlers {
                             let address = $d address as u32;
                             if SLOW {
                                 match $m.memory.load::<$d n>(address) {
-                                    Ok(bytes) => reg!($d dst) = $d convert(bytes),
+                                    Ok(bytes) => set!($d dst, $d convert(bytes)),
                                     Err(trap) => trap!(trap),
                                 }
                             } else {
                                 match $m.memory.load_hinted::<$d n>(address) {
-                                    Some(bytes) => reg!($d dst) = $d convert(bytes),
+                                    Some(bytes) => set!($d dst, $d convert(bytes)),
                                     None => return retry_slow($m, $p, $op, $fuel),
                                 }
                             }
@@ -393,16 +427,16 @@ macro_rules! define_handlers {
                     }
                     macro_rules! alu3 {
                         (|$d a:ident, $d b:ident| $d value:expr) => {{
-                            let $d a = reg!(a);
-                            let $d b = reg!(b);
-                            reg!(d) = $d value;
+                            let $d a = get!(a);
+                            let $d b = get!(b);
+                            set!(d, $d value);
                         }};
                     }
                     macro_rules! alu_imm {
                         (|$d b:ident, $d x:ident| $d value:expr) => {{
-                            let $d b = reg!(b);
+                            let $d b = get!(b);
                             let $d x = imm($op.x);
-                            reg!(a) = $d value;
+                            set!(a, $d value);
                         }};
                     }
                     // The body of each instruction that takes part in a
@@ -410,21 +444,21 @@ macro_rules! define_handlers {
                     // it through here too).
                     macro_rules! one {
                         (load_ind_u64) => {
-                            load!(a, reg!(b).wrapping_add(imm($op.x)), 8, u64::from_le_bytes)
+                            load!(a, get!(b).wrapping_add(imm($op.x)), 8, u64::from_le_bytes)
                         };
                         (load_ind_u8) => {
-                            load!(a, reg!(b).wrapping_add(imm($op.x)), 1, |b: [u8; 1]| {
+                            load!(a, get!(b).wrapping_add(imm($op.x)), 1, |b: [u8; 1]| {
                                 u64::from(b[0])
                             })
                         };
                         (store_ind_u64) => {
-                            store!(reg!(b).wrapping_add(imm($op.x)), reg!(a).to_le_bytes())
+                            store!(get!(b).wrapping_add(imm($op.x)), get!(a).to_le_bytes())
                         };
                         (store_ind_u8) => {
-                            store!(reg!(b).wrapping_add(imm($op.x)), [reg!(a) as u8])
+                            store!(get!(b).wrapping_add(imm($op.x)), [get!(a) as u8])
                         };
                         (store_imm_ind_u8) => {
-                            store!(reg!(a).wrapping_add(imm($op.x)), [$op.y as u8])
+                            store!(get!(a).wrapping_add(imm($op.x)), [$op.y as u8])
                         };
                         (add_64) => {
                             alu3!(|a, b| a.wrapping_add(b))
@@ -457,16 +491,16 @@ macro_rules! define_handlers {
                             alu_imm!(|b, x| b >> (x & 63))
                         };
                         (branch_ne_imm) => {
-                            branch!(reg!(a) != imm($op.x))
+                            branch!(get!(a) != imm($op.x))
                         };
                         (branch_ge_u) => {
-                            branch!(reg!(a) >= reg!(b))
+                            branch!(get!(a) >= get!(b))
                         };
                         (jump) => {
                             jump!($op.y)
                         };
                         (move_reg) => {
-                            reg!(d) = reg!(a)
+                            set!(d, get!(a))
                         };
                     }
                     // A fused sequence: the first instruction, then each

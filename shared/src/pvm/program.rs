@@ -685,6 +685,44 @@ mod tests {
     }
 
     #[test]
+    fn a_fused_part_reads_the_latest_value_of_every_register() {
+        // Each part reads a register an earlier part wrote: the newest
+        // write (forwarded inside the handler) or, once another part
+        // wrote since, the register file.
+        let mut p = ProgramBuilder::new();
+        p.rot_r_64_imm(R1, R2, 8)
+            .rot_r_64_imm(R1, R1, 8)
+            .rot_r_64_imm(R3, R1, 8)
+            .rot_r_64_imm(R1, R2, 8)
+            .rot_r_64_imm(R4, R2, 16)
+            .rot_r_64_imm(R5, R1, 8)
+            .jump_ind(R0, 0);
+        let (program, memory) = with_page(&p);
+        let triple = Handler::rot_r_64_imm__rot_r_64_imm__rot_r_64_imm;
+        assert_eq!(
+            (program.ops[0].opcode, program.ops[3].opcode),
+            (triple, triple)
+        );
+        let x = 0x0123_4567_89ab_cdef_u64;
+        let mut regs = [0; 13];
+        (regs[0], regs[2]) = (u64::from(crate::pvm::layout::HALT_ADDRESS), x);
+        let mut m = Machine::new(regs, 0, 100, memory);
+        assert_eq!(m.run(&program), Exit::Halt);
+        assert_eq!(
+            m.regs[3],
+            x.rotate_right(24),
+            "a chain through one register"
+        );
+        assert_eq!(m.regs[1], x.rotate_right(8));
+        assert_eq!(m.regs[4], x.rotate_right(16));
+        assert_eq!(
+            m.regs[5],
+            x.rotate_right(16),
+            "r1 as the first part wrote it"
+        );
+    }
+
+    #[test]
     fn a_fault_in_a_fused_triples_last_instruction_stops_there() {
         let mut p = ProgramBuilder::new();
         p.add_64(R1, R2, R3)
