@@ -442,7 +442,7 @@ impl Memory {
     /// and nothing changed.
     #[inline(always)]
     pub(crate) fn store_hinted<const N: usize>(&mut self, address: u32, bytes: [u8; N]) -> bool {
-        self.store_window.store(address, bytes)
+        self.store_window.store_in_marked(address, bytes)
     }
 
     #[inline(never)]
@@ -487,7 +487,8 @@ impl Memory {
             {
                 target.copy_from_slice(&bytes);
                 r.mark_dirty(offset, N);
-                self.store_window = Window::new(r.base, &mut r.data, &mut r.dirty);
+                self.store_window =
+                    Window::new(r.base, &mut r.data, &mut r.dirty).marked_at(offset + N - 1);
                 return Ok(());
             }
         }

@@ -30,8 +30,9 @@ pub(super) struct Window {
     len: usize,
     data: *mut u8,
     dirty: *mut u64,
-    /// The offset of a page this window already marked dirty
-    /// ([`NOT_MARKED`]: none): a store inside it skips the bitmap. `Memory`
+    /// The offset of a page this window already marked dirty and holds
+    /// whole ([`NOT_MARKED`]: none): a store inside it skips the bitmap
+    /// and the bounds check. `Memory`
     /// empties its windows when it clears the bitmaps, so the page's bit is
     /// set while this names it.
     marked: u64,
@@ -76,6 +77,25 @@ impl Window {
         }
     }
 
+    /// This window, having marked the page holding `offset` (whose dirty
+    /// bit the caller set).
+    pub(super) fn marked_at(mut self, offset: usize) -> Window {
+        self.mark_at(offset);
+        self
+    }
+
+    /// Remembers the page holding `offset` as marked, if the window holds
+    /// all of it (so a store inside it needs no bounds check).
+    #[inline(always)]
+    fn mark_at(&mut self, offset: usize) {
+        let start = offset / PAGE_SIZE as usize * PAGE_SIZE as usize;
+        self.marked = if start + PAGE_SIZE as usize <= self.len {
+            start as u64
+        } else {
+            NOT_MARKED
+        };
+    }
+
     /// The offset of `address` in the window if all `n` bytes from it are.
     #[inline(always)]
     fn offset(&self, address: u32, n: usize) -> Option<usize> {
@@ -116,6 +136,29 @@ impl Window {
         true
     }
 
+    /// Writes `bytes` at `address` if the window holds them all and they
+    /// fall in the page it marked last (so no bitmap to touch): the
+    /// handlers' fast path, which then needs no registers for marking.
+    #[inline(always)]
+    pub(super) fn store_in_marked<const N: usize>(&mut self, address: u32, bytes: [u8; N]) -> bool {
+        let offset = address.wrapping_sub(self.base) as usize;
+        // `offset` < 2^32 and `marked` a page's offset or far above.
+        if (offset as u64).wrapping_sub(self.marked) > u64::from(PAGE_SIZE) - N as u64 {
+            return false;
+        }
+        // SAFETY: the `N` bytes lie in the page at `marked`, which lies in
+        // the window (`mark_at` names no other), so `offset + N ≤ len`;
+        // `data` is valid for writes of `len` bytes (the type's
+        // invariant); the caller holds the `Memory` mutably.
+        unsafe {
+            self.data
+                .add(offset)
+                .cast::<[u8; N]>()
+                .write_unaligned(bytes)
+        };
+        true
+    }
+
     /// Marks the pages of `n` bytes at `offset` (inside the window) dirty
     /// and remembers the last. Inlined: a call here makes every handler
     /// with a store save and restore callee-saved registers on its fast
@@ -126,7 +169,7 @@ impl Window {
         let (first, last) = (offset / page, (offset + n - 1) / page);
         self.mark(first);
         self.mark(last);
-        self.marked = (last * page) as u64;
+        self.mark_at(offset + n - 1);
     }
 
     /// Sets page `page`'s dirty bit; `page` < `len` / `PAGE_SIZE` (rounded
@@ -185,8 +228,15 @@ mod tests {
         memory.store(0x10000, [1u8]).expect("stores");
         memory.clear_dirty();
         memory.store(0x10000, [1u8]).expect("stores");
-        assert!(memory.store_hinted(0x10ffc, u64::MAX.to_le_bytes()));
+        // The handlers' fast path takes only stores inside the page its
+        // window marked last; the full path marks both pages.
+        assert!(!memory.store_hinted(0x10ffc, u64::MAX.to_le_bytes()));
+        assert_eq!(dirty(&memory), [0x10000]);
+        memory
+            .store(0x10ffc, u64::MAX.to_le_bytes())
+            .expect("stores");
         assert_eq!(dirty(&memory), [0x10000, 0x11000]);
+        assert!(memory.store_hinted(0x11800, [2u8]), "the page marked last");
         let mut back = [0u8; 8];
         memory.read(0x10ffc, &mut back).expect("reads");
         assert_eq!(back, [0xff; 8]);
