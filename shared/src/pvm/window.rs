@@ -30,12 +30,13 @@ pub(super) struct Window {
     len: usize,
     data: *mut u8,
     dirty: *mut u64,
-    /// The offset of a page this window already marked dirty and holds
-    /// whole ([`NOT_MARKED`]: none): a store inside it skips the bitmap
-    /// and the bounds check. `Memory`
-    /// empties its windows when it clears the bitmaps, so the page's bit is
-    /// set while this names it.
-    marked: u64,
+    /// The offsets of the last two pages this window marked dirty and
+    /// holds whole, the newer first ([`NOT_MARKED`]: none): a store inside
+    /// one skips the bitmap and the bounds check. Two, so stores that
+    /// alternate between two pages (a stack frame across a page boundary)
+    /// stay on the fast path. `Memory` empties its windows when it clears
+    /// the bitmaps, so these pages' bits are set while named here.
+    marked: [u64; 2],
 }
 
 // SAFETY: a window only points into buffers owned by the `Memory` that
@@ -57,7 +58,7 @@ impl Window {
         len: 0,
         data: NonNull::dangling().as_ptr(),
         dirty: NonNull::dangling().as_ptr(),
-        marked: NOT_MARKED,
+        marked: [NOT_MARKED; 2],
     };
 
     /// The window of the region based at `base` with these buffers, or
@@ -73,7 +74,7 @@ impl Window {
             len: data.len(),
             data: data.as_mut_ptr(),
             dirty: dirty.as_mut_ptr(),
-            marked: NOT_MARKED,
+            marked: [NOT_MARKED; 2],
         }
     }
 
@@ -89,11 +90,19 @@ impl Window {
     #[inline(always)]
     fn mark_at(&mut self, offset: usize) {
         let start = offset / PAGE_SIZE as usize * PAGE_SIZE as usize;
-        self.marked = if start + PAGE_SIZE as usize <= self.len {
-            start as u64
-        } else {
-            NOT_MARKED
-        };
+        if start + PAGE_SIZE as usize <= self.len && start as u64 != self.marked[0] {
+            self.marked = [start as u64, self.marked[0]];
+        }
+    }
+
+    /// Whether all `n` bytes at `offset` lie in a page named in `marked`.
+    #[inline(always)]
+    fn in_marked(&self, offset: usize, n: usize) -> bool {
+        // `offset` < 2^32 and each entry a page's offset or far above.
+        let last_start = u64::from(PAGE_SIZE) - n as u64;
+        let offset = offset as u64;
+        offset.wrapping_sub(self.marked[0]) <= last_start
+            || offset.wrapping_sub(self.marked[1]) <= last_start
     }
 
     /// The offset of `address` in the window if all `n` bytes from it are.
@@ -129,25 +138,23 @@ impl Window {
                 .cast::<[u8; N]>()
                 .write_unaligned(bytes)
         };
-        // Inside the page marked last: one subtraction and compare.
-        if (offset as u64).wrapping_sub(self.marked) > u64::from(PAGE_SIZE) - N as u64 {
+        if !self.in_marked(offset, N) {
             self.mark_pages(offset, N);
         }
         true
     }
 
-    /// Writes `bytes` at `address` if the window holds them all and they
-    /// fall in the page it marked last (so no bitmap to touch): the
+    /// Writes `bytes` at `address` if they fall in a page the window
+    /// marked (so no bitmap to touch, no bounds to check): the
     /// handlers' fast path, which then needs no registers for marking.
     #[inline(always)]
     pub(super) fn store_in_marked<const N: usize>(&mut self, address: u32, bytes: [u8; N]) -> bool {
         let offset = address.wrapping_sub(self.base) as usize;
-        // `offset` < 2^32 and `marked` a page's offset or far above.
-        if (offset as u64).wrapping_sub(self.marked) > u64::from(PAGE_SIZE) - N as u64 {
+        if !self.in_marked(offset, N) {
             return false;
         }
-        // SAFETY: the `N` bytes lie in the page at `marked`, which lies in
-        // the window (`mark_at` names no other), so `offset + N ≤ len`;
+        // SAFETY: the `N` bytes lie in a page named in `marked`, which
+        // lies in the window (`mark_at` names no other), so `offset + N ≤ len`;
         // `data` is valid for writes of `len` bytes (the type's
         // invariant); the caller holds the `Memory` mutably.
         unsafe {
@@ -228,18 +235,40 @@ mod tests {
         memory.store(0x10000, [1u8]).expect("stores");
         memory.clear_dirty();
         memory.store(0x10000, [1u8]).expect("stores");
-        // The handlers' fast path takes only stores inside the page its
-        // window marked last; the full path marks both pages.
+        // The handlers' fast path takes only stores inside a page its
+        // window marked; the full path marks both pages.
         assert!(!memory.store_hinted(0x10ffc, u64::MAX.to_le_bytes()));
         assert_eq!(dirty(&memory), [0x10000]);
         memory
             .store(0x10ffc, u64::MAX.to_le_bytes())
             .expect("stores");
         assert_eq!(dirty(&memory), [0x10000, 0x11000]);
-        assert!(memory.store_hinted(0x11800, [2u8]), "the page marked last");
+        assert!(memory.store_hinted(0x11800, [2u8]), "a marked page");
         let mut back = [0u8; 8];
         memory.read(0x10ffc, &mut back).expect("reads");
         assert_eq!(back, [0xff; 8]);
+    }
+
+    #[test]
+    fn stores_alternating_between_two_pages_stay_on_the_fast_path() {
+        let mut memory = Memory::from_page_map(&[PageMapEntry {
+            address: 0x10000,
+            length: 0x3000,
+            access: Access::Write,
+        }])
+        .expect("maps");
+        memory.store(0x10ff8, [1u8]).expect("stores");
+        assert!(!memory.store_hinted(0x11000, [2u8]), "not marked yet");
+        memory.store(0x11000, [2u8]).expect("stores");
+        for _ in 0..3 {
+            assert!(memory.store_hinted(0x10ff0, [3u8]));
+            assert!(memory.store_hinted(0x11008, [4u8]));
+        }
+        // A third page pushes out the older of the two.
+        memory.store(0x12000, [5u8]).expect("stores");
+        assert!(memory.store_hinted(0x11010, [6u8]));
+        assert!(!memory.store_hinted(0x10fe8, [7u8]));
+        assert_eq!(dirty(&memory), [0x10000, 0x11000, 0x12000]);
     }
 
     #[test]
