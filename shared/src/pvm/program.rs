@@ -598,17 +598,7 @@ mod tests {
             .load_ind_u64(R1, R2, 0)
             .load_ind_u64(R3, R4, 0)
             .jump_ind(R0, 0);
-        let program = Program::from_blob(&p.build().expect("builds")).expect("decodes");
-        let mut memory = Memory::from_page_map(&[PageMapEntry {
-            address: 0x10000,
-            length: 0x1000,
-            access: Access::Read,
-        }])
-        .expect("maps");
-        memory
-            .initialize(0x10000, &42u64.to_le_bytes())
-            .expect("fits");
-        (program, memory)
+        with_page(&p, Access::Read)
     }
 
     #[test]
@@ -642,14 +632,13 @@ mod tests {
         assert_eq!(m.gas, 96);
     }
 
-    /// `p`'s program and a memory of one writable page at 0x10000 holding
-    /// 42.
-    fn with_page(p: &ProgramBuilder) -> (Program, Memory) {
+    /// `p`'s program and a memory of one page at 0x10000 holding 42.
+    fn with_page(p: &ProgramBuilder, access: Access) -> (Program, Memory) {
         let program = Program::from_blob(&p.build().expect("builds")).expect("decodes");
         let mut memory = Memory::from_page_map(&[PageMapEntry {
             address: 0x10000,
             length: 0x1000,
-            access: Access::Write,
+            access,
         }])
         .expect("maps");
         memory
@@ -669,7 +658,7 @@ mod tests {
             .add_64(R6, R4, R1)
             .xor(R7, R6, R2)
             .jump_ind(R0, 0);
-        let (program, memory) = with_page(&p);
+        let (program, memory) = with_page(&p, Access::Write);
         assert_eq!(program.ops[0].opcode, Handler::add_64);
         assert_eq!(program.ops[1].opcode, Handler::load_ind_u64__add_64__xor);
         let mut regs = [0; 13];
@@ -697,7 +686,7 @@ mod tests {
             .rot_r_64_imm(R4, R2, 16)
             .rot_r_64_imm(R5, R1, 8)
             .jump_ind(R0, 0);
-        let (program, memory) = with_page(&p);
+        let (program, memory) = with_page(&p, Access::Write);
         let triple = Handler::rot_r_64_imm__rot_r_64_imm__rot_r_64_imm;
         assert_eq!(
             (program.ops[0].opcode, program.ops[3].opcode),
@@ -729,7 +718,7 @@ mod tests {
             .store_ind_u64(R1, R5, 8)
             .load_ind_u64(R4, R6, 0)
             .jump_ind(R0, 0);
-        let (program, memory) = with_page(&p);
+        let (program, memory) = with_page(&p, Access::Write);
         assert_eq!(
             program.ops[0].opcode,
             Handler::add_64__store_ind_u64__load_ind_u64

@@ -129,15 +129,8 @@ impl Window {
         let Some(offset) = self.offset(address, N) else {
             return false;
         };
-        // SAFETY: `offset + N ≤ len` and `data` is valid for writes of `len`
-        // bytes (the type's invariant); the caller holds the `Memory`
-        // mutably.
-        unsafe {
-            self.data
-                .add(offset)
-                .cast::<[u8; N]>()
-                .write_unaligned(bytes)
-        };
+        // SAFETY: `offset + N ≤ len` (`offset` checked it).
+        unsafe { self.write_at(offset, bytes) };
         if !self.in_marked(offset, N) {
             self.mark_pages(offset, N);
         }
@@ -154,16 +147,29 @@ impl Window {
             return false;
         }
         // SAFETY: the `N` bytes lie in a page named in `marked`, which
-        // lies in the window (`mark_at` names no other), so `offset + N ≤ len`;
-        // `data` is valid for writes of `len` bytes (the type's
-        // invariant); the caller holds the `Memory` mutably.
+        // lies in the window (`mark_at` names no other), so
+        // `offset + N ≤ len`.
+        unsafe { self.write_at(offset, bytes) };
+        true
+    }
+
+    /// Writes `bytes` at `offset` into the window's data.
+    ///
+    /// # Safety
+    ///
+    /// `offset + N` must be at most `len`.
+    #[inline(always)]
+    unsafe fn write_at<const N: usize>(&mut self, offset: usize, bytes: [u8; N]) {
+        // SAFETY: `data` is valid for writes of `len` bytes (the type's
+        // invariant), `offset + N ≤ len` (the caller's contract), and the
+        // window is held mutably (through its `Memory`);
+        // `write_unaligned` needs no alignment.
         unsafe {
             self.data
                 .add(offset)
                 .cast::<[u8; N]>()
                 .write_unaligned(bytes)
         };
-        true
     }
 
     /// Marks the pages of `n` bytes at `offset` (inside the window) dirty
