@@ -496,6 +496,9 @@ macro_rules! define_handlers {
                         (branch_ge_u) => {
                             branch!(get!(a) >= get!(b))
                         };
+                        (branch_lt_u) => {
+                            branch!(get!(a) < get!(b))
+                        };
                         (jump) => {
                             jump!($op.y)
                         };
@@ -672,7 +675,7 @@ with_fusions!(define_handlers {
         };
     branch_eq => branch!(reg!(a) == reg!(b));
     branch_ne => branch!(reg!(a) != reg!(b));
-    branch_lt_u => branch!(reg!(a) < reg!(b));
+    branch_lt_u => one!(branch_lt_u);
     branch_lt_s => branch!((reg!(a) as i64) < (reg!(b) as i64));
     branch_ge_u => one!(branch_ge_u);
     branch_ge_s => branch!((reg!(a) as i64) >= (reg!(b) as i64));

@@ -520,6 +520,13 @@ macro_rules! with_fusions {
                 load_ind_u64__shlo_l_imm_64__shlo_l_imm_64 = 16, [load_ind_u64, shlo_l_imm_64, shlo_l_imm_64];
                 load_ind_u64__load_ind_u64__store_ind_u64 = 17, [load_ind_u64, load_ind_u64, store_ind_u64];
                 shlo_l_imm_64__shlo_l_imm_64__add_imm_64 = 18, [shlo_l_imm_64, shlo_l_imm_64, add_imm_64];
+                shlo_r_imm_64__add_64__load_ind_u8 = 19, [shlo_r_imm_64, add_64, load_ind_u8];
+                and_imm__shlo_l_64__or = 21, [and_imm, shlo_l_64, or];
+                add_64__store_ind_u8__branch_lt_u = 22, [add_64, store_ind_u8, branch_lt_u];
+                store_ind_u64__add_imm_64__jump = 23, [store_ind_u64, add_imm_64, jump];
+                load_ind_u8__add_imm_64__xor = 24, [load_ind_u8, add_imm_64, xor];
+                add_imm_64__mul_64__branch_ne_imm = 25, [add_imm_64, mul_64, branch_ne_imm];
+                add_imm_64__add_64__branch_ne_imm = 26, [add_imm_64, add_64, branch_ne_imm];
             ]
         }
     };
