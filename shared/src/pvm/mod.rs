@@ -135,6 +135,9 @@ pub mod memory;
 pub mod program;
 mod window;
 
+#[cfg(test)]
+mod fusion_tests;
+
 pub use blob::{Bitmask, ProgramParts, deblob, decode_natural, encode_natural};
 pub use decode::{Instruction, Operands, decode_instruction, instructions};
 pub use error::{MemoryError, ProgramError};

@@ -579,7 +579,7 @@ macro_rules! define_handlers {
 
             /// The instructions a fused handler runs (empty for a
             /// plain instruction's).
-            const fn parts(self) -> &'static [Opcode] {
+            pub(crate) const fn parts(self) -> &'static [Opcode] {
                 match self {
                     $(Handler::$fused => &[Opcode::$first $(, Opcode::$rest)+],)*
                     _ => &[],
