@@ -64,6 +64,77 @@ impl<'a> Bitmask<'a> {
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
     }
+
+    /// The first `i >= from` with [`Self::is_set`]`(i)`: `from` itself
+    /// when past the end, else at most `len`. Scans 64 bits a step (the
+    /// pre-decoder's walk over instruction starts, not one bit at a time).
+    #[inline]
+    pub(crate) fn next_set(&self, from: usize) -> usize {
+        let mut i = from;
+        while i < self.len {
+            let byte = i / 8;
+            let word = self.word_at(byte) >> (i % 8);
+            if word != 0 {
+                // Padding bits past `len` may be set in hand-made parts:
+                // past the end reads as set anyway.
+                return (i + word.trailing_zeros() as usize).min(self.len);
+            }
+            i = (byte + 8) * 8;
+        }
+        from.max(self.len)
+    }
+
+    /// How many `i < end` have [`Self::is_set`]`(i)`.
+    pub(crate) fn count_set(&self, end: usize) -> usize {
+        let inside = end.min(self.len);
+        let (full, rest) = self
+            .bytes
+            .split_at_checked(inside / 8)
+            .unwrap_or((self.bytes, &[]));
+        let words = full.chunks_exact(8);
+        let mut count: usize = words
+            .remainder()
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum();
+        for word in words {
+            let mut octets = [0u8; 8];
+            octets.copy_from_slice(word);
+            count += u64::from_le_bytes(octets).count_ones() as usize;
+        }
+        if inside % 8 != 0 {
+            let partial = rest.first().copied().unwrap_or(0) & ((1u8 << (inside % 8)) - 1);
+            count += partial.count_ones() as usize;
+        }
+        count + (end - inside)
+    }
+
+    /// The octets from `byte` on as a little-endian `u64`, zeros past the
+    /// end.
+    #[inline]
+    fn word_at(&self, byte: usize) -> u64 {
+        let len = self.bytes.len();
+        // Near the end, the last eight octets shifted down (a copy of a
+        // variable length would be a `memcpy` call).
+        let start = byte.min(len.saturating_sub(8));
+        match self.bytes.get(start..start + 8) {
+            Some(eight) => {
+                let mut octets = [0u8; 8];
+                octets.copy_from_slice(eight);
+                let word = u64::from_le_bytes(octets);
+                // `byte - start` < 8 octets, or the whole word past the end.
+                word.checked_shr(8 * (byte - start) as u32).unwrap_or(0)
+            }
+            // A bitmask of fewer than 8 octets.
+            None => self
+                .bytes
+                .get(byte..)
+                .unwrap_or(&[])
+                .iter()
+                .rev()
+                .fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+        }
+    }
 }
 
 /// A program blob split into its three parts (borrowing the blob).
