@@ -65,23 +65,14 @@ impl<'a> Bitmask<'a> {
         self.bytes
     }
 
-    /// The first `i >= from` with [`Self::is_set`]`(i)`: `from` itself
-    /// when past the end, else at most `len`. Scans 64 bits a step (the
-    /// pre-decoder's walk over instruction starts, not one bit at a time).
-    #[inline]
-    pub(crate) fn next_set(&self, from: usize) -> usize {
-        let mut i = from;
-        while i < self.len {
-            let byte = i / 8;
-            let word = self.word_at(byte) >> (i % 8);
-            if word != 0 {
-                // Padding bits past `len` may be set in hand-made parts:
-                // past the end reads as set anyway.
-                return (i + word.trailing_zeros() as usize).min(self.len);
-            }
-            i = (byte + 8) * 8;
+    /// The offsets `i` with [`Self::is_set`]`(i)`, in order, without end
+    /// (past the end every bit reads as set).
+    pub(crate) fn set_bits(&self) -> SetBits<'a> {
+        SetBits {
+            mask: *self,
+            base: 0,
+            word: if self.len > 0 { self.word_at(0) } else { 0 },
         }
-        from.max(self.len)
     }
 
     /// How many `i < end` have [`Self::is_set`]`(i)`.
@@ -102,7 +93,7 @@ impl<'a> Bitmask<'a> {
             octets.copy_from_slice(word);
             count += u64::from_le_bytes(octets).count_ones() as usize;
         }
-        if inside % 8 != 0 {
+        if !inside.is_multiple_of(8) {
             let partial = rest.first().copied().unwrap_or(0) & ((1u8 << (inside % 8)) - 1);
             count += partial.count_ones() as usize;
         }
@@ -133,6 +124,47 @@ impl<'a> Bitmask<'a> {
                 .iter()
                 .rev()
                 .fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+        }
+    }
+}
+
+/// [`Bitmask::set_bits`]: the pre-decoder's walk over instruction starts,
+/// 64 bits a step rather than one bit at a time.
+pub(crate) struct SetBits<'a> {
+    mask: Bitmask<'a>,
+    /// The offset of `word`'s bit 0 (a multiple of 64), or from `len` on
+    /// the next offset to yield.
+    base: usize,
+    /// The bits from `base` on not yet yielded.
+    word: u64,
+}
+
+impl SetBits<'_> {
+    /// The next offset whose bit is set.
+    #[inline(always)]
+    pub(crate) fn next_start(&mut self) -> usize {
+        let len = self.mask.len;
+        loop {
+            if self.base >= len {
+                let at = self.base;
+                self.base += 1;
+                return at;
+            }
+            if self.word != 0 {
+                let at = self.base + self.word.trailing_zeros() as usize;
+                if at < len {
+                    self.word &= self.word - 1;
+                    return at;
+                }
+                // A padding bit (hand-made parts): the end is next.
+                self.word = 0;
+                self.base = len;
+                continue;
+            }
+            self.base = (self.base + 64).min(len);
+            if self.base < len {
+                self.word = self.mask.word_at(self.base / 8);
+            }
         }
     }
 }

@@ -185,37 +185,37 @@ impl Program {
         // the code. So this is enough, and exact without long gaps.
         let capacity = instructions + (code_len - instructions) / 25 + 1;
         let mut d = Decoder {
-            ops: Vec::with_capacity(capacity),
-            pcs: Vec::with_capacity(capacity),
-            block_starts: Vec::with_capacity(capacity),
+            ops: alloc::vec![TRAP; capacity],
+            pcs: alloc::vec![0; capacity],
+            block_starts: alloc::vec![false; capacity],
+            len: 0,
             block_begin: 0,
             previous_ends: false,
-            branches: 0,
         };
+        let mut branches = false;
         // Whether the previous entry is a valid terminator (the next
         // instruction then starts a basic block).
         let mut after_terminator = false;
-        let mut pc = bitmask.next_set(0);
+        let mut starts = bitmask.set_bits();
+        let mut pc = starts.next_start();
         while pc < code_len {
-            let next = bitmask.next_set(pc + 1);
+            let next = starts.next_start();
             // The Graypaper's `skip`: octets to the next start, at most 24.
             let skip = (next - pc - 1).min(24);
-            let opcode = Opcode::from_u8(code[pc]);
-            let op = match opcode {
-                Some(opcode) => {
-                    if HAS_TARGET[opcode as usize] {
-                        d.branches += 1;
-                    }
-                    lower_at(opcode, code, pc, skip)
-                }
+            let byte = code[pc];
+            let info = &INFO[usize::from(byte)];
+            let flags = info.flags;
+            let op = match info.format {
+                Some(format) => lower_at(info, format, code, pc, skip),
                 None => TRAP,
             };
+            branches |= flags & HAS_TARGET != 0;
             // The Graypaper's `ϖ`: a valid instruction at offset 0 or
             // right after a terminator (which always ends just here: a
             // skip short of a start would have put a trap in between).
-            let starts = opcode.is_some() && (pc == 0 || after_terminator);
-            after_terminator = opcode.is_some_and(Opcode::is_terminator);
-            d.push(op, pc as u32, starts, after_terminator);
+            let block_start = flags & VALID != 0 && (pc == 0 || after_terminator);
+            after_terminator = flags & TERMINATOR != 0;
+            d.push(op, pc as u32, block_start, after_terminator);
             let next_pc = pc + 1 + skip;
             if next_pc < code_len && next_pc < next {
                 d.push(TRAP, next_pc as u32, false, true);
@@ -223,17 +223,20 @@ impl Program {
             }
             pc = next;
         }
-        if d.pcs.last() != Some(&(code_len as u32)) {
+        if d.len == 0 || d.pcs.get(d.len - 1) != Some(&(code_len as u32)) {
             d.push(TRAP, code_len as u32, false, true);
         }
-        d.close_block(d.ops.len());
+        d.close_block(d.len);
         let Decoder {
             mut ops,
-            pcs,
-            block_starts,
-            branches,
+            mut pcs,
+            mut block_starts,
+            len,
             ..
         } = d;
+        ops.truncate(len);
+        pcs.truncate(len);
+        block_starts.truncate(len);
         let mut program = Program {
             ops: Vec::new(),
             pcs,
@@ -241,9 +244,9 @@ impl Program {
             block_starts,
             code_len: code_len as u32,
         };
-        if branches > 0 {
+        if branches {
             for op in &mut ops {
-                if HAS_TARGET[op.opcode as usize] {
+                if INFO[op.opcode as usize].flags & HAS_TARGET != 0 {
                     op.y = program.resolve(op.y);
                 }
             }
@@ -306,19 +309,70 @@ fn fuse(ops: &mut [Op], block_start: &[bool]) {
     }
 }
 
-/// By opcode number: whether the instruction has a branch target (in
-/// `y`). A table: the unfused handler's format is a call per entry.
-const HAS_TARGET: [bool; 256] = {
-    let mut table = [false; 256];
+/// [`OpcodeInfo::flags`]: the octet is an opcode.
+const VALID: u8 = 1;
+/// [`OpcodeInfo::flags`]: the opcode ends a basic block.
+const TERMINATOR: u8 = 2;
+/// [`OpcodeInfo::flags`]: the instruction has a branch target (in `y`).
+const HAS_TARGET: u8 = 4;
+
+/// What the pre-decoder needs of an opcode octet.
+#[derive(Clone, Copy)]
+struct OpcodeInfo {
+    /// `None`: not an opcode (the entry runs as `trap`).
+    format: Option<ArgFormat>,
+    handler: Handler,
+    gas: u32,
+    flags: u8,
+}
+
+/// By octet: one load per entry instead of a match (or a call, as
+/// `Opcode::format` was in the guest) per question.
+const INFO: [OpcodeInfo; 256] = {
+    let mut table = [OpcodeInfo {
+        format: None,
+        handler: Handler::trap,
+        gas: Opcode::trap.gas(),
+        flags: 0,
+    }; 256];
     let mut byte = 0;
     while byte < 256 {
         if let Some(opcode) = Opcode::from_u8(byte as u8) {
-            table[byte] = matches!(
-                opcode.format(),
-                ArgFormat::OneOffset | ArgFormat::OneRegImmOffset | ArgFormat::TwoRegsOneOffset
-            );
+            let format = opcode.format();
+            table[byte] = OpcodeInfo {
+                format: Some(format),
+                handler: Handler::from_opcode(opcode),
+                gas: opcode.gas(),
+                flags: VALID
+                    | if opcode.is_terminator() {
+                        TERMINATOR
+                    } else {
+                        0
+                    }
+                    | if matches!(
+                        format,
+                        ArgFormat::OneOffset
+                            | ArgFormat::OneRegImmOffset
+                            | ArgFormat::TwoRegsOneOffset
+                    ) {
+                        HAS_TARGET
+                    } else {
+                        0
+                    },
+            };
         }
         byte += 1;
+    }
+    table
+};
+
+/// By nibble: the register, `min(12, nibble)` (one load, not a match).
+const REGS: [RegIndex; 16] = {
+    let mut table = [RegIndex::R12; 16];
+    let mut n = 0;
+    while n < 16 {
+        table[n] = RegIndex::new(n as u8);
+        n += 1;
     }
     table
 };
@@ -335,34 +389,55 @@ const TRAP: Op = Op {
     gas: Opcode::trap.gas(),
 };
 
-/// The arrays being built, in code order, with the open gas block.
+/// The arrays being built, in code order, with the open gas block. They
+/// are allocated filled to the bound and written by index (a `push` per
+/// array and entry cost more), then cut to `len`.
 struct Decoder {
     ops: Vec<Op>,
     pcs: Vec<u32>,
     block_starts: Vec<bool>,
+    /// Entries written.
+    len: usize,
     /// Index of the first entry of the gas block not yet closed.
     block_begin: usize,
     /// Whether the last entry ends its gas block by itself (a terminator
     /// or a synthesised trap).
     previous_ends: bool,
-    /// Entries whose `y` is a code offset still to resolve.
-    branches: usize,
 }
 
 impl Decoder {
     /// Appends an entry (`op.gas` its own cost for now), closing the
     /// previous gas block first when it ends there.
     #[inline(always)]
-    fn push(&mut self, mut op: Op, pc: u32, starts: bool, ends: bool) {
-        let at = self.ops.len();
+    fn push(&mut self, op: Op, pc: u32, starts: bool, ends: bool) {
+        let at = self.len;
         // Gas blocks end at terminators and synthesised traps, and before
         // a basic block; an `ecalli` does not end one (departure 12).
         if self.previous_ends || starts {
             self.close_block(at);
         }
-        self.ops.push(op);
-        self.pcs.push(pc);
-        self.block_starts.push(starts);
+        // Within the bound the arrays were filled to; past it (never, by
+        // the bound) they grow.
+        match (
+            self.ops.get_mut(at),
+            self.pcs.get_mut(at),
+            self.block_starts.get_mut(at),
+        ) {
+            (Some(op_at), Some(pc_at), Some(starts_at)) => {
+                *op_at = op;
+                *pc_at = pc;
+                *starts_at = starts;
+            }
+            _ => {
+                self.ops.truncate(at);
+                self.pcs.truncate(at);
+                self.block_starts.truncate(at);
+                self.ops.push(op);
+                self.pcs.push(pc);
+                self.block_starts.push(starts);
+            }
+        }
+        self.len = at + 1;
         self.previous_ends = ends;
     }
 
@@ -380,14 +455,15 @@ impl Decoder {
     }
 }
 
-/// Lowers the instruction with opcode `opcode` at code offset `pc` (of
-/// skip length `skip`) into the interpreter's format; what
+/// Lowers the instruction at code offset `pc` (of skip length `skip`; its
+/// opcode's `info`, of operand format `format`) into the interpreter's
+/// format; what
 /// [`decode_operands`](super::decode::decode_operands) decodes, read
 /// straight from a zero-padded window of the code. A branch target is left
 /// as a code offset in `y` (`u32::MAX`, never an instruction, when outside
 /// 32 bits) for [`Program::resolve`].
 #[inline(always)]
-fn lower_at(opcode: Opcode, code: &[u8], pc: usize, skip: usize) -> Op {
+fn lower_at(info: &OpcodeInfo, format: ArgFormat, code: &[u8], pc: usize, skip: usize) -> Op {
     // Operands reach at most 11 octets past the opcode; reads take 8 from
     // an offset up to 7. Past the code, ζ reads zeros.
     let mut z = [0u8; 16];
@@ -426,14 +502,14 @@ fn lower_at(opcode: Opcode, code: &[u8], pc: usize, skip: usize) -> Op {
         u32::try_from(pc as u32 as i64 + sext(le(offset, n), n) as i64).unwrap_or(u32::MAX)
     };
     // `min(12, …)` of the nibbles of ζ_{ı+1}.
-    let low = RegIndex::new(z[1] & 15);
-    let high = RegIndex::new(z[1] >> 4);
+    let low = REGS[usize::from(z[1] & 15)];
+    let high = REGS[usize::from(z[1] >> 4)];
     let mut op = Op {
-        opcode: Handler::from_opcode(opcode),
-        gas: opcode.gas(),
+        opcode: info.handler,
+        gas: info.gas,
         ..TRAP
     };
-    match opcode.format() {
+    match format {
         ArgFormat::NoArgs => {}
         ArgFormat::OneImm => op.x = imm(1, skip.min(4)),
         ArgFormat::OneRegExtImm => {
@@ -493,7 +569,7 @@ fn lower_at(opcode: Opcode, code: &[u8], pc: usize, skip: usize) -> Op {
         ArgFormat::ThreeRegs => {
             op.a = low;
             op.b = high;
-            op.d = RegIndex::new(z[2] & 15);
+            op.d = REGS[usize::from(z[2] & 15)];
         }
     }
     op

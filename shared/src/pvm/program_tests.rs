@@ -215,7 +215,7 @@ fn pack(bits: &[bool], padding: u8) -> Vec<u8> {
             bytes[i / 8] |= 1 << (i % 8);
         }
     }
-    if bits.len() % 8 != 0
+    if !bits.len().is_multiple_of(8)
         && let Some(last) = bytes.last_mut()
     {
         *last |= padding << (bits.len() % 8);
@@ -290,19 +290,22 @@ fn the_sample_programs_decode_as_before() {
 
 #[test]
 fn bitmask_scans_agree_with_is_set() {
-    let bits: Vec<bool> = (0..300)
-        .map(|i| i % 7 == 0 || (100..190).contains(&i))
-        .collect();
-    for padding in [0u8, 0xff] {
-        let bytes = pack(&bits, padding);
-        let mask = Bitmask::new(&bytes, bits.len()).expect("packed");
-        for from in 0..320 {
-            let expected = (from..)
-                .find(|&i| mask.is_set(i))
-                .expect("past the end is set");
-            assert_eq!(mask.next_set(from), expected, "from {from}");
-            let count = (0..from).filter(|&i| mask.is_set(i)).count();
-            assert_eq!(mask.count_set(from), count, "below {from}");
+    // Short and long masks, runs, and a gap of more than 64 bits.
+    for len in [0, 5, 63, 64, 65, 300, 301] {
+        let bits: Vec<bool> = (0..len)
+            .map(|i| (i % 7 == 0 && !(150..260).contains(&i)) || (100..140).contains(&i))
+            .collect();
+        for padding in [0u8, 0xff] {
+            let bytes = pack(&bits, padding);
+            let mask = Bitmask::new(&bytes, bits.len()).expect("packed");
+            let mut walk = mask.set_bits();
+            for expected in (0..len + 10).filter(|&i| mask.is_set(i)) {
+                assert_eq!(walk.next_start(), expected, "length {len}");
+            }
+            for end in 0..len + 10 {
+                let count = (0..end).filter(|&i| mask.is_set(i)).count();
+                assert_eq!(mask.count_set(end), count, "below {end}");
+            }
         }
     }
 }
