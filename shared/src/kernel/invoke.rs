@@ -550,11 +550,7 @@ pub(super) fn prepare<S: BuildHasher>(
     let root = dir
         .get_blob(&instance_root_hash(&instance)?)
         .filter(|cap| matches!(**cap, Cap::CNode(_)));
-    let entry_indexes = image
-        .endpoints
-        .iter()
-        .map(|&pc| cached.program.index_of(pc))
-        .collect();
+    let entry_indexes = cached.program.indexes_of(&image.endpoints).collect();
     let prepared = Arc::new(Prepared {
         instance_hash: *instance_hash,
         instance,
