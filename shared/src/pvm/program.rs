@@ -494,7 +494,10 @@ impl Decoder {
 /// straight from a zero-padded window of the code. A branch target is left
 /// as a code offset in `y` (`u32::MAX`, never an instruction, when outside
 /// 32 bits) for [`Program::resolve`].
-#[inline(always)]
+// Not inlined: inlined, the pre-decoder's loop kept its state on the
+// stack around the format match (−670 guest instructions on the sample
+// program's 42 entries).
+#[inline(never)]
 fn lower_at(info: &OpcodeInfo, format: ArgFormat, code: &[u8], pc: usize, skip: usize) -> Op {
     // Operands reach at most 11 octets past the opcode; reads take 8 from
     // an offset up to 7. Past the code, ζ reads zeros.
