@@ -293,38 +293,6 @@ impl Program {
     pub(crate) fn index_of(&self, pc: u32) -> Option<usize> {
         self.pcs.binary_search(&pc).ok()
     }
-
-    /// [`Self::index_of`] of each of `pcs`, in order. Each search gallops
-    /// forward from the previous one's index when it can (an ascending
-    /// list, as endpoint lists usually are, then costs about the log of
-    /// the gaps rather than a whole binary search each).
-    pub(crate) fn indexes_of<'a>(
-        &'a self,
-        pcs: &'a [u32],
-    ) -> impl ExactSizeIterator<Item = Option<usize>> + 'a {
-        let all = &self.pcs;
-        let mut from = 0;
-        pcs.iter().map(move |&pc| {
-            let found = if all.get(from).is_some_and(|&at| at <= pc) {
-                // `all[low] <= pc`; double the step until past `pc`.
-                let (mut low, mut step) = (from, 1);
-                while all.get(low + step).is_some_and(|&at| at <= pc) {
-                    low += step;
-                    step *= 2;
-                }
-                let high = (low + step).min(all.len());
-                all.get(low..high)
-                    .and_then(|run| run.binary_search(&pc).ok())
-                    .map(|i| low + i)
-            } else {
-                self.index_of(pc)
-            };
-            if let Some(i) = found {
-                from = i;
-            }
-            found
-        })
-    }
 }
 
 /// Marks every instruction that is followed, inside its basic block, by

@@ -309,28 +309,3 @@ fn bitmask_scans_agree_with_is_set() {
         }
     }
 }
-
-proptest! {
-    #[test]
-    fn indexes_of_finds_what_index_of_finds(
-        (code, bits, _padding, _table) in case(),
-        queries in proptest::collection::vec(0u32..240, 0..20),
-        sorted in any::<bool>(),
-    ) {
-        let mut bits = bits;
-        bits.resize(code.len(), true);
-        let bytes = pack(&bits, 0);
-        let bitmask = Bitmask::new(&bytes, bits.len()).expect("packed");
-        let parts = ProgramParts { jump_table: Vec::new(), code: &code, bitmask };
-        let program = Program::from_parts(&parts);
-        let mut queries = queries;
-        if sorted {
-            queries.sort_unstable();
-        }
-        // Also offsets that are entries, to find some.
-        queries.extend(program.pcs.iter().step_by(3));
-        let expected: Vec<_> = queries.iter().map(|&pc| program.index_of(pc)).collect();
-        let found: Vec<_> = program.indexes_of(&queries).collect();
-        prop_assert_eq!(found, expected);
-    }
-}
