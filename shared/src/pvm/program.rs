@@ -106,8 +106,9 @@ pub struct Program {
 }
 
 /// Most instructions (bitmask bits) a program may have. Pre-decoding costs
-/// about 60 bytes per instruction at its peak and 21 after, so this bounds
-/// a program's decoder memory (~16 MB peak, ~5.5 MB kept) whatever the
+/// 21 bytes per entry (instructions, plus a synthesised trap per 25
+/// octets of code at most), peak and kept, so this bounds a program's
+/// decoder memory (~5.5 MB, plus under a byte per code octet) whatever the
 /// blob: a guest decodes the largest allowed program with room to spare.
 /// Checked before anything is allocated.
 pub const MAX_INSTRUCTIONS: u64 = 1 << 18;
