@@ -593,9 +593,21 @@ fn fresh_memory(
     memory_data: &Data,
     instance_hash: &CapHash,
 ) -> Result<Memory, KernelError> {
-    let rw_bytes = memory_data.to_vec();
+    // A memory of at most a page is read in place (no copy into a new
+    // vector, which the guest allocates and frees).
+    let owned;
+    let rw_bytes: &[u8] = match usize::try_from(memory_data.len()) {
+        Ok(len) if len <= PAGE_SIZE => match memory_data.page(0) {
+            Some(page) => &page[..len],
+            None => &ZERO_PAGE[..len],
+        },
+        _ => {
+            owned = memory_data.to_vec();
+            &owned
+        }
+    };
     let mut memory =
-        Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|e| match e {
+        Memory::standard(layout, &image.ro_data, rw_bytes, &[]).map_err(|e| match e {
             MemoryError::OutOfMemory { .. } => KernelError::OutOfMemory {
                 instance: *instance_hash,
             },
