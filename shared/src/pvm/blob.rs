@@ -113,8 +113,11 @@ impl<'a> Bitmask<'a> {
                 let mut octets = [0u8; 8];
                 octets.copy_from_slice(eight);
                 let word = u64::from_le_bytes(octets);
-                // `byte - start` < 8 octets, or the whole word past the end.
-                word.checked_shr(8 * (byte - start) as u32).unwrap_or(0)
+                // `byte - start` octets of it lie before `byte`.
+                match byte - start {
+                    skipped @ 0..8 => word >> (8 * skipped),
+                    _ => 0,
+                }
             }
             // A bitmask of fewer than 8 octets.
             None => self
@@ -334,5 +337,26 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_read_zeros_past_the_end() {
+        let bytes: alloc::vec::Vec<u8> = (1..=11).collect();
+        let mask = Bitmask::new(&bytes, 88).expect("11 octets");
+        assert_eq!(mask.word_at(0), 0x0807_0605_0403_0201);
+        assert_eq!(mask.word_at(3), 0x0b0a_0908_0706_0504);
+        assert_eq!(mask.word_at(5), 0x0000_0b0a_0908_0706);
+        assert_eq!(mask.word_at(10), 0x0b);
+        for past in [11, 12, 19, usize::MAX / 2] {
+            assert_eq!(mask.word_at(past), 0, "from {past}");
+        }
+        let short = Bitmask::new(&bytes[..3], 20).expect("3 octets");
+        assert_eq!(short.word_at(1), 0x0302);
+        assert_eq!(short.word_at(7), 0);
     }
 }
