@@ -6,7 +6,7 @@ use core::hash::BuildHasher;
 
 use super::error::KernelError;
 use super::ops::{self, KernelOp};
-use super::programs::{Prepared, ProgramCache};
+use super::programs::{EntryIndexes, Prepared, ProgramCache};
 use super::service::KernelHost;
 use super::transaction::{Frame, OpError, Txn, carry_prepared, commit};
 use crate::CacheDirectory;
@@ -409,10 +409,7 @@ pub(crate) fn run_frame<S: BuildHasher>(
 
     // 3. Run, serving kernel ops.
     txn.mapped += mapped;
-    let mut entry_index = Some(match entry_indexes.get(endpoint as usize) {
-        Some(&index) => index,
-        None => cached.program.index_of(entry_pc),
-    });
+    let mut entry_index = Some(entry_indexes.get(endpoint, &cached.program, entry_pc));
     let exit = loop {
         // Without a deadline the slice is never reached.
         let slice = txn.slice();
@@ -550,11 +547,7 @@ pub(super) fn prepare<S: BuildHasher>(
     let root = dir
         .get_blob(&instance_root_hash(&instance)?)
         .filter(|cap| matches!(**cap, Cap::CNode(_)));
-    let entry_indexes = image
-        .endpoints
-        .iter()
-        .map(|&pc| cached.program.index_of(pc))
-        .collect();
+    let entry_indexes = EntryIndexes::new(image.endpoints.len());
     let prepared = Arc::new(Prepared {
         instance_hash: *instance_hash,
         instance,
@@ -600,9 +593,21 @@ fn fresh_memory(
     memory_data: &Data,
     instance_hash: &CapHash,
 ) -> Result<Memory, KernelError> {
-    let rw_bytes = memory_data.to_vec();
+    // A memory of at most a page is read in place (no copy into a new
+    // vector, which the guest allocates and frees).
+    let owned;
+    let rw_bytes: &[u8] = match usize::try_from(memory_data.len()) {
+        Ok(len) if len <= PAGE_SIZE => match memory_data.page(0) {
+            Some(page) => &page[..len],
+            None => &ZERO_PAGE[..len],
+        },
+        _ => {
+            owned = memory_data.to_vec();
+            &owned
+        }
+    };
     let mut memory =
-        Memory::standard(layout, &image.ro_data, &rw_bytes, &[]).map_err(|e| match e {
+        Memory::standard(layout, &image.ro_data, rw_bytes, &[]).map_err(|e| match e {
             MemoryError::OutOfMemory { .. } => KernelError::OutOfMemory {
                 instance: *instance_hash,
             },

@@ -420,7 +420,15 @@ fn a_carried_prepared_entry_equals_a_fresh_one() {
         assert_eq!(carried.image, fresh.image);
         assert_eq!(carried.root, fresh.root);
         assert_eq!(carried.layout, fresh.layout);
-        assert_eq!(carried.entry_indexes, fresh.entry_indexes);
+        let image = crate::kernel::sample::sample_image();
+        for (endpoint, &pc) in (0..).zip(&image.endpoints) {
+            let program = &fresh.cached.program;
+            assert_eq!(
+                carried.entry_indexes.get(endpoint, program, pc),
+                fresh.entry_indexes.get(endpoint, program, pc)
+            );
+            assert!(fresh.entry_indexes.get(endpoint, program, pc).is_some());
+        }
         assert_eq!(f.call(&state, Endpoint::Read, 0, 1000).r7, n);
     }
 }

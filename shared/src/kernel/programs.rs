@@ -13,6 +13,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use spin::Mutex;
 
@@ -72,9 +73,54 @@ pub(crate) struct Prepared {
     pub cached: Arc<CachedImage>,
     pub layout: StandardLayout,
     /// Per endpoint: the index of its entry instruction in the decoded
-    /// program (`Program::index_of`), looked up once here, not per call;
+    /// program, looked up on the endpoint's first call, not per call;
     /// shared with the entries carried forward across commits (same image).
-    pub entry_indexes: Arc<[Option<usize>]>,
+    pub entry_indexes: EntryIndexes,
+}
+
+/// [`EntryIndexes`]: not looked up yet.
+const UNKNOWN: u32 = u32::MAX;
+/// [`EntryIndexes`]: the endpoint is not an instruction start.
+const NO_INDEX: u32 = u32::MAX - 1;
+
+/// Per endpoint, the index of its entry instruction in the decoded
+/// program (`Program::index_of`), remembered from its first call. Looking
+/// up every endpoint when an instance was prepared cost ~1,100 guest
+/// instructions on the sample's 15 (most never called), a large part of a
+/// first call.
+#[derive(Clone)]
+pub(crate) struct EntryIndexes(Arc<[AtomicU32]>);
+
+impl EntryIndexes {
+    /// Nothing looked up yet, for `endpoints` endpoints.
+    pub fn new(endpoints: usize) -> Self {
+        EntryIndexes((0..endpoints).map(|_| AtomicU32::new(UNKNOWN)).collect())
+    }
+
+    /// `program.index_of(pc)` for `endpoint`, whose entry is at `pc`.
+    /// (Concurrent first calls may both look it up: same answer.)
+    #[inline]
+    pub fn get(&self, endpoint: u32, program: &Program, pc: u32) -> Option<usize> {
+        let Some(slot) = self.0.get(endpoint as usize) else {
+            return program.index_of(pc);
+        };
+        match slot.load(Ordering::Relaxed) {
+            UNKNOWN => {
+                let found = program.index_of(pc);
+                // Indexes of that size never fit a program; left unknown.
+                let stored = match found {
+                    Some(i) => u32::try_from(i).ok().filter(|&i| i < NO_INDEX),
+                    None => Some(NO_INDEX),
+                };
+                if let Some(stored) = stored {
+                    slot.store(stored, Ordering::Relaxed);
+                }
+                found
+            }
+            NO_INDEX => None,
+            index => Some(index as usize),
+        }
+    }
 }
 
 /// A PVM memory that equals a fresh `Memory::standard` for the instance
@@ -298,6 +344,33 @@ mod tests {
         }
         b.jump_ind(Reg::R0, 0u32);
         b.build().unwrap()
+    }
+
+    #[test]
+    fn entry_indexes_are_looked_up_once_and_remembered() {
+        let program = Program::from_blob(&program(3, 7)).unwrap();
+        let indexes = EntryIndexes::new(3);
+        // Endpoint 0 at offset 0, endpoint 1 inside `load_imm`, endpoint 2
+        // at the synthesised end trap; endpoint 5 is past the table.
+        let pcs = [0, 1, program.code_len()];
+        for _ in 0..2 {
+            for (endpoint, &pc) in (0..).zip(&pcs) {
+                assert_eq!(
+                    indexes.get(endpoint, &program, pc),
+                    program.index_of(pc),
+                    "endpoint {endpoint}"
+                );
+            }
+            assert_eq!(indexes.get(5, &program, 0), Some(0));
+        }
+        assert_eq!(indexes.get(1, &program, 1), None);
+        let stored: alloc::vec::Vec<u32> = indexes
+            .0
+            .iter()
+            .map(|i| i.load(Ordering::Relaxed))
+            .collect();
+        let last = program.index_of(program.code_len()).unwrap() as u32;
+        assert_eq!(stored, [0, NO_INDEX, last]);
     }
 
     #[test]

@@ -64,6 +64,112 @@ impl<'a> Bitmask<'a> {
     pub fn as_bytes(&self) -> &'a [u8] {
         self.bytes
     }
+
+    /// The offsets `i` with [`Self::is_set`]`(i)`, in order, without end
+    /// (past the end every bit reads as set).
+    pub(crate) fn set_bits(&self) -> SetBits<'a> {
+        SetBits {
+            mask: *self,
+            base: 0,
+            word: if self.len > 0 { self.word_at(0) } else { 0 },
+        }
+    }
+
+    /// How many `i < end` have [`Self::is_set`]`(i)`.
+    pub(crate) fn count_set(&self, end: usize) -> usize {
+        let inside = end.min(self.len);
+        let (full, rest) = self
+            .bytes
+            .split_at_checked(inside / 8)
+            .unwrap_or((self.bytes, &[]));
+        let words = full.chunks_exact(8);
+        let mut count: usize = words
+            .remainder()
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum();
+        for word in words {
+            let mut octets = [0u8; 8];
+            octets.copy_from_slice(word);
+            count += u64::from_le_bytes(octets).count_ones() as usize;
+        }
+        if !inside.is_multiple_of(8) {
+            let partial = rest.first().copied().unwrap_or(0) & ((1u8 << (inside % 8)) - 1);
+            count += partial.count_ones() as usize;
+        }
+        count + (end - inside)
+    }
+
+    /// The octets from `byte` on as a little-endian `u64`, zeros past the
+    /// end.
+    #[inline]
+    fn word_at(&self, byte: usize) -> u64 {
+        let len = self.bytes.len();
+        // Near the end, the last eight octets shifted down (a copy of a
+        // variable length would be a `memcpy` call).
+        let start = byte.min(len.saturating_sub(8));
+        match self.bytes.get(start..start + 8) {
+            Some(eight) => {
+                let mut octets = [0u8; 8];
+                octets.copy_from_slice(eight);
+                let word = u64::from_le_bytes(octets);
+                // `byte - start` octets of it lie before `byte`.
+                match byte - start {
+                    skipped @ 0..8 => word >> (8 * skipped),
+                    _ => 0,
+                }
+            }
+            // A bitmask of fewer than 8 octets.
+            None => self
+                .bytes
+                .get(byte..)
+                .unwrap_or(&[])
+                .iter()
+                .rev()
+                .fold(0, |acc, &b| (acc << 8) | u64::from(b)),
+        }
+    }
+}
+
+/// [`Bitmask::set_bits`]: the pre-decoder's walk over instruction starts,
+/// 64 bits a step rather than one bit at a time.
+pub(crate) struct SetBits<'a> {
+    mask: Bitmask<'a>,
+    /// The offset of `word`'s bit 0 (a multiple of 64), or from `len` on
+    /// the next offset to yield.
+    base: usize,
+    /// The bits from `base` on not yet yielded.
+    word: u64,
+}
+
+impl SetBits<'_> {
+    /// The next offset whose bit is set.
+    #[inline(always)]
+    pub(crate) fn next_start(&mut self) -> usize {
+        let len = self.mask.len;
+        loop {
+            if self.base >= len {
+                let at = self.base;
+                self.base += 1;
+                return at;
+            }
+            if self.word != 0 {
+                let at = self.base + self.word.trailing_zeros() as usize;
+                if at < len {
+                    self.word &= self.word - 1;
+                    return at;
+                }
+                // A padding bit (hand-made parts): the end is next.
+                self.word = 0;
+                self.base = len;
+                continue;
+            }
+            self.base = (self.base + 64).min(len);
+            if self.base < len {
+                self.word = self.mask.word_at(self.base / 8);
+            }
+        }
+    }
 }
 
 /// A program blob split into its three parts (borrowing the blob).
@@ -231,5 +337,26 @@ impl<'a> Reader<'a> {
             });
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_read_zeros_past_the_end() {
+        let bytes: alloc::vec::Vec<u8> = (1..=11).collect();
+        let mask = Bitmask::new(&bytes, 88).expect("11 octets");
+        assert_eq!(mask.word_at(0), 0x0807_0605_0403_0201);
+        assert_eq!(mask.word_at(3), 0x0b0a_0908_0706_0504);
+        assert_eq!(mask.word_at(5), 0x0000_0b0a_0908_0706);
+        assert_eq!(mask.word_at(10), 0x0b);
+        for past in [11, 12, 19, usize::MAX / 2] {
+            assert_eq!(mask.word_at(past), 0, "from {past}");
+        }
+        let short = Bitmask::new(&bytes[..3], 20).expect("3 octets");
+        assert_eq!(short.word_at(1), 0x0302);
+        assert_eq!(short.word_at(7), 0);
     }
 }

@@ -9,10 +9,10 @@
 
 use alloc::vec::Vec;
 
-use super::blob::{ProgramParts, deblob, decode_natural};
-use super::decode::{Operands, decode_instruction};
+use super::blob::{Bitmask, ProgramParts, deblob, decode_natural};
+use super::decode::sext;
 use super::error::ProgramError;
-use super::instructions::Opcode;
+use super::instructions::{ArgFormat, Opcode};
 
 /// Marks a jump target that is not the start of a basic block: taking the
 /// jump panics.
@@ -105,28 +105,10 @@ pub struct Program {
     code_len: u32,
 }
 
-/// What occupies an entry of the pre-decoded array.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    /// A valid instruction.
-    Valid(Opcode),
-    /// An instruction start whose octet is not an opcode (runs as `trap`).
-    Invalid,
-    /// A `trap` added where sequential execution leaves the instructions.
-    Synthetic,
-}
-
-/// What the pre-decoder knows about each entry before resolving targets.
-struct Raw {
-    pc: u32,
-    entry: Entry,
-    operands: Operands,
-    next_pc: u64,
-}
-
 /// Most instructions (bitmask bits) a program may have. Pre-decoding costs
-/// about 60 bytes per instruction at its peak and 21 after, so this bounds
-/// a program's decoder memory (~16 MB peak, ~5.5 MB kept) whatever the
+/// 21 bytes per entry (instructions, plus a synthesised trap per 25
+/// octets of code at most), peak and kept, so this bounds a program's
+/// decoder memory (~5.5 MB, plus under a byte per code octet) whatever the
 /// blob: a guest decodes the largest allowed program with room to spare.
 /// Checked before anything is allocated.
 pub const MAX_INSTRUCTIONS: u64 = 1 << 18;
@@ -148,9 +130,7 @@ impl Program {
             });
         }
         let parts = deblob(blob)?;
-        let instructions = (0..parts.code.len())
-            .filter(|&pc| parts.bitmask.is_set(pc))
-            .count() as u64;
+        let instructions = parts.bitmask.count_set(parts.code.len()) as u64;
         for (what, value) in [
             ("instructions", instructions),
             ("jump-table entries", parts.jump_table.len() as u64),
@@ -163,7 +143,15 @@ impl Program {
                 });
             }
         }
-        Ok(Program::from_parts(&parts))
+        let mut program = Program::decode(parts.code, &parts.bitmask);
+        // The table resolved in place (same element type: no allocation).
+        let jump_targets = parts
+            .jump_table
+            .into_iter()
+            .map(|entry| program.resolve(entry))
+            .collect();
+        program.jump_targets = jump_targets;
+        Ok(program)
     }
 
     /// Approximate heap bytes the decoded program holds (for cache budgets).
@@ -176,74 +164,106 @@ impl Program {
 
     /// Pre-decodes an already split blob.
     pub fn from_parts(parts: &ProgramParts<'_>) -> Program {
-        let code = parts.code;
-        let bitmask = &parts.bitmask;
-        let code_len = code.len() as u64;
-        let mut raw: Vec<Raw> = Vec::with_capacity(code.len() / 2 + 1);
-        for pc in 0..code.len() {
-            if !bitmask.is_set(pc) {
-                continue;
-            }
-            let ins = decode_instruction(code, bitmask, pc as u32);
-            let next_pc = ins.next_pc();
-            raw.push(Raw {
-                pc: pc as u32,
-                entry: ins.opcode.map_or(Entry::Invalid, Entry::Valid),
-                operands: ins.operands,
-                next_pc,
-            });
-            let next_is_instruction = next_pc < code_len && bitmask.is_set(next_pc as usize);
-            if !next_is_instruction && next_pc < code_len {
-                raw.push(synthetic_trap(next_pc as u32));
-            }
-        }
-        if raw.last().is_none_or(|r| u64::from(r.pc) != code_len) {
-            raw.push(synthetic_trap(code_len as u32));
-        }
-
-        let pcs: Vec<u32> = raw.iter().map(|r| r.pc).collect();
-        let block_start: Vec<bool> = (0..raw.len())
-            .map(|i| starts_basic_block(&raw, i))
-            .collect();
-        let resolve = |target: i64| -> u32 {
-            u32::try_from(target)
-                .ok()
-                .and_then(|t| pcs.binary_search(&t).ok())
-                .filter(|&i| block_start[i])
-                .map_or(INVALID_TARGET, |i| i as u32)
-        };
-
-        let mut ops: Vec<Op> = raw.iter().map(|r| lower(r, &resolve)).collect();
-        // Gas blocks end at terminators and synthesised traps; an `ecalli`
-        // does not end one (departure 12).
-        let mut remaining = 0u32;
-        for i in (0..ops.len()).rev() {
-            let ends = match raw[i].entry {
-                Entry::Synthetic => true,
-                Entry::Valid(op) => op.is_terminator(),
-                Entry::Invalid => false,
-            } || block_start.get(i + 1).copied().unwrap_or(true);
-            let own = ops[i].opcode.unfused().gas();
-            remaining = if ends {
-                own
-            } else {
-                own.saturating_add(remaining)
-            };
-            ops[i].gas = remaining;
-        }
-        fuse(&mut ops, &block_start);
+        let mut program = Program::decode(parts.code, &parts.bitmask);
         let jump_targets = parts
             .jump_table
             .iter()
-            .map(|&entry| resolve(i64::from(entry)))
+            .map(|&entry| program.resolve(entry))
             .collect();
-        Program {
-            ops,
-            pcs,
-            jump_targets,
-            block_starts: block_start,
-            code_len: code_len as u32,
+        program.jump_targets = jump_targets;
+        program
+    }
+
+    /// Pre-decodes the code in one pass over its instruction starts (no
+    /// intermediate array: in the guest every allocation is dear), then
+    /// resolves the branch targets and fuses pairs. The jump table is left
+    /// empty.
+    fn decode(code: &[u8], bitmask: &Bitmask<'_>) -> Program {
+        let code_len = code.len();
+        let instructions = bitmask.count_set(code_len);
+        // A synthesised `trap` inside the code follows a skip of 24 onto a
+        // non-start: each takes 25 octets that start nothing; one more ends
+        // the code. So this is enough, and exact without long gaps.
+        let capacity = instructions + (code_len - instructions) / 25 + 1;
+        let mut d = Decoder {
+            ops: alloc::vec![TRAP; capacity],
+            pcs: alloc::vec![0; capacity],
+            block_starts: alloc::vec![false; capacity],
+            len: 0,
+            block_begin: 0,
+            previous_ends: false,
+        };
+        let mut branches = false;
+        // Whether the previous entry is a valid terminator (the next
+        // instruction then starts a basic block).
+        let mut after_terminator = false;
+        let mut starts = bitmask.set_bits();
+        let mut pc = starts.next_start();
+        while pc < code_len {
+            let next = starts.next_start();
+            // The Graypaper's `skip`: octets to the next start, at most 24.
+            let skip = (next - pc - 1).min(24);
+            let byte = code[pc];
+            let info = &INFO[usize::from(byte)];
+            let flags = info.flags;
+            let op = match info.format {
+                Some(format) => lower_at(info, format, code, pc, skip),
+                None => TRAP,
+            };
+            branches |= flags & HAS_TARGET != 0;
+            // The Graypaper's `ϖ`: a valid instruction at offset 0 or
+            // right after a terminator (which always ends just here: a
+            // skip short of a start would have put a trap in between).
+            let block_start = flags & VALID != 0 && (pc == 0 || after_terminator);
+            after_terminator = flags & TERMINATOR != 0;
+            d.push(op, pc as u32, block_start, after_terminator);
+            let next_pc = pc + 1 + skip;
+            if next_pc < code_len && next_pc < next {
+                d.push(TRAP, next_pc as u32, false, true);
+                after_terminator = false;
+            }
+            pc = next;
         }
+        if d.len == 0 || d.pcs.get(d.len - 1) != Some(&(code_len as u32)) {
+            d.push(TRAP, code_len as u32, false, true);
+        }
+        d.close_block(d.len);
+        let Decoder {
+            mut ops,
+            mut pcs,
+            mut block_starts,
+            len,
+            ..
+        } = d;
+        ops.truncate(len);
+        pcs.truncate(len);
+        block_starts.truncate(len);
+        let mut program = Program {
+            ops: Vec::new(),
+            pcs,
+            jump_targets: Vec::new(),
+            block_starts,
+            code_len: code_len as u32,
+        };
+        if branches {
+            for op in &mut ops {
+                if INFO[op.opcode as usize].flags & HAS_TARGET != 0 {
+                    op.y = program.resolve(op.y);
+                }
+            }
+        }
+        fuse(&mut ops, &program.block_starts);
+        program.ops = ops;
+        program
+    }
+
+    /// The index of the basic block at code offset `target`, or
+    /// [`INVALID_TARGET`].
+    #[inline]
+    fn resolve(&self, target: u32) -> u32 {
+        self.index_of(target)
+            .filter(|&i| self.block_starts.get(i).copied().unwrap_or(false))
+            .map_or(INVALID_TARGET, |i| i as u32)
     }
 
     /// Length of the code in octets.
@@ -378,98 +398,270 @@ impl Fusions {
     }
 }
 
-fn synthetic_trap(pc: u32) -> Raw {
-    Raw {
-        pc,
-        entry: Entry::Synthetic,
-        operands: Operands::NoArgs,
-        next_pc: u64::from(pc) + 1,
+/// [`OpcodeInfo::flags`]: the octet is an opcode.
+const VALID: u8 = 1;
+/// [`OpcodeInfo::flags`]: the opcode ends a basic block.
+const TERMINATOR: u8 = 2;
+/// [`OpcodeInfo::flags`]: the instruction has a branch target (in `y`).
+const HAS_TARGET: u8 = 4;
+
+/// What the pre-decoder needs of an opcode octet.
+#[derive(Clone, Copy)]
+struct OpcodeInfo {
+    /// `None`: not an opcode (the entry runs as `trap`).
+    format: Option<ArgFormat>,
+    handler: Handler,
+    gas: u32,
+    flags: u8,
+}
+
+/// By octet: one load per entry instead of a match (or a call, as
+/// `Opcode::format` was in the guest) per question.
+const INFO: [OpcodeInfo; 256] = {
+    let mut table = [OpcodeInfo {
+        format: None,
+        handler: Handler::trap,
+        gas: Opcode::trap.gas(),
+        flags: 0,
+    }; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        if let Some(opcode) = Opcode::from_u8(byte as u8) {
+            let format = opcode.format();
+            table[byte] = OpcodeInfo {
+                format: Some(format),
+                handler: Handler::from_opcode(opcode),
+                gas: opcode.gas(),
+                flags: VALID
+                    | if opcode.is_terminator() {
+                        TERMINATOR
+                    } else {
+                        0
+                    }
+                    | if matches!(
+                        format,
+                        ArgFormat::OneOffset
+                            | ArgFormat::OneRegImmOffset
+                            | ArgFormat::TwoRegsOneOffset
+                    ) {
+                        HAS_TARGET
+                    } else {
+                        0
+                    },
+            };
+        }
+        byte += 1;
+    }
+    table
+};
+
+/// By nibble: the register, `min(12, nibble)` (one load, not a match).
+const REGS: [RegIndex; 16] = {
+    let mut table = [RegIndex::R12; 16];
+    let mut n = 0;
+    while n < 16 {
+        table[n] = RegIndex::new(n as u8);
+        n += 1;
+    }
+    table
+};
+
+/// What invalid opcodes and synthesised traps decode to (`gas` is the
+/// entry's own cost until its block is closed).
+const TRAP: Op = Op {
+    opcode: Handler::trap,
+    a: RegIndex::R0,
+    b: RegIndex::R0,
+    d: RegIndex::R0,
+    x: 0,
+    y: 0,
+    gas: Opcode::trap.gas(),
+};
+
+/// The arrays being built, in code order, with the open gas block. They
+/// are allocated filled to the bound and written by index (a `push` per
+/// array and entry cost more), then cut to `len`.
+struct Decoder {
+    ops: Vec<Op>,
+    pcs: Vec<u32>,
+    block_starts: Vec<bool>,
+    /// Entries written.
+    len: usize,
+    /// Index of the first entry of the gas block not yet closed.
+    block_begin: usize,
+    /// Whether the last entry ends its gas block by itself (a terminator
+    /// or a synthesised trap).
+    previous_ends: bool,
+}
+
+impl Decoder {
+    /// Appends an entry (`op.gas` its own cost for now), closing the
+    /// previous gas block first when it ends there.
+    #[inline(always)]
+    fn push(&mut self, op: Op, pc: u32, starts: bool, ends: bool) {
+        let at = self.len;
+        // Gas blocks end at terminators and synthesised traps, and before
+        // a basic block; an `ecalli` does not end one (departure 12).
+        if self.previous_ends || starts {
+            self.close_block(at);
+        }
+        // Within the bound the arrays were filled to; past it (never, by
+        // the bound) they grow.
+        match (
+            self.ops.get_mut(at),
+            self.pcs.get_mut(at),
+            self.block_starts.get_mut(at),
+        ) {
+            (Some(op_at), Some(pc_at), Some(starts_at)) => {
+                *op_at = op;
+                *pc_at = pc;
+                *starts_at = starts;
+            }
+            _ => {
+                self.ops.truncate(at);
+                self.pcs.truncate(at);
+                self.block_starts.truncate(at);
+                self.ops.push(op);
+                self.pcs.push(pc);
+                self.block_starts.push(starts);
+            }
+        }
+        self.len = at + 1;
+        self.previous_ends = ends;
+    }
+
+    /// Charges each entry of the open block up to `end` the cost of itself
+    /// and the rest of the block.
+    fn close_block(&mut self, end: usize) {
+        let mut remaining = 0u32;
+        if let Some(block) = self.ops.get_mut(self.block_begin..end) {
+            for op in block.iter_mut().rev() {
+                remaining = op.gas.saturating_add(remaining);
+                op.gas = remaining;
+            }
+        }
+        self.block_begin = end;
     }
 }
 
-/// The Graypaper's `ϖ`: entry `i` is a real, valid instruction at offset 0
-/// or directly after a terminator.
-fn starts_basic_block(raw: &[Raw], i: usize) -> bool {
-    let here = &raw[i];
-    if !matches!(here.entry, Entry::Valid(_)) {
-        return false;
+/// Lowers the instruction at code offset `pc` (of skip length `skip`; its
+/// opcode's `info`, of operand format `format`) into the interpreter's
+/// format; what
+/// [`decode_operands`](super::decode::decode_operands) decodes, read
+/// straight from a zero-padded window of the code. A branch target is left
+/// as a code offset in `y` (`u32::MAX`, never an instruction, when outside
+/// 32 bits) for [`Program::resolve`].
+// Not inlined: inlined, the pre-decoder's loop kept its state on the
+// stack around the format match (−670 guest instructions on the sample
+// program's 42 entries).
+#[inline(never)]
+fn lower_at(info: &OpcodeInfo, format: ArgFormat, code: &[u8], pc: usize, skip: usize) -> Op {
+    // Operands reach at most 11 octets past the opcode; reads take 8 from
+    // an offset up to 7. Past the code, ζ reads zeros.
+    let mut z = [0u8; 16];
+    // Near the end, the last 16 octets shifted down (a copy of a variable
+    // length would be a `memcpy` call).
+    let start = pc.min(code.len().saturating_sub(16));
+    match code.get(start..start + 16) {
+        Some(window) => {
+            z.copy_from_slice(window);
+            if start < pc {
+                // `pc - start` < 16: `pc` is inside the code.
+                let shifted = u128::from_le_bytes(z) >> (8 * (pc - start) as u32);
+                z = shifted.to_le_bytes();
+            }
+        }
+        // Code of fewer than 16 octets.
+        None => {
+            for (to, &from) in z.iter_mut().zip(code.get(pc..).unwrap_or(&[])) {
+                *to = from;
+            }
+        }
     }
-    if here.pc == 0 {
-        return true;
-    }
-    let Some(prev) = i.checked_sub(1).map(|p| &raw[p]) else {
-        return false;
+    // `E_n^{-1}` of the `n` (≤ 8) octets at `offset` (≤ 7).
+    let le = |offset: usize, n: usize| -> u64 {
+        let mut octets = [0u8; 8];
+        octets.copy_from_slice(&z[offset..offset + 8]);
+        let value = u64::from_le_bytes(octets);
+        if n >= 8 {
+            value
+        } else {
+            value & ((1u64 << (8 * n)) - 1)
+        }
     };
-    matches!(prev.entry, Entry::Valid(op) if op.is_terminator())
-        && prev.next_pc == u64::from(here.pc)
-}
-
-/// Lowers one decoded instruction into the interpreter's format.
-fn lower(raw: &Raw, resolve: &impl Fn(i64) -> u32) -> Op {
+    let imm = |offset: usize, n: usize| sext(le(offset, n), n) as u32;
+    let target = |offset: usize, n: usize| {
+        u32::try_from(pc as u32 as i64 + sext(le(offset, n), n) as i64).unwrap_or(u32::MAX)
+    };
+    // `min(12, …)` of the nibbles of ζ_{ı+1}.
+    let low = REGS[usize::from(z[1] & 15)];
+    let high = REGS[usize::from(z[1] >> 4)];
     let mut op = Op {
-        opcode: Handler::trap,
-        a: RegIndex::R0,
-        b: RegIndex::R0,
-        d: RegIndex::R0,
-        x: 0,
-        y: 0,
-        gas: 0,
+        opcode: info.handler,
+        gas: info.gas,
+        ..TRAP
     };
-    let Entry::Valid(opcode) = raw.entry else {
-        return op;
-    };
-    op.opcode = Handler::from_opcode(opcode);
-    match raw.operands {
-        Operands::NoArgs => {}
-        Operands::OneImm { imm } => op.x = imm as u32,
-        Operands::OneRegExtImm { ra, imm } => {
-            op.a = RegIndex::new(ra);
-            op.x = imm as u32;
-            op.y = (imm >> 32) as u32;
+    match format {
+        ArgFormat::NoArgs => {}
+        ArgFormat::OneImm => op.x = imm(1, skip.min(4)),
+        ArgFormat::OneRegExtImm => {
+            let value = le(2, 8);
+            op.a = low;
+            op.x = value as u32;
+            op.y = (value >> 32) as u32;
         }
-        Operands::TwoImms { x, y } => {
-            op.x = x as u32;
-            op.y = y as u32;
+        ArgFormat::TwoImms => {
+            let lx = usize::from(z[1] % 8).min(4);
+            let ly = skip.saturating_sub(lx + 1).min(4);
+            op.x = imm(2, lx);
+            op.y = imm(2 + lx, ly);
         }
-        Operands::OneOffset { target } => op.y = resolve(target),
-        Operands::OneRegOneImm { ra, imm } => {
-            op.a = RegIndex::new(ra);
-            op.x = imm as u32;
+        ArgFormat::OneOffset => op.y = target(1, skip.min(4)),
+        ArgFormat::OneRegOneImm => {
+            op.a = low;
+            op.x = imm(2, skip.saturating_sub(1).min(4));
         }
-        Operands::OneRegTwoImms { ra, x, y } => {
-            op.a = RegIndex::new(ra);
-            op.x = x as u32;
-            op.y = y as u32;
+        ArgFormat::OneRegTwoImms => {
+            let lx = usize::from((z[1] >> 4) % 8).min(4);
+            let ly = skip.saturating_sub(lx + 1).min(4);
+            op.a = low;
+            op.x = imm(2, lx);
+            op.y = imm(2 + lx, ly);
         }
-        Operands::OneRegImmOffset { ra, imm, target } => {
-            op.a = RegIndex::new(ra);
-            op.x = imm as u32;
-            op.y = resolve(target);
+        ArgFormat::OneRegImmOffset => {
+            let lx = usize::from((z[1] >> 4) % 8).min(4);
+            let ly = skip.saturating_sub(lx + 1).min(4);
+            op.a = low;
+            op.x = imm(2, lx);
+            op.y = target(2 + lx, ly);
         }
-        Operands::TwoRegs { rd, ra } => {
-            op.d = RegIndex::new(rd);
-            op.a = RegIndex::new(ra);
+        ArgFormat::TwoRegs => {
+            op.d = low;
+            op.a = high;
         }
-        Operands::TwoRegsOneImm { ra, rb, imm } => {
-            op.a = RegIndex::new(ra);
-            op.b = RegIndex::new(rb);
-            op.x = imm as u32;
+        ArgFormat::TwoRegsOneImm => {
+            op.a = low;
+            op.b = high;
+            op.x = imm(2, skip.saturating_sub(1).min(4));
         }
-        Operands::TwoRegsOneOffset { ra, rb, target } => {
-            op.a = RegIndex::new(ra);
-            op.b = RegIndex::new(rb);
-            op.y = resolve(target);
+        ArgFormat::TwoRegsOneOffset => {
+            op.a = low;
+            op.b = high;
+            op.y = target(2, skip.saturating_sub(1).min(4));
         }
-        Operands::TwoRegsTwoImms { ra, rb, x, y } => {
-            op.a = RegIndex::new(ra);
-            op.b = RegIndex::new(rb);
-            op.x = x as u32;
-            op.y = y as u32;
+        ArgFormat::TwoRegsTwoImms => {
+            let lx = usize::from(z[2] % 8).min(4);
+            let ly = skip.saturating_sub(lx + 2).min(4);
+            op.a = low;
+            op.b = high;
+            op.x = imm(3, lx);
+            op.y = imm(3 + lx, ly);
         }
-        Operands::ThreeRegs { ra, rb, rd } => {
-            op.a = RegIndex::new(ra);
-            op.b = RegIndex::new(rb);
-            op.d = RegIndex::new(rd);
+        // r_D from the low nibble of ζ_{ı+2} (departure 10).
+        ArgFormat::ThreeRegs => {
+            op.a = low;
+            op.b = high;
+            op.d = REGS[usize::from(z[2] & 15)];
         }
     }
     op
@@ -753,3 +945,7 @@ mod tests {
         assert_eq!(m.regs[1], 42, "the first load ran");
     }
 }
+
+#[cfg(test)]
+#[path = "program_tests.rs"]
+mod one_pass_tests;
