@@ -30,10 +30,11 @@
 //! takes an argument register (with six, the hot handlers ran out of
 //! scratch registers and saved and restored up to six on every dispatch).
 
+use super::fusion::with_fusions;
 use super::interpreter::{Exit, Machine};
 use super::layout::HALT_ADDRESS;
 use super::memory::AccessTrap;
-use super::program::{Handler, INVALID_TARGET, Op, Program, with_fusions};
+use super::program::{Handler, INVALID_TARGET, Op, Program};
 
 /// A handler: runs the instruction `op` (an entry of `p.ops`, never
 /// anything else: see `next_op`) on the machine, then the ones after it

@@ -6,7 +6,9 @@
 //! * [`decode`] — operand decoding of one instruction.
 //! * [`layout`] — the standard program format `Y` and its memory layout.
 //! * [`memory`] — pages, access rights, dirty tracking.
-//! * [`program`] — a blob pre-decoded once into a fast form.
+//! * [`program`] — a blob pre-decoded once into a fast form; `fusion`
+//!   (private) — the fused handlers (two or three instructions in one
+//!   dispatch) and where the decoder uses them.
 //! * [`interpreter`] — [`Machine::run`]: gas blocks, slices, the stepping
 //!   loop; `handlers` (private) — one function per instruction handler,
 //!   each dispatching the next; `window` (private) — the handlers' fast
@@ -127,6 +129,7 @@ pub mod blob;
 mod buffer;
 pub mod decode;
 mod error;
+mod fusion;
 mod handlers;
 pub mod instructions;
 pub mod interpreter;
