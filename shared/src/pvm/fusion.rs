@@ -1,4 +1,4 @@
-//! Fused handlers: sequences of two or three instructions the interpreter
+//! Fused handlers: sequences of two to four instructions the interpreter
 //! runs in one dispatch, the [`Handler`] numbers it dispatches on (every
 //! opcode's and the fused ones'), and the decoder's choice of where to use
 //! them ([`fuse`]).
@@ -8,50 +8,59 @@ use super::program::Op;
 
 /// Labels entries with fused handlers where that saves dispatches: for
 /// each entry, the fewest dispatches from it to its block's end, taking
-/// one, two or three instructions of the block per dispatch (a fused
-/// label covers its first instruction and the next one or two). A run
-/// from a block start follows the labels; one that starts or resumes
-/// mid-block (after a host call, a memory retry, a step) does too, as
-/// every entry keeps the best label for its own suffix.
+/// one to [`MAX_PARTS`] instructions of the block per dispatch (a fused
+/// label covers its first instruction and the next ones). A run from a
+/// block start follows the labels; one that starts or resumes mid-block
+/// (after a host call, a memory retry, a step) does too, as every entry
+/// keeps the best label for its own suffix.
 pub(super) fn fuse(ops: &mut [Op], block_start: &[bool]) {
     // after[k]: the fewest dispatches from entry `i + 1 + k` to the end.
-    let mut after = [0u32; 3];
+    let mut after = [0u32; MAX_PARTS];
     for i in (0..ops.len()).rev() {
-        let in_block =
-            |k: usize| i + k < ops.len() && !block_start.get(i + k).copied().unwrap_or(true);
-        let opcode = |k: usize| ops[i + k].opcode.unfused();
+        // Entries from `i` on in its block, up to MAX_PARTS.
+        let mut len = 1;
+        while len < MAX_PARTS
+            && i + len < ops.len()
+            && !block_start.get(i + len).copied().unwrap_or(true)
+        {
+            len += 1;
+        }
         let mut best = (after[0] + 1, None);
-        if in_block(1) {
-            if let Some(pair) = FUSIONS.pair(opcode(0), opcode(1))
-                && after[1] < best.0
+        for k in 2..=len {
+            // Ties go to the longer sequence.
+            if after[k - 1] < best.0
+                && let Some(fused) = FUSIONS.find(&ops[i..i + k])
             {
-                best = (after[1] + 1, Some(pair));
-            }
-            if in_block(2)
-                && let Some(triple) = FUSIONS.triple(opcode(0), opcode(1), opcode(2))
-                && after[2] < best.0
-            {
-                best = (after[2] + 1, Some(triple));
+                best = (after[k - 1] + 1, Some(fused));
             }
         }
         if let Some(fused) = best.1 {
             ops[i].opcode = fused;
         }
-        after = [best.0, after[0], after[1]];
+        after.copy_within(0..MAX_PARTS - 1, 1);
+        after[0] = best.0;
     }
 }
 
-/// Distinct opcodes that fused handlers may combine (the tables' side).
+/// The most instructions one fused handler runs.
+pub(super) const MAX_PARTS: usize = 4;
+
+/// Distinct opcodes that fused pairs and triples may combine (the
+/// tables' side).
 const FUSIBLE: usize = 24;
 
-/// Which fused handler runs a pair or a triple of opcodes: tables indexed
-/// by each opcode's slot among the fusible ones, built at compile time
-/// from [`Handler::ALL`].
+/// Room for fused sequences of four (few: found by a scan).
+const MAX_QUADS: usize = 8;
+
+/// Which fused handler runs a sequence of opcodes, built at compile time
+/// from [`Handler::ALL`]: pairs and triples in tables indexed by each
+/// opcode's slot among the fusible ones, the few quads in a list.
 struct Fusions {
-    /// An opcode's slot + 1 (0: it takes part in no fusion).
+    /// An opcode's slot + 1 (0: it takes part in no pair or triple).
     slot: [u8; 256],
     pairs: [[Option<Handler>; FUSIBLE]; FUSIBLE],
     triples: [[[Option<Handler>; FUSIBLE]; FUSIBLE]; FUSIBLE],
+    quads: [Option<(Handler, [u8; 4])>; MAX_QUADS],
 }
 
 static FUSIONS: Fusions = Fusions::build();
@@ -62,11 +71,40 @@ impl Fusions {
             slot: [0; 256],
             pairs: [[None; FUSIBLE]; FUSIBLE],
             triples: [[[None; FUSIBLE]; FUSIBLE]; FUSIBLE],
+            quads: [None; MAX_QUADS],
         };
         let mut used = 0;
+        let mut quads = 0;
         let mut h = 0;
         while h < Handler::ALL.len() {
-            let parts = Handler::ALL[h].parts();
+            let handler = Handler::ALL[h];
+            let parts = handler.parts();
+            h += 1;
+            if parts.len() == 4 {
+                assert!(quads < MAX_QUADS, "raise MAX_QUADS");
+                let ops = [
+                    parts[0] as u8,
+                    parts[1] as u8,
+                    parts[2] as u8,
+                    parts[3] as u8,
+                ];
+                let mut q = 0;
+                while q < quads {
+                    if let Some((_, other)) = f.quads[q] {
+                        assert!(
+                            !(other[0] == ops[0]
+                                && other[1] == ops[1]
+                                && other[2] == ops[2]
+                                && other[3] == ops[3]),
+                            "two fused handlers for one sequence"
+                        );
+                    }
+                    q += 1;
+                }
+                f.quads[quads] = Some((handler, ops));
+                quads += 1;
+                continue;
+            }
             let mut at = [0usize; 3];
             let mut k = 0;
             while k < parts.len() {
@@ -80,16 +118,13 @@ impl Fusions {
                 k += 1;
             }
             let cell = match parts.len() {
-                0 => None,
-                2 => Some(&mut f.pairs[at[0]][at[1]]),
-                3 => Some(&mut f.triples[at[0]][at[1]][at[2]]),
-                _ => panic!("a fusion is two or three instructions"),
+                0 => continue,
+                2 => &mut f.pairs[at[0]][at[1]],
+                3 => &mut f.triples[at[0]][at[1]][at[2]],
+                _ => panic!("a fusion is two to four instructions"),
             };
-            if let Some(cell) = cell {
-                assert!(cell.is_none(), "two fused handlers for one sequence");
-                *cell = Some(Handler::ALL[h]);
-            }
-            h += 1;
+            assert!(cell.is_none(), "two fused handlers for one sequence");
+            *cell = Some(handler);
         }
         f
     }
@@ -99,17 +134,27 @@ impl Fusions {
         (self.slot[opcode as usize] as usize).checked_sub(1)
     }
 
-    fn pair(&self, a: Opcode, b: Opcode) -> Option<Handler> {
-        self.pairs[self.slot(a)?][self.slot(b)?]
-    }
-
-    fn triple(&self, a: Opcode, b: Opcode, c: Opcode) -> Option<Handler> {
-        self.triples[self.slot(a)?][self.slot(b)?][self.slot(c)?]
+    /// The fused handler that runs exactly `ops`' instructions, if any.
+    fn find(&self, ops: &[Op]) -> Option<Handler> {
+        let op = |k: usize| ops[k].opcode.unfused();
+        match ops.len() {
+            2 => self.pairs[self.slot(op(0))?][self.slot(op(1))?],
+            3 => self.triples[self.slot(op(0))?][self.slot(op(1))?][self.slot(op(2))?],
+            4 => {
+                let want = [op(0) as u8, op(1) as u8, op(2) as u8, op(3) as u8];
+                self.quads
+                    .iter()
+                    .map_while(|q| *q)
+                    .find(|&(_, parts)| parts == want)
+                    .map(|(handler, _)| handler)
+            }
+            _ => None,
+        }
     }
 }
 
-/// The fused sequences of two or three instructions: `name = number,
-/// [first, second(, third)];`. Chosen from dynamic pair counts of the
+/// The fused sequences of two to four instructions: `name = number,
+/// [first, second, ...];`. Chosen from dynamic pair counts of the
 /// benchmark suite and the dispatches left in its hottest blocks
 /// (docs/pvm-speed.md); numbers are ones no opcode uses.
 macro_rules! with_fusions {
@@ -160,6 +205,9 @@ macro_rules! with_fusions {
                 load_ind_u8__add_imm_64__xor = 24, [load_ind_u8, add_imm_64, xor];
                 add_imm_64__mul_64__branch_ne_imm = 25, [add_imm_64, mul_64, branch_ne_imm];
                 add_imm_64__add_64__branch_ne_imm = 26, [add_imm_64, add_64, branch_ne_imm];
+                load_ind_u64__load_ind_u64__load_ind_u64__load_ind_u64 = 27, [load_ind_u64, load_ind_u64, load_ind_u64, load_ind_u64];
+                shlo_l_imm_64__shlo_l_imm_64__shlo_l_imm_64__shlo_l_imm_64 = 28, [shlo_l_imm_64, shlo_l_imm_64, shlo_l_imm_64, shlo_l_imm_64];
+                add_64__add_64__add_64__add_64 = 29, [add_64, add_64, add_64, add_64];
             ]
         }
     };
