@@ -326,14 +326,14 @@ macro_rules! define_handlers {
                     // last entry: see `next_op`).
                     macro_rules! next {
                         () => {{
+                            // Handlers get only entries of their program (the
+                            // loops in `interpreter.rs` and the handlers pass
+                            // nothing else); `next!` serves only an instruction
+                            // that falls through, a branch not taken, or a fused
+                            // sequence's part before its last.
                             debug_assert!(index_of($p, $op) + 1 < $p.ops.len());
-                            // SAFETY: every handler is called with an entry of
-                            // its program (the loops in `interpreter.rs` and
-                            // the handlers pass nothing else), and `next!`
-                            // serves only an instruction that falls through, a
-                            // branch not taken, or a fused sequence's part before
-                            // its last: none is the last entry, which is always a
-                            // synthesised `trap` (`Program::from_parts`).
+                            // SAFETY: so `$op` is not the last entry (always a
+                            // synthesised `trap`, `Program::from_parts`).
                             unsafe { next_op($op) }
                         }};
                     }

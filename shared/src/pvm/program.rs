@@ -493,6 +493,14 @@ fn lower_at(info: &OpcodeInfo, format: ArgFormat, code: &[u8], pc: usize, skip: 
     let target = |offset: usize, n: usize| {
         u32::try_from(pc as u32 as i64 + sext(le(offset, n), n) as i64).unwrap_or(u32::MAX)
     };
+    // Two immediates after `before` octets: `l_X` from `length` (mod 8,
+    // capped at 4), `l_Y` the rest of the skip (capped at 4).
+    let lengths = |length: u8, before: usize| {
+        let lx = usize::from(length % 8).min(4);
+        (lx, skip.saturating_sub(lx + before).min(4))
+    };
+    // One immediate filling the skip after the register octet.
+    let after_regs = skip.saturating_sub(1).min(4);
     // `min(12, …)` of the nibbles of ζ_{ı+1}.
     let low = REGS[usize::from(z[1] & 15)];
     let high = REGS[usize::from(z[1] >> 4)];
@@ -511,26 +519,23 @@ fn lower_at(info: &OpcodeInfo, format: ArgFormat, code: &[u8], pc: usize, skip: 
             op.y = (value >> 32) as u32;
         }
         ArgFormat::TwoImms => {
-            let lx = usize::from(z[1] % 8).min(4);
-            let ly = skip.saturating_sub(lx + 1).min(4);
+            let (lx, ly) = lengths(z[1], 1);
             op.x = imm(2, lx);
             op.y = imm(2 + lx, ly);
         }
         ArgFormat::OneOffset => op.y = target(1, skip.min(4)),
         ArgFormat::OneRegOneImm => {
             op.a = low;
-            op.x = imm(2, skip.saturating_sub(1).min(4));
+            op.x = imm(2, after_regs);
         }
         ArgFormat::OneRegTwoImms => {
-            let lx = usize::from((z[1] >> 4) % 8).min(4);
-            let ly = skip.saturating_sub(lx + 1).min(4);
+            let (lx, ly) = lengths(z[1] >> 4, 1);
             op.a = low;
             op.x = imm(2, lx);
             op.y = imm(2 + lx, ly);
         }
         ArgFormat::OneRegImmOffset => {
-            let lx = usize::from((z[1] >> 4) % 8).min(4);
-            let ly = skip.saturating_sub(lx + 1).min(4);
+            let (lx, ly) = lengths(z[1] >> 4, 1);
             op.a = low;
             op.x = imm(2, lx);
             op.y = target(2 + lx, ly);
@@ -542,16 +547,15 @@ fn lower_at(info: &OpcodeInfo, format: ArgFormat, code: &[u8], pc: usize, skip: 
         ArgFormat::TwoRegsOneImm => {
             op.a = low;
             op.b = high;
-            op.x = imm(2, skip.saturating_sub(1).min(4));
+            op.x = imm(2, after_regs);
         }
         ArgFormat::TwoRegsOneOffset => {
             op.a = low;
             op.b = high;
-            op.y = target(2, skip.saturating_sub(1).min(4));
+            op.y = target(2, after_regs);
         }
         ArgFormat::TwoRegsTwoImms => {
-            let lx = usize::from(z[2] % 8).min(4);
-            let ly = skip.saturating_sub(lx + 2).min(4);
+            let (lx, ly) = lengths(z[2], 2);
             op.a = low;
             op.b = high;
             op.x = imm(3, lx);

@@ -160,16 +160,11 @@ impl Window {
     /// `offset + N` must be at most `len`.
     #[inline(always)]
     unsafe fn write_at<const N: usize>(&mut self, offset: usize, bytes: [u8; N]) {
+        let at = self.data.wrapping_add(offset).cast::<[u8; N]>();
         // SAFETY: `data` is valid for writes of `len` bytes (the type's
-        // invariant), `offset + N ≤ len` (the caller's contract), and the
-        // window is held mutably (through its `Memory`);
-        // `write_unaligned` needs no alignment.
-        unsafe {
-            self.data
-                .add(offset)
-                .cast::<[u8; N]>()
-                .write_unaligned(bytes)
-        };
+        // invariant) and `offset + N ≤ len` (the caller's contract), so
+        // `at` is in bounds; `write_unaligned` needs no alignment.
+        unsafe { at.write_unaligned(bytes) };
     }
 
     /// Marks the pages of `n` bytes at `offset` (inside the window) dirty
