@@ -114,6 +114,19 @@ impl Ours {
         }
     }
 
+    /// The same, the program compiled to machine code (`pvm::jit`).
+    fn native(&self) -> Ours {
+        let mut program = self.program.clone();
+        program.compile_native().expect("compiles to machine code");
+        Ours {
+            program,
+            layout: self.layout,
+            ro: self.ro.clone(),
+            rw: self.rw.clone(),
+            result_reg: self.result_reg,
+        }
+    }
+
     fn call(&self, pc: u32, args: [u64; 4], input: &[u8]) -> Outcome {
         let memory = Memory::standard(&self.layout, &self.ro, &self.rw, &[]).expect("memory");
         let mut regs = self.layout.initial_registers();
@@ -345,6 +358,13 @@ fn bench(c: &mut Criterion) {
                 case.label
             );
         }
+        let native = case.ours.native();
+        assert_eq!(
+            mine,
+            native.call(pc, args, input),
+            "{}: capbox_jit",
+            case.label
+        );
         if let Some(expected) = case.expected {
             assert_eq!(mine.0, expected, "{}: result", case.label);
         }
@@ -356,6 +376,9 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(mine.2 as u64));
         group.bench_function("capbox", |b| {
             b.iter(|| black_box(case.ours.call(pc, black_box(args), input)))
+        });
+        group.bench_function("capbox_jit", |b| {
+            b.iter(|| black_box(native.call(pc, black_box(args), input)))
         });
         group.bench_function("polkavm", |b| {
             b.iter(|| black_box(theirs.call(pc, black_box(args), input)))
@@ -369,8 +392,8 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-/// `CAPBOX_SUITE_FIXED=<label>:<engine>:<n>` (engine `capbox`, `polkavm`
-/// or `polkavm_recompiler`): runs that case `n` times and nothing else, for
+/// `CAPBOX_SUITE_FIXED=<label>:<engine>:<n>` (engine `capbox`,
+/// `capbox_jit`, `polkavm` or `polkavm_recompiler`): runs that case `n` times and nothing else, for
 /// `perf stat` (cycles counted while the process runs are steadier than
 /// wall time on a shared machine; subtract a run with `n` = 0).
 fn fixed(spec: &str) {
@@ -390,6 +413,10 @@ fn fixed(spec: &str) {
     };
     let mut run: Box<dyn FnMut() -> Outcome> = match engine_name {
         "capbox" => Box::new(|| case.ours.call(pc, args, input)),
+        "capbox_jit" => {
+            let native = case.ours.native();
+            Box::new(move || native.call(pc, args, input))
+        }
         "polkavm" | "polkavm_recompiler" => {
             let backend = if engine_name == "polkavm" {
                 BackendKind::Interpreter

@@ -70,9 +70,9 @@ pub(super) enum Next {
     Exit(Exit),
 }
 
-const KIND_SHIFT: u32 = 56;
+pub(super) const KIND_SHIFT: u32 = 56;
 const ENTER: u64 = 0;
-const RESUME: u64 = 1;
+pub(super) const RESUME: u64 = 1;
 const HALT: u64 = 2;
 const PANIC: u64 = 3;
 const OUT_OF_GAS: u64 = 4;
@@ -113,6 +113,21 @@ impl Stop {
             Exit::HostCall(n) => Stop::new(at, HOST_CALL, n),
             // Handlers never stop for a slice; the loop does.
             Exit::Slice => Stop::new(at, PANIC, 0),
+        }
+    }
+
+    /// The two words generated code passes around (`jit`).
+    #[cfg(feature = "jit")]
+    pub(super) fn raw(self) -> (u64, u64) {
+        (self.at as u64, self.what)
+    }
+
+    /// A stop from [`Self::raw`]'s words.
+    #[cfg(feature = "jit")]
+    pub(super) fn from_raw(at: u64, what: u64) -> Stop {
+        Stop {
+            at: at as usize,
+            what,
         }
     }
 

@@ -180,6 +180,11 @@ impl Machine {
     fn run_paid(&mut self, program: &Program, mut idx: usize, gas: i64) -> (Stop, i64) {
         // The handlers charge blocks from `self.gas`.
         self.gas = gas;
+        #[cfg(feature = "jit")]
+        if let Some(native) = &program.native {
+            let stop = super::jit::run(self, program, native, idx);
+            return (stop, self.gas);
+        }
         loop {
             let Some(op) = program.ops.get(idx) else {
                 // Unreachable: the last entry is always a trap.

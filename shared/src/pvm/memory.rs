@@ -148,6 +148,17 @@ impl Default for Memory {
     }
 }
 
+/// Where generated code finds the interpreter's windows (`jit`).
+#[cfg(feature = "jit")]
+pub(super) mod offsets {
+    use super::Memory;
+    use core::mem::offset_of;
+
+    pub(in crate::pvm) const LOAD_WINDOW: usize = offset_of!(Memory, load_window);
+    pub(in crate::pvm) const OLDER_LOAD_WINDOW: usize = offset_of!(Memory, older_load_window);
+    pub(in crate::pvm) const STORE_WINDOW: usize = offset_of!(Memory, store_window);
+}
+
 impl Memory {
     /// An empty memory: every access faults.
     pub fn new() -> Memory {

@@ -133,6 +133,8 @@ mod fusion;
 mod handlers;
 pub mod instructions;
 pub mod interpreter;
+#[cfg(feature = "jit")]
+pub mod jit;
 pub mod layout;
 pub mod memory;
 pub mod program;
@@ -146,6 +148,8 @@ pub use decode::{Instruction, Operands, decode_instruction, instructions};
 pub use error::{MemoryError, ProgramError};
 pub use instructions::{ALL_OPCODES, ArgFormat, Opcode};
 pub use interpreter::{Exit, Machine};
+#[cfg(feature = "jit")]
+pub use jit::JitError;
 pub use layout::{HALT_ADDRESS, StandardLayout, StandardProgram};
 pub use memory::{Access, Memory, PAGE_SIZE, PageMapEntry};
 pub use program::{MAX_INSTRUCTIONS, Program};

@@ -105,6 +105,9 @@ pub struct Program {
     /// Whether each entry of `ops` starts a basic block.
     block_starts: Vec<bool>,
     code_len: u32,
+    /// The machine code [`Program::compile_native`] made, if it did.
+    #[cfg(feature = "jit")]
+    pub(crate) native: Option<super::jit::Native>,
 }
 
 /// Most instructions (bitmask bits) a program may have. Pre-decoding costs
@@ -246,6 +249,8 @@ impl Program {
             jump_targets: Vec::new(),
             block_starts,
             code_len: code_len as u32,
+            #[cfg(feature = "jit")]
+            native: None,
         };
         if branches {
             for op in &mut ops {
@@ -266,6 +271,12 @@ impl Program {
         self.index_of(target)
             .filter(|&i| self.block_starts.get(i).copied().unwrap_or(false))
             .map_or(INVALID_TARGET, |i| i as u32)
+    }
+
+    /// Whether entry `idx` starts a basic block.
+    #[inline]
+    pub(crate) fn starts_block(&self, idx: usize) -> bool {
+        self.block_starts.get(idx).copied().unwrap_or(false)
     }
 
     /// Length of the code in octets.

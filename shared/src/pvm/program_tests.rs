@@ -178,6 +178,8 @@ fn reference(parts: &ProgramParts<'_>) -> Program {
         jump_targets,
         block_starts: block_start,
         code_len: code_len as u32,
+        #[cfg(feature = "jit")]
+        native: None,
     }
 }
 

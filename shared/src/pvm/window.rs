@@ -51,6 +51,18 @@ unsafe impl Sync for Window {}
 /// 2^32), so `offset - NOT_MARKED` wraps to a large number.
 const NOT_MARKED: u64 = 1 << 63;
 
+/// Where generated code finds a window's fields (`jit`).
+#[cfg(feature = "jit")]
+pub(super) mod offsets {
+    use super::Window;
+    use core::mem::offset_of;
+
+    pub(in crate::pvm) const BASE: usize = offset_of!(Window, base);
+    pub(in crate::pvm) const LEN: usize = offset_of!(Window, len);
+    pub(in crate::pvm) const DATA: usize = offset_of!(Window, data);
+    pub(in crate::pvm) const MARKED: usize = offset_of!(Window, marked);
+}
+
 impl Window {
     /// Matches no address.
     pub(super) const EMPTY: Window = Window {

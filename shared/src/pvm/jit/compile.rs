@@ -1,0 +1,845 @@
+//! PVM code to x86-64: one piece of machine code per instruction, in
+//! program order, with the PVM's 13 registers in host registers.
+//!
+//! **Frame.** The entry (offset 0) is `extern "sysv64" fn(machine,
+//! program, table, target)`: it saves the callee-saved registers, keeps
+//! the program and the table in its frame, the machine in `r15`, loads the
+//! PVM registers and jumps to `target` (an instruction's code). `rax` is
+//! the one scratch register. Code returns `(at, what)` in `rax:rdx`, the
+//! interpreter's [`Stop`](super::super::handlers) in raw form, with the
+//! PVM registers stored back to `Machine::regs`.
+//!
+//! **Gas.** A block start's code subtracts the block's cost from
+//! `Machine::gas` and, when that goes below zero, adds it back and returns
+//! "enter this block" (nothing charged): the interpreter's loop then
+//! charges, slices or steps exactly as it does for its own handlers.
+//!
+//! **Everything else through the interpreter.** An instruction without
+//! native code (division, `ecalli`, `sbrk`, dynamic jumps, ...), and a
+//! load or store that misses the memory's windows, runs as one handler
+//! call with no fuel (`fallback`), which returns where to go on: the next
+//! instruction, a block to enter (charged on entry, as above), or an exit.
+//! So every exit, fault and page walk is the interpreter's own code.
+
+use alloc::vec::Vec;
+use core::mem::offset_of;
+
+use super::asm::{
+    Alu, Asm, Cond, Mem, R8, R9, R10, R11, R12, R13, R14, R15, RAX, RBP, RBX, RCX, RDI, RDX, RSI,
+    RSP, Reg, Shift, ShiftX, Width, mem,
+};
+use crate::pvm::handlers::{KIND_SHIFT, RESUME};
+use crate::pvm::instructions::Opcode;
+use crate::pvm::interpreter::Machine;
+use crate::pvm::memory::{self, PAGE_SIZE};
+use crate::pvm::program::{INVALID_TARGET, Op, Program, RegIndex};
+use crate::pvm::window;
+
+/// Where PVM register `i` lives while generated code runs.
+const REGS: [Reg; 13] = [
+    RCX, RDX, RBX, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14,
+];
+/// The machine.
+const CTX: Reg = R15;
+/// Frame slots, from `rsp`.
+const SLOT_PROGRAM: i32 = 0;
+const SLOT_TABLE: i32 = 8;
+const SLOT_AT: i32 = 16;
+const FRAME: i32 = 24;
+const SAVED: [Reg; 6] = [RBX, RBP, R12, R13, R14, R15];
+
+const fn field(offset: usize) -> Mem {
+    mem(CTX, offset as i32)
+}
+
+fn reg_slot(i: usize) -> Mem {
+    field(offset_of!(Machine, regs) + 8 * i)
+}
+
+const GAS: Mem = field(offset_of!(Machine, gas));
+
+/// A window's field: `window` is its offset in `Memory`.
+const fn window_field(window: usize, field_offset: usize) -> Mem {
+    field(offset_of!(Machine, memory) + window + field_offset)
+}
+
+/// Host features the code may use.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Features {
+    /// `shlx`, `shrx`, `sarx`.
+    pub bmi2: bool,
+    /// `popcnt`.
+    pub popcnt: bool,
+}
+
+/// The compiled program: code (position-independent but for the absolute
+/// address of the fallback, passed in) and, per instruction, the offsets
+/// of its code with the block's gas check (`[0]`, block starts only; the
+/// same as `[1]` elsewhere) and without.
+pub(super) struct Compiled {
+    pub code: Vec<u8>,
+    pub entries: Vec<[u32; 2]>,
+}
+
+/// Where a memory access's address comes from.
+#[derive(Clone, Copy, Debug)]
+enum Address {
+    /// `reg + imm` (mod 2^32).
+    Reg(Reg, i32),
+    /// A fixed address.
+    Imm(u32),
+}
+
+/// What a store writes.
+#[derive(Clone, Copy, Debug)]
+enum Value {
+    Reg(Reg),
+    Imm(u32),
+}
+
+/// Out-of-line code, emitted after all instructions.
+enum Cold {
+    /// The block at `idx` cannot be paid: give back `cost` and return
+    /// "enter `idx`".
+    Gas { from: usize, idx: usize, cost: i32 },
+    /// Run `idx` through the fallback.
+    Fallback { from: usize, idx: usize },
+    /// The load missed the newer window: try the older one.
+    OlderLoad {
+        from: usize,
+        idx: usize,
+        address: Address,
+        width: Width,
+        signed: bool,
+        dst: Reg,
+        back: usize,
+    },
+    /// The store missed the newer marked page: try the older one (`rax`
+    /// holds the offset minus the newer page's).
+    OlderPage {
+        from: usize,
+        idx: usize,
+        value: Value,
+        width: Width,
+        back: usize,
+    },
+}
+
+struct Compiler<'a> {
+    asm: Asm,
+    program: &'a Program,
+    features: Features,
+    entries: Vec<[u32; 2]>,
+    /// rel32s that jump to an instruction's checked entry.
+    to_block: Vec<(usize, usize)>,
+    cold: Vec<Cold>,
+    epilogue: usize,
+    fallback_common: usize,
+    gas_exit_common: usize,
+}
+
+const fn width_bytes(width: Width) -> i32 {
+    match width {
+        Width::W8 => 1,
+        Width::W16 => 2,
+        Width::W32 => 4,
+        Width::W64 => 8,
+    }
+}
+
+/// Compiles `program`; `fallback` is the address of the function generated
+/// code calls for what it does not run itself.
+pub(super) fn compile(program: &Program, fallback: u64, features: Features) -> Compiled {
+    let mut c = Compiler {
+        asm: Asm::default(),
+        program,
+        features,
+        entries: Vec::with_capacity(program.ops.len()),
+        to_block: Vec::new(),
+        cold: Vec::new(),
+        epilogue: 0,
+        fallback_common: 0,
+        gas_exit_common: 0,
+    };
+    c.frame(fallback);
+    // Where the interpreter charges on entry: jump targets (block starts)
+    // and whatever follows a terminator (the fall-through of a branch not
+    // taken charges the next instruction's gas even where that is no valid
+    // jump target, e.g. an invalid opcode).
+    let charged = |idx: usize| {
+        program.starts_block(idx)
+            || idx
+                .checked_sub(1)
+                .is_some_and(|before| program.ops[before].opcode.unfused().is_terminator())
+    };
+    let mut to_body = Vec::new();
+    for (idx, op) in program.ops.iter().enumerate() {
+        let checked = c.asm.pos() as u32;
+        if charged(idx) {
+            c.asm.alu_mem_imm(Alu::Sub, GAS, op.gas as i32);
+            let from = c.asm.jcc(Cond::Less);
+            c.cold.push(Cold::Gas {
+                from,
+                idx,
+                cost: op.gas as i32,
+            });
+        }
+        c.entries.push([checked, c.asm.pos() as u32]);
+        c.instruction(idx, op);
+        // Straight on into an instruction that charges on entry: past its
+        // check (the interpreter charges nothing there).
+        if !op.opcode.unfused().is_terminator() && charged(idx + 1) {
+            to_body.push((c.asm.jmp(), idx + 1));
+        }
+    }
+    for (from, idx) in to_body {
+        let target = c.entries[idx][1] as usize;
+        c.asm.patch(from, target);
+    }
+    for (from, idx) in core::mem::take(&mut c.to_block) {
+        let target = c.entries[idx][0] as usize;
+        c.asm.patch(from, target);
+    }
+    for cold in core::mem::take(&mut c.cold) {
+        c.emit_cold(cold);
+    }
+    Compiled {
+        code: c.asm.code,
+        entries: c.entries,
+    }
+}
+
+impl Compiler<'_> {
+    fn load_regs(&mut self) {
+        for (i, &reg) in REGS.iter().enumerate() {
+            self.asm.load(Width::W64, false, reg, reg_slot(i));
+        }
+    }
+
+    fn store_regs(&mut self) {
+        for (i, &reg) in REGS.iter().enumerate() {
+            self.asm.store(Width::W64, reg_slot(i), reg);
+        }
+    }
+
+    /// The entry, the epilogue and the shared exits.
+    fn frame(&mut self, fallback: u64) {
+        let a = &mut self.asm;
+        for reg in SAVED {
+            a.push(reg);
+        }
+        a.alu_imm(Alu::Sub, true, RSP, FRAME);
+        a.store(Width::W64, mem(RSP, SLOT_PROGRAM), RSI);
+        a.store(Width::W64, mem(RSP, SLOT_TABLE), RDX);
+        a.mov(true, CTX, RDI);
+        a.mov(true, RAX, RCX);
+        self.load_regs();
+        self.asm.jmp_reg(RAX);
+
+        // rax:rdx hold the stop; the PVM registers are stored.
+        self.epilogue = self.asm.pos();
+        let a = &mut self.asm;
+        a.alu_imm(Alu::Add, true, RSP, FRAME);
+        for reg in SAVED.iter().rev() {
+            a.pop(*reg);
+        }
+        a.ret();
+
+        // eax = the index of a block that cannot be paid.
+        self.gas_exit_common = self.asm.pos();
+        self.store_regs();
+        self.asm.mov(false, RDX, RAX);
+        let jump = self.asm.jmp();
+        self.asm.patch(jump, self.epilogue);
+
+        // eax = the index of an instruction for the interpreter.
+        self.fallback_common = self.asm.pos();
+        self.store_regs();
+        let a = &mut self.asm;
+        a.mov(true, RDX, RAX);
+        a.mov(true, RDI, CTX);
+        a.load(Width::W64, false, RSI, mem(RSP, SLOT_PROGRAM));
+        a.mov_imm(RAX, fallback);
+        a.call_reg(RAX);
+        a.store(Width::W64, mem(RSP, SLOT_AT), RAX);
+        a.mov(true, RAX, RDX);
+        a.shift_imm(Shift::Shr, true, RAX, KIND_SHIFT as u8);
+        a.alu_imm(Alu::Cmp, false, RAX, RESUME as i32);
+        let exit = a.jcc(Cond::Above);
+        // Enter (kind 0: the checked entry) or resume (kind 1: the body)
+        // at the stop's index.
+        a.mov(false, RDX, RDX);
+        a.lea_indexed2(RAX, RAX, RDX);
+        a.load(Width::W64, false, RDX, mem(RSP, SLOT_TABLE));
+        a.load_indexed(RAX, RDX, RAX);
+        self.load_regs();
+        self.asm.jmp_reg(RAX);
+        let here = self.asm.pos();
+        self.asm.patch(exit, here);
+        self.asm.load(Width::W64, false, RAX, mem(RSP, SLOT_AT));
+        let jump = self.asm.jmp();
+        self.asm.patch(jump, self.epilogue);
+    }
+
+    fn fallback(&mut self, idx: usize) {
+        self.asm.mov_imm(RAX, idx as u64);
+        let jump = self.asm.jmp();
+        self.asm.patch(jump, self.fallback_common);
+    }
+
+    /// A jump (`cond` none) or branch to block `target`, or `false` when
+    /// the target is not a block start (the interpreter panics there).
+    fn jump_to_block(&mut self, cond: Option<Cond>, target: u32) -> bool {
+        if target == INVALID_TARGET || !self.program.starts_block(target as usize) {
+            return false;
+        }
+        let from = match cond {
+            Some(cond) => self.asm.jcc(cond),
+            None => self.asm.jmp(),
+        };
+        self.to_block.push((from, target as usize));
+        true
+    }
+
+    fn address(&mut self, address: Address) {
+        match address {
+            Address::Reg(reg, offset) => self.asm.lea(false, RAX, mem(reg, offset)),
+            Address::Imm(value) => self.asm.mov_imm(RAX, u64::from(value)),
+        }
+    }
+
+    /// `rax` = the host address of `width` octets at `address` through the
+    /// load window at `window`, or a jump to be patched when it misses.
+    fn load_through(&mut self, window: usize, address: Address, width: Width) -> usize {
+        let n = width_bytes(width);
+        self.address(address);
+        let a = &mut self.asm;
+        a.alu_load(
+            Alu::Sub,
+            false,
+            RAX,
+            window_field(window, window::offsets::BASE),
+        );
+        a.alu_imm(Alu::Add, true, RAX, n);
+        a.alu_load(
+            Alu::Cmp,
+            true,
+            RAX,
+            window_field(window, window::offsets::LEN),
+        );
+        let miss = a.jcc(Cond::Above);
+        a.alu_load(
+            Alu::Add,
+            true,
+            RAX,
+            window_field(window, window::offsets::DATA),
+        );
+        miss
+    }
+
+    fn load(&mut self, idx: usize, address: Address, width: Width, signed: bool, dst: Reg) {
+        let from = self.load_through(memory::offsets::LOAD_WINDOW, address, width);
+        self.asm
+            .load(width, signed, dst, mem(RAX, -width_bytes(width)));
+        let back = self.asm.pos();
+        self.cold.push(Cold::OlderLoad {
+            from,
+            idx,
+            address,
+            width,
+            signed,
+            dst,
+            back,
+        });
+    }
+
+    /// Checks `rax` (an offset in the store window) minus marked page
+    /// `page` against a store of `width`; jumps (to be patched) when it
+    /// misses, else leaves the host address in `rax`.
+    fn in_marked(&mut self, page: usize, width: Width) -> usize {
+        let store = memory::offsets::STORE_WINDOW;
+        let marked = window_field(store, window::offsets::MARKED + 8 * page);
+        let a = &mut self.asm;
+        a.alu_load(Alu::Sub, true, RAX, marked);
+        a.alu_imm(Alu::Cmp, true, RAX, PAGE_SIZE as i32 - width_bytes(width));
+        let miss = a.jcc(Cond::Above);
+        a.alu_load(Alu::Add, true, RAX, marked);
+        a.alu_load(
+            Alu::Add,
+            true,
+            RAX,
+            window_field(store, window::offsets::DATA),
+        );
+        miss
+    }
+
+    fn write(&mut self, width: Width, value: Value) {
+        match value {
+            Value::Reg(reg) => self.asm.store(width, mem(RAX, 0), reg),
+            Value::Imm(imm) => self.asm.store_imm(width, mem(RAX, 0), imm),
+        }
+    }
+
+    fn store(&mut self, idx: usize, address: Address, width: Width, value: Value) {
+        self.address(address);
+        let store = memory::offsets::STORE_WINDOW;
+        self.asm.alu_load(
+            Alu::Sub,
+            false,
+            RAX,
+            window_field(store, window::offsets::BASE),
+        );
+        let from = self.in_marked(0, width);
+        self.write(width, value);
+        let back = self.asm.pos();
+        self.cold.push(Cold::OlderPage {
+            from,
+            idx,
+            value,
+            width,
+            back,
+        });
+    }
+
+    fn emit_cold(&mut self, cold: Cold) {
+        let here = self.asm.pos();
+        match cold {
+            Cold::Gas { from, idx, cost } => {
+                self.asm.patch(from, here);
+                self.asm.alu_mem_imm(Alu::Add, GAS, cost);
+                self.asm.mov_imm(RAX, idx as u64);
+                let jump = self.asm.jmp();
+                self.asm.patch(jump, self.gas_exit_common);
+            }
+            Cold::Fallback { from, idx } => {
+                self.asm.patch(from, here);
+                self.fallback(idx);
+            }
+            Cold::OlderLoad {
+                from,
+                idx,
+                address,
+                width,
+                signed,
+                dst,
+                back,
+            } => {
+                self.asm.patch(from, here);
+                let miss = self.load_through(memory::offsets::OLDER_LOAD_WINDOW, address, width);
+                self.asm
+                    .load(width, signed, dst, mem(RAX, -width_bytes(width)));
+                let jump = self.asm.jmp();
+                self.asm.patch(jump, back);
+                self.cold.push(Cold::Fallback { from: miss, idx });
+            }
+            Cold::OlderPage {
+                from,
+                idx,
+                value,
+                width,
+                back,
+            } => {
+                self.asm.patch(from, here);
+                let store = memory::offsets::STORE_WINDOW;
+                let newer = window_field(store, window::offsets::MARKED);
+                self.asm.alu_load(Alu::Add, true, RAX, newer);
+                let miss = self.in_marked(1, width);
+                self.write(width, value);
+                let jump = self.asm.jmp();
+                self.asm.patch(jump, back);
+                self.cold.push(Cold::Fallback { from: miss, idx });
+            }
+        }
+        // Cold code may add cold code (the fallbacks above): emit it too.
+        for cold in core::mem::take(&mut self.cold) {
+            self.emit_cold(cold);
+        }
+    }
+
+    /// `d = a op b`.
+    fn binary(&mut self, op: Binary, wide: bool, d: Reg, a: Reg, b: Reg) {
+        let emit = |asm: &mut Asm, dst: Reg, src: Reg| match op {
+            Binary::Alu(alu) => asm.alu(alu, wide, dst, src),
+            Binary::Mul => asm.imul(wide, dst, src),
+        };
+        if d == a {
+            emit(&mut self.asm, d, b);
+        } else if d == b {
+            if op == Binary::Alu(Alu::Sub) {
+                self.asm.mov(true, RAX, a);
+                emit(&mut self.asm, RAX, b);
+                self.asm.mov(true, d, RAX);
+            } else {
+                emit(&mut self.asm, d, a);
+            }
+        } else {
+            self.asm.mov(true, d, a);
+            emit(&mut self.asm, d, b);
+        }
+        if !wide {
+            self.asm.movsxd(d, d);
+        }
+    }
+
+    /// `dst = src op imm`.
+    fn binary_imm(&mut self, op: Alu, dst: Reg, src: Reg, imm: i32) {
+        if dst != src {
+            self.asm.mov(true, dst, src);
+        }
+        self.asm.alu_imm(op, true, dst, imm);
+    }
+
+    fn shift_imm(&mut self, op: Shift, wide: bool, dst: Reg, src: Reg, count: u32) {
+        if dst != src {
+            self.asm.mov(true, dst, src);
+        }
+        let mask = if wide { 63 } else { 31 };
+        self.asm.shift_imm(op, wide, dst, (count & mask) as u8);
+        if !wide {
+            self.asm.movsxd(dst, dst);
+        }
+    }
+
+    /// `dst = value shifted by count` (a register's low bits).
+    fn shift_x(&mut self, op: ShiftX, wide: bool, dst: Reg, value: Reg, count: Reg) {
+        self.asm.shift_x(op, wide, dst, value, count);
+        if !wide {
+            self.asm.movsxd(dst, dst);
+        }
+    }
+
+    /// `dst = cond(a, imm) as u64`.
+    fn set_imm(&mut self, cond: Cond, dst: Reg, a: Reg, imm: i32) {
+        self.asm.alu_imm(Alu::Cmp, true, a, imm);
+        self.asm.setcc_al(cond);
+        self.asm.movzx(Width::W8, dst, RAX);
+    }
+
+    /// `d = cond(a, b) ? b : a`.
+    fn select(&mut self, cond: Cond, d: Reg, a: Reg, b: Reg) {
+        self.asm.mov(true, RAX, a);
+        self.asm.alu(Alu::Cmp, true, RAX, b);
+        self.asm.cmov(cond, RAX, b);
+        self.asm.mov(true, d, RAX);
+    }
+
+    /// Native code for instruction `idx`, or a fallback.
+    fn instruction(&mut self, idx: usize, op: &Op) {
+        use Opcode as O;
+        let r = |reg: RegIndex| REGS[reg.index()];
+        let (a, b, d) = (r(op.a), r(op.b), r(op.d));
+        let imm = op.x as i32;
+        let bmi2 = self.features.bmi2;
+        let native = match op.opcode.unfused() {
+            O::fallthrough => true,
+            O::jump => self.jump_to_block(None, op.y),
+            O::load_imm_jump => {
+                if op.y == INVALID_TARGET || !self.program.starts_block(op.y as usize) {
+                    false
+                } else {
+                    self.asm.mov_imm(a, imm as i64 as u64);
+                    self.jump_to_block(None, op.y)
+                }
+            }
+            O::load_imm => {
+                self.asm.mov_imm(a, imm as i64 as u64);
+                true
+            }
+            O::load_imm_64 => {
+                self.asm.mov_imm(a, u64::from(op.x) | u64::from(op.y) << 32);
+                true
+            }
+            O::move_reg => {
+                self.asm.mov(true, d, a);
+                true
+            }
+            O::sign_extend_8 | O::sign_extend_16 => {
+                let width = if op.opcode.unfused() == O::sign_extend_8 {
+                    Width::W8
+                } else {
+                    Width::W16
+                };
+                self.asm.movsx(width, d, a);
+                true
+            }
+            O::zero_extend_16 => {
+                self.asm.movzx(Width::W16, d, a);
+                true
+            }
+            O::reverse_bytes => {
+                if d != a {
+                    self.asm.mov(true, d, a);
+                }
+                self.asm.bswap(d);
+                true
+            }
+            O::count_set_bits_64 | O::count_set_bits_32 if self.features.popcnt => {
+                self.asm
+                    .popcnt(op.opcode.unfused() == O::count_set_bits_64, d, a);
+                true
+            }
+
+            O::add_64 => self.native(|c| c.binary(Binary::Alu(Alu::Add), true, d, a, b)),
+            O::sub_64 => self.native(|c| c.binary(Binary::Alu(Alu::Sub), true, d, a, b)),
+            O::and => self.native(|c| c.binary(Binary::Alu(Alu::And), true, d, a, b)),
+            O::or => self.native(|c| c.binary(Binary::Alu(Alu::Or), true, d, a, b)),
+            O::xor => self.native(|c| c.binary(Binary::Alu(Alu::Xor), true, d, a, b)),
+            O::mul_64 => self.native(|c| c.binary(Binary::Mul, true, d, a, b)),
+            O::add_32 => self.native(|c| c.binary(Binary::Alu(Alu::Add), false, d, a, b)),
+            O::sub_32 => self.native(|c| c.binary(Binary::Alu(Alu::Sub), false, d, a, b)),
+            O::mul_32 => self.native(|c| c.binary(Binary::Mul, false, d, a, b)),
+            O::shlo_l_64 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shl, true, d, a, b)),
+            O::shlo_r_64 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shr, true, d, a, b)),
+            O::shar_r_64 if bmi2 => self.native(|c| c.shift_x(ShiftX::Sar, true, d, a, b)),
+            O::shlo_l_32 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shl, false, d, a, b)),
+            O::shlo_r_32 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shr, false, d, a, b)),
+            O::shar_r_32 if bmi2 => self.native(|c| c.shift_x(ShiftX::Sar, false, d, a, b)),
+            O::set_lt_u | O::set_lt_s => {
+                let cond = if op.opcode.unfused() == O::set_lt_u {
+                    Cond::Below
+                } else {
+                    Cond::Less
+                };
+                self.asm.alu(Alu::Cmp, true, a, b);
+                self.asm.setcc_al(cond);
+                self.asm.movzx(Width::W8, d, RAX);
+                true
+            }
+            O::cmov_iz | O::cmov_nz => {
+                let cond = if op.opcode.unfused() == O::cmov_iz {
+                    Cond::Equal
+                } else {
+                    Cond::NotEqual
+                };
+                self.asm.test(b, b);
+                self.asm.cmov(cond, d, a);
+                true
+            }
+            O::and_inv | O::or_inv => {
+                let alu = if op.opcode.unfused() == O::and_inv {
+                    Alu::And
+                } else {
+                    Alu::Or
+                };
+                self.asm.mov(true, RAX, b);
+                self.asm.not(RAX);
+                self.asm.alu(alu, true, RAX, a);
+                self.asm.mov(true, d, RAX);
+                true
+            }
+            O::xnor => {
+                self.asm.mov(true, RAX, a);
+                self.asm.alu(Alu::Xor, true, RAX, b);
+                self.asm.not(RAX);
+                self.asm.mov(true, d, RAX);
+                true
+            }
+            O::max => self.native(|c| c.select(Cond::Less, d, a, b)),
+            O::max_u => self.native(|c| c.select(Cond::Below, d, a, b)),
+            O::min => self.native(|c| c.select(Cond::Greater, d, a, b)),
+            O::min_u => self.native(|c| c.select(Cond::Above, d, a, b)),
+
+            // Two registers and an immediate: `a = f(b, imm)`.
+            O::add_imm_64 => {
+                self.asm.lea(true, a, mem(b, imm));
+                true
+            }
+            O::add_imm_32 => {
+                self.asm.lea(false, a, mem(b, imm));
+                self.asm.movsxd(a, a);
+                true
+            }
+            O::and_imm => self.native(|c| c.binary_imm(Alu::And, a, b, imm)),
+            O::or_imm => self.native(|c| c.binary_imm(Alu::Or, a, b, imm)),
+            O::xor_imm => self.native(|c| c.binary_imm(Alu::Xor, a, b, imm)),
+            O::mul_imm_64 => {
+                self.asm.imul_imm(true, a, b, imm);
+                true
+            }
+            O::mul_imm_32 => {
+                self.asm.imul_imm(false, a, b, imm);
+                self.asm.movsxd(a, a);
+                true
+            }
+            O::shlo_l_imm_64 => self.native(|c| c.shift_imm(Shift::Shl, true, a, b, op.x)),
+            O::shlo_r_imm_64 => self.native(|c| c.shift_imm(Shift::Shr, true, a, b, op.x)),
+            O::shar_r_imm_64 => self.native(|c| c.shift_imm(Shift::Sar, true, a, b, op.x)),
+            O::rot_r_64_imm => self.native(|c| c.shift_imm(Shift::Ror, true, a, b, op.x)),
+            O::shlo_l_imm_32 => self.native(|c| c.shift_imm(Shift::Shl, false, a, b, op.x)),
+            O::shlo_r_imm_32 => self.native(|c| c.shift_imm(Shift::Shr, false, a, b, op.x)),
+            O::shar_r_imm_32 => self.native(|c| c.shift_imm(Shift::Sar, false, a, b, op.x)),
+            O::rot_r_32_imm => self.native(|c| c.shift_imm(Shift::Ror, false, a, b, op.x)),
+            O::shlo_l_imm_alt_64 | O::shlo_r_imm_alt_64 | O::shar_r_imm_alt_64 if bmi2 => {
+                let shift = match op.opcode.unfused() {
+                    O::shlo_l_imm_alt_64 => ShiftX::Shl,
+                    O::shlo_r_imm_alt_64 => ShiftX::Shr,
+                    _ => ShiftX::Sar,
+                };
+                self.asm.mov_imm(RAX, imm as i64 as u64);
+                self.shift_x(shift, true, a, RAX, b);
+                true
+            }
+            O::shlo_l_imm_alt_32 | O::shlo_r_imm_alt_32 | O::shar_r_imm_alt_32 if bmi2 => {
+                let shift = match op.opcode.unfused() {
+                    O::shlo_l_imm_alt_32 => ShiftX::Shl,
+                    O::shlo_r_imm_alt_32 => ShiftX::Shr,
+                    _ => ShiftX::Sar,
+                };
+                self.asm.mov_imm(RAX, u64::from(op.x));
+                self.shift_x(shift, false, a, RAX, b);
+                true
+            }
+            O::neg_add_imm_64 | O::neg_add_imm_32 => {
+                self.asm.mov_imm(RAX, imm as i64 as u64);
+                self.asm.alu(Alu::Sub, true, RAX, b);
+                if op.opcode.unfused() == O::neg_add_imm_64 {
+                    self.asm.mov(true, a, RAX);
+                } else {
+                    self.asm.movsxd(a, RAX);
+                }
+                true
+            }
+            O::set_lt_u_imm => self.native(|c| c.set_imm(Cond::Below, a, b, imm)),
+            O::set_lt_s_imm => self.native(|c| c.set_imm(Cond::Less, a, b, imm)),
+            O::set_gt_u_imm => self.native(|c| c.set_imm(Cond::Above, a, b, imm)),
+            O::set_gt_s_imm => self.native(|c| c.set_imm(Cond::Greater, a, b, imm)),
+            O::cmov_iz_imm | O::cmov_nz_imm => {
+                let cond = if op.opcode.unfused() == O::cmov_iz_imm {
+                    Cond::Equal
+                } else {
+                    Cond::NotEqual
+                };
+                self.asm.mov_imm(RAX, imm as i64 as u64);
+                self.asm.test(b, b);
+                self.asm.cmov(cond, a, RAX);
+                true
+            }
+
+            // Branches: the next instruction starts a block, so not taking
+            // one falls into that block's gas check.
+            O::branch_eq => self.branch(Cond::Equal, a, Some(b), 0, op.y),
+            O::branch_ne => self.branch(Cond::NotEqual, a, Some(b), 0, op.y),
+            O::branch_lt_u => self.branch(Cond::Below, a, Some(b), 0, op.y),
+            O::branch_lt_s => self.branch(Cond::Less, a, Some(b), 0, op.y),
+            O::branch_ge_u => self.branch(Cond::AboveEq, a, Some(b), 0, op.y),
+            O::branch_ge_s => self.branch(Cond::GreaterEq, a, Some(b), 0, op.y),
+            O::branch_eq_imm => self.branch(Cond::Equal, a, None, imm, op.y),
+            O::branch_ne_imm => self.branch(Cond::NotEqual, a, None, imm, op.y),
+            O::branch_lt_u_imm => self.branch(Cond::Below, a, None, imm, op.y),
+            O::branch_le_u_imm => self.branch(Cond::BelowEq, a, None, imm, op.y),
+            O::branch_ge_u_imm => self.branch(Cond::AboveEq, a, None, imm, op.y),
+            O::branch_gt_u_imm => self.branch(Cond::Above, a, None, imm, op.y),
+            O::branch_lt_s_imm => self.branch(Cond::Less, a, None, imm, op.y),
+            O::branch_le_s_imm => self.branch(Cond::LessEq, a, None, imm, op.y),
+            O::branch_ge_s_imm => self.branch(Cond::GreaterEq, a, None, imm, op.y),
+            O::branch_gt_s_imm => self.branch(Cond::Greater, a, None, imm, op.y),
+
+            // Memory.
+            O::load_u8 => self.native(|c| c.load(idx, Address::Imm(op.x), Width::W8, false, a)),
+            O::load_i8 => self.native(|c| c.load(idx, Address::Imm(op.x), Width::W8, true, a)),
+            O::load_u16 => self.native(|c| c.load(idx, Address::Imm(op.x), Width::W16, false, a)),
+            O::load_i16 => self.native(|c| c.load(idx, Address::Imm(op.x), Width::W16, true, a)),
+            O::load_u32 => self.native(|c| c.load(idx, Address::Imm(op.x), Width::W32, false, a)),
+            O::load_i32 => self.native(|c| c.load(idx, Address::Imm(op.x), Width::W32, true, a)),
+            O::load_u64 => self.native(|c| c.load(idx, Address::Imm(op.x), Width::W64, false, a)),
+            O::load_ind_u8 => {
+                self.native(|c| c.load(idx, Address::Reg(b, imm), Width::W8, false, a))
+            }
+            O::load_ind_i8 => {
+                self.native(|c| c.load(idx, Address::Reg(b, imm), Width::W8, true, a))
+            }
+            O::load_ind_u16 => {
+                self.native(|c| c.load(idx, Address::Reg(b, imm), Width::W16, false, a))
+            }
+            O::load_ind_i16 => {
+                self.native(|c| c.load(idx, Address::Reg(b, imm), Width::W16, true, a))
+            }
+            O::load_ind_u32 => {
+                self.native(|c| c.load(idx, Address::Reg(b, imm), Width::W32, false, a))
+            }
+            O::load_ind_i32 => {
+                self.native(|c| c.load(idx, Address::Reg(b, imm), Width::W32, true, a))
+            }
+            O::load_ind_u64 => {
+                self.native(|c| c.load(idx, Address::Reg(b, imm), Width::W64, false, a))
+            }
+            O::store_u8 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W8, Value::Reg(a)))
+            }
+            O::store_u16 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W16, Value::Reg(a)))
+            }
+            O::store_u32 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W32, Value::Reg(a)))
+            }
+            O::store_u64 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W64, Value::Reg(a)))
+            }
+            O::store_ind_u8 => {
+                self.native(|c| c.store(idx, Address::Reg(b, imm), Width::W8, Value::Reg(a)))
+            }
+            O::store_ind_u16 => {
+                self.native(|c| c.store(idx, Address::Reg(b, imm), Width::W16, Value::Reg(a)))
+            }
+            O::store_ind_u32 => {
+                self.native(|c| c.store(idx, Address::Reg(b, imm), Width::W32, Value::Reg(a)))
+            }
+            O::store_ind_u64 => {
+                self.native(|c| c.store(idx, Address::Reg(b, imm), Width::W64, Value::Reg(a)))
+            }
+            O::store_imm_ind_u8 => {
+                self.native(|c| c.store(idx, Address::Reg(a, imm), Width::W8, Value::Imm(op.y)))
+            }
+            O::store_imm_ind_u16 => {
+                self.native(|c| c.store(idx, Address::Reg(a, imm), Width::W16, Value::Imm(op.y)))
+            }
+            O::store_imm_ind_u32 => {
+                self.native(|c| c.store(idx, Address::Reg(a, imm), Width::W32, Value::Imm(op.y)))
+            }
+            O::store_imm_ind_u64 => {
+                self.native(|c| c.store(idx, Address::Reg(a, imm), Width::W64, Value::Imm(op.y)))
+            }
+            O::store_imm_u8 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W8, Value::Imm(op.y)))
+            }
+            O::store_imm_u16 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W16, Value::Imm(op.y)))
+            }
+            O::store_imm_u32 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W32, Value::Imm(op.y)))
+            }
+            O::store_imm_u64 => {
+                self.native(|c| c.store(idx, Address::Imm(op.x), Width::W64, Value::Imm(op.y)))
+            }
+            _ => false,
+        };
+        if !native {
+            self.fallback(idx);
+        }
+    }
+
+    fn native(&mut self, emit: impl FnOnce(&mut Self)) -> bool {
+        emit(self);
+        true
+    }
+
+    /// `if cond(a, b or imm) goto target`, or `false` for an invalid
+    /// target (the interpreter panics, taken or not).
+    fn branch(&mut self, cond: Cond, a: Reg, b: Option<Reg>, imm: i32, target: u32) -> bool {
+        if target == INVALID_TARGET || !self.program.starts_block(target as usize) {
+            return false;
+        }
+        match b {
+            Some(b) => self.asm.alu(Alu::Cmp, true, a, b),
+            None => self.asm.alu_imm(Alu::Cmp, true, a, imm),
+        }
+        self.jump_to_block(Some(cond), target)
+    }
+}
+
+/// A three-register operation [`Compiler::binary`] emits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Binary {
+    Alu(Alu),
+    Mul,
+}
