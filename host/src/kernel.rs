@@ -234,6 +234,10 @@ impl Kernel {
                 }
             },
         };
+        let mut backend = backend;
+        if std::env::var("CAPBOX_JIT").is_ok_and(|v| v == "1") {
+            backend.set_native_code(true);
+        }
         Ok(Kernel {
             backend,
             blobs,
@@ -305,6 +309,18 @@ impl Kernel {
     /// Which backend runs the kernel.
     pub fn backend(&self) -> BackendKind {
         self.backend.kind()
+    }
+
+    /// Has the local backend compile programs it decodes from now on to
+    /// machine code (`capbox_shared::pvm::jit`, x86-64 Linux), or go back
+    /// to interpreting them (`on` false). Every run ends in the same state
+    /// either way, only faster. Returns whether this kernel can: `false`
+    /// for the sandbox, which keeps the interpreter inside the micro-VM, and
+    /// elsewhere than x86-64 Linux. The generated code runs in this
+    /// process, unisolated, as the local backend's interpreter does.
+    /// `CAPBOX_JIT=1` turns it on for every local kernel at creation.
+    pub fn set_native_code(&mut self, on: bool) -> bool {
+        self.backend.set_native_code(on)
     }
 
     /// Calls a guest function with raw request bytes (for tools and tests

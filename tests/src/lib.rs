@@ -5,7 +5,10 @@
 //! `sandbox::<name>` on the one sandbox shared by the whole test binary
 //! (creating one is slow on nested KVM), and `local_tiny::<name>` on a
 //! local kernel with [`TINY_BUDGET`] (evicting all the time: an outcome or
-//! hash that eviction changed fails there). Without a usable sandbox a
+//! hash that eviction changed fails there), and `local_jit::<name>` on a
+//! local kernel that compiles programs to machine code
+//! ([`Kernel::set_native_code`]; every state must be the interpreter's).
+//! Without a usable sandbox a
 //! sandbox test skips with a loud message, unless `CAPBOX_REQUIRE_SANDBOX=1`
 //! makes it fail.
 
@@ -105,7 +108,8 @@ pub fn shared_sandbox() -> Option<MutexGuard<'static, Kernel>> {
 }
 
 /// Writes backend tests once: each `fn name(kernel: &mut Kernel) { .. }`
-/// becomes `local::name` and `sandbox::name`.
+/// becomes `local::name`, `local_jit::name`, `local_tiny::name` and
+/// `sandbox::name`.
 #[macro_export]
 macro_rules! backend_tests {
     ($( $(#[$meta:meta])* fn $name:ident($kernel:ident: &mut Kernel) $body:block )*) => {
@@ -116,6 +120,20 @@ macro_rules! backend_tests {
                 #[test]
                 fn $name() {
                     let mut kernel = $crate::local_kernel();
+                    super::$name(&mut kernel);
+                }
+            )*
+        }
+
+        mod local_jit {
+            $(
+                #[test]
+                fn $name() {
+                    let mut kernel = $crate::local_kernel();
+                    if !kernel.set_native_code(true) {
+                        eprintln!("SKIPPING local_jit: no machine code on this platform");
+                        return;
+                    }
                     super::$name(&mut kernel);
                 }
             )*

@@ -77,6 +77,12 @@ impl Backend for LocalBackend {
         BackendKind::Local
     }
 
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn set_native_code(&mut self, on: bool) -> bool {
+        self.programs.set_native(on);
+        true
+    }
+
     fn clock_ticks(&self, timeout: Duration) -> u64 {
         ticks_at(local_hz(), timeout)
     }

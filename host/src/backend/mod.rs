@@ -86,4 +86,12 @@ pub trait Backend: Send {
     /// `timeout` in ticks of the kernel's clock (the `timeout` of an
     /// `Invocation` on the wire), saturating; `u64::MAX` means none.
     fn clock_ticks(&self, timeout: Duration) -> u64;
+
+    /// Runs programs decoded from now on as machine code (`on`) or
+    /// interpreted; `false` where this backend cannot (the sandbox, or a
+    /// build without `capbox_shared::pvm::jit`).
+    fn set_native_code(&mut self, on: bool) -> bool {
+        let _ = on;
+        false
+    }
 }

@@ -186,6 +186,10 @@ impl CachedImage {
 pub struct ProgramCache {
     images: Mutex<BTreeMap<CapHash, Arc<CachedImage>>>,
     prepared: Mutex<[Option<Arc<Prepared>>; PREPARED_SLOTS]>,
+    /// Whether programs decoded from now on are also compiled to machine
+    /// code ([`Program::compile_native`]).
+    #[cfg(feature = "jit")]
+    native: core::sync::atomic::AtomicBool,
 }
 
 impl Default for ProgramCache {
@@ -200,7 +204,17 @@ impl ProgramCache {
         ProgramCache {
             images: Mutex::new(BTreeMap::new()),
             prepared: Mutex::new([const { None }; PREPARED_SLOTS]),
+            #[cfg(feature = "jit")]
+            native: core::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Compiles programs decoded from now on to machine code (`on`) or not.
+    /// Runs end in the same states either way; programs already cached
+    /// stay as they are.
+    #[cfg(feature = "jit")]
+    pub fn set_native(&self, on: bool) {
+        self.native.store(on, core::sync::atomic::Ordering::Relaxed);
     }
 
     /// The prepared entry for `instance`, if cached. Not inlined: inlined
@@ -247,8 +261,16 @@ impl ProgramCache {
         if let Some(p) = self.images.lock().get(image) {
             return Ok(p.clone());
         }
+        #[allow(unused_mut)] // Compiled only with `jit`.
+        let mut program = Program::from_blob(code)?;
+        #[cfg(feature = "jit")]
+        if self.native.load(core::sync::atomic::Ordering::Relaxed) {
+            // Only the speed depends on it: a program that cannot be
+            // compiled (no executable memory) is interpreted.
+            let _ = program.compile_native();
+        }
         let entry = Arc::new(CachedImage {
-            program: Program::from_blob(code)?,
+            program,
             warm: Mutex::new(alloc::vec::Vec::new()),
         });
         let size = entry.program.approx_bytes();
