@@ -13,6 +13,9 @@
 //!   loop; `handlers` (private) — one function per instruction handler,
 //!   each dispatching the next; `window` (private) — the handlers' fast
 //!   path into memory.
+//! * `jit` (feature `jit`, x86-64 Linux) — `Program::compile_native`:
+//!   the program compiled to machine code, which runs where the
+//!   interpreter's handlers would and ends every run in their state.
 //!
 //! # Where this implementation departs from the Graypaper's text
 //!
