@@ -19,6 +19,12 @@ static CACHE: CacheDirectory<FixedState> = CacheDirectory::new_const(
 );
 /// Decoded programs per image hash.
 static PROGRAMS: ProgramCache = ProgramCache::new();
+/// The gas a program runs interpreted before it is compiled to machine
+/// code, besides `NATIVE_GAS_PER_INSTRUCTION` per instruction of it:
+/// compiling costs the guest ~360 instructions per PVM instruction and
+/// machine code saves ~8 per gas (docs/kernel.md), so a program pays for
+/// it after ~45 gas per instruction; this waits about three times that.
+const NATIVE_AFTER_GAS: u64 = 10_000;
 /// The upload in progress, the export's cached layout, the pinned caps.
 static STREAMS: StreamState = StreamState::new();
 
@@ -133,6 +139,10 @@ fn crash(request: Vec<u8>) -> Vec<u8> {
 /// Registers every guest function under its ABI name. The match makes a
 /// new `GuestFunction` variant a compile error here until it is handled.
 pub fn register_all() {
+    // Programs that have run this much gas are compiled to machine code
+    // (the heap is executable: the host enables Hyperlight's
+    // `executable_heap`).
+    PROGRAMS.set_native_after(NATIVE_AFTER_GAS);
     for function in GuestFunction::ALL {
         let name = function.name();
         match function {

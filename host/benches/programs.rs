@@ -116,7 +116,7 @@ impl Ours {
 
     /// The same, the program compiled to machine code (`pvm::jit`).
     fn native(&self) -> Ours {
-        let mut program = self.program.clone();
+        let program = self.program.clone();
         program.compile_native().expect("compiles to machine code");
         Ours {
             program,

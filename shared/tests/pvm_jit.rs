@@ -94,7 +94,7 @@ fn both(
     slice: u64,
 ) -> Option<(Vec<State>, Vec<State>)> {
     let interpreted = Program::from_blob(blob).ok()?;
-    let mut compiled = interpreted.clone();
+    let compiled = interpreted.clone();
     compiled.compile_native().expect("compiles");
     assert!(compiled.is_native() && !interpreted.is_native());
     Some((

@@ -113,6 +113,30 @@ capbox_tests::backend_tests! {
         assert_eq!(reference.call("sieve", [1000, 0, 0, 0], &[], 500).exit, ExitReason::OutOfGas);
     }
 
+    /// The sandbox compiles a program to machine code once its runs have
+    /// used 10,000 gas plus 128 per instruction (hash: 994 instructions,
+    /// ~137,000 gas); a `local_jit` kernel compiles it as it decodes it.
+    /// Compiled, it still gives PolkaVM's results and gas, and so do the
+    /// runs that cross the threshold and the ones after.
+    fn hot_programs_run_compiled_and_still_match_polkavm(kernel: &mut Kernel) {
+        let program = imported("hash");
+        let mut reference = Reference::new(&blob("hash"));
+        let instance = kernel.create_instance(&program.image).unwrap();
+        // sieve(5000): ~150,000 gas a call.
+        for (n, primes) in [(5000, 669), (5000, 669), (3000, 430)] {
+            let (run, _) = both(kernel, &mut reference, &instance, &program, "sieve", [n, 0, 0, 0], &[]);
+            assert_eq!((run.exit, run.r7), (ExitReason::Halt, primes), "primes below {n}");
+        }
+        let (run, _) =
+            both(kernel, &mut reference, &instance, &program, "blake2b_chain", [40, 0, 0, 0], b"abc");
+        assert_eq!(run.output.len(), 32);
+        let stats = kernel.stats().unwrap();
+        if kernel.backend() == capbox::BackendKind::Sandbox {
+            assert_eq!(stats.programs_native, 1, "the hash program is compiled");
+        }
+        assert!(stats.programs_native <= stats.programs_cached);
+    }
+
     fn kv_service_on_cap_ops(kernel: &mut Kernel) {
         let runs = kv_sequence(kernel);
         if kernel.backend() != capbox::BackendKind::Local {

@@ -45,6 +45,8 @@ pub struct StatsMsg {
     pub fetched: u64,
     /// Fetched blobs that had been evicted (recent evictions only).
     pub refetched: u64,
+    /// Cached programs compiled to machine code (`pvm::jit`).
+    pub programs_native: u64,
 }
 
 /// The result of one in-guest benchmark.
@@ -82,6 +84,7 @@ pub fn encode_stats_reply(stats: &StatsMsg) -> Vec<u8> {
                 spilled_bytes: stats.spilled_bytes,
                 fetched: stats.fetched,
                 refetched: stats.refetched,
+                programs_native: stats.programs_native,
             },
         );
         fbb.finish(reply, None);
@@ -151,6 +154,7 @@ pub fn decode_stats_reply(bytes: &[u8]) -> Result<Result<StatsMsg, RemoteError>,
         spilled_bytes: reply.spilled_bytes(),
         fetched: reply.fetched(),
         refetched: reply.refetched(),
+        programs_native: reply.programs_native(),
     }))
 }
 

@@ -419,6 +419,9 @@ pub(crate) fn run_frame<S: BuildHasher>(
             None => machine.run_sliced(&cached.program, slice),
         };
         txn.spend(before.saturating_sub(machine.gas));
+        #[cfg(feature = "jit")]
+        txn.programs
+            .note_run(cached, before.saturating_sub(machine.gas).unsigned_abs());
         match stopped {
             Exit::Halt => break Ok(ExitReason::Halt),
             Exit::Panic => break Ok(ExitReason::Panic),

@@ -137,6 +137,9 @@ pub const WARM_PER_IMAGE: usize = 4;
 /// What is cached for one image.
 pub(crate) struct CachedImage {
     pub program: Program,
+    /// Gas its runs have used, towards compiling it (`jit`).
+    #[cfg(feature = "jit")]
+    gas_run: core::sync::atomic::AtomicU64,
     /// Most recently returned last.
     warm: Mutex<alloc::vec::Vec<WarmMemory>>,
 }
@@ -181,15 +184,23 @@ impl CachedImage {
     }
 }
 
+/// With [`ProgramCache::set_native_after`]: the gas per instruction of a
+/// program its runs use, beyond the fixed threshold, before it is compiled
+/// (compiling costs the guest a few hundred instructions per PVM
+/// instruction; machine code saves several per gas).
+#[cfg(feature = "jit")]
+pub const NATIVE_GAS_PER_INSTRUCTION: u64 = 128;
+
 /// Image hash → decoded program and warm memory. `const`-constructible for
 /// the guest's statics; the lock is never held while decoding.
 pub struct ProgramCache {
     images: Mutex<BTreeMap<CapHash, Arc<CachedImage>>>,
     prepared: Mutex<[Option<Arc<Prepared>>; PREPARED_SLOTS]>,
-    /// Whether programs decoded from now on are also compiled to machine
-    /// code ([`Program::compile_native`]).
+    /// The gas a program's runs use before it is compiled to machine code
+    /// ([`Program::compile_native`]): 0 compiles on decoding, `u64::MAX`
+    /// never.
     #[cfg(feature = "jit")]
-    native: core::sync::atomic::AtomicBool,
+    native_after: core::sync::atomic::AtomicU64,
 }
 
 impl Default for ProgramCache {
@@ -205,16 +216,48 @@ impl ProgramCache {
             images: Mutex::new(BTreeMap::new()),
             prepared: Mutex::new([const { None }; PREPARED_SLOTS]),
             #[cfg(feature = "jit")]
-            native: core::sync::atomic::AtomicBool::new(false),
+            native_after: core::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
 
-    /// Compiles programs decoded from now on to machine code (`on`) or not.
-    /// Runs end in the same states either way; programs already cached
-    /// stay as they are.
+    /// Compiles programs decoded from now on to machine code as they are
+    /// decoded (`on`) or not at all. Runs end in the same states either
+    /// way; programs already cached stay as they are.
     #[cfg(feature = "jit")]
     pub fn set_native(&self, on: bool) {
-        self.native.store(on, core::sync::atomic::Ordering::Relaxed);
+        self.set_native_after(if on { 0 } else { u64::MAX });
+    }
+
+    /// Compiles a cached program to machine code once its runs have used
+    /// `gas` plus [`NATIVE_GAS_PER_INSTRUCTION`] per instruction of it in
+    /// all (`gas` 0: as it is decoded; `u64::MAX`: never). A program run
+    /// little is never compiled: compiling costs about as much as running
+    /// a few hundred gas per instruction, so a program pays for it only
+    /// once it has run long enough to save that again.
+    #[cfg(feature = "jit")]
+    pub fn set_native_after(&self, gas: u64) {
+        self.native_after
+            .store(gas, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts `gas` used by a run of `cached`, compiling it when that
+    /// reaches the threshold ([`Self::set_native_after`]).
+    #[cfg(feature = "jit")]
+    #[inline]
+    pub(crate) fn note_run(&self, cached: &CachedImage, gas: u64) {
+        use core::sync::atomic::Ordering::Relaxed;
+        let after = self.native_after.load(Relaxed);
+        if after == u64::MAX || cached.program.is_native() {
+            return;
+        }
+        let total = cached.gas_run.fetch_add(gas, Relaxed).saturating_add(gas);
+        let per_instruction =
+            NATIVE_GAS_PER_INSTRUCTION.saturating_mul(cached.program.instruction_count() as u64);
+        if total >= after.saturating_add(per_instruction) {
+            // Only the speed depends on it: a program that cannot be
+            // compiled stays interpreted.
+            let _ = cached.program.compile_native();
+        }
     }
 
     /// The prepared entry for `instance`, if cached. Not inlined: inlined
@@ -261,16 +304,21 @@ impl ProgramCache {
         if let Some(p) = self.images.lock().get(image) {
             return Ok(p.clone());
         }
-        #[allow(unused_mut)] // Compiled only with `jit`.
-        let mut program = Program::from_blob(code)?;
+        let program = Program::from_blob(code)?;
         #[cfg(feature = "jit")]
-        if self.native.load(core::sync::atomic::Ordering::Relaxed) {
+        if self
+            .native_after
+            .load(core::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
             // Only the speed depends on it: a program that cannot be
             // compiled (no executable memory) is interpreted.
             let _ = program.compile_native();
         }
         let entry = Arc::new(CachedImage {
             program,
+            #[cfg(feature = "jit")]
+            gas_run: core::sync::atomic::AtomicU64::new(0),
             warm: Mutex::new(alloc::vec::Vec::new()),
         });
         let size = entry.program.approx_bytes();
@@ -344,6 +392,19 @@ impl ProgramCache {
     /// How many images are cached.
     pub fn len(&self) -> usize {
         self.images.lock().len()
+    }
+
+    /// How many cached programs are compiled to machine code.
+    pub fn native_count(&self) -> usize {
+        #[cfg(feature = "jit")]
+        return self
+            .images
+            .lock()
+            .values()
+            .filter(|c| c.program.is_native())
+            .count();
+        #[cfg(not(feature = "jit"))]
+        0
     }
 
     /// Whether the cache is empty.

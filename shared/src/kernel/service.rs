@@ -273,6 +273,7 @@ impl<S: BuildHasher> KernelState<'_, S> {
             refetched: evictions.refetched,
             instances: dir.instance_count as u64,
             programs_cached: self.programs.len() as u64,
+            programs_native: self.programs.native_count() as u64,
             arena_used_bytes: pages.used,
             arena_capacity_bytes: pages.capacity,
             arena_peak_bytes: pages.peak,

@@ -181,7 +181,7 @@ impl Machine {
         // The handlers charge blocks from `self.gas`.
         self.gas = gas;
         #[cfg(feature = "jit")]
-        if let Some(native) = &program.native {
+        if let Some(native) = program.native.get() {
             let stop = super::jit::run(self, program, native, idx);
             return (stop, self.gas);
         }

@@ -107,7 +107,7 @@ pub struct Program {
     code_len: u32,
     /// The machine code [`Program::compile_native`] made, if it did.
     #[cfg(feature = "jit")]
-    pub(crate) native: Option<super::jit::Native>,
+    pub(crate) native: super::jit::NativeSlot,
 }
 
 /// Most instructions (bitmask bits) a program may have. Pre-decoding costs
@@ -250,7 +250,7 @@ impl Program {
             block_starts,
             code_len: code_len as u32,
             #[cfg(feature = "jit")]
-            native: None,
+            native: Default::default(),
         };
         if branches {
             for op in &mut ops {

@@ -179,7 +179,7 @@ fn reference(parts: &ProgramParts<'_>) -> Program {
         block_starts: block_start,
         code_len: code_len as u32,
         #[cfg(feature = "jit")]
-        native: None,
+        native: Default::default(),
     }
 }
 

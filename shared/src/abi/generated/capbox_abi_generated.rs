@@ -2454,6 +2454,7 @@ impl<'a> StatsReply<'a> {
   pub const VT_SPILLED_BYTES: ::flatbuffers::VOffsetT = 34;
   pub const VT_FETCHED: ::flatbuffers::VOffsetT = 36;
   pub const VT_REFETCHED: ::flatbuffers::VOffsetT = 38;
+  pub const VT_PROGRAMS_NATIVE: ::flatbuffers::VOffsetT = 40;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2465,6 +2466,7 @@ impl<'a> StatsReply<'a> {
     args: &'args StatsReplyArgs<'args>
   ) -> ::flatbuffers::WIPOffset<StatsReply<'bldr>> {
     let mut builder = StatsReplyBuilder::new(_fbb);
+    builder.add_programs_native(args.programs_native);
     builder.add_refetched(args.refetched);
     builder.add_fetched(args.fetched);
     builder.add_spilled_bytes(args.spilled_bytes);
@@ -2622,6 +2624,14 @@ impl<'a> StatsReply<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(StatsReply::VT_REFETCHED, Some(0)).unwrap()}
   }
+  /// Cached programs compiled to machine code.
+  #[inline]
+  pub fn programs_native(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(StatsReply::VT_PROGRAMS_NATIVE, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for StatsReply<'_> {
@@ -2648,6 +2658,7 @@ impl ::flatbuffers::Verifiable for StatsReply<'_> {
      .visit_field::<u64>("spilled_bytes", Self::VT_SPILLED_BYTES, false)?
      .visit_field::<u64>("fetched", Self::VT_FETCHED, false)?
      .visit_field::<u64>("refetched", Self::VT_REFETCHED, false)?
+     .visit_field::<u64>("programs_native", Self::VT_PROGRAMS_NATIVE, false)?
      .finish();
     Ok(())
   }
@@ -2671,6 +2682,7 @@ pub struct StatsReplyArgs<'a> {
     pub spilled_bytes: u64,
     pub fetched: u64,
     pub refetched: u64,
+    pub programs_native: u64,
 }
 impl<'a> Default for StatsReplyArgs<'a> {
   #[inline]
@@ -2694,6 +2706,7 @@ impl<'a> Default for StatsReplyArgs<'a> {
       spilled_bytes: 0,
       fetched: 0,
       refetched: 0,
+      programs_native: 0,
     }
   }
 }
@@ -2776,6 +2789,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> StatsReplyBuilder<'a, 'b, A> 
     self.fbb_.push_slot::<u64>(StatsReply::VT_REFETCHED, refetched, 0);
   }
   #[inline]
+  pub fn add_programs_native(&mut self, programs_native: u64) {
+    self.fbb_.push_slot::<u64>(StatsReply::VT_PROGRAMS_NATIVE, programs_native, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> StatsReplyBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     StatsReplyBuilder {
@@ -2811,6 +2828,7 @@ impl ::core::fmt::Debug for StatsReply<'_> {
       ds.field("spilled_bytes", &self.spilled_bytes());
       ds.field("fetched", &self.fetched());
       ds.field("refetched", &self.refetched());
+      ds.field("programs_native", &self.programs_native());
       ds.finish()
   }
 }

@@ -1,6 +1,9 @@
-//! A compiler from PVM code to x86-64 machine code (feature `jit`, Linux
-//! on x86-64): [`Program::compile_native`] compiles a decoded program
-//! once; from then on [`Machine::run`] runs its gas blocks as native code.
+//! A compiler from PVM code to x86-64 machine code:
+//! [`Program::compile_native`] compiles a decoded program once; from then
+//! on [`Machine::run`] runs its gas blocks as native code. Feature
+//! `jit-host` on Linux (the code in pages mapped for it, W^X), or `jit` in
+//! the guest kernel (the code on the heap, which the hypervisor maps
+//! executable).
 //!
 //! Exactness comes from the interpreter: the native code only does what
 //! the interpreter's fast paths do (registers, arithmetic, branches, gas
@@ -12,14 +15,18 @@
 //! interpreter's, and `tests/pvm_jit.rs` checks the whole state against it
 //! on every workload and on random programs.
 //!
-//! The generated code runs in the host process: this is for the local
-//! backend and benchmarks on machines that trust it as much as the
-//! interpreter (the sandbox keeps the interpreter inside the micro-VM).
+//! In the local backend the generated code runs in the host process,
+//! unisolated, so there it is opt-in (`Kernel::set_native_code`); inside
+//! the micro-VM the hypervisor isolates it as it does the interpreter.
+
+#[cfg(not(target_arch = "x86_64"))]
+compile_error!("capbox_shared's `jit` feature generates x86-64 code");
+#[cfg(all(not(feature = "jit-host"), not(target_os = "none")))]
+compile_error!("`jit` without `jit-host` is for the guest (executable heap) only");
 
 mod asm;
 mod compile;
 
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -91,20 +98,58 @@ extern "sysv64" fn fallback(machine: *mut Machine, program: *const Program, idx:
     RawStop { at, what }
 }
 
+/// What the code may use beyond x86-64's base: BMI2 and `popcnt` where the
+/// host has them. Not in a guest (no `jit-host`), whose instructions a
+/// hypervisor may emulate without them: those instructions go through the
+/// interpreter there.
 fn host_features() -> compile::Features {
-    // cpuid is always available on x86-64.
-    let leaf1 = core::arch::x86_64::__cpuid(1);
-    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
+    #[cfg(feature = "jit-host")]
+    {
+        // cpuid is always available on x86-64.
+        let leaf1 = core::arch::x86_64::__cpuid(1);
+        let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
+        compile::Features {
+            popcnt: leaf1.ecx & (1 << 23) != 0,
+            bmi2: leaf7.ebx & (1 << 8) != 0,
+        }
+    }
+    #[cfg(not(feature = "jit-host"))]
     compile::Features {
-        popcnt: leaf1.ecx & (1 << 23) != 0,
-        bmi2: leaf7.ebx & (1 << 8) != 0,
+        popcnt: false,
+        bmi2: false,
+    }
+}
+
+/// Where a [`Program`] keeps its machine code: set at most once, through a
+/// shared reference (a cached program is compiled once it has run enough).
+#[derive(Default)]
+pub(crate) struct NativeSlot(spin::Once<NativeCode>);
+
+impl NativeSlot {
+    pub(crate) fn get(&self) -> Option<&NativeCode> {
+        self.0.get()
+    }
+}
+
+impl Clone for NativeSlot {
+    fn clone(&self) -> Self {
+        // The code is immutable and only read through the table: a clone
+        // compiles again if asked (programs are cloned only in tests).
+        NativeSlot::default()
+    }
+}
+
+impl fmt::Debug for NativeSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.get().fmt(f)
     }
 }
 
 impl Program {
-    /// Compiles the program to machine code; later runs use it. Idempotent.
-    pub fn compile_native(&mut self) -> Result<(), JitError> {
-        if self.native.is_some() {
+    /// Compiles the program to machine code; later runs use it. Idempotent
+    /// (concurrent callers compile once). A clone does not share the code.
+    pub fn compile_native(&self) -> Result<(), JitError> {
+        if self.native.get().is_some() {
             return Ok(());
         }
         let compiled =
@@ -119,13 +164,29 @@ impl Program {
             .iter()
             .map(|&[checked, body]| [base + u64::from(checked), base + u64::from(body)])
             .collect();
-        self.native = Some(Arc::new(NativeCode { code, table }));
+        self.native.0.call_once(|| NativeCode { code, table });
         Ok(())
     }
 
     /// Whether [`Self::compile_native`] compiled this program.
     pub fn is_native(&self) -> bool {
-        self.native.is_some()
+        self.native.get().is_some()
+    }
+
+    /// The machine code, and the offset of each instruction's code in it
+    /// (its gas check first where it has one), for disassembling.
+    pub fn native_code(&self) -> Option<(&[u8], Vec<usize>)> {
+        let native = self.native.get()?;
+        // SAFETY: the mapping holds `len` readable bytes for as long as
+        // `native`, which `self` borrows.
+        let code = unsafe { core::slice::from_raw_parts(native.code.ptr, native.code.len) };
+        let base = native.code.ptr as u64;
+        let offsets = native
+            .table
+            .iter()
+            .map(|&[checked, _]| (checked - base) as usize)
+            .collect();
+        Some((code, offsets))
     }
 }
 
@@ -153,17 +214,33 @@ pub(super) fn run(
     Stop::from_raw(raw.at, raw.what)
 }
 
-/// Read-only, executable pages holding code.
+/// Read-only, executable pages holding code (`jit-host`: mapped for it;
+/// in a guest, whose heap the hypervisor maps executable: a heap block).
 struct ExecutableMemory {
     ptr: *const u8,
     len: usize,
+    #[cfg(not(feature = "jit-host"))]
+    _block: alloc::boxed::Box<[u8]>,
 }
 
-// SAFETY: the pages are immutable after `new` and only unmapped by `drop`.
+// SAFETY: the code is immutable after `new` and freed only by `drop`.
 unsafe impl Send for ExecutableMemory {}
-// SAFETY: as for `Send`: nothing writes them.
+// SAFETY: as for `Send`: nothing writes it.
 unsafe impl Sync for ExecutableMemory {}
 
+#[cfg(not(feature = "jit-host"))]
+impl ExecutableMemory {
+    fn new(code: &[u8]) -> Result<ExecutableMemory, JitError> {
+        let block: alloc::boxed::Box<[u8]> = code.into();
+        Ok(ExecutableMemory {
+            ptr: block.as_ptr(),
+            len: block.len(),
+            _block: block,
+        })
+    }
+}
+
+#[cfg(feature = "jit-host")]
 impl ExecutableMemory {
     fn new(code: &[u8]) -> Result<ExecutableMemory, JitError> {
         let len = code.len().max(1);
@@ -197,6 +274,7 @@ impl ExecutableMemory {
     }
 }
 
+#[cfg(feature = "jit-host")]
 impl Drop for ExecutableMemory {
     fn drop(&mut self) {
         // SAFETY: the mapping `new` made, `len` bytes, unmapped once.
@@ -204,10 +282,8 @@ impl Drop for ExecutableMemory {
     }
 }
 
+#[cfg(feature = "jit-host")]
 fn errno() -> i32 {
     // SAFETY: `__errno_location` returns this thread's errno slot.
     unsafe { *libc::__errno_location() }
 }
-
-/// The compiled code, shared between clones of a [`Program`].
-pub(crate) type Native = Arc<NativeCode>;
