@@ -191,6 +191,10 @@ impl CachedImage {
 #[cfg(feature = "jit")]
 pub const NATIVE_GAS_PER_INSTRUCTION: u64 = 128;
 
+/// Runs that use less gas than this do not count towards compiling.
+#[cfg(feature = "jit")]
+const NATIVE_MIN_RUN_GAS: u64 = 256;
+
 /// Image hash → decoded program and warm memory. `const`-constructible for
 /// the guest's statics; the lock is never held while decoding.
 pub struct ProgramCache {
@@ -228,9 +232,10 @@ impl ProgramCache {
         self.set_native_after(if on { 0 } else { u64::MAX });
     }
 
-    /// Compiles a cached program to machine code once its runs have used
-    /// `gas` plus [`NATIVE_GAS_PER_INSTRUCTION`] per instruction of it in
-    /// all (`gas` 0: as it is decoded; `u64::MAX`: never). A program run
+    /// Compiles a cached program to machine code once its runs (of 256
+    /// gas or more each) have used `gas` plus
+    /// [`NATIVE_GAS_PER_INSTRUCTION`] per instruction of it in all (`gas`
+    /// 0: as it is decoded; `u64::MAX`: never). A program run
     /// little is never compiled: compiling costs about as much as running
     /// a few hundred gas per instruction, so a program pays for it only
     /// once it has run long enough to save that again.
@@ -246,6 +251,12 @@ impl ProgramCache {
     #[inline]
     pub(crate) fn note_run(&self, cached: &CachedImage, gas: u64) {
         use core::sync::atomic::Ordering::Relaxed;
+        // Short runs gain little from machine code (the call around them
+        // costs more), and skipping them keeps the empty invoke's path
+        // free of this accounting.
+        if gas < NATIVE_MIN_RUN_GAS {
+            return;
+        }
         let after = self.native_after.load(Relaxed);
         if after == u64::MAX || cached.program.is_native() {
             return;
