@@ -21,9 +21,9 @@ static CACHE: CacheDirectory<FixedState> = CacheDirectory::new_const(
 static PROGRAMS: ProgramCache = ProgramCache::new();
 /// The gas a program runs interpreted before it is compiled to machine
 /// code, besides `NATIVE_GAS_PER_INSTRUCTION` per instruction of it:
-/// compiling costs the guest ~360 instructions per PVM instruction and
-/// machine code saves ~8 per gas (docs/kernel.md), so a program pays for
-/// it after ~45 gas per instruction; this waits about three times that.
+/// compiling costs the guest ~600 instructions per PVM instruction, which
+/// a few dozen gas per instruction run as machine code win back
+/// (docs/kernel.md, "PVM code as machine code").
 const NATIVE_AFTER_GAS: u64 = 10_000;
 /// The upload in progress, the export's cached layout, the pinned caps.
 static STREAMS: StreamState = StreamState::new();
