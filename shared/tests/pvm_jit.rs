@@ -5,6 +5,7 @@
 //! random raw programs.
 #![cfg(feature = "jit")]
 
+mod pvm_support;
 #[path = "raw_program/mod.rs"]
 #[allow(dead_code)] // Also serves the fuzz targets.
 mod raw_program;
@@ -101,6 +102,40 @@ fn both(
         run_all(&interpreted, machine(), writable, slice, 5),
         run_all(&compiled, machine(), writable, slice, 5),
     ))
+}
+
+/// What the kernel budgets per instruction holds for the instructions
+/// that compile longest: loads and stores (inline window checks, an
+/// out-of-line older window or page, a fallback), each starting a block
+/// (a gas check and its out-of-line exit), and for random programs.
+#[test]
+fn machine_code_stays_within_the_kernels_bound_per_instruction() {
+    use capbox_shared::kernel::NATIVE_BYTES_PER_INSTRUCTION;
+    use capbox_shared::pvm::Opcode;
+    use pvm_support::{no_args, reg_two_imms, two_imms, two_regs_imm};
+    let heavy = [
+        two_regs_imm(Opcode::store_ind_u16, 13, 12, 0x7fff_0000),
+        two_regs_imm(Opcode::load_ind_i16, 13, 12, 0x7fff_0000),
+        reg_two_imms(Opcode::store_imm_ind_u16, 12, 0x7fff_0000, 0x7fff_0000),
+        two_imms(Opcode::store_imm_u64, 0x7fff_0000, 0x7fff_0000),
+    ];
+    // Heavy instructions in a row, and each after a `fallthrough` (so each
+    // starts a block and gets a gas check).
+    let in_a_row: Vec<_> = (0..800).map(|i| heavy[i % heavy.len()].clone()).collect();
+    let checked: Vec<_> = (0..400)
+        .flat_map(|i| [no_args(Opcode::fallthrough), heavy[i % heavy.len()].clone()])
+        .collect();
+    for (what, code) in [("in a row", in_a_row), ("each checked", checked)] {
+        let program = Program::from_blob(&pvm_support::blob(&code)).expect("decodes");
+        program.compile_native().expect("compiles");
+        let n = program.instruction_count();
+        let per = program.native_bytes() / n;
+        assert!(
+            per <= NATIVE_BYTES_PER_INSTRUCTION,
+            "{what}: {per} bytes per instruction"
+        );
+        assert!(per >= 80, "{what}: {per} bytes: not the heavy kind");
+    }
 }
 
 fn workload_machine(buffer: u32, size: u64, gas: i64) -> (Machine, Vec<(u32, u32)>) {

@@ -33,6 +33,8 @@ pub use invoke::{
 };
 pub use ops::KernelOp;
 pub use programs::{MAX_CACHED_PROGRAM_BYTES, MAX_CACHED_PROGRAMS, ProgramCache};
+#[cfg(feature = "jit")]
+pub use programs::{MAX_NATIVE_BYTES, NATIVE_BYTES_PER_INSTRUCTION, NATIVE_GAS_PER_INSTRUCTION};
 pub use report::{REPORT_CHUNK_BYTES, committed_blobs};
 pub use service::{
     KernelHost, KernelState, MAX_BATCH_OUTPUT_BYTES, MAX_FETCHES_PER_CALL, kernel_error_to_remote,

@@ -191,6 +191,20 @@ impl CachedImage {
 #[cfg(feature = "jit")]
 pub const NATIVE_GAS_PER_INSTRUCTION: u64 = 128;
 
+/// Most bytes of machine code (and address tables) the cached programs
+/// may hold: a program is compiled only if its worst case
+/// ([`NATIVE_BYTES_PER_INSTRUCTION`] per instruction) fits beside what the
+/// others hold, so no program, however large, can exhaust the guest's
+/// heap by being compiled; one that does not fit stays interpreted.
+#[cfg(feature = "jit")]
+pub const MAX_NATIVE_BYTES: usize = 8 << 20;
+
+/// The most machine code plus address-table bytes one instruction
+/// compiles to (a store with its gas check and out-of-line paths, ~150,
+/// and 16 of table; checked in `shared/tests/pvm_jit.rs`).
+#[cfg(feature = "jit")]
+pub const NATIVE_BYTES_PER_INSTRUCTION: usize = 176;
+
 /// Runs that use less gas than this do not count towards compiling.
 #[cfg(feature = "jit")]
 const NATIVE_MIN_RUN_GAS: u64 = 256;
@@ -265,9 +279,26 @@ impl ProgramCache {
         let per_instruction =
             NATIVE_GAS_PER_INSTRUCTION.saturating_mul(cached.program.instruction_count() as u64);
         if total >= after.saturating_add(per_instruction) {
-            // Only the speed depends on it: a program that cannot be
-            // compiled stays interpreted.
-            let _ = cached.program.compile_native();
+            self.compile_within_budget(&cached.program);
+        }
+    }
+
+    /// Compiles `program` if its machine code surely fits in
+    /// [`MAX_NATIVE_BYTES`] beside the cached programs'. Only the speed
+    /// depends on it: a program not compiled stays interpreted.
+    #[cfg(feature = "jit")]
+    fn compile_within_budget(&self, program: &Program) {
+        let bound = program
+            .instruction_count()
+            .saturating_mul(NATIVE_BYTES_PER_INSTRUCTION);
+        let held: usize = self
+            .images
+            .lock()
+            .values()
+            .map(|c| c.program.native_bytes())
+            .sum();
+        if held.saturating_add(bound) <= MAX_NATIVE_BYTES {
+            let _ = program.compile_native();
         }
     }
 
@@ -322,9 +353,7 @@ impl ProgramCache {
             .load(core::sync::atomic::Ordering::Relaxed)
             == 0
         {
-            // Only the speed depends on it: a program that cannot be
-            // compiled (no executable memory) is interpreted.
-            let _ = program.compile_native();
+            self.compile_within_budget(&program);
         }
         let entry = Arc::new(CachedImage {
             program,
@@ -488,5 +517,44 @@ mod tests {
             "the programs are large"
         );
         assert!(cache.len() < 8, "some were evicted");
+    }
+
+    #[cfg(feature = "jit")]
+    #[test]
+    fn programs_are_compiled_after_their_threshold_and_within_the_budget() {
+        let hash = |n: u8| CapHash([n; 32]);
+        let cache = ProgramCache::new();
+        // Off by default.
+        let small = cache.get_or_decode(&hash(1), &program(3, 1)).unwrap();
+        cache.note_run(&small, 1 << 40);
+        assert!(!small.program.is_native());
+
+        // After 1,000 gas plus the per-instruction part, in runs of at
+        // least NATIVE_MIN_RUN_GAS.
+        cache.set_native_after(1000);
+        let n = small.program.instruction_count() as u64;
+        let threshold = 1000 + NATIVE_GAS_PER_INSTRUCTION * n;
+        for _ in 0..100 {
+            cache.note_run(&small, NATIVE_MIN_RUN_GAS - 1);
+        }
+        assert!(!small.program.is_native(), "short runs do not count");
+        cache.note_run(&small, threshold - 1);
+        assert!(!small.program.is_native());
+        cache.note_run(&small, NATIVE_MIN_RUN_GAS);
+        assert!(small.program.is_native());
+
+        // A program whose worst case does not fit the budget stays
+        // interpreted, however long it runs; compiled on decoding alike.
+        cache.set_native(true);
+        let too_many = (MAX_NATIVE_BYTES / NATIVE_BYTES_PER_INSTRUCTION) as u32;
+        let large = cache
+            .get_or_decode(&hash(2), &program(too_many, 2))
+            .unwrap();
+        assert!(!large.program.is_native());
+        cache.note_run(&large, u64::MAX);
+        assert!(!large.program.is_native());
+        let other = cache.get_or_decode(&hash(3), &program(10, 3)).unwrap();
+        assert!(other.program.is_native(), "compiled as it is decoded");
+        assert_eq!(cache.native_count(), 2);
     }
 }

@@ -161,10 +161,19 @@ impl Program {
 
     /// Approximate heap bytes the decoded program holds (for cache budgets).
     pub fn approx_bytes(&self) -> usize {
+        let native = {
+            #[cfg(feature = "jit")]
+            {
+                self.native_bytes()
+            }
+            #[cfg(not(feature = "jit"))]
+            0
+        };
         self.ops.len() * core::mem::size_of::<Op>()
             + self.pcs.len() * 4
             + self.jump_targets.len() * 4
             + self.block_starts.len()
+            + native
     }
 
     /// Pre-decodes an already split blob.

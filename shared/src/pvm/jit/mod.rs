@@ -173,6 +173,13 @@ impl Program {
         self.native.get().is_some()
     }
 
+    /// Bytes of machine code and its address table (0 until compiled).
+    pub fn native_bytes(&self) -> usize {
+        self.native.get().map_or(0, |n| {
+            n.code.len + n.table.len() * core::mem::size_of::<[u64; 2]>()
+        })
+    }
+
     /// The machine code, and the offset of each instruction's code in it
     /// (its gas check first where it has one), for disassembling.
     pub fn native_code(&self) -> Option<(&[u8], Vec<usize>)> {
