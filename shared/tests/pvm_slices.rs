@@ -89,23 +89,13 @@ fn all_agree(program: &Program, machine: impl Fn() -> Machine) -> (Final, u64) {
     (unsliced, stops7)
 }
 
-fn workload_machine(buffer: u32, size: u64, gas: i64) -> Machine {
-    let layout = StandardLayout::new(0, buffer, 0, 0x1000, 0).expect("layout");
-    let rw = vec![0; buffer as usize];
-    let memory = Memory::standard(&layout, &[], &rw, &[]).expect("memory");
-    let mut regs = layout.initial_registers();
-    regs[7] = u64::from(layout.rw_start());
-    regs[8] = size;
-    Machine::new(regs, 0, gas, memory)
-}
-
 #[test]
 fn workloads_agree_with_every_slice() {
     let sieve = Program::from_blob(&workloads::sieve()).unwrap();
     let sort = Program::from_blob(&workloads::insertion_sort()).unwrap();
     // Enough gas, and gas running out in the middle (in and between blocks).
     for gas in [1 << 30, 5_000, 5_001, 5_003, 12_345] {
-        let (end, stops) = all_agree(&sieve, || workload_machine(4096, 2000, gas));
+        let (end, stops) = all_agree(&sieve, || workloads::machine(4096, 2000, gas));
         if gas == 1 << 30 {
             assert_eq!(end.exits, [Exit::Halt]);
             assert_eq!(end.regs[9], workloads::expected_primes(2000));
@@ -113,7 +103,7 @@ fn workloads_agree_with_every_slice() {
         } else {
             assert_eq!(end.exits, [Exit::OutOfGas]);
         }
-        let (end, _) = all_agree(&sort, || workload_machine(8 * 60, 60, gas));
+        let (end, _) = all_agree(&sort, || workloads::machine(8 * 60, 60, gas));
         if gas == 1 << 30 {
             assert_eq!(end.regs[9], workloads::expected_sort_sum(60));
         }

@@ -6,6 +6,25 @@
 #![allow(dead_code)]
 
 use capbox_shared::pvm::asm::{ProgramBuilder, Reg::*};
+use capbox_shared::pvm::{Machine, Memory, StandardLayout};
+
+/// The layout workloads run in: a `buffer`-octet writable area, a 4 KiB
+/// stack.
+pub fn layout(buffer: u32) -> StandardLayout {
+    StandardLayout::new(0, buffer, 0, 0x1000, 0).expect("layout")
+}
+
+/// A machine to run a workload from pc 0: the zeroed buffer at r7,
+/// r8 = `size`, and `gas`.
+pub fn machine(buffer: u32, size: u64, gas: i64) -> Machine {
+    let layout = layout(buffer);
+    let rw = vec![0; buffer as usize];
+    let memory = Memory::standard(&layout, &[], &rw, &[]).expect("memory");
+    let mut regs = layout.initial_registers();
+    regs[7] = u64::from(layout.rw_start());
+    regs[8] = size;
+    Machine::new(regs, 0, gas, memory)
+}
 
 /// Counts the primes below r8 with a sieve of Eratosthenes over r8 octets
 /// at r7.
