@@ -37,6 +37,13 @@ pub(super) struct Window {
     /// stay on the fast path. `Memory` empties its windows when it clears
     /// the bitmaps, so these pages' bits are set while named here.
     marked: [u64; 2],
+    /// For generated code (`jit`): the pages in `marked` as guest
+    /// addresses (`base` + offset; [`NOT_MARKED`]: none) and as host
+    /// pointers, so its store check and address take two loads.
+    #[cfg(feature = "jit")]
+    marked_address: [u64; 2],
+    #[cfg(feature = "jit")]
+    marked_host: [*mut u8; 2],
 }
 
 // SAFETY: a window only points into buffers owned by the `Memory` that
@@ -60,7 +67,8 @@ pub(super) mod offsets {
     pub(in crate::pvm) const BASE: usize = offset_of!(Window, base);
     pub(in crate::pvm) const LEN: usize = offset_of!(Window, len);
     pub(in crate::pvm) const DATA: usize = offset_of!(Window, data);
-    pub(in crate::pvm) const MARKED: usize = offset_of!(Window, marked);
+    pub(in crate::pvm) const MARKED_ADDRESS: usize = offset_of!(Window, marked_address);
+    pub(in crate::pvm) const MARKED_HOST: usize = offset_of!(Window, marked_host);
 }
 
 impl Window {
@@ -71,6 +79,10 @@ impl Window {
         data: NonNull::dangling().as_ptr(),
         dirty: NonNull::dangling().as_ptr(),
         marked: [NOT_MARKED; 2],
+        #[cfg(feature = "jit")]
+        marked_address: [NOT_MARKED; 2],
+        #[cfg(feature = "jit")]
+        marked_host: [NonNull::dangling().as_ptr(); 2],
     };
 
     /// The window of the region based at `base` with these buffers, or
@@ -87,6 +99,10 @@ impl Window {
             data: data.as_mut_ptr(),
             dirty: dirty.as_mut_ptr(),
             marked: [NOT_MARKED; 2],
+            #[cfg(feature = "jit")]
+            marked_address: [NOT_MARKED; 2],
+            #[cfg(feature = "jit")]
+            marked_host: [NonNull::dangling().as_ptr(); 2],
         }
     }
 
@@ -104,6 +120,12 @@ impl Window {
         let start = offset / PAGE_SIZE as usize * PAGE_SIZE as usize;
         if start + PAGE_SIZE as usize <= self.len && start as u64 != self.marked[0] {
             self.marked = [start as u64, self.marked[0]];
+            #[cfg(feature = "jit")]
+            {
+                let address = u64::from(self.base) + start as u64;
+                self.marked_address = [address, self.marked_address[0]];
+                self.marked_host = [self.data.wrapping_add(start), self.marked_host[0]];
+            }
         }
     }
 

@@ -122,7 +122,7 @@ enum Cold {
         back: usize,
     },
     /// The store missed the newer marked page: try the older one (`rax`
-    /// holds the offset minus the newer page's).
+    /// holds the address minus the newer page's address).
     OlderPage {
         from: usize,
         idx: usize,
@@ -359,23 +359,18 @@ impl Compiler<'_> {
         self.cold.push(Cold::OlderLoad { from, load, back });
     }
 
-    /// Checks `rax` (an offset in the store window) minus marked page
-    /// `page` against a store of `width`; jumps (to be patched) when it
-    /// misses, else leaves the host address in `rax`.
+    /// Checks `rax` (a guest address) minus marked page `page`'s address
+    /// against a store of `width`; jumps (to be patched) when it misses,
+    /// else leaves the host address in `rax`.
     fn in_marked(&mut self, page: usize, width: Width) -> usize {
         let store = memory::offsets::STORE_WINDOW;
-        let marked = window_field(store, window::offsets::MARKED + 8 * page);
+        let address = window_field(store, window::offsets::MARKED_ADDRESS + 8 * page);
+        let host = window_field(store, window::offsets::MARKED_HOST + 8 * page);
         let a = &mut self.asm;
-        a.alu_load(Alu::Sub, true, RAX, marked);
+        a.alu_load(Alu::Sub, true, RAX, address);
         a.alu_imm(Alu::Cmp, true, RAX, PAGE_SIZE as i32 - width_bytes(width));
         let miss = a.jcc(Cond::Above);
-        a.alu_load(Alu::Add, true, RAX, marked);
-        a.alu_load(
-            Alu::Add,
-            true,
-            RAX,
-            window_field(store, window::offsets::DATA),
-        );
+        a.alu_load(Alu::Add, true, RAX, host);
         miss
     }
 
@@ -388,13 +383,6 @@ impl Compiler<'_> {
 
     fn store(&mut self, idx: usize, address: Address, width: Width, value: Value) {
         self.address(address);
-        let store = memory::offsets::STORE_WINDOW;
-        self.asm.alu_load(
-            Alu::Sub,
-            false,
-            RAX,
-            window_field(store, window::offsets::BASE),
-        );
         let from = self.in_marked(0, width);
         self.write(width, value);
         let back = self.asm.pos();
@@ -440,7 +428,7 @@ impl Compiler<'_> {
             } => {
                 self.asm.patch(from, here);
                 let store = memory::offsets::STORE_WINDOW;
-                let newer = window_field(store, window::offsets::MARKED);
+                let newer = window_field(store, window::offsets::MARKED_ADDRESS);
                 self.asm.alu_load(Alu::Add, true, RAX, newer);
                 let miss = self.in_marked(1, width);
                 self.write(width, value);
