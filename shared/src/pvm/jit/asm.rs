@@ -28,6 +28,7 @@ pub(super) const R15: Reg = 15;
 #[repr(u8)]
 pub(super) enum Cond {
     Below = 0x2,
+    NotSign = 0x9,
     AboveEq = 0x3,
     Equal = 0x4,
     NotEqual = 0x5,
@@ -89,6 +90,7 @@ impl Alu {
 /// The shift group's `/digit` (`0xc1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Shift {
+    Rol = 0,
     Ror = 1,
     Shl = 4,
     Shr = 5,
@@ -254,6 +256,20 @@ impl Asm {
         self.byte(0xc1);
         self.modrm_reg(op as u8, dst);
         self.byte(count);
+    }
+
+    /// `rol`/`ror`/... `dst, cl`.
+    pub(super) fn shift_cl(&mut self, op: Shift, w: bool, dst: Reg) {
+        self.rex(w, 0, 0, dst, false);
+        self.byte(0xd3);
+        self.modrm_reg(op as u8, dst);
+    }
+
+    /// `mul src` (`signed` false) or `imul src`: `rdx:rax = rax * src`.
+    pub(super) fn widening_mul(&mut self, signed: bool, src: Reg) {
+        self.rex(true, 0, 0, src, false);
+        self.byte(0xf7);
+        self.modrm_reg(if signed { 5 } else { 4 }, src);
     }
 
     /// `shlx`/`shrx`/`sarx dst, src, count` (BMI2; the count masked to the

@@ -15,7 +15,8 @@
 //! charges, slices or steps exactly as it does for its own handlers.
 //!
 //! **Everything else through the interpreter.** An instruction without
-//! native code (division, `ecalli`, `sbrk`, dynamic jumps, ...), and a
+//! native code (division, bit counts, `ecalli`, `sbrk`, dynamic jumps,
+//! ...), and a
 //! load or store that misses the memory's windows, runs as one handler
 //! call with no fuel (`fallback`), which returns where to go on: the next
 //! instruction, a block to enter (charged on entry, as above), or an exit.

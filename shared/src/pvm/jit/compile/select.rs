@@ -3,7 +3,7 @@
 
 use super::{Address, Compiler, Load, REGS, Value};
 use crate::pvm::instructions::{ArgFormat, Opcode};
-use crate::pvm::jit::asm::{Alu, Asm, Cond, RAX, Reg, Shift, ShiftX, Width, mem};
+use crate::pvm::jit::asm::{Alu, Asm, Cond, RAX, RCX, RDX, Reg, Shift, ShiftX, Width, mem};
 use crate::pvm::program::{INVALID_TARGET, Op, RegIndex};
 
 impl Compiler<'_> {
@@ -57,6 +57,45 @@ impl Compiler<'_> {
         if !wide {
             self.asm.movsxd(dst, dst);
         }
+    }
+
+    /// `d = value rotated by count` (its low 6 or 5 bits), `value` a
+    /// register or, when `None`, the immediate `imm`. The count must be in
+    /// `cl`: `rcx` (φ0) is saved around it.
+    fn rotate(&mut self, op: Shift, wide: bool, d: Reg, value: Option<Reg>, imm: i32, count: Reg) {
+        match value {
+            Some(value) => self.asm.mov(true, RAX, value),
+            None => self.asm.mov_imm(RAX, imm as i64 as u64),
+        }
+        self.asm.push(RCX);
+        self.asm.mov(false, RCX, count);
+        self.asm.shift_cl(op, wide, RAX);
+        self.asm.pop(RCX);
+        if wide {
+            self.asm.mov(true, d, RAX);
+        } else {
+            self.asm.movsxd(d, RAX);
+        }
+    }
+
+    /// `d` = the high 64 bits of `a * b`, `a` signed or not, `b` alike;
+    /// `rdx` (φ1) is saved around the multiplication. Signed times
+    /// unsigned is the unsigned product's high half less `b` where `a` is
+    /// negative.
+    fn mul_upper(&mut self, a_signed: bool, b_signed: bool, d: Reg, a: Reg, b: Reg) {
+        self.asm.mov(true, RAX, a);
+        self.asm.push(RDX);
+        self.asm.widening_mul(a_signed && b_signed, b);
+        self.asm.mov(true, RAX, RDX);
+        self.asm.pop(RDX);
+        if a_signed && !b_signed {
+            self.asm.test(a, a);
+            let positive = self.asm.jcc(Cond::NotSign);
+            self.asm.alu(Alu::Sub, true, RAX, b);
+            let here = self.asm.pos();
+            self.asm.patch(positive, here);
+        }
+        self.asm.mov(true, d, RAX);
     }
 
     /// `dst = cond(a, imm) as u64`.
@@ -185,6 +224,13 @@ impl Compiler<'_> {
                 self.asm.mov(true, d, RAX);
                 true
             }
+            O::rot_l_64 => self.native(|c| c.rotate(Shift::Rol, true, d, Some(a), 0, b)),
+            O::rot_r_64 => self.native(|c| c.rotate(Shift::Ror, true, d, Some(a), 0, b)),
+            O::rot_l_32 => self.native(|c| c.rotate(Shift::Rol, false, d, Some(a), 0, b)),
+            O::rot_r_32 => self.native(|c| c.rotate(Shift::Ror, false, d, Some(a), 0, b)),
+            O::mul_upper_u_u => self.native(|c| c.mul_upper(false, false, d, a, b)),
+            O::mul_upper_s_s => self.native(|c| c.mul_upper(true, true, d, a, b)),
+            O::mul_upper_s_u => self.native(|c| c.mul_upper(true, false, d, a, b)),
             O::max => self.native(|c| c.select(Cond::Less, d, a, b)),
             O::max_u => self.native(|c| c.select(Cond::Below, d, a, b)),
             O::min => self.native(|c| c.select(Cond::Greater, d, a, b)),
@@ -220,6 +266,8 @@ impl Compiler<'_> {
             O::shlo_r_imm_32 => self.native(|c| c.shift_imm(Shift::Shr, false, a, b, op.x)),
             O::shar_r_imm_32 => self.native(|c| c.shift_imm(Shift::Sar, false, a, b, op.x)),
             O::rot_r_32_imm => self.native(|c| c.shift_imm(Shift::Ror, false, a, b, op.x)),
+            O::rot_r_64_imm_alt => self.native(|c| c.rotate(Shift::Ror, true, a, None, imm, b)),
+            O::rot_r_32_imm_alt => self.native(|c| c.rotate(Shift::Ror, false, a, None, imm, b)),
             O::shlo_l_imm_alt_64 | O::shlo_r_imm_alt_64 | O::shar_r_imm_alt_64 if bmi2 => {
                 let shift = match op.opcode.unfused() {
                     O::shlo_l_imm_alt_64 => ShiftX::Shl,
