@@ -178,7 +178,12 @@ pub fn raw_case(data: &[u8], gas: i64, slice: u64) {
     if let Err(e) = compiled.compile_native() {
         panic!("compile_native failed: {e}{}", listing(&raw.blob));
     }
-    assert!(compiled.is_native() && !interpreted.is_native());
+    // As a guest compiles it: no BMI2, no popcnt.
+    let baseline = interpreted.clone();
+    if let Err(e) = baseline.compile_native_baseline() {
+        panic!("compile_native_baseline failed: {e}{}", listing(&raw.blob));
+    }
+    assert!(compiled.is_native() && baseline.is_native() && !interpreted.is_native());
     let regions = raw_regions();
     let machine = || {
         let mut memory = Memory::from_page_map(&regions).expect("maps");
@@ -188,13 +193,15 @@ pub fn raw_case(data: &[u8], gas: i64, slice: u64) {
         Machine::new(raw.regs, 0, gas, memory)
     };
     let t = run_all(&interpreted, machine(), slice, &COMPARED);
-    let c = run_all(&compiled, machine(), slice, &COMPARED);
-    let what = || {
-        format!(
-            "gas {gas}, slice {slice}, regs {:x?}{}",
-            raw.regs,
-            listing(&raw.blob)
-        )
-    };
-    assert_same(&c, &t, &COMPARED, &what);
+    for (kind, program) in [("host", &compiled), ("baseline", &baseline)] {
+        let c = run_all(program, machine(), slice, &COMPARED);
+        let what = || {
+            format!(
+                "{kind} code, gas {gas}, slice {slice}, regs {:x?}{}",
+                raw.regs,
+                listing(&raw.blob)
+            )
+        };
+        assert_same(&c, &t, &COMPARED, &what);
+    }
 }

@@ -149,11 +149,24 @@ impl Program {
     /// Compiles the program to machine code; later runs use it. Idempotent
     /// (concurrent callers compile once). A clone does not share the code.
     pub fn compile_native(&self) -> Result<(), JitError> {
+        self.compile_native_with(host_features())
+    }
+
+    /// [`Self::compile_native`] with x86-64's base instructions only (no
+    /// BMI2, no `popcnt`), as in a guest: for tests of that code on a host
+    /// that has more.
+    pub fn compile_native_baseline(&self) -> Result<(), JitError> {
+        self.compile_native_with(compile::Features {
+            bmi2: false,
+            popcnt: false,
+        })
+    }
+
+    fn compile_native_with(&self, features: compile::Features) -> Result<(), JitError> {
         if self.native.get().is_some() {
             return Ok(());
         }
-        let compiled =
-            compile::compile(self, fallback as *const () as usize as u64, host_features());
+        let compiled = compile::compile(self, fallback as *const () as usize as u64, features);
         if i32::try_from(compiled.code.len()).is_err() {
             return Err(JitError::TooLarge);
         }

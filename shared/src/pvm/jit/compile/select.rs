@@ -59,10 +59,39 @@ impl Compiler<'_> {
         }
     }
 
-    /// `d = value rotated by count` (its low 6 or 5 bits), `value` a
-    /// register or, when `None`, the immediate `imm`. The count must be in
-    /// `cl`: `rcx` (φ0) is saved around it.
-    fn rotate(&mut self, op: Shift, wide: bool, d: Reg, value: Option<Reg>, imm: i32, count: Reg) {
+    /// `d = value shifted or rotated by count` (its low 6 or 5 bits, as
+    /// the PVM and x86 both take it), `value` a register or, when `None`,
+    /// the immediate `imm`: one BMI2 instruction for a shift where the
+    /// host has BMI2, else through `cl`.
+    fn by_register(
+        &mut self,
+        op: Shift,
+        wide: bool,
+        d: Reg,
+        value: Option<Reg>,
+        imm: i32,
+        count: Reg,
+    ) {
+        let bmi2 = match op {
+            Shift::Shl => Some(ShiftX::Shl),
+            Shift::Shr => Some(ShiftX::Shr),
+            Shift::Sar => Some(ShiftX::Sar),
+            Shift::Rol | Shift::Ror => None,
+        };
+        if let (true, Some(shift)) = (self.features.bmi2, bmi2) {
+            let value = value.unwrap_or_else(|| {
+                self.asm.mov_imm(RAX, imm as i64 as u64);
+                RAX
+            });
+            self.shift_x(shift, wide, d, value, count);
+        } else {
+            self.by_cl(op, wide, d, value, imm, count);
+        }
+    }
+
+    /// [`Self::by_register`] with the count in `cl`: `rcx` (φ0) is saved
+    /// around it.
+    fn by_cl(&mut self, op: Shift, wide: bool, d: Reg, value: Option<Reg>, imm: i32, count: Reg) {
         match value {
             Some(value) => self.asm.mov(true, RAX, value),
             None => self.asm.mov_imm(RAX, imm as i64 as u64),
@@ -119,7 +148,6 @@ impl Compiler<'_> {
         let r = |reg: RegIndex| REGS[reg.index()];
         let (a, b, d) = (r(op.a), r(op.b), r(op.d));
         let imm = op.x as i32;
-        let bmi2 = self.features.bmi2;
         let native = match op.opcode.unfused() {
             O::fallthrough => true,
             O::jump => self.jump_to_block(None, op.y),
@@ -178,12 +206,12 @@ impl Compiler<'_> {
             O::add_32 => self.native(|c| c.binary(Binary::Alu(Alu::Add), false, d, a, b)),
             O::sub_32 => self.native(|c| c.binary(Binary::Alu(Alu::Sub), false, d, a, b)),
             O::mul_32 => self.native(|c| c.binary(Binary::Mul, false, d, a, b)),
-            O::shlo_l_64 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shl, true, d, a, b)),
-            O::shlo_r_64 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shr, true, d, a, b)),
-            O::shar_r_64 if bmi2 => self.native(|c| c.shift_x(ShiftX::Sar, true, d, a, b)),
-            O::shlo_l_32 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shl, false, d, a, b)),
-            O::shlo_r_32 if bmi2 => self.native(|c| c.shift_x(ShiftX::Shr, false, d, a, b)),
-            O::shar_r_32 if bmi2 => self.native(|c| c.shift_x(ShiftX::Sar, false, d, a, b)),
+            O::shlo_l_64 => self.native(|c| c.by_register(Shift::Shl, true, d, Some(a), 0, b)),
+            O::shlo_r_64 => self.native(|c| c.by_register(Shift::Shr, true, d, Some(a), 0, b)),
+            O::shar_r_64 => self.native(|c| c.by_register(Shift::Sar, true, d, Some(a), 0, b)),
+            O::shlo_l_32 => self.native(|c| c.by_register(Shift::Shl, false, d, Some(a), 0, b)),
+            O::shlo_r_32 => self.native(|c| c.by_register(Shift::Shr, false, d, Some(a), 0, b)),
+            O::shar_r_32 => self.native(|c| c.by_register(Shift::Sar, false, d, Some(a), 0, b)),
             O::set_lt_u | O::set_lt_s => {
                 let cond = if op.opcode.unfused() == O::set_lt_u {
                     Cond::Below
@@ -224,10 +252,10 @@ impl Compiler<'_> {
                 self.asm.mov(true, d, RAX);
                 true
             }
-            O::rot_l_64 => self.native(|c| c.rotate(Shift::Rol, true, d, Some(a), 0, b)),
-            O::rot_r_64 => self.native(|c| c.rotate(Shift::Ror, true, d, Some(a), 0, b)),
-            O::rot_l_32 => self.native(|c| c.rotate(Shift::Rol, false, d, Some(a), 0, b)),
-            O::rot_r_32 => self.native(|c| c.rotate(Shift::Ror, false, d, Some(a), 0, b)),
+            O::rot_l_64 => self.native(|c| c.by_register(Shift::Rol, true, d, Some(a), 0, b)),
+            O::rot_r_64 => self.native(|c| c.by_register(Shift::Ror, true, d, Some(a), 0, b)),
+            O::rot_l_32 => self.native(|c| c.by_register(Shift::Rol, false, d, Some(a), 0, b)),
+            O::rot_r_32 => self.native(|c| c.by_register(Shift::Ror, false, d, Some(a), 0, b)),
             O::mul_upper_u_u => self.native(|c| c.mul_upper(false, false, d, a, b)),
             O::mul_upper_s_s => self.native(|c| c.mul_upper(true, true, d, a, b)),
             O::mul_upper_s_u => self.native(|c| c.mul_upper(true, false, d, a, b)),
@@ -266,27 +294,29 @@ impl Compiler<'_> {
             O::shlo_r_imm_32 => self.native(|c| c.shift_imm(Shift::Shr, false, a, b, op.x)),
             O::shar_r_imm_32 => self.native(|c| c.shift_imm(Shift::Sar, false, a, b, op.x)),
             O::rot_r_32_imm => self.native(|c| c.shift_imm(Shift::Ror, false, a, b, op.x)),
-            O::rot_r_64_imm_alt => self.native(|c| c.rotate(Shift::Ror, true, a, None, imm, b)),
-            O::rot_r_32_imm_alt => self.native(|c| c.rotate(Shift::Ror, false, a, None, imm, b)),
-            O::shlo_l_imm_alt_64 | O::shlo_r_imm_alt_64 | O::shar_r_imm_alt_64 if bmi2 => {
-                let shift = match op.opcode.unfused() {
-                    O::shlo_l_imm_alt_64 => ShiftX::Shl,
-                    O::shlo_r_imm_alt_64 => ShiftX::Shr,
-                    _ => ShiftX::Sar,
-                };
-                self.asm.mov_imm(RAX, imm as i64 as u64);
-                self.shift_x(shift, true, a, RAX, b);
-                true
+            O::rot_r_64_imm_alt => {
+                self.native(|c| c.by_register(Shift::Ror, true, a, None, imm, b))
             }
-            O::shlo_l_imm_alt_32 | O::shlo_r_imm_alt_32 | O::shar_r_imm_alt_32 if bmi2 => {
-                let shift = match op.opcode.unfused() {
-                    O::shlo_l_imm_alt_32 => ShiftX::Shl,
-                    O::shlo_r_imm_alt_32 => ShiftX::Shr,
-                    _ => ShiftX::Sar,
-                };
-                self.asm.mov_imm(RAX, u64::from(op.x));
-                self.shift_x(shift, false, a, RAX, b);
-                true
+            O::rot_r_32_imm_alt => {
+                self.native(|c| c.by_register(Shift::Ror, false, a, None, imm, b))
+            }
+            O::shlo_l_imm_alt_64 => {
+                self.native(|c| c.by_register(Shift::Shl, true, a, None, imm, b))
+            }
+            O::shlo_r_imm_alt_64 => {
+                self.native(|c| c.by_register(Shift::Shr, true, a, None, imm, b))
+            }
+            O::shar_r_imm_alt_64 => {
+                self.native(|c| c.by_register(Shift::Sar, true, a, None, imm, b))
+            }
+            O::shlo_l_imm_alt_32 => {
+                self.native(|c| c.by_register(Shift::Shl, false, a, None, imm, b))
+            }
+            O::shlo_r_imm_alt_32 => {
+                self.native(|c| c.by_register(Shift::Shr, false, a, None, imm, b))
+            }
+            O::shar_r_imm_alt_32 => {
+                self.native(|c| c.by_register(Shift::Sar, false, a, None, imm, b))
             }
             O::neg_add_imm_64 | O::neg_add_imm_32 => {
                 self.asm.mov_imm(RAX, imm as i64 as u64);
