@@ -728,7 +728,7 @@ pub(crate) fn stats_text(s: &capbox::shared::abi::StatsMsg) -> String {
     let mib = |bytes: u64| bytes as f64 / f64::from(1u32 << 20);
     format!(
         "{} blobs ({:.1} MiB; budget {} blobs, {:.1} MiB), {} working entries, \
-         {} programs cached; {} evicted ({:.1} MiB), {} spilled ({:.1} MiB), \
+         {} programs cached ({} as machine code); {} evicted ({:.1} MiB), {} spilled ({:.1} MiB), \
          {} fetched ({} re-fetched); arena {:.1} of {:.1} MiB",
         s.blobs,
         mib(s.blob_bytes),
@@ -736,6 +736,7 @@ pub(crate) fn stats_text(s: &capbox::shared::abi::StatsMsg) -> String {
         mib(s.budget_bytes),
         s.instances,
         s.programs_cached,
+        s.programs_native,
         s.evictions,
         mib(s.evicted_bytes),
         s.spilled_blobs,
