@@ -37,13 +37,21 @@ pub struct ConformanceArgs {
     /// or decoding; median of 5 runs); printed per vector and in total.
     #[arg(long)]
     time: bool,
+    /// Run each program compiled to x86-64 machine code instead of
+    /// interpreted (x86-64 Linux only): the same results are expected.
+    #[arg(long)]
+    native: bool,
 }
 
-/// `capbox conformance DIR [--json] [--time]`.
+/// `capbox conformance DIR [--json] [--time] [--native]`.
 pub fn run_conformance(args: &ConformanceArgs) -> anyhow::Result<ExitCode> {
     let files = conformance::list_vectors(&args.dir)?;
+    if args.native && !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        anyhow::bail!("--native: machine code is for x86-64 Linux only");
+    }
     let options = RunOptions {
         timing_runs: if args.time { TIMING_RUNS } else { 0 },
+        native: args.native,
         ..RunOptions::default()
     };
     let total = files.len();

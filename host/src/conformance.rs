@@ -196,6 +196,9 @@ pub struct RunOptions {
     /// When non-zero, also time the interpretation this many times and
     /// report the median ([`VectorResult::time`]).
     pub timing_runs: u32,
+    /// Run the program compiled to machine code
+    /// ([`Program::compile_native`], x86-64 Linux) instead of interpreted.
+    pub native: bool,
 }
 
 impl Default for RunOptions {
@@ -203,6 +206,7 @@ impl Default for RunOptions {
         RunOptions {
             slice: u64::MAX,
             timing_runs: 0,
+            native: false,
         }
     }
 }
@@ -235,13 +239,20 @@ pub fn run_dir(dir: &Path) -> Result<Report, ConformanceError> {
 /// [`run_dir`] with every run sliced into `slice`-gas pieces: the results
 /// must be the same as unsliced.
 pub fn run_dir_sliced(dir: &Path, slice: u64) -> Result<Report, ConformanceError> {
-    let options = RunOptions {
-        slice,
-        ..RunOptions::default()
-    };
+    run_dir_with(
+        dir,
+        &RunOptions {
+            slice,
+            ..RunOptions::default()
+        },
+    )
+}
+
+/// [`run_dir`] with `options`.
+pub fn run_dir_with(dir: &Path, options: &RunOptions) -> Result<Report, ConformanceError> {
     let results = list_vectors(dir)?
         .into_iter()
-        .map(|file| run_file(&file, &options))
+        .map(|file| run_file(&file, options))
         .collect();
     Ok(Report { results })
 }
@@ -272,7 +283,7 @@ pub fn run_file(file: &Path, options: &RunOptions) -> VectorResult {
         }
     };
     result.name.clone_from(&vector.name);
-    match run_vector_sliced(&vector, options.slice) {
+    match run_vector_with(&vector, options.slice, options.native) {
         Ok(mismatches) => result.mismatches = mismatches,
         Err(error) => {
             result.error = Some(VectorError::InvalidState(error));
@@ -280,7 +291,7 @@ pub fn run_file(file: &Path, options: &RunOptions) -> VectorResult {
         }
     }
     if options.timing_runs > 0 {
-        result.time = time_vector(&vector, options.slice, options.timing_runs);
+        result.time = time_vector(&vector, options.slice, options.timing_runs, options.native);
     }
     result
 }
@@ -288,8 +299,8 @@ pub fn run_file(file: &Path, options: &RunOptions) -> VectorResult {
 /// The median of `runs` timings of the interpretation alone: the blob is
 /// decoded and each run's memory built before its clock starts. `None`
 /// when the initial state is invalid.
-pub fn time_vector(vector: &Vector, slice: u64, runs: u32) -> Option<Duration> {
-    let program = Program::from_blob(&vector.program).ok();
+pub fn time_vector(vector: &Vector, slice: u64, runs: u32, native: bool) -> Option<Duration> {
+    let program = decode(vector, native);
     let mut times = Vec::with_capacity(runs as usize);
     for _ in 0..runs {
         let mut machine = initial_machine(vector).ok()?;
@@ -346,9 +357,34 @@ pub fn run_vector(vector: &Vector) -> Result<Vec<Mismatch>, MemoryError> {
 
 /// [`run_vector`], run in slices of `slice` gas.
 pub fn run_vector_sliced(vector: &Vector, slice: u64) -> Result<Vec<Mismatch>, MemoryError> {
+    run_vector_with(vector, slice, false)
+}
+
+/// The vector's program decoded (`None`: `deblob` fails) and, if `native`,
+/// compiled to machine code where this build can (x86-64 Linux; a program
+/// that cannot be compiled runs interpreted, which only a wrong report of
+/// the speed could tell).
+fn decode(vector: &Vector, native: bool) -> Option<Program> {
+    let program = Program::from_blob(&vector.program).ok()?;
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    if native {
+        let _ = program.compile_native();
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    let _ = native;
+    Some(program)
+}
+
+/// [`run_vector_sliced`], the program compiled to machine code if
+/// `native` ([`RunOptions::native`]).
+pub fn run_vector_with(
+    vector: &Vector,
+    slice: u64,
+    native: bool,
+) -> Result<Vec<Mismatch>, MemoryError> {
     let mut machine = initial_machine(vector)?;
     // The Graypaper's Ψ panics without running when `deblob` fails.
-    let program = Program::from_blob(&vector.program).ok();
+    let program = decode(vector, native);
     let exit = match &program {
         Some(program) => run_to_end(&mut machine, program, slice),
         None => Exit::Panic,

@@ -80,3 +80,30 @@ fn w3f_pvm_vectors_pass_in_slices() {
         );
     }
 }
+
+/// The vectors again, each program compiled to machine code
+/// (`capbox_shared::pvm::jit`), unsliced and in slices of 1 and 7 gas.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn w3f_pvm_vectors_pass_as_machine_code() {
+    let Some(dir) = std::env::var_os("CAPBOX_PVM_VECTORS") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n*** SKIPPED w3f_pvm_vectors_pass_as_machine_code: set CAPBOX_PVM_VECTORS ***\n"
+        );
+        return;
+    };
+    for slice in [u64::MAX, 1, 7] {
+        let options = capbox::conformance::RunOptions {
+            slice,
+            native: true,
+            ..Default::default()
+        };
+        let report = capbox::conformance::run_dir_with(Path::new(&dir), &options).unwrap();
+        assert_eq!(
+            (report.passed(), report.failed()),
+            (201, 0),
+            "slice {slice}"
+        );
+    }
+}
