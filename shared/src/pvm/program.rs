@@ -278,7 +278,7 @@ impl Program {
     #[inline]
     fn resolve(&self, target: u32) -> u32 {
         self.index_of(target)
-            .filter(|&i| self.block_starts.get(i).copied().unwrap_or(false))
+            .filter(|&i| self.starts_block(i))
             .map_or(INVALID_TARGET, |i| i as u32)
     }
 
@@ -300,8 +300,7 @@ impl Program {
 
     /// Whether `pc` is the start of a basic block (a valid jump target).
     pub fn is_basic_block_start(&self, pc: u32) -> bool {
-        self.index_of(pc)
-            .is_some_and(|i| self.block_starts.get(i).copied().unwrap_or(false))
+        self.index_of(pc).is_some_and(|i| self.starts_block(i))
     }
 
     /// Code offset of the instruction (or synthesised `trap`) just before
