@@ -306,6 +306,15 @@ impl Asm {
         self.modrm_reg(dst, src);
     }
 
+    /// `bsf dst, src` (`reverse` false) or `bsr`: the index of the lowest
+    /// (highest) set bit; ZF set, and `dst` undefined, when `src` is 0.
+    pub(super) fn bit_scan(&mut self, reverse: bool, w: bool, dst: Reg, src: Reg) {
+        self.rex(w, dst, 0, src, false);
+        self.code
+            .extend_from_slice(&[0x0f, if reverse { 0xbd } else { 0xbc }]);
+        self.modrm_reg(dst, src);
+    }
+
     /// `movsxd dst, src32`: the low half of `src` sign-extended.
     pub(super) fn movsxd(&mut self, dst: Reg, src: Reg) {
         self.rex(true, dst, 0, src, false);

@@ -9,18 +9,19 @@
 //! interpreter's [`Stop`](super::super::handlers) in raw form, with the
 //! PVM registers stored back to `Machine::regs`.
 //!
-//! **Gas.** A block start's code subtracts the block's cost from
+//! **Gas.** Where the interpreter charges on entry (a jump target, or
+//! whatever follows a terminator) the code subtracts the block's cost from
 //! `Machine::gas` and, when that goes below zero, adds it back and returns
 //! "enter this block" (nothing charged): the interpreter's loop then
 //! charges, slices or steps exactly as it does for its own handlers.
 //!
 //! **Everything else through the interpreter.** An instruction without
-//! native code (division, bit counts, `ecalli`, `sbrk`, dynamic jumps,
-//! ...), and a
-//! load or store that misses the memory's windows, runs as one handler
-//! call with no fuel (`fallback`), which returns where to go on: the next
-//! instruction, a block to enter (charged on entry, as above), or an exit.
-//! So every exit, fault and page walk is the interpreter's own code.
+//! native code (division, `popcnt` without the host feature, `ecalli`,
+//! `sbrk`, dynamic jumps, traps), and a load or store that misses the memory's windows,
+//! runs as one handler call with no fuel (`fallback`), which returns where
+//! to go on: the next instruction, a block to enter (charged on entry, as
+//! above), or an exit. So every exit, fault and page walk is the
+//! interpreter's own code. Instruction selection is in `select`.
 
 mod select;
 

@@ -127,6 +127,24 @@ impl Compiler<'_> {
         self.asm.mov(true, d, RAX);
     }
 
+    /// `d` = the leading (`leading`) or trailing zero bits of `a`'s 64 or
+    /// 32 low bits, the width for 0: from `bsr`/`bsf` (x86-64's base; the
+    /// index of the highest or lowest set bit).
+    fn zero_bits(&mut self, leading: bool, wide: bool, d: Reg, a: Reg) {
+        let bits: u64 = if wide { 64 } else { 32 };
+        self.asm.bit_scan(leading, wide, RAX, a);
+        let nonzero = self.asm.jcc(Cond::NotEqual);
+        // For 0: leading counts `bits - 1 - (-1)`, trailing counts `bits`.
+        self.asm.mov_imm(RAX, if leading { u64::MAX } else { bits });
+        let here = self.asm.pos();
+        self.asm.patch(nonzero, here);
+        if leading {
+            self.asm.not(RAX);
+            self.asm.alu_imm(Alu::Add, true, RAX, bits as i32);
+        }
+        self.asm.mov(true, d, RAX);
+    }
+
     /// `dst = cond(a, imm) as u64`.
     fn set_imm(&mut self, cond: Cond, dst: Reg, a: Reg, imm: i32) {
         self.asm.alu_imm(Alu::Cmp, true, a, imm);
@@ -191,6 +209,10 @@ impl Compiler<'_> {
                 self.asm.bswap(d);
                 true
             }
+            O::leading_zero_bits_64 => self.native(|c| c.zero_bits(true, true, d, a)),
+            O::leading_zero_bits_32 => self.native(|c| c.zero_bits(true, false, d, a)),
+            O::trailing_zero_bits_64 => self.native(|c| c.zero_bits(false, true, d, a)),
+            O::trailing_zero_bits_32 => self.native(|c| c.zero_bits(false, false, d, a)),
             O::count_set_bits_64 | O::count_set_bits_32 if self.features.popcnt => {
                 self.asm
                     .popcnt(op.opcode.unfused() == O::count_set_bits_64, d, a);
