@@ -77,6 +77,12 @@ struct RawStop {
 }
 
 /// The generated code's entry: machine, program, table, target address.
+///
+/// # Safety
+///
+/// Callers pass a live machine and the program the code was compiled from,
+/// that program's address table, and an address from that table.
+// SAFETY: only `run` calls it, meeting that contract (see there).
 type Entry =
     unsafe extern "sysv64" fn(*mut Machine, *const Program, *const [u64; 2], u64) -> RawStop;
 
